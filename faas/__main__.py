@@ -1,0 +1,3 @@
+from faas.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""`faas new`: a handler file from a template and its entry in functions.yaml.
+
+The entry is inserted as text at the end of the `functions:` block, so the
+user's comments and layout are kept; the result is validated before it is
+written, and nothing is written when it would not load.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from runtime.errors import FaasError, SpecError
+from runtime.spec import load_project_text
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+
+TEMPLATES = {
+    "sync": '''\
+"""{name}: answers HTTP calls."""
+
+
+def handle(event, context):
+    name = event.query.get("name", "world")
+    return {{"message": f"hello {{name}}", "function": context.function_name}}
+''',
+    "async": '''\
+"""{name}: an async handler; awaiting I/O here does not block other calls."""
+
+import asyncio
+
+
+async def handle(event, context):
+    await asyncio.sleep(0)
+    return {{"received_bytes": len(event.body), "call_id": context.call_id}}
+''',
+}
+
+
+def create_function(spec_file: Path, name: str, template: str, route: str | None) -> Path:
+    if not NAME_PATTERN.match(name):
+        raise FaasError(
+            f"invalid function name {name!r}: use lowercase letters, digits and '-', "
+            "starting with a letter (at most 40 characters)"
+        )
+    text = spec_file.read_text() if spec_file.exists() else "version: 1\nfunctions:\n"
+    module = name.replace("-", "_")
+    handler = spec_file.parent / "functions" / f"{module}.py"
+    if handler.exists():
+        raise FaasError(f"{handler} already exists")
+    updated = _insert_entry(text, name, f"functions/{module}.py", route)
+    try:
+        project = load_project_text(updated, filename=str(spec_file), root=spec_file.parent)
+    except SpecError as exc:
+        raise FaasError(f"the new entry would make {spec_file} invalid:\n{exc}") from None
+    if name not in project.functions:
+        raise FaasError(f"could not add {name!r} to {spec_file}")
+    handler.parent.mkdir(parents=True, exist_ok=True)
+    handler.write_text(TEMPLATES[template].format(name=name))
+    spec_file.write_text(updated)
+    return handler
+
+
+def _insert_entry(text: str, name: str, handler: str, route: str | None) -> str:
+    entry = [f"  {name}:", f"    handler: {handler}"]
+    if route:
+        entry += ["    http:", f"      - path: {route}", "        methods: [GET, POST]"]
+    lines = text.splitlines()
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    functions = None
+    if isinstance(root, yaml.MappingNode):
+        functions = next((v for k, v in root.value if k.value == "functions"), None)
+    if functions is None:
+        return "\n".join([*lines, "functions:", *entry]) + "\n"
+    if isinstance(functions, yaml.MappingNode) and functions.value:
+        if functions.flow_style:
+            raise FaasError("`functions:` is written in flow style ({...}); add the entry by hand")
+        end = functions.end_mark.line
+        if functions.end_mark.column > 0:
+            end += 1
+        while end > 0 and not lines[end - 1].strip():
+            end -= 1
+        return "\n".join([*lines[:end], *entry, *lines[end:]]) + "\n"
+    key_line = next(k.start_mark.line for k, v in root.value if k.value == "functions")
+    lines[key_line] = "functions:"
+    return "\n".join([*lines[: key_line + 1], *entry, *lines[key_line + 1 :]]) + "\n"

@@ -1,0 +1,121 @@
+"""`faas up` as a lifecycle: startup (bind, deploy), main loop (serve), shutdown (clean up).
+
+Signals are handled here for the whole lifetime, not only while uvicorn
+serves: Ctrl-C or SIGTERM during an image build or while serving both end in
+the same shutdown, which removes every container and network of the project.
+A second Ctrl-C makes uvicorn drop open connections at once; the clean-up
+still runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import uvicorn
+
+from faas import state
+from faas.console import ProgressDisplay
+from gateway.app import create_app
+from runtime.backends import create_backend
+from runtime.errors import FaasError
+from runtime.platform import Platform
+from runtime.spec import Project
+
+log = logging.getLogger("faas.up")
+
+
+class GatewayServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # serve_platform owns signal handling
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise FaasError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve_platform(
+    project: Project,
+    *,
+    host: str,
+    port: int,
+    backend_name: str = "docker",
+    on_ready: Callable[[Platform, str], None] | None = None,
+) -> None:
+    sock = bind(host, port)
+    actual_port = sock.getsockname()[1]
+    backend = create_backend(backend_name, project.name)
+    platform = Platform(project, backend)
+    stopping = asyncio.Event()
+    server = GatewayServer(
+        uvicorn.Config(
+            create_app(platform),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+            server_header=False,
+        )
+    )
+
+    def request_stop() -> None:
+        if stopping.is_set():
+            server.force_exit = True
+        stopping.set()
+        server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_stop)
+    try:
+        with ProgressDisplay(f"Deploying project {project.name}") as progress:
+            if not await _until_stopped(platform.deploy(progress), stopping):
+                return
+        url = f"http://{host}:{actual_port}"
+        state.write(project.root, state.GatewayState(os.getpid(), host, actual_port, project.name))
+        if on_ready is not None:
+            on_ready(platform, url)
+        if not stopping.is_set():
+            await server.serve(sockets=[sock])  # returns once request_stop sets should_exit
+    finally:
+        log.info("shutting down: removing replicas and network", extra={"project": project.name})
+        server.should_exit = True
+        sock.close()
+        await platform.shutdown()
+        state.clear(project.root, project.name, os.getpid())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stopping: asyncio.Event) -> bool:
+    """Run `work` until it ends or a stop is requested (then cancel it); True if it ended."""
+    task = asyncio.create_task(work)
+    waiter = asyncio.create_task(stopping.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()
+        return not stopping.is_set()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False

@@ -1,0 +1,76 @@
+"""The running gateway's address and pid, kept under the project's `.faas/` directory.
+
+`faas up` writes it; `faas ls`, `faas invoke` and `faas down` read it to find
+the platform they act on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+STATE_DIR = ".faas"
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    pid: int
+    host: str
+    port: int
+    project: str
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def state_dir(project_root: Path) -> Path:
+    path = project_root / STATE_DIR
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _path(project_root: Path, project: str) -> Path:
+    return project_root / STATE_DIR / f"gateway-{project}.json"
+
+
+def write(project_root: Path, state: GatewayState) -> None:
+    state_dir(project_root)
+    path = _path(project_root, state.project)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(asdict(state)))
+    temporary.replace(path)
+
+
+def read(project_root: Path, project: str) -> GatewayState | None:
+    """The recorded gateway, or None when none is recorded or its process is gone."""
+    path = _path(project_root, project)
+    try:
+        state = GatewayState(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if not _alive(state.pid):
+        return None
+    return state
+
+
+def clear(project_root: Path, project: str, pid: int) -> None:
+    path = _path(project_root, project)
+    try:
+        if json.loads(path.read_text()).get("pid") == pid:
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

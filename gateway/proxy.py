@@ -1,0 +1,108 @@
+"""Forwarding one HTTP request to a function and streaming its answer back."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway import headers
+from gateway.errors import error_response, response_for
+from runtime.errors import FaasError, PayloadTooLarge
+from runtime.invocation import Body, Invocation, InvocationResult
+from runtime.platform import Platform
+
+log = logging.getLogger("faas.gateway")
+
+SMALL_BODY = 64 * 1024
+"""Bodies up to this size (with a Content-Length) are read whole: one send instead of a stream."""
+
+
+def new_call_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Proxy:
+    def __init__(self, platform: Platform, max_body_size: int) -> None:
+        self.platform = platform
+        self.max_body_size = max_body_size
+
+    async def forward(self, request: Request, function: str, path: str) -> Response:
+        call_id = new_call_id()
+        try:
+            self.platform.pool(function)
+            body = await self._body(request)
+            invocation = Invocation(
+                function=function,
+                method=request.method,
+                path=path,
+                query=request.scope.get("query_string", b""),
+                headers=headers.inbound(request.scope["headers"]),
+                body=body,
+                call_id=call_id,
+            )
+            result = await self.platform.invoke(invocation)
+        except ClientDisconnect:
+            return error_response(499, "client closed the request", call_id)
+        except (FaasError, Exception) as exc:
+            return response_for(exc, call_id)
+        return ProxiedResponse(result, call_id)
+
+    async def _body(self, request: Request) -> Body:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                raise PayloadTooLarge("invalid Content-Length header") from None
+            if size > self.max_body_size:
+                raise PayloadTooLarge(self._too_large())
+            if size <= SMALL_BODY:
+                return await request.body()
+        elif request.method in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return b""
+        return self._limited_stream(request)
+
+    async def _limited_stream(self, request: Request) -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > self.max_body_size:
+                raise PayloadTooLarge(self._too_large())
+            if chunk:
+                yield chunk
+
+    def _too_large(self) -> str:
+        return f"request body is over the limit of {self.max_body_size} bytes"
+
+
+class ProxiedResponse(Response):
+    """Streams a replica's answer with its headers (repeated ones included) untouched."""
+
+    def __init__(self, result: InvocationResult, call_id: str) -> None:
+        self.result = result
+        self.status_code = result.status
+        self.background = None
+        self.raw_headers = [*headers.outbound(result.headers), (b"x-call-id", call_id.encode())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        result = self.result
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": result.status,
+                    "headers": self.raw_headers,
+                }
+            )
+            async for chunk in result.body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except FaasError as exc:
+            log.warning("response aborted", extra={"replica": result.replica, "error": str(exc)})
+        finally:
+            await result.close()

@@ -1,0 +1,22 @@
+"""Backends by name; only the selected one is imported (it may need an SDK others lack)."""
+
+from __future__ import annotations
+
+import importlib
+
+from runtime.backends.base import Backend
+from runtime.errors import FaasError
+
+BACKENDS = {"docker": "runtime.backends.docker:DockerBackend"}
+
+
+def create_backend(name: str, project: str) -> Backend:
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS))
+        raise FaasError(f"unknown backend {name!r}; known backends: {known}") from None
+    module_name, _, class_name = target.partition(":")
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    backend: Backend = backend_class(project)
+    return backend

@@ -1,0 +1,97 @@
+"""The contract every backend implements.
+
+A backend starts, stops and lists replicas and reports their address. It
+makes no scaling decisions and knows nothing about HTTP routing: the runtime
+decides how many replicas a function needs, the backend makes it so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+ProgressCallback = Callable[[str, float | None], None]
+"""Reports a long operation: (message, fraction done in 0..1 or None when unknown)."""
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """Everything a backend needs to start one replica of a function."""
+
+    function: str
+    image: str
+    token: str
+    environment: Mapping[str, str] = field(default_factory=dict)
+    memory: int = 256 * 1024 * 1024
+    cpus: float = 1.0
+    pids: int = 256
+
+
+@dataclass(frozen=True)
+class Replica:
+    """A started replica; `address` is host:port reachable from the gateway only."""
+
+    id: str
+    name: str
+    function: str
+    address: str
+    token: str
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    id: str
+    name: str
+    function: str
+    running: bool
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """A function image to build: `tag` names its inputs, so an existing tag is reused."""
+
+    function: str
+    tag: str
+    context: bytes
+    """A tar archive holding a Dockerfile and everything it copies."""
+
+
+class Backend(Protocol):
+    """One engine's way of running replicas. All verbs are safe to call concurrently."""
+
+    project: str
+
+    async def prepare(self) -> None:
+        """Create what replicas need before the first one starts (networks)."""
+
+    async def ensure_base_image(self, image: str, progress: ProgressCallback) -> None:
+        """Make `image` available locally: present, pulled, or built from distro packages."""
+
+    async def image_id(self, image: str) -> str | None:
+        """Content id of a local image, or None when it is absent."""
+
+    async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
+        """Build one function image unless its tag already exists; True if it was built."""
+
+    async def start(self, spec: ReplicaSpec) -> Replica:
+        """Create and start one replica; it may not be ready to serve yet."""
+
+    async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
+        """Stop and remove one replica; missing replicas are not an error."""
+
+    async def status(self, replica_id: str) -> ReplicaStatus | None:
+        """Whether the replica is still running, and its exit code if not."""
+
+    async def list(self) -> list[ReplicaStatus]:
+        """Every replica of this project, running or not."""
+
+    async def logs(self, replica_id: str, *, tail: int = 50) -> str:
+        """The last lines a replica wrote to stdout and stderr."""
+
+    async def teardown(self) -> None:
+        """Remove every replica and network of this project."""
+
+    async def close(self) -> None:
+        """Release the engine connection."""

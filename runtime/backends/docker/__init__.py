@@ -1,0 +1,182 @@
+"""The Docker Engine backend: one container per replica, through the docker SDK.
+
+docker-py is synchronous, so every call runs in a worker thread; nothing
+here blocks the event loop. Replicas join a per-project bridge network with
+inter-container traffic disabled, and the gateway reaches them by their
+address on that network, which only this host can route to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import Any
+
+import docker.errors
+
+from runtime.backends.base import (
+    ImageRequest,
+    ProgressCallback,
+    Replica,
+    ReplicaSpec,
+    ReplicaStatus,
+)
+from runtime.backends.docker import containers, images
+from runtime.backends.docker.engine import connect, engine_errors
+
+log = logging.getLogger("faas.docker")
+
+
+class DockerBackend:
+    def __init__(self, project: str) -> None:
+        self.project = project
+        self._api = connect()
+        self._network = containers.network_name(project)
+        self._network_ready = asyncio.Lock()
+        self._has_network = False
+
+    async def prepare(self) -> None:
+        async with self._network_ready:
+            if not self._has_network:
+                await asyncio.to_thread(self._create_network)
+                self._has_network = True
+
+    def _create_network(self) -> None:
+        with engine_errors(f"creating network {self._network}"):
+            if not self._api.networks(names=[self._network]):
+                self._api.create_network(**containers.network_args(self.project))
+
+    async def ensure_base_image(self, image: str, progress: ProgressCallback) -> None:
+        with engine_errors(f"preparing base image {image}"):
+            await asyncio.to_thread(images.ensure_base_image, self._api, image, progress)
+
+    async def image_id(self, image: str) -> str | None:
+        with engine_errors(f"inspecting image {image}"):
+            return await asyncio.to_thread(images.image_id, self._api, image)
+
+    async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
+        with engine_errors(f"building image {request.tag}"):
+            return await asyncio.to_thread(
+                images.build_function_image, self._api, request, progress
+            )
+
+    async def start(self, spec: ReplicaSpec) -> Replica:
+        await self.prepare()
+        return await asyncio.to_thread(self._start, spec)
+
+    def _start(self, spec: ReplicaSpec) -> Replica:
+        replica_id = secrets.token_hex(6)
+        name = containers.container_name(self.project, spec.function)
+        api = self._api
+        with engine_errors(f"starting a replica of {spec.function}"):
+            host_config = api.create_host_config(**containers.host_config_args(spec, self.project))
+            created = api.create_container(
+                host_config=host_config,
+                **containers.container_args(spec, self.project, name, replica_id),
+            )
+            container_id = created["Id"]
+            try:
+                api.start(container_id)
+                address = self._address(api.inspect_container(container_id))
+            except BaseException:
+                self._remove(container_id)
+                raise
+        log.info("replica started", extra={"function": spec.function, "replica": name})
+        return Replica(
+            id=container_id, name=name, function=spec.function, address=address, token=spec.token
+        )
+
+    def _address(self, attrs: dict[str, Any]) -> str:
+        network = attrs["NetworkSettings"]["Networks"][self._network]
+        return f"{network['IPAddress']}:{containers.REPLICA_PORT}"
+
+    async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
+        await asyncio.to_thread(self._stop, replica_id, grace)
+
+    def _stop(self, replica_id: str, grace: float) -> None:
+        with engine_errors(f"stopping replica {replica_id[:12]}"):
+            try:
+                self._api.stop(replica_id, timeout=max(0, round(grace)))
+            except docker.errors.NotFound:
+                return
+            self._remove(replica_id)
+
+    def _remove(self, container_id: str) -> None:
+        try:
+            self._api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise
+
+    async def status(self, replica_id: str) -> ReplicaStatus | None:
+        return await asyncio.to_thread(self._status, replica_id)
+
+    def _status(self, replica_id: str) -> ReplicaStatus | None:
+        with engine_errors(f"inspecting replica {replica_id[:12]}"):
+            try:
+                attrs = self._api.inspect_container(replica_id)
+            except docker.errors.NotFound:
+                return None
+        return _status_from_inspect(attrs)
+
+    async def list(self) -> list[ReplicaStatus]:
+        return await asyncio.to_thread(self._list)
+
+    def _list(self) -> list[ReplicaStatus]:
+        with engine_errors("listing replicas"):
+            found = self._api.containers(
+                all=True, filters={"label": f"{containers.LABEL_PROJECT}={self.project}"}
+            )
+        return [
+            ReplicaStatus(
+                id=c["Id"],
+                name=c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12],
+                function=c["Labels"].get(containers.LABEL_FUNCTION, "?"),
+                running=c["State"] == "running",
+            )
+            for c in found
+        ]
+
+    async def logs(self, replica_id: str, *, tail: int = 50) -> str:
+        def read() -> str:
+            with engine_errors(f"reading logs of {replica_id[:12]}"):
+                try:
+                    raw = self._api.logs(replica_id, stdout=True, stderr=True, tail=tail)
+                except docker.errors.NotFound:
+                    return ""
+            return bytes(raw).decode("utf-8", "replace")
+
+        return await asyncio.to_thread(read)
+
+    async def teardown(self) -> None:
+        await asyncio.to_thread(self._teardown)
+
+    def _teardown(self) -> None:
+        """Remove everything labelled with this project, even what an earlier run left."""
+        label = f"{containers.LABEL_PROJECT}={self.project}"
+        with engine_errors(f"removing the containers of project {self.project}"):
+            for container in self._api.containers(all=True, filters={"label": label}):
+                self._remove(container["Id"])
+            for network in self._api.networks(filters={"label": label}):
+                with contextlib.suppress(docker.errors.NotFound):
+                    self._api.remove_network(network["Id"])
+        self._has_network = False
+
+    async def close(self) -> None:
+        self._api.close()
+
+
+def _status_from_inspect(attrs: dict[str, Any]) -> ReplicaStatus:
+    state = attrs["State"]
+    labels = attrs["Config"]["Labels"] or {}
+    return ReplicaStatus(
+        id=attrs["Id"],
+        name=attrs["Name"].lstrip("/"),
+        function=labels.get(containers.LABEL_FUNCTION, "?"),
+        running=bool(state["Running"]),
+        exit_code=None if state["Running"] else int(state["ExitCode"]),
+    )

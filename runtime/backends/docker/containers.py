@@ -1,0 +1,78 @@
+"""Pure translation from a ReplicaSpec to Docker create arguments.
+
+Kept apart from the I/O so the hardening every replica gets can be read in
+one place and checked by unit tests.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from runtime.backends.base import ReplicaSpec
+
+LABEL_PROJECT = "faas.project"
+LABEL_FUNCTION = "faas.function"
+LABEL_REPLICA = "faas.replica"
+
+REPLICA_PORT = 8080
+REPLICA_USER = "10001:10001"
+TMPFS_SIZE = "64m"
+
+
+def network_name(project: str) -> str:
+    return f"faas-{project}"
+
+
+def container_name(project: str, function: str) -> str:
+    return f"faas-{project}-{function}-{secrets.token_hex(3)}"
+
+
+def network_args(project: str) -> dict[str, Any]:
+    """A bridge network on which replicas cannot open connections to each other."""
+    return {
+        "name": network_name(project),
+        "driver": "bridge",
+        "labels": {LABEL_PROJECT: project},
+        "options": {"com.docker.network.bridge.enable_icc": "false"},
+        "check_duplicate": True,
+    }
+
+
+def host_config_args(spec: ReplicaSpec, project: str) -> dict[str, Any]:
+    return {
+        "network_mode": network_name(project),
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,noexec,nosuid,size={TMPFS_SIZE}"},
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": spec.memory,
+        "memswap_limit": spec.memory,
+        "nano_cpus": int(spec.cpus * 1e9),
+        "pids_limit": spec.pids,
+        "init": False,
+        "restart_policy": {"Name": "no"},
+        "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
+    }
+
+
+def container_args(spec: ReplicaSpec, project: str, name: str, replica_id: str) -> dict[str, Any]:
+    environment = dict(spec.environment)
+    environment.update(
+        FAAS_FUNCTION_NAME=spec.function,
+        FAAS_TOKEN=spec.token,
+        FAAS_PORT=str(REPLICA_PORT),
+    )
+    return {
+        "image": spec.image,
+        "name": name,
+        "user": REPLICA_USER,
+        "environment": environment,
+        "labels": {
+            LABEL_PROJECT: project,
+            LABEL_FUNCTION: spec.function,
+            LABEL_REPLICA: replica_id,
+        },
+        "stop_signal": "SIGTERM",
+        "use_config_proxy": False,
+    }

@@ -1,0 +1,85 @@
+"""The platform's exceptions, in one place.
+
+    FaasError                     base of everything the platform raises on purpose
+    ├── SpecError                 functions.yaml is invalid (carries every problem found)
+    ├── EngineUnavailable         no container engine answers
+    ├── ImageBuildError           a base or function image could not be built
+    ├── FunctionNotFound          no function by that name            -> 404
+    ├── FunctionUnavailable       the function failed to deploy/import -> 503
+    ├── ReplicaStartError         a replica did not become ready       -> 503
+    ├── QueueFull                 too much work is waiting             -> 429
+    ├── InvocationTimeout         the call ran past its deadline       -> 504
+    ├── ReplicaUnreachable        the replica dropped the connection   -> 502
+    └── PayloadTooLarge           the request body is over the limit   -> 413
+
+The gateway maps these to HTTP statuses in one table (gateway/errors.py);
+nothing else needs to know about status codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class FaasError(Exception):
+    """Base class: the message is meant for the user, as is."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a spec file, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+class SpecError(FaasError):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class EngineUnavailable(FaasError):
+    pass
+
+
+class ImageBuildError(FaasError):
+    pass
+
+
+class FunctionNotFound(FaasError):
+    pass
+
+
+class FunctionUnavailable(FaasError):
+    pass
+
+
+class ReplicaStartError(FaasError):
+    pass
+
+
+class QueueFull(FaasError):
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvocationTimeout(FaasError):
+    pass
+
+
+class ReplicaUnreachable(FaasError):
+    pass
+
+
+class PayloadTooLarge(FaasError):
+    pass

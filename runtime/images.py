@@ -1,0 +1,117 @@
+"""What goes into a function image, and the tag that names it.
+
+The tag is a hash of every input (base image id, Dockerfile, watchdog, the
+function's code directory, its resolved requirements), so an unchanged
+function keeps its image and `faas up` skips the build. The build context is
+assembled here as a tar archive; the backend only hands it to the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+
+from runtime.backends.base import ImageRequest
+from runtime.errors import FunctionUnavailable
+from runtime.spec import FunctionSpec, Project
+
+WATCHDOG_DIR = Path(__file__).resolve().parent / "watchdog"
+CODE_DIR = "/app"
+SKIPPED_NAMES = {"__pycache__", "node_modules"}
+
+DOCKERFILE = """\
+FROM {base}
+{deps}COPY faas_watchdog/ /opt/faas/faas_watchdog/
+COPY app/ {code_dir}/
+# Byte-compile now: the root filesystem is read-only at run time. A syntax error
+# in the user's code must not fail the build: the watchdog reports it with its line.
+RUN python3 -m compileall -q /opt/faas && (python3 -m compileall -q {code_dir} || true)
+ENV PYTHONPATH=/opt/faas:/opt/faas/deps PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \\
+    HOME=/tmp FAAS_CODE_DIR={code_dir} FAAS_HANDLER_FILE={handler_file} \\
+    FAAS_HANDLER_NAME={handler_name}
+WORKDIR {code_dir}
+USER 10001:10001
+EXPOSE 8080
+CMD ["python3", "-m", "faas_watchdog"]
+"""
+DEPS_LINE = "COPY deps/ /opt/faas/deps/\n"
+
+RequirementsResolver = Callable[[Path], Path]
+
+
+def code_root(function: FunctionSpec) -> PurePosixPath:
+    """The project directory baked into the image: the handler's top-level directory."""
+    parts = PurePosixPath(function.handler_file).parts
+    return PurePosixPath(parts[0]) if len(parts) > 1 else PurePosixPath(function.handler_file)
+
+
+def plan_image(
+    project: Project,
+    function: FunctionSpec,
+    base_image_id: str,
+    resolve_requirements: RequirementsResolver,
+) -> ImageRequest:
+    handler = project.root / function.handler_file
+    if not handler.is_file():
+        raise FunctionUnavailable(f"handler file {function.handler_file} not found")
+    files: dict[str, bytes] = {}
+    code = code_root(function)
+    for relative, path in _walk(project.root / code, PurePosixPath("app") / code):
+        files[relative] = path.read_bytes()
+    for relative, path in _walk(WATCHDOG_DIR, PurePosixPath("faas_watchdog")):
+        files[relative] = path.read_bytes()
+    deps_key = ""
+    if function.requirements:
+        requirements = project.root / function.requirements
+        if not requirements.is_file():
+            raise FunctionUnavailable(f"requirements file {function.requirements} not found")
+        deps_dir = resolve_requirements(requirements)
+        deps_key = deps_dir.name
+        for relative, path in _walk(deps_dir, PurePosixPath("deps")):
+            files[relative] = path.read_bytes()
+        files.setdefault("deps/.keep", b"")
+    dockerfile = DOCKERFILE.format(
+        base=base_image_id,
+        deps=DEPS_LINE if function.requirements else "",
+        code_dir=CODE_DIR,
+        handler_file=function.handler_file,
+        handler_name=function.handler_name,
+    )
+    files["Dockerfile"] = dockerfile.encode()
+    digest = _digest(files, extra=deps_key)
+    tag = f"faas-{function.name}:{digest[:16]}"  # content-addressed: shared across projects
+    return ImageRequest(function=function.name, tag=tag, context=_tar(files))
+
+
+def _walk(directory: Path, prefix: PurePosixPath) -> Iterator[tuple[str, Path]]:
+    if directory.is_file():
+        yield str(prefix), directory
+        return
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory)
+        if any(part in SKIPPED_NAMES or part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file() and path.suffix not in {".pyc", ".pyo"} and not path.name.endswith("~"):
+            yield str(prefix / relative.as_posix()), path
+
+
+def _digest(files: dict[str, bytes], extra: str) -> str:
+    digest = hashlib.sha256(extra.encode())
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0")
+        digest.update(hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(files[name]))
+    return buffer.getvalue()

@@ -1,0 +1,179 @@
+"""The running platform: every function's pool, its images, and the calls into them.
+
+`deploy` prepares the engine (network, base images, function images built
+in parallel), `invoke` sends one call to a replica, `shutdown` removes
+everything the project started. The gateway talks only to this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from runtime import requirements
+from runtime.backends.base import Backend, ProgressCallback
+from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, ReplicaUnreachable
+from runtime.images import plan_image
+from runtime.invocation import Invocation, InvocationResult
+from runtime.pool import FunctionPool
+from runtime.replica_client import ReplicaClient
+from runtime.spec import FunctionSpec, Project
+
+log = logging.getLogger("faas.platform")
+
+BUILD_PARALLELISM = 4
+
+FunctionProgress = Callable[[str, str, float | None], None]
+"""(function or "base", message, fraction done) for progress displays."""
+
+
+def _quiet(_task: str, _message: str, _fraction: float | None) -> None:
+    pass
+
+
+class Platform:
+    def __init__(self, project: Project, backend: Backend) -> None:
+        self.project = project
+        self.backend = backend
+        self.client = ReplicaClient()
+        self.pools: dict[str, FunctionPool] = {
+            name: FunctionPool(spec, backend, self.client)
+            for name, spec in project.functions.items()
+        }
+
+    def pool(self, name: str) -> FunctionPool:
+        try:
+            return self.pools[name]
+        except KeyError:
+            raise FunctionNotFound(f"no function named {name!r}") from None
+
+    def function(self, name: str) -> FunctionSpec:
+        return self.pool(name).spec
+
+    async def deploy(self, progress: FunctionProgress = _quiet) -> None:
+        """Build every function's image and start `scale.min` replicas of each."""
+        await self.build(progress)
+        await asyncio.gather(*(self._start_minimum(pool, progress) for pool in self.pools.values()))
+
+    async def build(self, progress: FunctionProgress = _quiet) -> None:
+        """Make sure every function's image exists.
+
+        A function whose image cannot be built is marked failed; the others
+        build regardless. Engine failures (no engine, no base image) raise.
+        """
+        await self.backend.prepare()
+        base_ids: dict[str, str] = {}
+        for base in sorted({spec.base_image for spec in self.project.functions.values()}):
+            await self.backend.ensure_base_image(base, _for_task(progress, "base"))
+            base_id = await self.backend.image_id(base)
+            assert base_id is not None
+            base_ids[base] = base_id
+        limit = asyncio.Semaphore(BUILD_PARALLELISM)
+
+        async def build(pool: FunctionPool) -> None:
+            async with limit:
+                await self._build(pool, base_ids[pool.spec.base_image], progress)
+
+        await asyncio.gather(*(build(pool) for pool in self.pools.values()))
+
+    async def _build(self, pool: FunctionPool, base_id: str, progress: FunctionProgress) -> None:
+        name = pool.spec.name
+        try:
+            request = await asyncio.to_thread(
+                plan_image, self.project, pool.spec, base_id, requirements.resolve
+            )
+            built = await self.backend.build_image(request, _for_task(progress, name))
+        except FaasError as exc:
+            pool.mark_failed(str(exc))
+            progress(name, f"failed: {exc}", 1.0)
+            return
+        pool.mark_built(request.tag)
+        progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
+
+    async def _start_minimum(self, pool: FunctionPool, progress: FunctionProgress) -> None:
+        wanted = pool.spec.scale.min
+        if wanted == 0 or pool.error is not None:
+            return
+        progress(pool.spec.name, f"waiting for {wanted} replica(s)", None)
+        try:
+            await pool.scale_to(wanted)
+        except FaasError as exc:
+            progress(pool.spec.name, f"failed: {exc}", 1.0)
+            return
+        progress(pool.spec.name, f"{wanted} replica(s) ready", 1.0)
+
+    async def invoke(self, invocation: Invocation) -> InvocationResult:
+        """Send one call to a ready replica (starting one if needed) and return its answer.
+
+        The answer's body streams; the replica counts the call as in flight
+        until the caller awaits `result.close()`.
+        """
+        pool = self.pool(invocation.function)
+        timeout = pool.spec.timeout
+        try:
+            async with asyncio.timeout(timeout):
+                handle = await pool.acquire()
+        except TimeoutError:
+            raise InvocationTimeout(
+                f"no replica of {invocation.function} was ready within {timeout:g}s"
+            ) from None
+        try:
+            result = await self.client.send(handle.replica, invocation, timeout)
+        except ReplicaUnreachable as exc:
+            pool.release(handle)
+            await pool.replica_failed(handle, exc)
+            raise
+        except BaseException:
+            pool.release(handle)
+            raise
+        close_response = result.close
+
+        async def close() -> None:
+            try:
+                await close_response()
+            finally:
+                pool.release(handle)
+
+        result.close = close
+        return result
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": name,
+                "state": pool.state.value,
+                "replicas": len(pool.replicas),
+                "in_flight": pool.in_flight,
+                "image": pool.image,
+                "error": pool.error,
+                "routes": [
+                    {"path": route.path, "methods": list(route.methods)}
+                    for route in pool.spec.routes
+                ],
+                "scale": {"min": pool.spec.scale.min, "max": pool.spec.scale.max},
+                "last_cold_start_ms": (
+                    round(pool.last_cold_start * 1000, 1) if pool.last_cold_start else None
+                ),
+            }
+            for name, pool in self.pools.items()
+        ]
+
+    async def shutdown(self) -> None:
+        """Stop every replica and remove the project's network."""
+        await asyncio.gather(
+            *(pool.stop_all() for pool in self.pools.values()), return_exceptions=True
+        )
+        try:
+            await self.backend.teardown()
+        finally:
+            await self.client.close()
+            await self.backend.close()
+
+
+def _for_task(progress: FunctionProgress, task: str) -> ProgressCallback:
+    def report(message: str, fraction: float | None) -> None:
+        progress(task, message, fraction)
+
+    return report

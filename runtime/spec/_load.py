@@ -1,0 +1,317 @@
+"""Turning functions.yaml into a Project, reporting every problem found at once."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePath
+from types import MappingProxyType
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from runtime.errors import Problem, SpecError
+from runtime.spec import _values as v
+from runtime.spec._model import (
+    SPEC_FILENAME,
+    FunctionSpec,
+    GatewaySettings,
+    Project,
+    Route,
+    ScalePolicy,
+)
+from runtime.spec._schema import (
+    FUNCTION_ONLY_FIELDS,
+    RawDefaults,
+    RawDocument,
+    RawFunction,
+    RawRoute,
+    RawScale,
+    allowed_fields,
+    checked_parts,
+    salvage,
+)
+from runtime.spec._yaml import LineMap, Loc, dotted, read_yaml
+
+_INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {"environment", "scale"}
+_MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
+_LIST_ERRORS = frozenset({"list_type", "tuple_type"})
+
+
+def load_project(path: Path, *, project_name: str | None = None) -> Project:
+    """Load the project described by `path`, a functions.yaml or the directory holding one.
+
+    `project_name`, when given, overrides the file's `project` and the name
+    derived from the directory.
+    """
+    file = path / SPEC_FILENAME if path.is_dir() else path
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise SpecError([Problem(str(file), None, "", "file not found")]) from None
+    except UnicodeDecodeError as error:
+        message = f"expected UTF-8 text, found byte {error.object[error.start]:#04x}"
+        raise SpecError([Problem(str(file), None, "", message)]) from None
+    except OSError as error:
+        message = f"cannot read the file: {error.strerror}"
+        raise SpecError([Problem(str(file), None, "", message)]) from None
+    return load_project_text(
+        text, filename=str(file), root=file.resolve().parent, project_name=project_name
+    )
+
+
+def load_project_text(
+    text: str, *, filename: str, root: Path, project_name: str | None = None
+) -> Project:
+    """Load a project from the text of its functions.yaml; `filename` only labels problems."""
+    tree = read_yaml(text, filename)
+    if tree.data is None:
+        message = "the file is empty; expected a mapping with 'version: 1' and 'functions'"
+        raise SpecError([Problem(filename, None, "", message)])
+    if not isinstance(tree.data, dict):
+        message = (
+            "expected a mapping with 'version' and 'functions' at the top level, "
+            f"got {v.describe(tree.data)}"
+        )
+        raise SpecError([Problem(filename, tree.lines.value_line(()), "", message)])
+
+    report = _Report(filename, tree.lines, tree.problems)
+    document: RawDocument | None
+    default_scale: RawScale | None
+    try:
+        document = RawDocument.model_validate(tree.data)
+        default_scale, checked = checked_parts(document)
+    except ValidationError as error:
+        report.validation_error(error)
+        document = None
+        default_scale, checked = salvage(tree.data)
+
+    name = _project_name(tree.data, document, project_name, root, report)
+    _check_routes({function: parts.routes for function, parts in checked.items()}, report)
+    for function, parts in checked.items():
+        if parts.scale is not None and default_scale is not None:
+            _check_scale(function, parts.scale, default_scale, report)
+    if report.problems or document is None or name is None:
+        raise report.error()
+    root = root.absolute()
+    return Project(
+        name=name,
+        root=root,
+        file=root / PurePath(filename).name,
+        gateway=GatewaySettings(**document.gateway.model_dump()),
+        functions=MappingProxyType(
+            {
+                function: _function_spec(function, raw, document.defaults)
+                for function, raw in document.functions.items()
+            }
+        ),
+    )
+
+
+class _Report:
+    """The problems found so far, each placed on its line through the LineMap."""
+
+    def __init__(self, filename: str, lines: LineMap, problems: tuple[Problem, ...]) -> None:
+        self.filename = filename
+        self.lines = lines
+        self.problems = list(problems)
+
+    def add(self, line: int | None, field: str, message: str) -> None:
+        self.problems.append(Problem(self.filename, line, field, message))
+
+    def at_key(self, loc: Loc, message: str) -> None:
+        self.add(self.lines.key_line(loc), dotted(loc), message)
+
+    def at_value(self, loc: Loc, message: str) -> None:
+        self.add(self.lines.value_line(loc), dotted(loc), message)
+
+    def error(self) -> SpecError:
+        unique = dict.fromkeys(self.problems)
+        return SpecError(sorted(unique, key=lambda problem: problem.line or 0))
+
+    def validation_error(self, error: ValidationError) -> None:
+        for detail in error.errors():
+            loc = tuple(detail["loc"])
+            if loc and loc[-1] == "[key]":
+                self.at_key(loc[:-1], _reason(detail))
+            elif detail["type"] == "extra_forbidden":
+                self.at_key(loc, _unknown_field(loc))
+            elif detail["type"] == "missing":
+                self.at_key(loc, f"missing required field '{loc[-1]}'")
+            else:
+                self.at_value(loc, _reason(detail))
+
+
+def _reason(detail: ErrorDetails) -> str:
+    kind = detail["type"]
+    if kind == "value_error" and "ctx" in detail:
+        return str(detail["ctx"]["error"])
+    if kind in _MAPPING_ERRORS:
+        return f"expected a mapping, got {v.describe(detail['input'])}"
+    if kind in _LIST_ERRORS:
+        return f"expected a list, got {v.describe(detail['input'])}"
+    return detail["msg"]
+
+
+def _unknown_field(loc: Loc) -> str:
+    key, parent = str(loc[-1]), loc[:-1]
+    if parent == ("defaults",) and key in FUNCTION_ONLY_FIELDS:
+        return f"'{key}' cannot have a default; set it on each function"
+    allowed = allowed_fields(parent)
+    if close := difflib.get_close_matches(key, allowed, n=1):
+        return f"unknown field '{key}'; did you mean '{close[0]}'?"
+    return f"unknown field '{key}'; expected one of: {', '.join(sorted(allowed))}"
+
+
+def _project_name(
+    data: Mapping[str, object],
+    document: RawDocument | None,
+    argument: str | None,
+    root: Path,
+    report: _Report,
+) -> str | None:
+    check = v.name("project name")
+    if argument is not None:
+        try:
+            return check(argument)
+        except ValueError as error:
+            report.add(None, "project", f"invalid project name given to the loader: {error}")
+            return None
+    if document is not None and document.project is not None:
+        return document.project
+    if data.get("project") is not None:
+        return None
+    derived = re.sub(r"[^a-z0-9-]", "-", root.name.lower())
+    try:
+        return check(derived)
+    except ValueError:
+        report.at_key(
+            ("project",),
+            f"no project name is set and the directory name {root.name!r} does not make one "
+            f"({derived!r}); add 'project:' with lowercase letters, digits and '-', "
+            "starting with a letter",
+        )
+        return None
+
+
+def _check_routes(
+    functions: Mapping[str, tuple[tuple[int, RawRoute], ...]], report: _Report
+) -> None:
+    """Each (method, path) must lead to one function, and each function list a path once."""
+    owners: dict[tuple[str, str], tuple[str, Loc]] = {}
+    for function, routes in functions.items():
+        paths: dict[str, int] = {}
+        for index, route in routes:
+            at: Loc = ("functions", function, "http", index)
+            template = v.route_template(route.path)
+            if template in paths:
+                report.at_value(
+                    (*at, "path"),
+                    f"path {route.path!r} is already declared in http[{paths[template]}]; "
+                    "list all of its methods in that entry",
+                )
+                continue
+            paths[template] = index
+            if not route.methods:
+                report.at_value((*at, "methods"), "expected at least one HTTP method")
+            listed: set[str] = set()
+            for position, method in enumerate(route.methods):
+                loc: Loc = (*at, "methods", position)
+                if method in listed:
+                    report.at_value(loc, f"method {method} is listed twice")
+                    continue
+                listed.add(method)
+                if "methods" not in route.model_fields_set:
+                    loc = (*at, "path")
+                other, other_loc = owners.setdefault((method, template), (function, loc))
+                if other != function:
+                    report.at_value(
+                        loc,
+                        f"{method} {route.path} is declared by both '{other}' "
+                        f"(line {report.lines.value_line(other_loc)}) and '{function}'; "
+                        "a method and path can lead to one function only",
+                    )
+
+
+def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> FunctionSpec:
+    settings = defaults.model_copy(
+        update={field: getattr(raw, field) for field in raw.model_fields_set & _INHERITED_AS_IS}
+    )
+    return FunctionSpec(
+        name=name,
+        handler_file=raw.handler.file,
+        handler_name=raw.handler.function,
+        routes=tuple(Route(route.path, route.methods) for route in raw.http),
+        environment=MappingProxyType({**defaults.environment, **raw.environment}),
+        timeout=settings.timeout,
+        memory=settings.memory,
+        cpus=settings.cpus,
+        requirements=raw.requirements,
+        base_image=settings.base_image,
+        scale=_merge_scale(raw.scale, defaults.scale),
+    )
+
+
+def _merge_scale(own: RawScale, inherited: RawScale) -> ScalePolicy:
+    update = {field: getattr(own, field) for field in own.model_fields_set}
+    return ScalePolicy(**inherited.model_copy(update=update).model_dump())
+
+
+def _check_scale(name: str, own: RawScale, inherited: RawScale, report: _Report) -> None:
+    """Check the bounds that only the merged values can break."""
+    policy = _merge_scale(own, inherited)
+
+    def origin(field: str) -> Loc | None:
+        if field in own.model_fields_set:
+            return ("functions", name, "scale", field)
+        if field in inherited.model_fields_set:
+            return ("defaults", "scale", field)
+        return None
+
+    _check_order(report, origin, "min", policy.min, "max", policy.max)
+    if policy.concurrency is not None:
+        _check_order(
+            report,
+            origin,
+            "target_concurrency",
+            policy.target_concurrency,
+            "concurrency",
+            policy.concurrency,
+        )
+
+
+def _check_order(
+    report: _Report,
+    origin: Callable[[str], Loc | None],
+    low: str,
+    low_value: int,
+    high: str,
+    high_value: int,
+) -> None:
+    """Report `high` < `low` on whichever of the two the file set closest to the function."""
+    if high_value >= low_value:
+        return
+    high_origin, low_origin = origin(high), origin(low)
+    if _rank(high_origin) >= _rank(low_origin) and high_origin is not None:
+        report.at_value(
+            high_origin,
+            f"expected {high} >= {low} ({low_value}{_source(low_origin)}), got {high_value}",
+        )
+    elif low_origin is not None:
+        report.at_value(
+            low_origin,
+            f"expected {low} <= {high} ({high_value}{_source(high_origin)}), got {low_value}",
+        )
+
+
+def _rank(origin: Loc | None) -> int:
+    if origin is None:
+        return 0
+    return 2 if origin[0] == "functions" else 1
+
+
+def _source(origin: Loc | None) -> str:
+    if origin is None:
+        return ", the default"
+    return ", set in defaults" if origin[0] == "defaults" else ""

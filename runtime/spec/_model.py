@@ -1,0 +1,110 @@
+"""The resolved project: what the rest of the platform reads, every default applied."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+SPEC_FILENAME = "functions.yaml"
+SPEC_VERSION = 1
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_MAX_BODY_SIZE = 10 * MiB
+
+DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MEMORY = 256 * MiB
+DEFAULT_CPUS = 1.0
+DEFAULT_HANDLER_NAME = "handle"
+DEFAULT_METHODS = ("GET",)
+
+DEFAULT_SCALE_MIN = 0
+DEFAULT_SCALE_MAX = 5
+DEFAULT_TARGET_CONCURRENCY = 10
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_MAX_QUEUE = 100
+
+MIN_MEMORY = 16 * MiB
+MAX_CPUS = 64.0
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+RESERVED_PATH_PREFIXES = (
+    "/function/",
+    "/async-function/",
+    "/system/",
+    "/events/",
+    "/ui",
+    "/metrics",
+    "/healthz",
+    "/_/",
+)
+RESERVED_ENV_PREFIX = "FAAS_"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    path: str
+    methods: tuple[str, ...] = DEFAULT_METHODS
+
+
+@dataclass(frozen=True, slots=True)
+class ScalePolicy:
+    """How many replicas a function may have and when the autoscaler adds or drops one.
+
+    `target_concurrency` is what the autoscaler aims for per replica; `concurrency`,
+    when set, is a hard per-replica limit beyond which calls wait in a queue of at
+    most `max_queue` before being refused.
+    """
+
+    min: int = DEFAULT_SCALE_MIN
+    max: int = DEFAULT_SCALE_MAX
+    target_concurrency: int = DEFAULT_TARGET_CONCURRENCY
+    concurrency: int | None = None
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_queue: int = DEFAULT_MAX_QUEUE
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """One function, with the project defaults already merged in.
+
+    `handler_file` and `requirements` are POSIX paths relative to the project root;
+    sizes are in bytes and durations in seconds.
+    """
+
+    name: str
+    handler_file: str
+    handler_name: str
+    routes: tuple[Route, ...]
+    environment: Mapping[str, str] = field(hash=False)
+    timeout: float
+    memory: int
+    cpus: float
+    requirements: str | None
+    base_image: str
+    scale: ScalePolicy
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    name: str
+    root: Path
+    file: Path
+    gateway: GatewaySettings
+    functions: Mapping[str, FunctionSpec] = field(hash=False)
+
+
+DEFAULT_GATEWAY = GatewaySettings()
+DEFAULT_SCALE = ScalePolicy()

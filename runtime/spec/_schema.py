@@ -1,0 +1,204 @@
+"""The raw shape of functions.yaml, as pydantic models.
+
+Every field carries its built-in default, and `model_fields_set` tells what the
+file actually wrote, which is what merging `defaults` into functions relies on.
+An empty block (`scale:` with nothing under it) means the same as leaving it out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, NamedTuple, TypeVar, get_args, get_origin
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+)
+
+from runtime.spec import _values as v
+from runtime.spec._model import (
+    DEFAULT_BASE_IMAGE,
+    DEFAULT_CPUS,
+    DEFAULT_HOST,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_QUEUE,
+    DEFAULT_MEMORY,
+    DEFAULT_METHODS,
+    DEFAULT_PORT,
+    DEFAULT_SCALE_MAX,
+    DEFAULT_SCALE_MIN,
+    DEFAULT_TARGET_CONCURRENCY,
+    DEFAULT_TIMEOUT,
+)
+from runtime.spec._yaml import Loc
+
+T = TypeVar("T")
+
+
+def _empty_if_null(empty: object) -> BeforeValidator:
+    return BeforeValidator(lambda value: empty if value is None else value)
+
+
+def _not_empty(value: dict[str, RawFunction]) -> dict[str, RawFunction]:
+    if not value:
+        raise ValueError("expected at least one function")
+    return value
+
+
+Count = Annotated[int, PlainValidator(v.integer(0))]
+PositiveCount = Annotated[int, PlainValidator(v.integer(1))]
+Duration = Annotated[float, PlainValidator(v.duration)]
+EnvName = Annotated[str, PlainValidator(v.env_name)]
+EnvValue = Annotated[str, PlainValidator(v.env_value)]
+Method = Annotated[str, PlainValidator(v.method)]
+FunctionName = Annotated[str, PlainValidator(v.name("function name"))]
+ScaleBlock = Annotated["RawScale", _empty_if_null({})]
+DefaultsBlock = Annotated["RawDefaults", _empty_if_null({})]
+
+
+class _Raw(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RawScale(_Raw):
+    min: Count = DEFAULT_SCALE_MIN
+    max: PositiveCount = DEFAULT_SCALE_MAX
+    target_concurrency: PositiveCount = DEFAULT_TARGET_CONCURRENCY
+    concurrency: Annotated[int | None, PlainValidator(v.optional(v.integer(1)))] = None
+    idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
+    max_queue: Count = DEFAULT_MAX_QUEUE
+
+
+class RawRoute(_Raw):
+    path: Annotated[str, PlainValidator(v.route_path)]
+    methods: tuple[Method, ...] = DEFAULT_METHODS
+
+
+class RawGateway(_Raw):
+    host: Annotated[str, PlainValidator(v.word("a host name or IP address"))] = DEFAULT_HOST
+    port: Annotated[int, PlainValidator(v.integer(1, 65535, noun="a port number"))] = DEFAULT_PORT
+    max_body_size: Annotated[int, PlainValidator(v.size)] = DEFAULT_MAX_BODY_SIZE
+
+
+class RawDefaults(_Raw):
+    """The settings a function may inherit from the `defaults` block."""
+
+    base_image: Annotated[str, PlainValidator(v.word("an image reference"))] = DEFAULT_BASE_IMAGE
+    timeout: Duration = DEFAULT_TIMEOUT
+    memory: Annotated[int, PlainValidator(v.memory)] = DEFAULT_MEMORY
+    cpus: Annotated[float, PlainValidator(v.cpus)] = DEFAULT_CPUS
+    environment: Annotated[dict[EnvName, EnvValue], _empty_if_null({})] = Field(
+        default_factory=dict
+    )
+    scale: ScaleBlock = RawScale()
+
+
+class RawFunction(RawDefaults):
+    handler: Annotated[v.HandlerRef, PlainValidator(v.handler)]
+    http: Annotated[tuple[RawRoute, ...], _empty_if_null(())] = ()
+    requirements: Annotated[str | None, PlainValidator(v.optional(v.project_path))] = None
+
+
+class RawDocument(_Raw):
+    version: Annotated[int, PlainValidator(v.version)]
+    project: Annotated[str | None, PlainValidator(v.optional(v.name("project name")))] = None
+    gateway: Annotated[RawGateway, _empty_if_null({})] = RawGateway()
+    defaults: DefaultsBlock = RawDefaults()
+    functions: Annotated[dict[FunctionName, RawFunction], AfterValidator(_not_empty)]
+
+
+FUNCTION_ONLY_FIELDS = frozenset(RawFunction.model_fields) - frozenset(RawDefaults.model_fields)
+
+
+class Checked(NamedTuple):
+    """What the checks spanning several fields read of one function.
+
+    `routes` pairs each valid route with its index in the file's `http` list.
+    """
+
+    scale: RawScale | None
+    routes: tuple[tuple[int, RawRoute], ...]
+
+
+def checked_parts(document: RawDocument) -> tuple[RawScale, dict[str, Checked]]:
+    functions = document.functions.items()
+    return document.defaults.scale, {
+        name: Checked(raw.scale, tuple(enumerate(raw.http))) for name, raw in functions
+    }
+
+
+_SCALE = TypeAdapter(ScaleBlock)
+_ROUTE = TypeAdapter(RawRoute)
+_FUNCTION_NAME = TypeAdapter(FunctionName)
+
+
+def salvage(data: Mapping[str, object]) -> tuple[RawScale | None, dict[str, Checked]]:
+    """The parts of an invalid document that are valid on their own.
+
+    The checks that span fields still run on these, so one bad value does not
+    hide a route conflict or a scale bound elsewhere. The errors that made the
+    document invalid are reported separately.
+    """
+    defaults = _mapping(data.get("defaults"))
+    functions: dict[str, Checked] = {}
+    for name, raw in _mapping(data.get("functions")).items():
+        if _valid(_FUNCTION_NAME, name) is None:
+            continue
+        function = _mapping(raw)
+        http = function.get("http")
+        items = http if isinstance(http, list) else []
+        routes = tuple(
+            (index, route)
+            for index, item in enumerate(items)
+            if (route := _valid(_ROUTE, item)) is not None
+        )
+        functions[name] = Checked(_valid(_SCALE, function.get("scale")), routes)
+    return _valid(_SCALE, defaults.get("scale")), functions
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _valid(adapter: TypeAdapter[T], value: object) -> T | None:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None
+
+
+def allowed_fields(loc: Loc) -> tuple[str, ...]:
+    """The keys a RawDocument allows in the mapping at `loc`, or () if it is not a model."""
+    annotation: object = RawDocument
+    for part in loc:
+        annotation = _child(annotation, part)
+    model = _unwrap(annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return tuple(model.model_fields)
+    return ()
+
+
+def _unwrap(annotation: object) -> object:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _child(annotation: object, part: str | int) -> object:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(str(part))
+        return field.annotation if field else None
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is dict:
+        return args[1]
+    if origin is tuple:
+        return args[0]
+    return None

@@ -1,0 +1,363 @@
+"""What a handler sees (`Event`, `Context`) and how its return value becomes HTTP.
+
+Pure: no I/O, no event loop. `to_reply` is the single place that decides which
+status, headers and body a return value turns into.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+JSON_TYPE = "application/json"
+TEXT_TYPE = "text/plain; charset=utf-8"
+BINARY_TYPE = "application/octet-stream"
+
+_json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def dump_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON; raises TypeError/ValueError for what JSON cannot hold."""
+    return _json_encode(value).encode()
+
+
+class Headers(Mapping[str, str]):
+    """A read-only, case-insensitive view of request headers (keys iterate lower-cased)."""
+
+    __slots__ = ("_items",)
+
+    _items: dict[str, str]
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items = {k.lower(): v for k, v in items.items()} if items else {}
+
+    @classmethod
+    def wrap(cls, lowered: dict[str, str]) -> Headers:
+        """Wrap a dict whose keys are already lower-case, without copying it."""
+        headers = cls.__new__(cls)
+        headers._items = lowered
+        return headers
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._items.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+def is_json_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    return media == JSON_TYPE or media.endswith("+json")
+
+
+_UNSET: Any = object()
+
+
+class Event:
+    """One invocation's request: an HTTP request, or a delivered event when `topic` is set."""
+
+    __slots__ = (
+        "_data",
+        "_query",
+        "attempt",
+        "body",
+        "event_id",
+        "headers",
+        "method",
+        "path",
+        "query_string",
+        "topic",
+    )
+
+    def __init__(
+        self,
+        method: str = "POST",
+        path: str = "/",
+        query_string: str = "",
+        headers: Headers | Mapping[str, str] | None = None,
+        body: bytes = b"",
+        topic: str | None = None,
+        event_id: str | None = None,
+        attempt: int = 1,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.body = body
+        self.topic = topic
+        self.event_id = event_id
+        self.attempt = attempt
+        self._query: dict[str, str] | None = None
+        self._data: Any = _UNSET
+
+    @property
+    def query(self) -> dict[str, str]:
+        """Query parameters; for repeated names the last value wins."""
+        if self._query is None:
+            if self.query_string:
+                from urllib.parse import parse_qsl
+
+                self._query = dict(parse_qsl(self.query_string, keep_blank_values=True))
+            else:
+                self._query = {}
+        return self._query
+
+    def json(self) -> Any:
+        """The body parsed as JSON; raises ValueError if it is not valid JSON."""
+        return json.loads(self.body)
+
+    def text(self) -> str:
+        """The body decoded as UTF-8 (undecodable bytes are replaced, never raised)."""
+        return self.body.decode("utf-8", "replace")
+
+    @property
+    def data(self) -> Any:
+        """For events: the JSON-decoded body when it is JSON, else the raw body; else None."""
+        if self._data is _UNSET:
+            if self.topic is None:
+                self._data = None
+            elif is_json_type(self.headers.get("content-type")):
+                self._data = self.json()
+            else:
+                self._data = self.body
+        return self._data
+
+    def __repr__(self) -> str:
+        kind = f" topic={self.topic!r}" if self.topic is not None else ""
+        return f"<Event {self.method} {self.path}{kind} body={len(self.body)}B>"
+
+
+class CallLogger(logging.LoggerAdapter[logging.Logger]):
+    """Stamps every record with the call id, keeping any `extra` the caller passes."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        own = self.extra or {}
+        extra = kwargs.get("extra")
+        kwargs["extra"] = {**own, **extra} if extra else own
+        return msg, kwargs
+
+
+FUNCTION_LOGGER = logging.getLogger("function")
+
+
+class Context:
+    """Facts about the current call; `logger` writes JSON lines tagged with the call id."""
+
+    __slots__ = ("_logger", "call_id", "deadline", "function_name", "hostname")
+
+    def __init__(
+        self, function_name: str, call_id: str, deadline: float, hostname: str = ""
+    ) -> None:
+        self.function_name = function_name
+        self.call_id = call_id
+        self.deadline = deadline
+        self.hostname = hostname
+        self._logger: CallLogger | None = None
+
+    def remaining(self) -> float:
+        """Seconds left before the call times out (never negative)."""
+        return max(0.0, self.deadline - time.time())
+
+    @property
+    def logger(self) -> CallLogger:
+        if self._logger is None:
+            self._logger = CallLogger(FUNCTION_LOGGER, {"call_id": self.call_id})
+        return self._logger
+
+    def __repr__(self) -> str:
+        return f"<Context {self.function_name} call_id={self.call_id}>"
+
+
+class Response:
+    """An explicit HTTP response from a handler; `body` is converted like a return value."""
+
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        body: Any = b"",
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        self.body = body
+        self.status = status
+        self.headers = dict(headers) if headers else {}
+        self.content_type = content_type
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
+
+
+class ConversionError(Exception):
+    """The handler returned something that cannot be turned into an HTTP response."""
+
+
+class Reply:
+    """A response ready to serialise: `headers` excludes Content-Type and framing headers."""
+
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"<Reply {self.status} {self.content_type} {self.body[:40]!r}>"
+
+
+NO_CONTENT = Reply(204, b"", None)
+
+# Set by the server on every response; a handler's own values would break framing.
+_RESERVED = frozenset({"content-length", "transfer-encoding", "connection", "x-call-id", "date"})
+
+
+def to_reply(value: Any) -> Reply:
+    """Convert a handler's return value; raise ConversionError for anything unsupported."""
+    kind = type(value)
+    if kind is str:
+        return Reply(200, value.encode(), TEXT_TYPE)
+    if value is None:
+        return NO_CONTENT
+    if kind is dict:
+        if "statusCode" in value:
+            return _reply_from(
+                value.get("body"), value["statusCode"], value.get("headers"), None, "statusCode"
+            )
+        return Reply(200, _json_body(value), JSON_TYPE)
+    if isinstance(value, Response):
+        return _reply_from(value.body, value.status, value.headers, value.content_type)
+    if isinstance(value, tuple):
+        if len(value) == 2:
+            return _reply_from(value[0], value[1], None)
+        if len(value) == 3:
+            return _reply_from(value[0], value[1], value[2])
+        raise ConversionError(f"a returned tuple must be (body, status[, headers]), got {value!r}")
+    if isinstance(value, str | bytes | bytearray | memoryview | dict | list):
+        body, content_type = _encode_body(value)
+        return Reply(200, body, content_type)
+    if hasattr(value, "body") and (hasattr(value, "status") or hasattr(value, "status_code")):
+        status = getattr(value, "status_code", None)
+        if status is None or isinstance(status, str):
+            status = getattr(value, "status", status)
+        return _reply_from(value.body, status, getattr(value, "headers", None))
+    raise ConversionError(f"cannot turn a returned {_type_name(value)} into an HTTP response")
+
+
+def _reply_from(
+    body: Any,
+    status: Any,
+    headers: Any,
+    content_type: str | None = None,
+    where: str = "status",
+) -> Reply:
+    code = _status(status, where)
+    data, default_type = _encode_body(body)
+    pairs = _header_pairs(headers)
+    if pairs:
+        kept = []
+        for name, val in pairs:
+            if name.lower() == "content-type":
+                content_type = val
+            else:
+                kept.append((name, val))
+        pairs = kept
+    if content_type is None:
+        content_type = default_type if data else None
+    else:
+        content_type = _header_value("Content-Type", content_type)
+    return Reply(code, data, content_type, pairs or None)
+
+
+def _encode_body(body: Any) -> tuple[bytes, str]:
+    if isinstance(body, str):
+        return body.encode(), TEXT_TYPE
+    if isinstance(body, bytes):
+        return body, BINARY_TYPE
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body), BINARY_TYPE
+    if body is None:
+        return b"", BINARY_TYPE
+    if isinstance(body, dict | list):
+        return _json_body(body), JSON_TYPE
+    raise ConversionError(f"cannot use a {_type_name(body)} as a response body")
+
+
+def _json_body(value: Any) -> bytes:
+    try:
+        return dump_json(value)
+    except (TypeError, ValueError) as exc:
+        error = f"the returned {_type_name(value)} is not JSON-serialisable: {exc}"
+        raise ConversionError(error) from None
+
+
+def _status(value: Any, where: str) -> int:
+    if isinstance(value, str):  # "404" or "404 Not Found"
+        head = value.strip()[:3]
+        value = int(head) if head.isdigit() else value
+    if type(value) is not int or not 200 <= value <= 599:
+        raise ConversionError(f"{where} must be an HTTP status from 200 to 599, got {value!r}")
+    return value
+
+
+def _header_pairs(headers: Any) -> list[tuple[str, str]]:
+    if not headers:
+        return []
+    items = headers.items() if hasattr(headers, "items") else headers
+    pairs: list[tuple[str, str]] = []
+    try:
+        for name, raw in items:
+            pairs.append((_header_name(name), _header_value(name, raw)))
+    except (TypeError, ValueError) as exc:
+        raise ConversionError(f"invalid response headers {headers!r}: {exc}") from None
+    return [(n, v) for n, v in pairs if n.lower() not in _RESERVED]
+
+
+_BAD_NAME_CHARS = frozenset(' \t\r\n:"(),/;<=>?@[\\]{}\x00')
+
+
+def _header_name(name: Any) -> str:
+    if not isinstance(name, str) or not name or not name.isascii() or _BAD_NAME_CHARS & set(name):
+        raise ConversionError(f"invalid header name {name!r}")
+    return name
+
+
+def _header_value(name: str, raw: Any) -> str:
+    value = raw if isinstance(raw, str) else str(raw)
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise ConversionError(f"header {name!r} has a line break in its value")
+    if not value.isascii():  # sent as UTF-8 bytes; the wire encoding is latin-1
+        value = value.encode().decode("latin-1")
+    return value
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    name = kind.__qualname__
+    return name if kind.__module__ == "builtins" else f"{kind.__module__}.{name}"

@@ -1,0 +1,510 @@
+"""A small HTTP/1.1 server protocol: incremental request parsing and response framing.
+
+Only what the gateway and ordinary clients need: Content-Length and chunked request
+bodies, keep-alive, pipelining (answered strictly in order, one request at a time per
+connection), `Expect: 100-continue`. Responses are always framed by Content-Length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Protocol
+
+from .contract import JSON_TYPE, dump_json
+
+MAX_HEAD = 64 * 1024
+_MAX_CHUNK_LINE = 4096
+
+# method SP request-target SP HTTP-version; the target may not hold controls or spaces.
+_REQUEST_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
+
+
+class HttpError(Exception):
+    """A request we refuse; the connection is answered with `status` and closed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Request:
+    """A parsed request. `faas` holds the X-Faas-* headers, kept out of `headers`."""
+
+    __slots__ = (
+        "body",
+        "faas",
+        "headers",
+        "http11",
+        "keep_alive",
+        "method",
+        "path",
+        "query_string",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query_string: str,
+        http11: bool,
+        headers: dict[str, str],
+        faas: dict[str, str],
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.http11 = http11
+        self.headers = headers
+        self.faas = faas
+        self.body = b""
+        connection = headers.get("connection")
+        if connection is None:
+            self.keep_alive = http11
+        else:
+            tokens = connection.lower()
+            self.keep_alive = "close" not in tokens if http11 else "keep-alive" in tokens
+
+
+# Body states of the parser.
+_HEAD, _FIXED, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER = range(6)
+
+
+class RequestParser:
+    """Feed bytes in with `feed`, take complete requests out with `next`."""
+
+    __slots__ = (
+        "_buf",
+        "_chunks",
+        "_continue",
+        "_max_body",
+        "_received",
+        "_remaining",
+        "_request",
+        "_state",
+    )
+
+    def __init__(self, max_body: int) -> None:
+        self._buf = bytearray()
+        self._max_body = max_body
+        self._state = _HEAD
+        self._request: Request | None = None
+        self._remaining = 0  # body bytes still expected (fixed) or left in this chunk
+        self._received = 0  # chunked body bytes so far
+        self._chunks: list[bytes] = []
+        self._continue = False
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def take_continue(self) -> bool:
+        """True once per request that asked for `100 Continue` and still awaits its body."""
+        if self._continue:
+            self._continue = False
+            return True
+        return False
+
+    def next(self) -> Request | None:
+        """The next complete request, or None until more bytes arrive; raises HttpError."""
+        if self._state == _HEAD:
+            request = self._parse_head()
+            if request is not None or self._state == _HEAD:
+                return request  # a bodiless request, or an incomplete head
+        if self._state == _FIXED:
+            buf = self._buf
+            size = self._remaining
+            if len(buf) < size:
+                return None
+            assert self._request is not None
+            request, self._request = self._request, None
+            request.body = bytes(buf[:size])
+            del buf[:size]
+            self._state = _HEAD
+            self._continue = False
+            return request
+        return self._read_chunked()
+
+    def _parse_head(self) -> Request | None:
+        """Parse a request head; return the request if it has no body, else None."""
+        buf = self._buf
+        while buf[:2] == b"\r\n":  # stray CRLFs between requests are allowed (RFC 9112 2.2)
+            del buf[:2]
+        end = buf.find(b"\r\n\r\n")
+        if end < 0 or end > MAX_HEAD:
+            if len(buf) > MAX_HEAD:
+                raise HttpError(431, "request head too large")
+            return None
+        head = buf[:end].decode("latin-1")
+        del buf[: end + 4]
+        lines = head.split("\r\n")
+        breaks = len(lines) - 1
+        if head.count("\n") != breaks or head.count("\r") != breaks:
+            raise HttpError(400, "bare CR or LF in request head")
+
+        match = _REQUEST_LINE.fullmatch(lines[0])
+        if match is None:
+            raise HttpError(400, "malformed request line")
+        method, target, major, minor = match.groups()
+        if major != "1":
+            raise HttpError(505, "only HTTP/1.x is supported")
+        path, _, query = target.partition("?")
+        if path[:1] != "/":
+            path = _origin_path(path)
+        if "%" in path:
+            from urllib.parse import unquote
+
+            path = unquote(path)
+
+        headers: dict[str, str] = {}
+        faas: dict[str, str] = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            if not colon or not name or " " in name or "\t" in name:
+                raise HttpError(400, "malformed header line")
+            name = name.lower()
+            value = value.strip(" \t")
+            target_dict = faas if name.startswith("x-faas-") else headers
+            previous = target_dict.get(name)
+            target_dict[name] = value if previous is None else f"{previous}, {value}"
+
+        request = Request(method, path, query, minor != "0", headers, faas)
+        length = headers.get("content-length")
+        if "transfer-encoding" in headers:
+            if length is not None:
+                raise HttpError(400, "both Content-Length and Transfer-Encoding")
+            if headers["transfer-encoding"].lower() != "chunked":
+                raise HttpError(501, "unsupported Transfer-Encoding")
+            self._state = _CHUNK_SIZE
+            self._received = 0
+        elif length is not None and length != "0":
+            if not length.isdigit() or not length.isascii():
+                raise HttpError(400, "invalid Content-Length")
+            size = int(length)
+            if size > self._max_body:
+                raise HttpError(413, f"request body over the {self._max_body} byte limit")
+            self._state = _FIXED
+            self._remaining = size
+        else:
+            return request
+        self._request = request
+        self._continue = headers.get("expect", "").lower() == "100-continue"
+        return None
+
+    def _read_chunked(self) -> Request | None:
+        buf = self._buf
+        while True:
+            state = self._state
+            if state == _CHUNK_DATA:
+                take = min(self._remaining, len(buf))
+                if take == 0:
+                    return None
+                self._chunks.append(bytes(buf[:take]))
+                del buf[:take]
+                self._remaining -= take
+                if self._remaining:
+                    return None
+                self._state = _CHUNK_END
+                continue
+            if state == _CHUNK_END:
+                if len(buf) < 2:
+                    return None
+                if buf[:2] != b"\r\n":
+                    raise HttpError(400, "chunk not followed by CRLF")
+                del buf[:2]
+                self._state = _CHUNK_SIZE
+                continue
+            eol = buf.find(b"\r\n")
+            if eol < 0:
+                if len(buf) > _MAX_CHUNK_LINE:
+                    raise HttpError(400, "chunk line too long")
+                return None
+            line = bytes(buf[:eol])
+            del buf[: eol + 2]
+            if state == _TRAILER:
+                if line:
+                    continue  # trailer fields are ignored
+                assert self._request is not None
+                request, self._request = self._request, None
+                request.body = b"".join(self._chunks)
+                self._chunks = []
+                self._state = _HEAD
+                self._continue = False
+                return request
+            size_text = line.partition(b";")[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                size = -1
+            if size < 0 or not size_text.isalnum():
+                raise HttpError(400, "invalid chunk size")
+            if size == 0:
+                self._state = _TRAILER
+                continue
+            self._received += size
+            if self._received > self._max_body:
+                raise HttpError(413, f"request body over the {self._max_body} byte limit")
+            self._remaining = size
+            self._state = _CHUNK_DATA
+
+
+def _origin_path(target: str) -> str:
+    """The path of an absolute-form (`http://host/p`) or asterisk-form target."""
+    if target == "*":
+        return target
+    scheme, sep, rest = target.partition("://")
+    if not sep or not scheme.isalpha():
+        raise HttpError(400, "malformed request target")
+    slash = rest.find("/")
+    return rest[slash:] if slash >= 0 else "/"
+
+
+# ---------------------------------------------------------------- responses
+
+_STATUS_LINES: dict[int, str] = {}
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_date_second = 0
+_date_value = ""
+
+
+def status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        from http import HTTPStatus
+
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Unknown"
+        line = _STATUS_LINES[status] = f"HTTP/1.1 {status} {reason}\r\n"
+    return line
+
+
+def http_date() -> str:
+    """The current IMF-fixdate, recomputed at most once a second."""
+    global _date_second, _date_value
+    now = int(time.time())
+    if now != _date_second:
+        t = time.gmtime(now)
+        _date_value = (
+            f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+        )
+        _date_second = now
+    return _date_value
+
+
+def render_response(
+    status: int,
+    body: bytes,
+    content_type: str | None,
+    call_id: str | None,
+    headers: list[tuple[str, str]] | None = None,
+    *,
+    keep_alive: bool = True,
+    http11: bool = True,
+    head_only: bool = False,
+) -> bytes:
+    """Serialise a response; header values must already be free of CR/LF."""
+    head = f"{status_line(status)}Date: {http_date()}\r\n"
+    if status == 204 or status == 304 or status < 200:  # never a body, nor its length
+        body = b""
+    else:
+        head += f"Content-Length: {len(body)}\r\n"
+    if content_type:
+        head += f"Content-Type: {content_type}\r\n"
+    if call_id is not None:
+        head += f"X-Call-Id: {call_id}\r\n"
+    if headers:
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers)
+    if not keep_alive:
+        head += "Connection: close\r\n"
+    elif not http11:
+        head += "Connection: keep-alive\r\n"
+    data = (head + "\r\n").encode("latin-1")
+    return data if head_only or not body else data + body
+
+
+# ---------------------------------------------------------------- connections
+
+
+class Dispatcher(Protocol):
+    """What a connection needs from the server behind it."""
+
+    draining: bool
+    max_body: int
+
+    def opened(self, conn: Connection) -> None: ...
+
+    def closed(self, conn: Connection) -> None: ...
+
+    def dispatch(self, conn: Connection, request: Request) -> None:
+        """Handle `request`, eventually calling `conn.respond` exactly once (unless closed)."""
+
+
+class Abortable(Protocol):
+    def abandon(self) -> None:
+        """The client went away: stop what can be stopped, answer nobody."""
+
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: requests are dispatched and answered one at a time, in order."""
+
+    __slots__ = (
+        "_advancing",
+        "_app",
+        "_can_write",
+        "_eof",
+        "_head_only",
+        "_http11",
+        "_keep_alive",
+        "_parser",
+        "_reading",
+        "_transport",
+        "busy",
+        "call",
+        "closed",
+    )
+
+    def __init__(self, app: Dispatcher) -> None:
+        self._app = app
+        self._parser = RequestParser(app.max_body)
+        self._transport: asyncio.Transport | None = None
+        self._keep_alive = True
+        self._http11 = True
+        self._head_only = False
+        self._advancing = False
+        self._can_write = True
+        self._reading = True
+        self._eof = False
+        self.busy = False  # a request is being handled
+        self.closed = False
+        self.call: Abortable | None = None
+
+    # asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._app.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._parser.feed(data)
+        if not self.busy:
+            self._advance()
+        if self._parser.buffered > MAX_HEAD + self._app.max_body:
+            self._set_reading(False)  # blocked on a call or a slow reader: stop buffering
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        if not self.busy:
+            self._advance()
+        return True  # half-closed: still answer what was sent before the EOF
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._app.closed(self)
+        call, self.call = self.call, None
+        if call is not None:
+            call.abandon()
+
+    def pause_writing(self) -> None:
+        self._can_write = False
+
+    def resume_writing(self) -> None:
+        self._can_write = True
+        if not self.busy:
+            self._advance()
+
+    # used by the server
+
+    def respond(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str | None,
+        call_id: str | None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Answer the request in flight, then move on to the next pipelined one."""
+        self.busy = False
+        self.call = None
+        if self.closed:
+            return
+        assert self._transport is not None
+        keep_alive = self._keep_alive and not self._app.draining
+        self._transport.write(
+            render_response(
+                status,
+                body,
+                content_type,
+                call_id,
+                headers,
+                keep_alive=keep_alive,
+                http11=self._http11,
+                head_only=self._head_only,
+            )
+        )
+        if not keep_alive:
+            self.close()
+        elif not self._advancing:
+            self._advance()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            assert self._transport is not None
+            self._transport.close()  # flushes what was written first
+
+    def close_if_idle(self) -> None:
+        if not self.busy:
+            self.close()
+
+    def _advance(self) -> None:
+        """Dispatch buffered requests until one stays in flight or the buffer runs dry."""
+        self._advancing = True
+        try:
+            while not self.busy and not self.closed and self._can_write:
+                try:
+                    request = self._parser.next()
+                except HttpError as exc:
+                    self._fail(exc)
+                    return
+                if request is None:
+                    if self._eof:
+                        self.close()
+                        return
+                    if self._parser.take_continue():
+                        assert self._transport is not None
+                        self._transport.write(_CONTINUE)
+                    self._set_reading(True)
+                    return
+                self.busy = True
+                self._keep_alive = request.keep_alive
+                self._http11 = request.http11
+                self._head_only = request.method == "HEAD"
+                self._app.dispatch(self, request)
+        finally:
+            self._advancing = False
+
+    def _fail(self, exc: HttpError) -> None:
+        self._keep_alive = False
+        self._head_only = False
+        self.respond(exc.status, dump_json({"error": exc.message}), JSON_TYPE, None)
+
+    def _set_reading(self, on: bool) -> None:
+        if on != self._reading and self._transport is not None and not self.closed:
+            self._reading = on
+            if on:
+                self._transport.resume_reading()
+            else:
+                self._transport.pause_reading()

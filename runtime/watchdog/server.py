@@ -1,0 +1,351 @@
+"""Serving invocations: authentication, readiness, running handlers with timeouts, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import inspect
+import io
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from .config import ConfigError, Settings, load_settings
+from .contract import JSON_TYPE, Context, ConversionError, Event, Headers, dump_json, to_reply
+from .loader import Handler, HandlerLoadError, LoadFailure, load_handler
+from .logs import log, setup_logging
+from .protocol import Connection, Request
+from .workers import Workers
+
+READY_PATH = "/_/ready"
+
+
+class Watchdog:
+    """Routes each parsed request: token check, readiness probe, or an invocation."""
+
+    def __init__(
+        self, settings: Settings, handler: Handler | None, failure: LoadFailure | None
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[Connection] = set()
+        self.draining = False
+        self.max_body = settings.max_body
+        self.inflight = 0  # handler calls still running, including timed-out threads
+        self.idle = asyncio.Event()  # set once draining and nothing is left
+        self.function_name = settings.function_name
+        self.hostname = socket.gethostname()
+        self.timeout = settings.timeout
+        self.handler = handler
+        self.workers = Workers(settings.threads)
+        self._token = settings.token.encode()
+        if handler is not None:
+            self._ready = (200, dump_json({"status": "ready"}))
+        else:
+            assert failure is not None
+            self._ready = (503, dump_json(failure.to_json()))
+
+    def dispatch(self, conn: Connection, request: Request) -> None:
+        faas = request.faas
+        call_id = faas.get("x-faas-call-id") or new_call_id()
+        token = faas.get("x-faas-token")
+        if token is None or not hmac.compare_digest(token.encode("latin-1"), self._token):
+            error = "missing X-Faas-Token" if token is None else "invalid X-Faas-Token"
+            conn.respond(403, dump_json({"error": error}), JSON_TYPE, call_id)
+        elif self.handler is None or (request.path == READY_PATH and request.method == "GET"):
+            conn.respond(*self._ready, JSON_TYPE, call_id)
+        else:
+            self._invoke(conn, request, call_id, self.handler)
+
+    def _invoke(self, conn: Connection, request: Request, call_id: str, handler: Handler) -> None:
+        faas = request.faas
+        timeout = self.timeout
+        if "x-faas-timeout" in faas:
+            timeout = _lower_timeout(faas["x-faas-timeout"], timeout)
+        topic = faas.get("x-faas-topic")
+        event = Event(
+            request.method,
+            request.path,
+            request.query_string,
+            Headers.wrap(request.headers),
+            request.body,
+            topic,
+            faas.get("x-faas-event-id"),
+            _attempt(faas.get("x-faas-attempt")) if topic is not None else 1,
+        )
+        context = Context(self.function_name, call_id, time.time() + timeout, self.hostname)
+        call = Call(self, conn, call_id, timeout)
+        conn.call = call
+        self.inflight += 1
+        if handler.is_async:
+            try:
+                call.run_async(handler.call(event, context))
+            except BaseException as exc:  # e.g. a TypeError from the call itself
+                self.call_ended()
+                call.fail(exc)
+                return
+        else:
+            self.workers.submit(partial(call.run_in_thread, handler.call, event, context))
+        call.timer = self.loop.call_later(timeout, call.expire)
+
+    def opened(self, conn: Connection) -> None:
+        self.connections.add(conn)
+
+    def closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if self.draining:
+            self._check_idle()
+
+    def call_ended(self) -> None:
+        self.inflight -= 1
+        if self.draining:
+            self._check_idle()
+
+    def drain(self) -> None:
+        """Stop keeping connections alive and close the idle ones; `idle` is set when done."""
+        self.draining = True
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self.inflight and not self.connections:
+            self.idle.set()
+
+
+class Call:
+    """One invocation in flight: ends with the handler's reply, a 500, or a 504."""
+
+    __slots__ = ("answered", "call_id", "conn", "task", "timeout", "timer", "wd")
+
+    def __init__(self, wd: Watchdog, conn: Connection, call_id: str, timeout: float) -> None:
+        self.wd = wd
+        self.conn = conn
+        self.call_id = call_id
+        self.timeout = timeout
+        self.answered = False  # a response was sent (or the client left): ignore the rest
+        self.task: asyncio.Future[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def run_async(self, awaitable: Any) -> None:
+        self.task = start_task(awaitable)
+        self.task.add_done_callback(self._task_done)
+
+    def run_in_thread(
+        self, func: Callable[[Any, Any], Any], event: Event, context: Context
+    ) -> None:
+        """Worker-thread side: run the sync handler and hand the outcome to the loop."""
+        result: Any = None
+        error: BaseException | None = None
+        if not self.answered:  # it timed out while queued: skip it
+            try:
+                result = func(event, context)
+            except BaseException as exc:
+                error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: we are exiting
+            self.wd.loop.call_soon_threadsafe(self._thread_done, result, error)
+
+    def _thread_done(self, result: Any, error: BaseException | None) -> None:
+        if error is None and inspect.isawaitable(result):
+            if self.answered:
+                if inspect.iscoroutine(result):
+                    result.close()  # never to be awaited
+            else:
+                try:  # a sync function that returned an awaitable: finish it on the loop
+                    self.run_async(result)
+                    return
+                except BaseException as exc:
+                    error = exc
+        self._settle(result, error)
+
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            self.wd.call_ended()
+            if not self.answered:  # cancelled by the handler itself, not by us
+                self.fail(asyncio.CancelledError("the function's task was cancelled"))
+            return
+        error = task.exception()
+        self._settle(None if error else task.result(), error)
+
+    def _settle(self, result: Any, error: BaseException | None) -> None:
+        self.wd.call_ended()
+        if self.answered:
+            if error is not None:
+                extra = {"call_id": self.call_id, "traceback": user_traceback(error)}
+                log.error("function raised after its call had ended", extra=extra)
+            return
+        if error is not None:
+            self.fail(error)
+            return
+        try:
+            reply = to_reply(result)
+        except ConversionError as exc:
+            log.error(f"invalid return value: {exc}", extra={"call_id": self.call_id})
+            self._answer(500, {"error": "function returned an invalid value"})
+            return
+        self._finish()
+        self.conn.respond(reply.status, reply.body, reply.content_type, self.call_id, reply.headers)
+
+    def fail(self, error: BaseException) -> None:
+        extra = {"call_id": self.call_id, "traceback": user_traceback(error)}
+        log.error("function raised an exception", extra=extra)
+        self._answer(500, {"error": "function raised an exception"})
+
+    def expire(self) -> None:
+        """The timer fired: answer 504; a task is cancelled, a thread runs on unobserved."""
+        if self.answered:
+            return
+        if self.task is not None:
+            self.task.cancel()
+        message = f"function timed out after {self.timeout:g}s"
+        log.warning(message, extra={"call_id": self.call_id})
+        self._answer(504, {"error": message})
+
+    def abandon(self) -> None:
+        """The client disconnected: nobody is left to answer."""
+        if self.answered:
+            return
+        self._finish()
+        if self.task is not None:
+            self.task.cancel()
+        log.info("client disconnected during the call", extra={"call_id": self.call_id})
+
+    def _answer(self, status: int, error: dict[str, str]) -> None:
+        self._finish()
+        error["call_id"] = self.call_id
+        self.conn.respond(status, dump_json(error), JSON_TYPE, self.call_id)
+
+    def _finish(self) -> None:
+        self.answered = True
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+if sys.version_info >= (3, 12):
+
+    def start_task(awaitable: Any) -> asyncio.Future[Any]:
+        """Run a coroutine eagerly: one that never suspends finishes without a loop turn."""
+        if asyncio.iscoroutine(awaitable):
+            return asyncio.Task(awaitable, eager_start=True)
+        return asyncio.ensure_future(awaitable)
+
+else:
+    start_task = asyncio.ensure_future
+
+
+def new_call_id() -> str:
+    """A random version-4 UUID as 32 hex digits, without building a UUID object."""
+    bits = int.from_bytes(os.urandom(16), "big")
+    bits = bits & ~(0xF000 << 64) | (0x4000 << 64)  # version 4
+    bits = bits & ~(0xC000 << 48) | (0x8000 << 48)  # RFC 4122 variant
+    return f"{bits:032x}"
+
+
+# Leading traceback frames from these directories are plumbing, not the user's code.
+_PLUMBING = (os.path.dirname(asyncio.__file__), os.path.dirname(__file__))
+
+
+def user_traceback(exc: BaseException) -> str:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_PLUMBING):
+            break
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
+
+
+def _lower_timeout(raw: str, default: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        return default
+    return value if 0 < value < default else default
+
+
+def _attempt(raw: str | None) -> int:
+    try:
+        return int(raw) if raw else 1
+    except ValueError:
+        return 1
+
+
+def import_handler(settings: Settings) -> tuple[Handler | None, LoadFailure | None]:
+    try:
+        return load_handler(settings.code_dir, settings.handler_file, settings.handler_name), None
+    except HandlerLoadError as exc:
+        return None, exc.failure
+
+
+async def serve(settings: Settings, handler: Handler | None, failure: LoadFailure | None) -> None:
+    """Serve until SIGTERM/SIGINT, then give the calls in flight `shutdown_grace` seconds."""
+    loop = asyncio.get_running_loop()
+    wd = Watchdog(settings, handler, failure)
+    server = await loop.create_server(
+        lambda: Connection(wd), settings.host, settings.port, backlog=1024
+    )
+    stop: asyncio.Future[str] = loop.create_future()
+
+    def on_signal(name: str) -> None:
+        if not stop.done():
+            stop.set_result(name)
+        else:
+            wd.idle.set()  # a second signal: stop waiting for calls
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+    port = server.sockets[0].getsockname()[1]
+    log.info("listening", extra={"host": settings.host, "port": port})
+    name = await stop
+
+    log.info(f"{name}: draining {wd.inflight} call(s)")
+    server.close()
+    wd.drain()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wd.idle.wait(), settings.shutdown_grace)
+    wd.workers.stop()
+    if wd.inflight:  # only daemon threads can be left, and they do not delay the exit
+        log.warning(f"exiting with {wd.inflight} call(s) still running")
+    else:
+        log.info("stopped")
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    try:
+        settings = load_settings(env)
+    except ConfigError as exc:
+        setup_logging(env.get("FAAS_FUNCTION_NAME", "function"))
+        log.critical(f"invalid configuration: {exc}")
+        return 2
+    setup_logging(settings.function_name, settings.log_level)
+    if env is os.environ:
+        os.environ.pop("FAAS_TOKEN", None)  # the handler has no use for the gateway's secret
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # user print()s show up promptly
+
+    started = time.perf_counter()
+    handler, failure = import_handler(settings)
+    import_ms = round((time.perf_counter() - started) * 1000, 1)
+    if failure is None:
+        log.info(
+            "handler imported", extra={"handler": settings.handler_file, "import_ms": import_ms}
+        )
+    else:
+        log.error(
+            f"handler failed to import: {failure.error}",
+            extra={"file": failure.file, "line": failure.line, "traceback": failure.traceback},
+        )
+
+    try:
+        asyncio.run(serve(settings, handler, failure))
+    except OSError as exc:
+        log.critical(f"cannot listen on {settings.host}:{settings.port}: {exc}")
+        return 1
+    return 0

@@ -1,0 +1,145 @@
+"""Shared fixtures: a real gateway (`faas up` in a subprocess) on a free port, on a real engine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+STARTUP_TIMEOUT = 240.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique_project(prefix: str) -> str:
+    return f"t-{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        pytest.fail(f"these tests need a Docker engine (scripts/setup.sh starts one): {exc}")
+    yield client
+    client.close()
+
+
+def project_resources(client: docker.DockerClient, project: str) -> tuple[list[str], list[str]]:
+    label = f"faas.project={project}"
+    containers = [c.name for c in client.containers.list(all=True, filters={"label": label})]
+    networks = [n.name for n in client.networks.list(filters={"label": label})]
+    return containers, networks
+
+
+@dataclass
+class Gateway:
+    """A `faas up` process serving one project."""
+
+    spec_file: Path
+    project: str
+    port: int
+    process: subprocess.Popen[str]
+    log_path: Path
+    stopped: bool = field(default=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, "-f", str(self.spec_file), "--project", self.project, input=input)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
+        if not self.stopped:
+            self.stopped = True
+            if self.process.poll() is None:
+                self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+                raise AssertionError(f"gateway did not stop within {timeout}s:\n{self.log()}") from None
+        return int(self.process.returncode)
+
+
+def run_cli(
+    *args: str, input: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "faas", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def start_gateway(spec_file: Path, project: str, log_dir: Path, *extra: str) -> Gateway:
+    port = free_port()
+    log_path = log_dir / f"{project}.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "faas", "up", "-f", str(spec_file), "--project", project,
+             "--port", str(port), *extra],
+            stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+            env={**os.environ, "NO_COLOR": "1"},
+        )  # fmt: skip
+    gateway = Gateway(spec_file, project, port, process, log_path)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"faas up exited with {process.returncode}:\n{gateway.log()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200:
+                return gateway
+        time.sleep(0.2)
+    gateway.stop(signal.SIGKILL)
+    raise AssertionError(f"gateway not up within {STARTUP_TIMEOUT}s:\n{gateway.log()}")
+
+
+@contextlib.contextmanager
+def running_gateway(
+    docker_client: docker.DockerClient, spec_file: Path, prefix: str, log_dir: Path, *extra: str
+) -> Iterator[Gateway]:
+    """Serve a project, then stop it and assert that nothing of it is left in Docker."""
+    project = unique_project(prefix)
+    gateway = start_gateway(spec_file, project, log_dir, *extra)
+    try:
+        yield gateway
+    finally:
+        code = gateway.stop()
+        containers, networks = project_resources(docker_client, project)
+        for name in containers:
+            with contextlib.suppress(docker.errors.DockerException):
+                docker_client.containers.get(name).remove(force=True)
+        for name in networks:
+            with contextlib.suppress(docker.errors.DockerException):
+                docker_client.networks.get(name).remove()
+        assert (containers, networks) == ([], []), f"left behind: {containers} {networks}"
+        assert code == 0, f"faas up exited with {code}:\n{gateway.log()}"

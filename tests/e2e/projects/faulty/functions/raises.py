@@ -1,0 +1,3 @@
+def handle(event, context):
+    secret = "do-not-leak-this"
+    raise RuntimeError(f"something broke with {secret}")

@@ -1,0 +1,6 @@
+def handle(event, context):
+    return "fine"
+
+
+def broken(:
+    pass
