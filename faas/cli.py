@@ -193,7 +193,7 @@ def down(spec_file: Path, project: str | None, timeout: float) -> None:
     async def teardown() -> int:
         backend = create_backend("docker", loaded.name)
         try:
-            leftover = len(await backend.list())
+            leftover = len(await backend.replicas())
             await backend.teardown()
             return leftover
         finally:

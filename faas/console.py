@@ -8,7 +8,14 @@ import threading
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 log = logging.getLogger("faas.progress")
 
@@ -20,7 +27,7 @@ class ProgressDisplay:
         self._console = console or Console(stderr=True)
         self._interactive = self._console.is_terminal and sys.stderr.isatty()
         self._lock = threading.Lock()
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
         self._last_message: dict[str, str] = {}
         self._progress = Progress(
             SpinnerColumn(),

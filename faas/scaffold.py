@@ -83,6 +83,7 @@ def _insert_entry(text: str, name: str, handler: str, route: str | None) -> str:
         while end > 0 and not lines[end - 1].strip():
             end -= 1
         return "\n".join([*lines[:end], *entry, *lines[end:]]) + "\n"
+    assert isinstance(root, yaml.MappingNode)
     key_line = next(k.start_mark.line for k, v in root.value if k.value == "functions")
     lines[key_line] = "functions:"
     return "\n".join([*lines[: key_line + 1], *entry, *lines[key_line + 1 :]]) + "\n"

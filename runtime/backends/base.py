@@ -84,7 +84,7 @@ class Backend(Protocol):
     async def status(self, replica_id: str) -> ReplicaStatus | None:
         """Whether the replica is still running, and its exit code if not."""
 
-    async def list(self) -> list[ReplicaStatus]:
+    async def replicas(self) -> list[ReplicaStatus]:
         """Every replica of this project, running or not."""
 
     async def logs(self, replica_id: str, *, tail: int = 50) -> str:

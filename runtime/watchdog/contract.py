@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -22,6 +23,17 @@ _json_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encod
 def dump_json(value: Any) -> bytes:
     """Compact UTF-8 JSON; raises TypeError/ValueError for what JSON cannot hold."""
     return _json_encode(value).encode()
+
+
+_id_bits = random.Random().getrandbits  # seeded from os.urandom, which is slow per call
+
+
+def new_call_id() -> str:
+    """A random version-4 UUID as 32 hex digits, without building a UUID object."""
+    bits = _id_bits(128)
+    bits = bits & ~(0xF000 << 64) | (0x4000 << 64)  # version 4
+    bits = bits & ~(0xC000 << 48) | (0x8000 << 48)  # RFC 4122 variant
+    return f"{bits:032x}"
 
 
 class Headers(Mapping[str, str]):

@@ -12,7 +12,8 @@ import re
 import time
 from typing import Protocol
 
-from .contract import JSON_TYPE, dump_json
+from .contract import JSON_TYPE, dump_json, new_call_id
+from .logs import log
 
 MAX_HEAD = 64 * 1024
 _MAX_CHUNK_LINE = 4096
@@ -133,6 +134,8 @@ class RequestParser:
     def _parse_head(self) -> Request | None:
         """Parse a request head; return the request if it has no body, else None."""
         buf = self._buf
+        if not buf:
+            return None
         while buf[:2] == b"\r\n":  # stray CRLFs between requests are allowed (RFC 9112 2.2)
             del buf[:2]
         end = buf.find(b"\r\n\r\n")
@@ -497,9 +500,11 @@ class Connection(asyncio.Protocol):
             self._advancing = False
 
     def _fail(self, exc: HttpError) -> None:
+        call_id = new_call_id()
+        log.warning(f"refused a request: {exc.status} {exc.message}", extra={"call_id": call_id})
         self._keep_alive = False
         self._head_only = False
-        self.respond(exc.status, dump_json({"error": exc.message}), JSON_TYPE, None)
+        self.respond(exc.status, dump_json({"error": exc.message}), JSON_TYPE, call_id)
 
     def _set_reading(self, on: bool) -> None:
         if on != self._reading and self._transport is not None and not self.closed:

@@ -18,7 +18,16 @@ from functools import partial
 from typing import Any
 
 from .config import ConfigError, Settings, load_settings
-from .contract import JSON_TYPE, Context, ConversionError, Event, Headers, dump_json, to_reply
+from .contract import (
+    JSON_TYPE,
+    Context,
+    ConversionError,
+    Event,
+    Headers,
+    dump_json,
+    new_call_id,
+    to_reply,
+)
 from .loader import Handler, HandlerLoadError, LoadFailure, load_handler
 from .logs import log, setup_logging
 from .protocol import Connection, Request
@@ -134,7 +143,7 @@ class Call:
         self.timer: asyncio.TimerHandle | None = None
 
     def run_async(self, awaitable: Any) -> None:
-        self.task = start_task(awaitable)
+        self.task = start_task(awaitable, self.wd.loop)
         self.task.add_done_callback(self._task_done)
 
     def run_in_thread(
@@ -171,7 +180,7 @@ class Call:
                 self.fail(asyncio.CancelledError("the function's task was cancelled"))
             return
         error = task.exception()
-        self._settle(None if error else task.result(), error)
+        self._settle(task.result() if error is None else None, error)
 
     def _settle(self, result: Any, error: BaseException | None) -> None:
         self.wd.call_ended()
@@ -229,22 +238,17 @@ class Call:
 
 if sys.version_info >= (3, 12):
 
-    def start_task(awaitable: Any) -> asyncio.Future[Any]:
+    def start_task(awaitable: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
         """Run a coroutine eagerly: one that never suspends finishes without a loop turn."""
         if asyncio.iscoroutine(awaitable):
-            return asyncio.Task(awaitable, eager_start=True)
-        return asyncio.ensure_future(awaitable)
+            return asyncio.Task(awaitable, loop=loop, eager_start=True)
+        return asyncio.ensure_future(awaitable, loop=loop)
 
 else:
-    start_task = asyncio.ensure_future
 
-
-def new_call_id() -> str:
-    """A random version-4 UUID as 32 hex digits, without building a UUID object."""
-    bits = int.from_bytes(os.urandom(16), "big")
-    bits = bits & ~(0xF000 << 64) | (0x4000 << 64)  # version 4
-    bits = bits & ~(0xC000 << 48) | (0x8000 << 48)  # RFC 4122 variant
-    return f"{bits:032x}"
+    def start_task(awaitable: Any, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.ensure_future(awaitable, loop=loop)
+        return future
 
 
 # Leading traceback frames from these directories are plumbing, not the user's code.

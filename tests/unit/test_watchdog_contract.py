@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from runtime.watchdog import Context, Event, Response
 from runtime.watchdog.config import ConfigError, load_settings
-from runtime.watchdog.contract import ConversionError, Headers, Reply, to_reply
+from runtime.watchdog.contract import ConversionError, Headers, Reply, new_call_id, to_reply
 from runtime.watchdog.loader import HandlerLoadError, LoadFailure, load_handler
 from runtime.watchdog.logs import JsonFormatter
 from runtime.watchdog.protocol import HttpError, RequestParser, render_response
@@ -185,7 +186,7 @@ def test_headers_are_case_insensitive_and_read_only() -> None:
     assert headers.get("x-THING") == "1"
     assert headers.get("missing", "d") == "d"
     assert "Content-type" in headers
-    assert 42 not in headers
+    assert 42 not in headers  # type: ignore[comparison-overlap]
     assert dict(headers) == {"content-type": "text/plain", "x-thing": "1"}
     assert len(headers) == 2
     with pytest.raises(TypeError):
@@ -500,3 +501,11 @@ def test_render_response() -> None:
 
 def test_reply_repr_is_short() -> None:
     assert "Reply 200" in repr(Reply(200, b"x" * 1000, TEXT))
+
+
+def test_call_ids_are_uuid4_hex() -> None:
+    ids = {new_call_id() for _ in range(200)}
+    assert len(ids) == 200
+    for call_id in ids:
+        parsed = uuid.UUID(call_id)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, call_id)

@@ -123,7 +123,7 @@ class DockerBackend:
                 return None
         return _status_from_inspect(attrs)
 
-    async def list(self) -> list[ReplicaStatus]:
+    async def replicas(self) -> list[ReplicaStatus]:
         return await asyncio.to_thread(self._list)
 
     def _list(self) -> list[ReplicaStatus]:

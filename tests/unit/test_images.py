@@ -1,0 +1,89 @@
+"""Image plans: the tag follows the inputs, and only the inputs."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from runtime.errors import FunctionUnavailable
+from runtime.images import plan_image
+from runtime.spec import Project, load_project_text
+
+SPEC = """\
+version: 1
+project: demo
+functions:
+  hello:
+    handler: functions/hello.py
+  sizes:
+    handler: functions/sizes.py:main
+    requirements: functions/req.txt
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    (tmp_path / "functions").mkdir()
+    (tmp_path / "functions" / "hello.py").write_text("def handle(e, c):\n    return 'hi'\n")
+    (tmp_path / "functions" / "sizes.py").write_text("def main(e, c):\n    return 1\n")
+    (tmp_path / "functions" / "req.txt").write_text("humanize\n")
+    (tmp_path / "functions" / "__pycache__").mkdir()
+    (tmp_path / "functions" / "__pycache__" / "hello.cpython-311.pyc").write_bytes(b"junk")
+    return load_project_text(SPEC, filename="functions.yaml", root=tmp_path)
+
+
+def fake_deps(requirements: Path) -> Path:
+    deps = requirements.parent.parent / "deps-cache" / "abc123"
+    (deps / "humanize").mkdir(parents=True, exist_ok=True)
+    (deps / "humanize" / "__init__.py").write_text("")
+    return deps
+
+
+def names(context: bytes) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(context)) as archive:
+        return sorted(archive.getnames())
+
+
+def dockerfile(context: bytes) -> str:
+    with tarfile.open(fileobj=io.BytesIO(context)) as archive:
+        member = archive.extractfile("Dockerfile")
+        assert member is not None
+        return member.read().decode()
+
+
+def test_context_holds_code_watchdog_and_no_bytecode(project: Project, tmp_path: Path) -> None:
+    request = plan_image(project, project.functions["hello"], "sha256:base", fake_deps)
+    files = names(request.context)
+    assert "app/functions/hello.py" in files
+    assert "faas_watchdog/__main__.py" in files
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+    assert not [f for f in files if f.startswith("deps/")]
+    text = dockerfile(request.context)
+    assert text.startswith("FROM sha256:base\n")
+    assert "FAAS_HANDLER_FILE=functions/hello.py" in text
+    assert "USER 10001:10001" in text
+    assert request.tag.startswith("faas-hello:")
+
+
+def test_requirements_are_copied_in(project: Project, tmp_path: Path) -> None:
+    request = plan_image(project, project.functions["sizes"], "sha256:base", fake_deps)
+    assert "deps/humanize/__init__.py" in names(request.context)
+    assert "FAAS_HANDLER_NAME=main" in dockerfile(request.context)
+
+
+def test_tag_is_stable_and_follows_inputs(project: Project, tmp_path: Path) -> None:
+    hello = project.functions["hello"]
+    first = plan_image(project, hello, "sha256:base", fake_deps).tag
+    assert plan_image(project, hello, "sha256:base", fake_deps).tag == first
+    assert plan_image(project, hello, "sha256:other", fake_deps).tag != first
+    (tmp_path / "functions" / "hello.py").write_text("def handle(e, c):\n    return 'bye'\n")
+    assert plan_image(project, hello, "sha256:base", fake_deps).tag != first
+
+
+def test_missing_handler_is_reported_per_function(project: Project, tmp_path: Path) -> None:
+    (tmp_path / "functions" / "hello.py").unlink()
+    with pytest.raises(FunctionUnavailable, match=r"handler file functions/hello.py not found"):
+        plan_image(project, project.functions["hello"], "sha256:base", fake_deps)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faas.scaffold import create_function
+from runtime.errors import FaasError
+from runtime.spec import load_project
+
+SPEC = """\
+# my project
+version: 1
+functions:
+  hello:
+    handler: functions/hello.py   # keep this comment
+
+gateway:
+  port: 9000
+"""
+
+
+def test_new_function_is_added_inside_the_functions_block(tmp_path: Path) -> None:
+    spec = tmp_path / "functions.yaml"
+    spec.write_text(SPEC)
+    handler = create_function(spec, "thumb-nail", "async", "/thumbnail")
+    assert handler == tmp_path / "functions" / "thumb_nail.py"
+    assert "async def handle" in handler.read_text()
+    text = spec.read_text()
+    assert "# keep this comment" in text
+    project = load_project(spec)
+    assert list(project.functions) == ["hello", "thumb-nail"]
+    assert project.functions["thumb-nail"].routes[0].path == "/thumbnail"
+    assert project.gateway.port == 9000
+
+
+def test_new_function_in_a_new_file(tmp_path: Path) -> None:
+    spec = tmp_path / "functions.yaml"
+    create_function(spec, "hello", "sync", None)
+    assert list(load_project(spec).functions) == ["hello"]
+
+
+@pytest.mark.parametrize("name", ["Hello", "1abc", "a_b", ""])
+def test_invalid_names_are_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(FaasError, match="invalid function name"):
+        create_function(tmp_path / "functions.yaml", name, "sync", None)
+
+
+def test_existing_file_is_not_overwritten(tmp_path: Path) -> None:
+    spec = tmp_path / "functions.yaml"
+    spec.write_text(SPEC)
+    (tmp_path / "functions").mkdir()
+    (tmp_path / "functions" / "other.py").write_text("mine")
+    with pytest.raises(FaasError, match="already exists"):
+        create_function(spec, "other", "sync", None)
+    assert (tmp_path / "functions" / "other.py").read_text() == "mine"
+    assert spec.read_text() == SPEC
