@@ -131,8 +131,12 @@ def main() -> None:
         f"   (medians of {args.rounds})"
     )
     for connections, through, direct in rows:
-        g = Sample(*(statistics.median(getattr(s, f) for s in through) for f in Sample.__annotations__))
-        d = Sample(*(statistics.median(getattr(s, f) for s in direct) for f in Sample.__annotations__))
+        g = Sample(
+            *(statistics.median(getattr(s, f) for s in through) for f in Sample.__annotations__)
+        )
+        d = Sample(
+            *(statistics.median(getattr(s, f) for s in direct) for f in Sample.__annotations__)
+        )
         for label, sample in (("gateway", g), ("direct", d)):
             print(
                 f"{connections:>5} {label:<8} {sample.rps:>9.0f} {sample.p50_ms:>8.3f} "

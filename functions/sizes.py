@@ -9,5 +9,8 @@ def handle(event, context):
         size = int(raw)
     except ValueError:
         return {"statusCode": 400, "body": f"not a number of bytes: {raw!r}\n"}
-    return {"statusCode": 200, "body": humanize.naturalsize(size, binary=True) + "\n",
-            "headers": {"content-type": "text/plain; charset=utf-8"}}
+    return {
+        "statusCode": 200,
+        "body": humanize.naturalsize(size, binary=True) + "\n",
+        "headers": {"content-type": "text/plain; charset=utf-8"},
+    }

@@ -81,7 +81,9 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
-                raise AssertionError(f"gateway did not stop within {timeout}s:\n{self.log()}") from None
+                raise AssertionError(
+                    f"gateway did not stop within {timeout}s:\n{self.log()}"
+                ) from None
         return int(self.process.returncode)
 
 
