@@ -252,12 +252,11 @@ _RESERVED = frozenset({"content-length", "transfer-encoding", "connection", "x-c
 
 def to_reply(value: Any) -> Reply:
     """Convert a handler's return value; raise ConversionError for anything unsupported."""
-    kind = type(value)
-    if kind is str:
+    if type(value) is str:  # the common case first
         return Reply(200, value.encode(), TEXT_TYPE)
     if value is None:
         return NO_CONTENT
-    if kind is dict:
+    if isinstance(value, dict):
         if "statusCode" in value:
             return _reply_from(
                 value.get("body"), value["statusCode"], value.get("headers"), None, "statusCode"
@@ -271,14 +270,19 @@ def to_reply(value: Any) -> Reply:
         if len(value) == 3:
             return _reply_from(value[0], value[1], value[2])
         raise ConversionError(f"a returned tuple must be (body, status[, headers]), got {value!r}")
-    if isinstance(value, str | bytes | bytearray | memoryview | dict | list):
+    if isinstance(value, str | bytes | bytearray | memoryview | list):
         body, content_type = _encode_body(value)
         return Reply(200, body, content_type)
     if hasattr(value, "body") and (hasattr(value, "status") or hasattr(value, "status_code")):
         status = getattr(value, "status_code", None)
         if status is None or isinstance(status, str):
             status = getattr(value, "status", status)
-        return _reply_from(value.body, status, getattr(value, "headers", None))
+        return _reply_from(
+            value.body,
+            status,
+            getattr(value, "headers", None),
+            getattr(value, "content_type", None),  # e.g. a Response from another import path
+        )
     raise ConversionError(f"cannot turn a returned {_type_name(value)} into an HTTP response")
 
 

@@ -30,7 +30,7 @@ class JsonFormatter(logging.Formatter):
             entry["logger"] = record.name
         entry["msg"] = record.getMessage()
         for key, value in record.__dict__.items():
-            if key not in _STANDARD:
+            if key not in _STANDARD and key not in entry:
                 entry[key] = value
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)

@@ -21,7 +21,6 @@ from .config import ConfigError, Settings, load_settings
 from .contract import (
     JSON_TYPE,
     Context,
-    ConversionError,
     Event,
     Headers,
     dump_json,
@@ -194,7 +193,7 @@ class Call:
             return
         try:
             reply = to_reply(result)
-        except ConversionError as exc:
+        except Exception as exc:  # ConversionError, or e.g. a str that cannot be UTF-8
             log.error(f"invalid return value: {exc}", extra={"call_id": self.call_id})
             self._answer(500, {"error": "function returned an invalid value"})
             return

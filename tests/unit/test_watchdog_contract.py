@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,15 @@ CONVERSIONS: list[tuple[str, Any, int, str | None, bytes, list[tuple[str, str]] 
     ("memoryview", memoryview(b"ab"), 200, BINARY, b"ab", None),
     ("dict", {"a": 1, "é": [1, 2]}, 200, JSON, '{"a":1,"é":[1,2]}'.encode(), None),
     ("list", [1, "x"], 200, JSON, b'[1,"x"]', None),
+    ("dict subclass", OrderedDict(a=1), 200, JSON, b'{"a":1}', None),
+    (
+        "openfaas dict subclass",
+        OrderedDict(statusCode=202, body="x"),
+        202,
+        TEXT,
+        b"x",
+        None,
+    ),
     ("empty dict", {}, 200, JSON, b"{}", None),
     (
         "openfaas str",
@@ -104,6 +114,14 @@ CONVERSIONS: list[tuple[str, Any, int, str | None, bytes, list[tuple[str, str]] 
         [("X-D", "y")],
     ),
     ("duck flask-like", Duck(b"f", status="201 CREATED", status_code=201), 201, BINARY, b"f", None),
+    (
+        "duck content_type",
+        Duck("<i>", status=200, content_type="text/html"),
+        200,
+        "text/html",
+        b"<i>",
+        None,
+    ),
     (
         "framing headers dropped",
         Response("x", headers={"Content-Length": "99", "Connection": "close", "X-E": "1"}),

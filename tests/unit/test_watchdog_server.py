@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -207,6 +208,8 @@ class Launcher:
         self,
         files: dict[str, str],
         handler_file: str = "handler.py",
+        module: str = "runtime.watchdog",
+        cwd: Path = REPO_ROOT,
         **env: str,
     ) -> Watchdog:
         self.count += 1
@@ -219,6 +222,7 @@ class Launcher:
             path.write_text(textwrap.dedent(source))
         port = free_port()
         environ = {k: v for k, v in os.environ.items() if not k.startswith("FAAS_")}
+        environ.pop("PYTHONPATH", None)
         environ.update(
             FAAS_HANDLER_FILE=handler_file,
             FAAS_CODE_DIR=str(code_dir),
@@ -234,8 +238,8 @@ class Launcher:
             open(run_dir / "stderr.log", "wb") as err,
         ):
             proc = subprocess.Popen(
-                [PYTHON, "-m", "runtime.watchdog"],
-                cwd=REPO_ROOT,
+                [PYTHON, "-m", module],
+                cwd=cwd,
                 env=environ,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -717,3 +721,27 @@ def test_sigterm_does_not_wait_forever_for_a_stuck_thread(launcher: Launcher) ->
         assert wd.proc.wait(timeout=IO_TIMEOUT) == 0
         assert time.monotonic() - started < 3
     assert "still running" in wd.stderr()
+
+
+def test_runs_as_a_copied_standalone_package(launcher: Launcher, tmp_path: Path) -> None:
+    """Images copy the package to /opt/faas/faas_watchdog and run `python3 -m faas_watchdog`."""
+    opt = tmp_path / "opt"
+    shutil.copytree(
+        REPO_ROOT / "runtime" / "watchdog",
+        opt / "faas_watchdog",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    handler = """
+        import sys
+        from faas_watchdog import Response
+
+        def handle(event, context):
+            leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("runtime", "faas"))
+            return Response({"leaked": leaked}, status=201, headers={"X-A": "b"})
+    """
+    wd = launcher.start(
+        {"handler.py": handler}, module="faas_watchdog", cwd=opt, PYTHONPATH=str(opt)
+    )
+    status, headers, body = wd.call("/", method="POST")
+    assert (status, headers["Content-Type"], headers["X-A"]) == (201, "application/json", "b")
+    assert json.loads(body) == {"leaked": []}
