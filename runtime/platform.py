@@ -19,6 +19,7 @@ from runtime.images import plan_image
 from runtime.invocation import Invocation, InvocationResult
 from runtime.pool import FunctionPool
 from runtime.replica_client import ReplicaClient
+from runtime.scaling.autoscaler import Autoscaler
 from runtime.spec import FunctionSpec, Project
 
 log = logging.getLogger("faas.platform")
@@ -42,6 +43,10 @@ class Platform:
             name: FunctionPool(spec, backend, self.client)
             for name, spec in project.functions.items()
         }
+        self.autoscaler = Autoscaler(self.pools, backend)
+        for pool in self.pools.values():
+            pool.on_demand = self.autoscaler.wake
+        self._autoscaling: asyncio.Task[None] | None = None
 
     def pool(self, name: str) -> FunctionPool:
         try:
@@ -53,9 +58,15 @@ class Platform:
         return self.pool(name).spec
 
     async def deploy(self, progress: FunctionProgress = _quiet) -> None:
-        """Build every function's image and start `scale.min` replicas of each."""
+        """Build every function's image, start autoscaling, wait for `scale.min` replicas."""
         await self.build(progress)
-        await asyncio.gather(*(self._start_minimum(pool, progress) for pool in self.pools.values()))
+        for pool in self.pools.values():
+            pool.prepare_spare()
+        self._autoscaling = asyncio.get_running_loop().create_task(self.autoscaler.run())
+        self.autoscaler.wake()
+        await asyncio.gather(
+            *(self._wait_for_minimum(pool, progress) for pool in self.pools.values())
+        )
 
     async def build(self, progress: FunctionProgress = _quiet) -> None:
         """Make sure every function's image exists.
@@ -92,17 +103,21 @@ class Platform:
         pool.mark_built(request.tag)
         progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
 
-    async def _start_minimum(self, pool: FunctionPool, progress: FunctionProgress) -> None:
+    async def _wait_for_minimum(self, pool: FunctionPool, progress: FunctionProgress) -> None:
         wanted = pool.spec.scale.min
         if wanted == 0 or pool.error is not None:
             return
-        progress(pool.spec.name, f"waiting for {wanted} replica(s)", None)
-        try:
-            await pool.scale_to(wanted)
-        except FaasError as exc:
-            progress(pool.spec.name, f"failed: {exc}", 1.0)
-            return
-        progress(pool.spec.name, f"{wanted} replica(s) ready", 1.0)
+        name = pool.spec.name
+        progress(name, f"waiting for {wanted} replica(s)", 0.0)
+        while len(pool.replicas) < wanted and pool.error is None:
+            await asyncio.sleep(0.05)
+            progress(
+                name, f"{len(pool.replicas)}/{wanted} replica(s) ready", len(pool.replicas) / wanted
+            )
+        if pool.error is not None:
+            progress(name, f"failed: {pool.error}", 1.0)
+        else:
+            progress(name, f"{wanted} replica(s) ready", 1.0)
 
     async def invoke(self, invocation: Invocation) -> InvocationResult:
         """Send one call to a ready replica (starting one if needed) and return its answer.
@@ -117,7 +132,7 @@ class Platform:
                 handle = await pool.acquire()
         except TimeoutError:
             raise InvocationTimeout(
-                f"no replica of {invocation.function} was ready within {timeout:g}s"
+                f"{invocation.function} waited {timeout:g}s in its queue without a free replica"
             ) from None
         try:
             result = await self.client.send(handle.replica, invocation, timeout)
@@ -145,6 +160,9 @@ class Platform:
                 "name": name,
                 "state": pool.state.value,
                 "replicas": len(pool.replicas),
+                "starting": pool.starting,
+                "draining": len(pool.draining),
+                "queue_depth": pool.depth(),
                 "in_flight": pool.in_flight,
                 "image": pool.image,
                 "error": pool.error,
@@ -152,7 +170,12 @@ class Platform:
                     {"path": route.path, "methods": list(route.methods)}
                     for route in pool.spec.routes
                 ],
-                "scale": {"min": pool.spec.scale.min, "max": pool.spec.scale.max},
+                "scale": {
+                    "min": pool.spec.scale.min,
+                    "max": pool.spec.scale.max,
+                    "target_concurrency": pool.spec.scale.target_concurrency,
+                    "idle_timeout": pool.spec.scale.idle_timeout,
+                },
                 "last_cold_start_ms": (
                     round(pool.last_cold_start * 1000, 1) if pool.last_cold_start else None
                 ),
@@ -162,6 +185,10 @@ class Platform:
 
     async def shutdown(self) -> None:
         """Stop every replica and remove the project's network."""
+        if self._autoscaling is not None:
+            self._autoscaling.cancel()
+            await asyncio.gather(self._autoscaling, return_exceptions=True)
+        await self.autoscaler.stop()
         await asyncio.gather(
             *(pool.stop_all() for pool in self.pools.values()), return_exceptions=True
         )

@@ -1,27 +1,44 @@
-"""The replicas of one function: starting them on demand and picking one per call.
+"""The replicas of one function, and the queue of calls waiting for them.
 
-A call that finds no ready replica waits while one starts; concurrent first
-calls share that one start. A replica that stops answering is checked with
-the backend and dropped once it has exited, so the next call starts afresh.
+A call takes a free slot on a ready replica (at most `slot_limit` calls in
+flight per replica) or waits in the function's queue, which is bounded by
+`scale.max_queue`. Whenever a slot frees or a replica becomes ready, the
+oldest waiting call gets it. The pool never decides how many replicas to
+run: it starts and drains them when the autoscaler says so, and tells the
+autoscaler when a call starts waiting so that 0 -> 1 happens at once.
+
+Each function keeps one replica created ahead (a stopped container, no
+process), so a cold start is a container start, not a create and a start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from runtime.backends.base import Backend, Replica, ReplicaSpec
-from runtime.errors import FunctionUnavailable, ReplicaStartError, ReplicaUnreachable
+from runtime.backends.base import Backend, CreatedReplica, Replica, ReplicaSpec
+from runtime.errors import (
+    FaasError,
+    FunctionUnavailable,
+    QueueFull,
+    ReplicaStartError,
+    ReplicaUnreachable,
+)
 from runtime.replica_client import ReplicaClient
 from runtime.spec import FunctionSpec
 
 log = logging.getLogger("faas.pool")
 
 READY_TIMEOUT = 30.0
+START_FAILURES_BEFORE_FAILED = 3
+"""Consecutive replica start failures (not import errors) after which the function is failed."""
 
 
 class FunctionState(StrEnum):
@@ -40,17 +57,31 @@ class ReplicaHandle:
     started_at: float = field(default_factory=time.time)
 
 
+ColdStartObserver = Callable[[str, float], None]
+
+
 class FunctionPool:
     def __init__(self, spec: FunctionSpec, backend: Backend, client: ReplicaClient) -> None:
         self.spec = spec
         self.image: str | None = None
         self.error: str | None = None
         self.replicas: list[ReplicaHandle] = []
+        self.draining: list[ReplicaHandle] = []
+        self.starting = 0
         self.last_cold_start: float | None = None
+        self.on_demand: Callable[[], None] = lambda: None
+        """Called when a call starts waiting: the autoscaler wakes up."""
+        self.on_cold_start: ColdStartObserver = lambda function, seconds: None
+        self.backlog: Callable[[], int] = lambda: 0
+        """Work waiting outside this pool (async calls, events) that counts toward depth."""
         self._backend = backend
         self._client = client
-        self._starting: asyncio.Task[ReplicaHandle] | None = None
+        self._waiters: collections.deque[asyncio.Future[ReplicaHandle]] = collections.deque()
+        self._spare: asyncio.Task[CreatedReplica] | None = None
+        self._start_failures = 0
         self._building = True
+
+    # -- state ---------------------------------------------------------------
 
     @property
     def state(self) -> FunctionState:
@@ -60,13 +91,26 @@ class FunctionPool:
             return FunctionState.BUILDING
         if self.replicas:
             return FunctionState.READY
-        if self._starting is not None:
+        if self.starting:
             return FunctionState.STARTING
         return FunctionState.IDLE
 
     @property
+    def slot_limit(self) -> int:
+        scale = self.spec.scale
+        return scale.concurrency or scale.target_concurrency
+
+    @property
     def in_flight(self) -> int:
-        return sum(handle.in_flight for handle in self.replicas)
+        return sum(h.in_flight for h in self.replicas) + sum(h.in_flight for h in self.draining)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def depth(self) -> int:
+        """Queue depth as the autoscaler sees it: the one place it is read."""
+        return len(self._waiters) + self.backlog()
 
     def mark_built(self, image: str) -> None:
         self.image = image
@@ -76,44 +120,85 @@ class FunctionPool:
         self.error = reason
         self._building = False
         log.error("function failed", extra={"function": self.spec.name, "error": reason})
+        error = FunctionUnavailable(f"function {self.spec.name} is unavailable: {reason}")
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    # -- calls ---------------------------------------------------------------
 
     async def acquire(self) -> ReplicaHandle:
-        """A replica for one call, counted as in flight until `release`."""
-        handle = await self._pick()
-        handle.in_flight += 1
-        return handle
+        """A replica slot for one call; waits in the queue when none is free.
 
-    def release(self, handle: ReplicaHandle) -> None:
-        handle.in_flight -= 1
-        handle.served += 1
-
-    async def _pick(self) -> ReplicaHandle:
+        The caller bounds the wait (asyncio.timeout) and must `release` the slot.
+        """
         if self.error is not None:
             raise FunctionUnavailable(f"function {self.spec.name} is unavailable: {self.error}")
         if self.image is None:
             raise FunctionUnavailable(f"function {self.spec.name} is still being built")
-        if self.replicas:
-            return min(self.replicas, key=lambda handle: handle.in_flight)
-        if self._starting is None:
-            self._starting = asyncio.create_task(self._start_replica())
-            self._starting.add_done_callback(self._start_finished)
-        return await asyncio.shield(self._starting)
+        if not self._waiters:
+            handle = self._free_replica()
+            if handle is not None:
+                handle.in_flight += 1
+                return handle
+        if len(self._waiters) >= self.spec.scale.max_queue:
+            raise QueueFull(
+                f"{self.spec.name} has {len(self._waiters)} calls waiting, its limit "
+                f"(scale.max_queue); retry later",
+                retry_after=1.0,
+            )
+        waiter: asyncio.Future[ReplicaHandle] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self.on_demand()
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self.release(waiter.result())  # a slot was handed over as we gave up
+            else:
+                self._remove_waiter(waiter)
+            raise
 
-    def _start_finished(self, task: asyncio.Task[ReplicaHandle]) -> None:
-        self._starting = None
-        if not task.cancelled() and task.exception() is None:
-            self.replicas.append(task.result())
+    def release(self, handle: ReplicaHandle) -> None:
+        handle.in_flight -= 1
+        handle.served += 1
+        if handle in self.draining:
+            if handle.in_flight == 0:
+                self.draining.remove(handle)
+                asyncio.get_running_loop().create_task(self._stop(handle))
+            return
+        self._dispatch()
 
-    async def scale_to(self, count: int) -> None:
-        """Start replicas until `count` are ready (used for `scale.min`)."""
-        while len(self.replicas) < count and self.error is None:
-            handle = await self._start_replica()
-            self.replicas.append(handle)
+    def _free_replica(self) -> ReplicaHandle | None:
+        best: ReplicaHandle | None = None
+        for handle in self.replicas:
+            if handle.in_flight < self.slot_limit and (
+                best is None or handle.in_flight < best.in_flight
+            ):
+                best = handle
+        return best
 
-    async def _start_replica(self) -> ReplicaHandle:
+    def _dispatch(self) -> None:
+        while self._waiters:
+            handle = self._free_replica()
+            if handle is None:
+                return
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            handle.in_flight += 1
+            waiter.set_result(handle)
+
+    def _remove_waiter(self, waiter: asyncio.Future[ReplicaHandle]) -> None:
+        with contextlib.suppress(ValueError):
+            self._waiters.remove(waiter)
+
+    # -- replicas --------------------------------------------------------------
+
+    def _replica_spec(self) -> ReplicaSpec:
         assert self.image is not None
-        began = time.perf_counter()
-        spec = ReplicaSpec(
+        return ReplicaSpec(
             function=self.spec.name,
             image=self.image,
             token=secrets.token_urlsafe(32),
@@ -121,20 +206,62 @@ class FunctionPool:
             memory=self.spec.memory,
             cpus=self.spec.cpus,
         )
-        replica = await self._backend.start(spec)
-        loop = asyncio.get_running_loop()
-        try:
-            await self._client.wait_ready(
-                replica, deadline=loop.time() + READY_TIMEOUT, is_alive=self._check_alive
+
+    def prepare_spare(self) -> None:
+        """Create the next replica ahead of need, unless one is being made already."""
+        if self._spare is None and self.image is not None and self.error is None:
+            self._spare = asyncio.get_running_loop().create_task(
+                self._backend.create(self._replica_spec())
             )
+
+    async def _take_spare(self) -> CreatedReplica:
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            try:
+                return await spare
+            except FaasError as exc:
+                log.warning(
+                    "spare replica unusable", extra={"function": self.spec.name, "error": str(exc)}
+                )
+        return await self._backend.create(self._replica_spec())
+
+    async def start_replica(self) -> None:
+        """Start one replica and put it to work once its watchdog answers ready."""
+        self.starting += 1
+        began = time.perf_counter()
+        try:
+            created = await self._take_spare()
+            self.prepare_spare()
+            replica = await self._backend.start(created)
+            loop = asyncio.get_running_loop()
+            try:
+                await self._client.wait_ready(
+                    replica, deadline=loop.time() + READY_TIMEOUT, is_alive=self._check_alive
+                )
+            except BaseException:
+                await asyncio.shield(self._backend.stop(replica.id, grace=0))
+                raise
         except FunctionUnavailable as exc:
             self.mark_failed(str(exc))
-            await self._backend.stop(replica.id, grace=0)
-            raise
-        except BaseException:
-            await self._backend.stop(replica.id, grace=0)
-            raise
+            return
+        except FaasError as exc:
+            self._start_failures += 1
+            log.warning(
+                "replica failed to start",
+                extra={
+                    "function": self.spec.name,
+                    "error": str(exc),
+                    "attempt": self._start_failures,
+                },
+            )
+            if self._start_failures >= START_FAILURES_BEFORE_FAILED:
+                self.mark_failed(str(exc))
+            return
+        finally:
+            self.starting -= 1
+        self._start_failures = 0
         self.last_cold_start = time.perf_counter() - began
+        self.on_cold_start(self.spec.name, self.last_cold_start)
         log.info(
             "replica ready",
             extra={
@@ -143,7 +270,8 @@ class FunctionPool:
                 "cold_start_ms": round(self.last_cold_start * 1000, 1),
             },
         )
-        return ReplicaHandle(replica)
+        self.replicas.append(ReplicaHandle(replica))
+        self._dispatch()
 
     async def _check_alive(self, replica: Replica) -> None:
         status = await self._backend.status(replica.id)
@@ -155,23 +283,56 @@ class FunctionPool:
                 reason += f"; its last output:\n{tail}"
             raise ReplicaStartError(reason)
 
+    def drain(self, count: int) -> list[ReplicaHandle]:
+        """Take `count` replicas out of service, least busy first; each stops once idle."""
+        chosen = sorted(self.replicas, key=lambda h: (h.in_flight, -h.started_at))[:count]
+        for handle in chosen:
+            self.replicas.remove(handle)
+            if handle.in_flight == 0:
+                asyncio.get_running_loop().create_task(self._stop(handle))
+            else:
+                self.draining.append(handle)
+        return chosen
+
+    async def _stop(self, handle: ReplicaHandle) -> None:
+        try:
+            await self._backend.stop(handle.replica.id, grace=self.spec.timeout)
+        except FaasError as exc:
+            log.warning(
+                "stopping replica failed", extra={"replica": handle.replica.name, "error": str(exc)}
+            )
+
     async def replica_failed(self, handle: ReplicaHandle, error: ReplicaUnreachable) -> None:
         """A call could not reach the replica: drop it if it is gone."""
         status = await self._backend.status(handle.replica.id)
         if status is not None and status.running:
             return
+        self.forget(handle, str(error))
+
+    def forget(self, handle: ReplicaHandle, why: str) -> None:
+        """Remove a replica that exited; its container is removed in the background."""
+        if handle not in self.replicas and handle not in self.draining:
+            return
         log.warning(
             "replica lost",
-            extra={"function": self.spec.name, "replica": handle.replica.name, "error": str(error)},
+            extra={"function": self.spec.name, "replica": handle.replica.name, "why": why},
         )
         if handle in self.replicas:
             self.replicas.remove(handle)
-        await self._backend.stop(handle.replica.id, grace=0)
+        else:
+            self.draining.remove(handle)
+        asyncio.get_running_loop().create_task(self._backend.stop(handle.replica.id, grace=0))
 
     async def stop_all(self) -> None:
-        if self._starting is not None:
-            self._starting.cancel()
-        handles, self.replicas = self.replicas, []
-        await asyncio.gather(
-            *(self._backend.stop(h.replica.id, grace=2) for h in handles), return_exceptions=True
-        )
+        handles = self.replicas + self.draining
+        self.replicas, self.draining = [], []
+        error = FunctionUnavailable(f"{self.spec.name} is shutting down")
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+        stops = [self._backend.stop(h.replica.id, grace=2) for h in handles]
+        if self._spare is not None:
+            spare, self._spare = self._spare, None
+            spare.cancel()
+        await asyncio.gather(*stops, return_exceptions=True)

@@ -27,6 +27,12 @@ from runtime.invocation import Invocation, InvocationResult
 AliveCheck = Callable[[Replica], Awaitable[None]]
 """Raises when a replica has exited; called while waiting for readiness."""
 
+FAST_POLL = 0.002
+FAST_POLL_SECONDS = 3.0
+SLOW_POLL = 0.05
+"""Readiness is polled every 2 ms while a start is young (a refused connect costs
+microseconds, and each millisecond here is a millisecond of cold start), then every 50 ms."""
+
 TIMEOUT_GRACE = 2.0
 """The watchdog enforces the function timeout itself; we wait this much longer for its 504."""
 
@@ -115,7 +121,7 @@ class ReplicaClient:
         loop = asyncio.get_running_loop()
         url = f"http://{replica.address}/_/ready"
         headers = {"x-faas-token": replica.token}
-        delay = 0.005
+        fast_until = loop.time() + FAST_POLL_SECONDS
         next_liveness_check = loop.time() + 0.5
         timeout = aiohttp.ClientTimeout(total=2.0)
         while True:
@@ -133,8 +139,7 @@ class ReplicaClient:
             if now >= next_liveness_check:
                 next_liveness_check = now + 0.5
                 await is_alive(replica)
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+            await asyncio.sleep(FAST_POLL if now < fast_until else SLOW_POLL)
 
 
 def _raised_by_body(exc: BaseException) -> FaasError | None:

@@ -40,6 +40,16 @@ class Replica:
 
 
 @dataclass(frozen=True)
+class CreatedReplica:
+    """A replica created ahead of need and not started: it holds no process."""
+
+    id: str
+    name: str
+    function: str
+    token: str
+
+
+@dataclass(frozen=True)
 class ReplicaStatus:
     id: str
     name: str
@@ -75,8 +85,11 @@ class Backend(Protocol):
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         """Build one function image unless its tag already exists; True if it was built."""
 
-    async def start(self, spec: ReplicaSpec) -> Replica:
-        """Create and start one replica; it may not be ready to serve yet."""
+    async def create(self, spec: ReplicaSpec) -> CreatedReplica:
+        """Create one replica without starting it, so a later start is quicker."""
+
+    async def start(self, created: CreatedReplica) -> Replica:
+        """Start a created replica; it may not be ready to serve yet."""
 
     async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
         """Stop and remove one replica; missing replicas are not an error."""

@@ -17,6 +17,7 @@ from typing import Any
 import docker.errors
 
 from runtime.backends.base import (
+    CreatedReplica,
     ImageRequest,
     ProgressCallback,
     Replica,
@@ -62,30 +63,40 @@ class DockerBackend:
                 images.build_function_image, self._api, request, progress
             )
 
-    async def start(self, spec: ReplicaSpec) -> Replica:
+    async def create(self, spec: ReplicaSpec) -> CreatedReplica:
         await self.prepare()
-        return await asyncio.to_thread(self._start, spec)
+        return await asyncio.to_thread(self._create, spec)
 
-    def _start(self, spec: ReplicaSpec) -> Replica:
+    def _create(self, spec: ReplicaSpec) -> CreatedReplica:
         replica_id = secrets.token_hex(6)
         name = containers.container_name(self.project, spec.function)
         api = self._api
-        with engine_errors(f"starting a replica of {spec.function}"):
+        with engine_errors(f"creating a replica of {spec.function}"):
             host_config = api.create_host_config(**containers.host_config_args(spec, self.project))
             created = api.create_container(
                 host_config=host_config,
                 **containers.container_args(spec, self.project, name, replica_id),
             )
-            container_id = created["Id"]
+        return CreatedReplica(id=created["Id"], name=name, function=spec.function, token=spec.token)
+
+    async def start(self, created: CreatedReplica) -> Replica:
+        return await asyncio.to_thread(self._start, created)
+
+    def _start(self, created: CreatedReplica) -> Replica:
+        with engine_errors(f"starting replica {created.name}"):
             try:
-                api.start(container_id)
-                address = self._address(api.inspect_container(container_id))
+                self._api.start(created.id)
+                address = self._address(self._api.inspect_container(created.id))
             except BaseException:
-                self._remove(container_id)
+                self._remove(created.id)
                 raise
-        log.info("replica started", extra={"function": spec.function, "replica": name})
+        log.info("replica started", extra={"function": created.function, "replica": created.name})
         return Replica(
-            id=container_id, name=name, function=spec.function, address=address, token=spec.token
+            id=created.id,
+            name=created.name,
+            function=created.function,
+            address=address,
+            token=created.token,
         )
 
     def _address(self, attrs: dict[str, Any]) -> str:

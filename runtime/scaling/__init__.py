@@ -1,0 +1,1 @@
+"""Scaling: a pure decision (`decide`) and the loop that applies it (`Autoscaler`)."""

@@ -1,0 +1,112 @@
+"""The loop that observes every function, calls `decide`, and applies the result.
+
+It wakes on a short interval, and at once when a call starts waiting in a
+queue, so 0 -> 1 does not wait for a tick. Scale-up starts replicas in the
+background; scale-down drains the least busy ones. Every second it also
+compares the pools with what the backend reports and forgets replicas whose
+container has exited, so the next decision replaces them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from runtime.backends.base import Backend
+from runtime.errors import FaasError
+from runtime.pool import FunctionPool
+from runtime.scaling.decide import History, Observation, decide
+
+log = logging.getLogger("faas.scale")
+
+TICK = 0.25
+HEALTH_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    at: float
+    """Wall-clock time (epoch seconds)."""
+    function: str
+    before: int
+    after: int
+    reason: str
+
+
+class Autoscaler:
+    def __init__(self, pools: Mapping[str, FunctionPool], backend: Backend) -> None:
+        self.pools = pools
+        self.events: collections.deque[ScaleEvent] = collections.deque(maxlen=500)
+        self.on_scale: Callable[[ScaleEvent], None] = lambda event: None
+        self._backend = backend
+        self._histories: dict[str, History] = {name: History() for name in pools}
+        self._wake = asyncio.Event()
+        self._starts: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_health_check = loop.time() + HEALTH_INTERVAL
+        while True:
+            try:
+                async with asyncio.timeout(TICK):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            now = loop.time()
+            for pool in self.pools.values():
+                self.reconcile(pool, now)
+            if now >= next_health_check:
+                next_health_check = now + HEALTH_INTERVAL
+                try:
+                    await self.check_health()
+                except FaasError as exc:
+                    log.warning("health check failed", extra={"error": str(exc)})
+
+    def reconcile(self, pool: FunctionPool, now: float) -> None:
+        if pool.error is not None or pool.image is None:
+            return
+        ready, starting = len(pool.replicas), pool.starting
+        observation = Observation(now, pool.depth(), pool.in_flight, ready, starting)
+        name = pool.spec.name
+        decision = decide(observation, pool.spec.scale, self._histories[name])
+        self._histories[name] = decision.history
+        current, desired = ready + starting, decision.desired
+        if desired > current:
+            for _ in range(desired - current):
+                task = asyncio.get_running_loop().create_task(pool.start_replica())
+                self._starts.add(task)
+                task.add_done_callback(self._starts.discard)
+        elif desired < current:
+            desired = current - len(pool.drain(min(current - desired, ready)))
+        if desired != current:
+            self._record(name, current, desired, decision.reason)
+
+    def _record(self, function: str, before: int, after: int, reason: str) -> None:
+        event = ScaleEvent(time.time(), function, before, after, reason)
+        self.events.append(event)
+        log.info(
+            f"scale {function} {before} -> {after}",
+            extra={"function": function, "reason": reason},
+        )
+        self.on_scale(event)
+
+    async def check_health(self) -> None:
+        listed_at = time.time()
+        running = {status.id for status in await self._backend.replicas() if status.running}
+        for pool in self.pools.values():
+            for handle in [*pool.replicas, *pool.draining]:
+                if handle.started_at < listed_at and handle.replica.id not in running:
+                    pool.forget(handle, "its container exited")
+
+    async def stop(self) -> None:
+        for task in list(self._starts):
+            task.cancel()
+        await asyncio.gather(*self._starts, return_exceptions=True)
