@@ -4,7 +4,8 @@
   the function sees the remainder of the path.
 - The `http:` triggers of functions.yaml: one route per path; each method goes
   to the function that declared it, others get 405 with `Allow`.
-- `/healthz` and `/system/functions` for people and the CLI.
+- `/healthz`, `/system/functions`, `/system/scale-events` for people and the CLI.
+- `/metrics` in the Prometheus text format.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.errors import error_response
+from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.proxy import Proxy
 from runtime.platform import Platform
 from runtime.spec import Project
@@ -29,7 +31,8 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 def create_app(platform: Platform) -> Starlette:
     project = platform.project
-    proxy = Proxy(platform, project.gateway.max_body_size)
+    metrics = Metrics(platform)
+    proxy = Proxy(platform, project.gateway.max_body_size, metrics)
 
     async def function_root(request: Request) -> Response:
         return await proxy.forward(request, request.path_params["name"], "/")
@@ -44,12 +47,30 @@ def create_app(platform: Platform) -> Starlette:
     async def system_functions(request: Request) -> Response:
         return JSONResponse({"project": project.name, "functions": platform.describe()})
 
+    async def scale_events(request: Request) -> Response:
+        events = [
+            {
+                "at": e.at,
+                "function": e.function,
+                "from": e.before,
+                "to": e.after,
+                "reason": e.reason,
+            }
+            for e in platform.autoscaler.events
+        ]
+        return JSONResponse({"events": events})
+
+    async def prometheus(request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(404, f"no route for {request.url.path}")
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/system/functions", system_functions, methods=["GET"]),
+        Route("/system/scale-events", scale_events, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
         Route("/function/{name}", function_root, methods=ALL_METHODS),
         Route("/function/{name}/{path:path}", function_path, methods=ALL_METHODS),
         *declared_routes(project, proxy),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -12,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway import headers
 from gateway.errors import error_response, response_for
+from gateway.metrics import Metrics
 from runtime.errors import FaasError, PayloadTooLarge
 from runtime.invocation import Body, Invocation, InvocationResult
 from runtime.platform import Platform
@@ -27,12 +32,25 @@ def new_call_id() -> str:
 
 
 class Proxy:
-    def __init__(self, platform: Platform, max_body_size: int) -> None:
+    def __init__(self, platform: Platform, max_body_size: int, metrics: Metrics) -> None:
         self.platform = platform
         self.max_body_size = max_body_size
+        self.metrics = metrics
 
     async def forward(self, request: Request, function: str, path: str) -> Response:
+        began = time.perf_counter()
         call_id = new_call_id()
+        response = await self._forward(request, function, path, call_id)
+        if isinstance(response, ProxiedResponse):
+            response.on_done = lambda status: self._observe(function, status, began)
+        elif function in self.platform.pools:
+            self._observe(function, response.status_code, began)
+        return response
+
+    def _observe(self, function: str, status: int, began: float) -> None:
+        self.metrics.observe_call(function, status, time.perf_counter() - began)
+
+    async def _forward(self, request: Request, function: str, path: str, call_id: str) -> Response:
         try:
             self.platform.pool(function)
             body = await self._body(request)
@@ -45,7 +63,10 @@ class Proxy:
                 body=body,
                 call_id=call_id,
             )
-            result = await self.platform.invoke(invocation)
+            if isinstance(body, bytes):
+                result = await _unless_disconnected(request, self.platform.invoke(invocation))
+            else:
+                result = await self.platform.invoke(invocation)
         except ClientDisconnect:
             return error_response(499, "client closed the request", call_id)
         except (FaasError, Exception) as exc:
@@ -80,6 +101,35 @@ class Proxy:
         return f"request body is over the limit of {self.max_body_size} bytes"
 
 
+async def _unless_disconnected(
+    request: Request, call: Coroutine[Any, Any, InvocationResult]
+) -> InvocationResult:
+    """Run the call, cancelling it (and so leaving the queue) if the caller goes away.
+
+    Only once the body is read: until then `receive` belongs to the body stream.
+    """
+    task = asyncio.ensure_future(call)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, FaasError):
+            await task
+        raise ClientDisconnect()
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 class ProxiedResponse(Response):
     """Streams a replica's answer with its headers (repeated ones included) untouched."""
 
@@ -88,6 +138,7 @@ class ProxiedResponse(Response):
         self.status_code = result.status
         self.background = None
         self.raw_headers = [*headers.outbound(result.headers), (b"x-call-id", call_id.encode())]
+        self.on_done: Callable[[int], None] = lambda status: None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         result = self.result
@@ -106,3 +157,4 @@ class ProxiedResponse(Response):
             log.warning("response aborted", extra={"replica": result.replica, "error": str(exc)})
         finally:
             await result.close()
+            self.on_done(result.status)

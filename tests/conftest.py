@@ -45,7 +45,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 def project_resources(client: docker.DockerClient, project: str) -> tuple[list[str], list[str]]:
     label = f"faas.project={project}"
-    containers = [c.name for c in client.containers.list(all=True, filters={"label": label})]
+    # the low-level listing: containers.list() inspects each one and races with removals
+    found = client.api.containers(all=True, filters={"label": label})
+    containers = [c["Names"][0].lstrip("/") for c in found]
     networks = [n.name for n in client.networks.list(filters={"label": label})]
     return containers, networks
 

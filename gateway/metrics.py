@@ -1,0 +1,105 @@
+"""Prometheus metrics at /metrics.
+
+Gauges are read from the platform when scraped (nothing to keep in sync);
+counters and histograms are updated as calls finish, replicas start and the
+autoscaler acts. Names follow Prometheus conventions: a `faas_` prefix,
+base units (seconds), `_total` on counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from runtime.platform import Platform
+from runtime.scaling.autoscaler import ScaleEvent
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+COLD_START_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 2, 5, 10)
+
+
+class PlatformCollector(Collector):
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    def collect(self) -> Iterator[Metric]:
+        replicas = GaugeMetricFamily(
+            "faas_function_replicas",
+            "Replicas of a function by state.",
+            labels=["function", "state"],
+        )
+        queue = GaugeMetricFamily(
+            "faas_function_queue_depth",
+            "Calls waiting for a replica, including async and event backlog.",
+            labels=["function"],
+        )
+        in_flight = GaugeMetricFamily(
+            "faas_function_in_flight", "Calls being served by replicas.", labels=["function"]
+        )
+        available = GaugeMetricFamily(
+            "faas_function_available",
+            "1 when the function can serve (built and not failed), else 0.",
+            labels=["function"],
+        )
+        for name, pool in self._platform.pools.items():
+            replicas.add_metric([name, "ready"], len(pool.replicas))
+            replicas.add_metric([name, "starting"], pool.starting)
+            replicas.add_metric([name, "draining"], len(pool.draining))
+            queue.add_metric([name], pool.depth())
+            in_flight.add_metric([name], pool.in_flight)
+            available.add_metric([name], 0 if pool.error or pool.image is None else 1)
+        yield from (replicas, queue, in_flight, available)
+
+
+class Metrics:
+    def __init__(self, platform: Platform) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(PlatformCollector(platform))
+        self.invocations = Counter(
+            "faas_invocations",
+            "Calls answered, by function and HTTP status.",
+            ["function", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "faas_invocation_duration_seconds",
+            "Time from a call's arrival at the gateway to the end of its response.",
+            ["function"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.cold_starts = Histogram(
+            "faas_cold_start_seconds",
+            "Time from deciding to start a replica to its watchdog answering ready.",
+            ["function"],
+            buckets=COLD_START_BUCKETS,
+            registry=self.registry,
+        )
+        self.scale_events = Counter(
+            "faas_scale_events",
+            "Autoscaler decisions that changed a function's replica count.",
+            ["function", "direction"],
+            registry=self.registry,
+        )
+        for pool in platform.pools.values():
+            pool.on_cold_start = self.cold_start
+        platform.autoscaler.on_scale = self.scaled
+
+    def observe_call(self, function: str, status: int, seconds: float) -> None:
+        self.invocations.labels(function, str(status)).inc()
+        self.duration.labels(function).observe(seconds)
+
+    def cold_start(self, function: str, seconds: float) -> None:
+        self.cold_starts.labels(function).observe(seconds)
+
+    def scaled(self, event: ScaleEvent) -> None:
+        self.scale_events.labels(
+            event.function, "up" if event.after > event.before else "down"
+        ).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
