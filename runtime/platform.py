@@ -179,6 +179,7 @@ class Platform:
                 "last_cold_start_ms": (
                     round(pool.last_cold_start * 1000, 1) if pool.last_cold_start else None
                 ),
+                "last_cold_start_phases": pool.last_cold_start_phases,
             }
             for name, pool in self.pools.items()
         ]

@@ -37,6 +37,7 @@ from runtime.spec import FunctionSpec
 log = logging.getLogger("faas.pool")
 
 READY_TIMEOUT = 30.0
+SPARE_DELAY = 1.0
 START_FAILURES_BEFORE_FAILED = 3
 """Consecutive replica start failures (not import errors) after which the function is failed."""
 
@@ -69,6 +70,8 @@ class FunctionPool:
         self.draining: list[ReplicaHandle] = []
         self.starting = 0
         self.last_cold_start: float | None = None
+        self.last_cold_start_phases: dict[str, float] = {}
+        """Where the last cold start went: getting a container, starting it, readiness."""
         self.on_demand: Callable[[], None] = lambda: None
         """Called when a call starts waiting: the autoscaler wakes up."""
         self.on_cold_start: ColdStartObserver = lambda function, seconds: None
@@ -231,8 +234,9 @@ class FunctionPool:
         began = time.perf_counter()
         try:
             created = await self._take_spare()
-            self.prepare_spare()
+            created_at = time.perf_counter()
             replica = await self._backend.start(created)
+            started_at = time.perf_counter()
             loop = asyncio.get_running_loop()
             try:
                 await self._client.wait_ready(
@@ -259,8 +263,16 @@ class FunctionPool:
             return
         finally:
             self.starting -= 1
+        ready_at = time.perf_counter()
         self._start_failures = 0
-        self.last_cold_start = time.perf_counter() - began
+        self.last_cold_start = ready_at - began
+        self.last_cold_start_phases = {
+            "create_ms": round((created_at - began) * 1000, 1),
+            "start_ms": round((started_at - created_at) * 1000, 1),
+            "ready_ms": round((ready_at - started_at) * 1000, 1),
+        }
+        self.replicas.append(ReplicaHandle(replica))
+        self._dispatch()
         self.on_cold_start(self.spec.name, self.last_cold_start)
         log.info(
             "replica ready",
@@ -268,10 +280,12 @@ class FunctionPool:
                 "function": self.spec.name,
                 "replica": replica.name,
                 "cold_start_ms": round(self.last_cold_start * 1000, 1),
+                **self.last_cold_start_phases,
             },
         )
-        self.replicas.append(ReplicaHandle(replica))
-        self._dispatch()
+        # The next spare is created a little later, so that creating it does not compete
+        # for the engine and the GIL with the calls this replica is about to serve.
+        asyncio.get_running_loop().call_later(SPARE_DELAY, self.prepare_spare)
 
     async def _check_alive(self, replica: Replica) -> None:
         status = await self._backend.status(replica.id)

@@ -29,6 +29,11 @@ from runtime.backends.docker.engine import connect, engine_errors
 
 log = logging.getLogger("faas.docker")
 
+CONCURRENT_STARTS = 2
+"""Container starts handed to the engine at once. Measured on 2 cores: ten at once
+made the first replica of a burst ready after ~1.1 s instead of ~0.35 s, while the
+last was ready no sooner than when starting them two by two."""
+
 
 class DockerBackend:
     def __init__(self, project: str) -> None:
@@ -37,6 +42,7 @@ class DockerBackend:
         self._network = containers.network_name(project)
         self._network_ready = asyncio.Lock()
         self._has_network = False
+        self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
 
     async def prepare(self) -> None:
         async with self._network_ready:
@@ -80,7 +86,8 @@ class DockerBackend:
         return CreatedReplica(id=created["Id"], name=name, function=spec.function, token=spec.token)
 
     async def start(self, created: CreatedReplica) -> Replica:
-        return await asyncio.to_thread(self._start, created)
+        async with self._start_slots:
+            return await asyncio.to_thread(self._start, created)
 
     def _start(self, created: CreatedReplica) -> Replica:
         with engine_errors(f"starting replica {created.name}"):

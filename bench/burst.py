@@ -1,0 +1,122 @@
+"""Burst from zero: 1,000 calls at concurrency 100 to a 50 ms handler that holds no replica.
+
+Prints errors (target 0), time to drain and peak replicas; writes replicas,
+queue depth and in-flight calls over time as CSV and a PNG plot under
+bench/results/.
+
+    python bench/burst.py [--requests 1000] [--concurrency 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import csv
+import time
+import uuid
+
+import aiohttp
+from common import REPO, function_info, gateway
+
+SPEC = REPO / "bench" / "projects" / "burst" / "functions.yaml"
+RESULTS = REPO / "bench" / "results"
+
+
+async def sample(
+    session: aiohttp.ClientSession, began: float, rows: list[dict[str, float]], stop: asyncio.Event
+) -> None:
+    while not stop.is_set():
+        async with session.get("/system/functions") as response:
+            functions = (await response.json())["functions"]
+        info = next(f for f in functions if f["name"] == "sleep50")
+        rows.append(
+            {
+                "t": round(time.perf_counter() - began, 3),
+                "ready": info["replicas"],
+                "starting": info["starting"],
+                "queue": info["queue_depth"],
+                "in_flight": info["in_flight"],
+            }
+        )
+        await asyncio.sleep(0.1)
+
+
+async def burst(
+    url: str, requests: int, concurrency: int
+) -> tuple[collections.Counter[str], float, list[dict[str, float]]]:
+    """aiohttp as the load generator: httpx's pool costs too much CPU at 100 connections."""
+    outcomes: collections.Counter[str] = collections.Counter()
+    rows: list[dict[str, float]] = []
+    remaining = iter(range(requests))
+    connector = aiohttp.TCPConnector(limit=concurrency + 2)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            for _ in remaining:
+                try:
+                    async with session.get("/function/sleep50") as response:
+                        await response.read()
+                        outcomes[str(response.status)] += 1
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    outcomes[type(exc).__name__] += 1
+
+        stop = asyncio.Event()
+        began = time.perf_counter()
+        sampler = asyncio.create_task(sample(session, began, rows, stop))
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        drained = time.perf_counter() - began
+        await asyncio.sleep(0.3)
+        stop.set()
+        await sampler
+    return outcomes, drained, rows
+
+
+def plot(rows: list[dict[str, float]], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [r["t"] for r in rows]
+    figure, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 5))
+    top.step(t, [r["ready"] for r in rows], where="post", label="ready")
+    top.step(t, [r["starting"] for r in rows], where="post", label="starting")
+    top.set_ylabel("replicas")
+    top.legend()
+    bottom.plot(t, [r["queue"] for r in rows], label="queued")
+    bottom.plot(t, [r["in_flight"] for r in rows], label="in flight")
+    bottom.set_ylabel("calls")
+    bottom.set_xlabel("seconds since the burst began")
+    bottom.legend()
+    figure.suptitle("1,000 calls at concurrency 100 to a 50 ms function at zero")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    with gateway(SPEC, f"bench-burst-{uuid.uuid4().hex[:6]}") as url:
+        assert function_info(url, "sleep50")["replicas"] == 0
+        outcomes, drained, rows = asyncio.run(burst(url, args.requests, args.concurrency))
+    errors = sum(count for outcome, count in outcomes.items() if outcome != "200")
+    print(f"{args.requests} calls at concurrency {args.concurrency}: outcomes {dict(outcomes)}")
+    print(
+        f"errors: {errors}   drained in {drained:.2f} s   peak replicas {max(r['ready'] for r in rows)}"
+    )
+    csv_path, png_path = RESULTS / "burst.csv", RESULTS / "burst.png"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, str(png_path))
+    print(f"wrote {csv_path.relative_to(REPO)} and {png_path.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
