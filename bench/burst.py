@@ -106,9 +106,8 @@ def main() -> None:
         outcomes, drained, rows = asyncio.run(burst(url, args.requests, args.concurrency))
     errors = sum(count for outcome, count in outcomes.items() if outcome != "200")
     print(f"{args.requests} calls at concurrency {args.concurrency}: outcomes {dict(outcomes)}")
-    print(
-        f"errors: {errors}   drained in {drained:.2f} s   peak replicas {max(r['ready'] for r in rows)}"
-    )
+    peak = max(r["ready"] for r in rows)
+    print(f"errors: {errors}   drained in {drained:.2f} s   peak replicas {peak}")
     csv_path, png_path = RESULTS / "burst.csv", RESULTS / "burst.png"
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

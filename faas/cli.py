@@ -231,15 +231,21 @@ def list_functions(spec_file: Path, project: str | None, as_json: bool) -> None:
         click.echo(json.dumps({"project": loaded.name, "functions": rows}, indent=2))
         return
     table = Table(title=f"project {loaded.name}" + ("" if running else " (not running)"))
-    for column in ("FUNCTION", "STATE", "REPLICAS", "ROUTES", "ERROR"):
+    columns = ("FUNCTION", "STATE", "READY", "STARTING", "QUEUE", "IN FLIGHT", "COLD START")
+    for column in (*columns, "ROUTES", "ERROR"):
         table.add_column(column, overflow="fold")
     for row in rows:
         routes = ", ".join(f"{' '.join(r['methods'])} {r['path']}" for r in row["routes"])
         colour = {"ready": "green", "failed": "red", "down": "dim"}.get(row["state"], "yellow")
+        cold = row.get("last_cold_start_ms")
         table.add_row(
             row["name"],
             f"[{colour}]{row['state']}[/]",
             str(row["replicas"]),
+            str(row.get("starting", 0)),
+            str(row.get("queue_depth", 0)),
+            str(row.get("in_flight", 0)),
+            f"{cold:.0f} ms" if cold else "-",
             routes or "-",
             row.get("error") or "",
         )
