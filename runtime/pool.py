@@ -83,6 +83,8 @@ class FunctionPool:
         self._spare: asyncio.Task[CreatedReplica] | None = None
         self._start_failures = 0
         self._building = True
+        self._closed = False
+        self._spare_timer: asyncio.TimerHandle | None = None
 
     # -- state ---------------------------------------------------------------
 
@@ -212,7 +214,7 @@ class FunctionPool:
 
     def prepare_spare(self) -> None:
         """Create the next replica ahead of need, unless one is being made already."""
-        if self._spare is None and self.image is not None and self.error is None:
+        if self._spare is None and self.image is not None and not self.error and not self._closed:
             self._spare = asyncio.get_running_loop().create_task(
                 self._backend.create(self._replica_spec())
             )
@@ -285,7 +287,7 @@ class FunctionPool:
         )
         # The next spare is created a little later, so that creating it does not compete
         # for the engine and the GIL with the calls this replica is about to serve.
-        asyncio.get_running_loop().call_later(SPARE_DELAY, self.prepare_spare)
+        self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY, self.prepare_spare)
 
     async def _check_alive(self, replica: Replica) -> None:
         status = await self._backend.status(replica.id)
@@ -338,6 +340,9 @@ class FunctionPool:
         asyncio.get_running_loop().create_task(self._backend.stop(handle.replica.id, grace=0))
 
     async def stop_all(self) -> None:
+        self._closed = True
+        if self._spare_timer is not None:
+            self._spare_timer.cancel()
         handles = self.replicas + self.draining
         self.replicas, self.draining = [], []
         error = FunctionUnavailable(f"{self.spec.name} is shutting down")

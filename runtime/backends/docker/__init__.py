@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import docker.errors
 
@@ -26,8 +28,10 @@ from runtime.backends.base import (
 )
 from runtime.backends.docker import containers, images
 from runtime.backends.docker.engine import connect, engine_errors
+from runtime.errors import EngineUnavailable
 
 log = logging.getLogger("faas.docker")
+T = TypeVar("T")
 
 CONCURRENT_STARTS = 2
 """Container starts handed to the engine at once. Measured on 2 cores: ten at once
@@ -43,11 +47,20 @@ class DockerBackend:
         self._network_ready = asyncio.Lock()
         self._has_network = False
         self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking SDK call in this backend's threads (see `teardown`)."""
+        try:
+            future = self._executor.submit(function, *args)
+        except RuntimeError:  # after teardown
+            raise EngineUnavailable(f"the {self.project} backend is closed") from None
+        return await asyncio.wrap_future(future)
 
     async def prepare(self) -> None:
         async with self._network_ready:
             if not self._has_network:
-                await asyncio.to_thread(self._create_network)
+                await self._call(self._create_network)
                 self._has_network = True
 
     def _create_network(self) -> None:
@@ -57,21 +70,19 @@ class DockerBackend:
 
     async def ensure_base_image(self, image: str, progress: ProgressCallback) -> None:
         with engine_errors(f"preparing base image {image}"):
-            await asyncio.to_thread(images.ensure_base_image, self._api, image, progress)
+            await self._call(images.ensure_base_image, self._api, image, progress)
 
     async def image_id(self, image: str) -> str | None:
         with engine_errors(f"inspecting image {image}"):
-            return await asyncio.to_thread(images.image_id, self._api, image)
+            return await self._call(images.image_id, self._api, image)
 
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         with engine_errors(f"building image {request.tag}"):
-            return await asyncio.to_thread(
-                images.build_function_image, self._api, request, progress
-            )
+            return await self._call(images.build_function_image, self._api, request, progress)
 
     async def create(self, spec: ReplicaSpec) -> CreatedReplica:
         await self.prepare()
-        return await asyncio.to_thread(self._create, spec)
+        return await self._call(self._create, spec)
 
     def _create(self, spec: ReplicaSpec) -> CreatedReplica:
         replica_id = secrets.token_hex(6)
@@ -87,7 +98,7 @@ class DockerBackend:
 
     async def start(self, created: CreatedReplica) -> Replica:
         async with self._start_slots:
-            return await asyncio.to_thread(self._start, created)
+            return await self._call(self._start, created)
 
     def _start(self, created: CreatedReplica) -> Replica:
         with engine_errors(f"starting replica {created.name}"):
@@ -111,7 +122,7 @@ class DockerBackend:
         return f"{network['IPAddress']}:{containers.REPLICA_PORT}"
 
     async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
-        await asyncio.to_thread(self._stop, replica_id, grace)
+        await self._call(self._stop, replica_id, grace)
 
     def _stop(self, replica_id: str, grace: float) -> None:
         with engine_errors(f"stopping replica {replica_id[:12]}"):
@@ -131,7 +142,7 @@ class DockerBackend:
                 raise
 
     async def status(self, replica_id: str) -> ReplicaStatus | None:
-        return await asyncio.to_thread(self._status, replica_id)
+        return await self._call(self._status, replica_id)
 
     def _status(self, replica_id: str) -> ReplicaStatus | None:
         with engine_errors(f"inspecting replica {replica_id[:12]}"):
@@ -142,7 +153,7 @@ class DockerBackend:
         return _status_from_inspect(attrs)
 
     async def replicas(self) -> list[ReplicaStatus]:
-        return await asyncio.to_thread(self._list)
+        return await self._call(self._list)
 
     def _list(self) -> list[ReplicaStatus]:
         with engine_errors("listing replicas"):
@@ -168,9 +179,12 @@ class DockerBackend:
                     return ""
             return bytes(raw).decode("utf-8", "replace")
 
-        return await asyncio.to_thread(read)
+        return await self._call(read)
 
     async def teardown(self) -> None:
+        # Work already handed to the engine (a create or start whose caller was
+        # cancelled still runs in its thread) must land before we list what to remove.
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
         await asyncio.to_thread(self._teardown)
 
     def _teardown(self) -> None:
