@@ -17,7 +17,7 @@ import time
 import uuid
 
 import aiohttp
-from common import REPO, function_info, gateway
+from common import REPO, admin_headers, function_info, gateway
 
 SPEC = REPO / "bench" / "projects" / "burst" / "functions.yaml"
 RESULTS = REPO / "bench" / "results"
@@ -51,7 +51,10 @@ async def burst(
     remaining = iter(range(requests))
     connector = aiohttp.TCPConnector(limit=concurrency + 2)
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+    headers = admin_headers(SPEC)  # the sampler reads /system/functions
+    async with aiohttp.ClientSession(
+        url, connector=connector, timeout=timeout, headers=headers
+    ) as session:
 
         async def worker() -> None:
             for _ in remaining:
@@ -102,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     with gateway(SPEC, f"bench-burst-{uuid.uuid4().hex[:6]}") as url:
-        assert function_info(url, "sleep50")["replicas"] == 0
+        assert function_info(url, "sleep50", SPEC)["replicas"] == 0
         outcomes, drained, rows = asyncio.run(burst(url, args.requests, args.concurrency))
     errors = sum(count for outcome, count in outcomes.items() if outcome != "200")
     print(f"{args.requests} calls at concurrency {args.concurrency}: outcomes {dict(outcomes)}")

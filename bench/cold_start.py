@@ -68,7 +68,7 @@ def baseline_run(
 def wait_for_zero(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        info = function_info(url, "hello")
+        info = function_info(url, "hello", SPEC)
         if info["replicas"] == 0 and info["starting"] == 0 and info["draining"] == 0:
             time.sleep(0.5)  # let the stopped container's removal and the next spare settle
             return
@@ -110,12 +110,12 @@ def main() -> None:
         httpx.Client(timeout=1, limits=limits, trust_env=False) as http,
     ):
         ours_run(http, url)  # first call also waits out the first spare's creation
-        info = function_info(url, "hello")
+        info = function_info(url, "hello", SPEC)
         image, network = str(info["image"]), f"faas-{project}"
         for _ in range(args.runs):
             wait_for_zero(url)
             ours.append(ours_run(http, url))
-            phases.append(function_info(url, "hello")["last_cold_start_phases"])  # type: ignore[arg-type]
+            phases.append(function_info(url, "hello", SPEC)["last_cold_start_phases"])  # type: ignore[arg-type]
             time.sleep(
                 2
             )  # the next spare is created 1 s after a start: keep it out of the baseline

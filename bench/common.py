@@ -24,7 +24,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def gateway(spec: Path, project: str) -> Iterator[str]:
-    """Serve `spec` as `project`; yields the gateway's URL and stops it (cleaning up) after."""
+    """Serve `spec` as `project`; yields the gateway's URL and stops it (cleaning up) after.
+
+    Admin calls (`function_info`) read the token `faas up` writes next to `spec`.
+    """
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "faas", "up", "-f", str(spec), "--project", project,
@@ -47,6 +50,13 @@ def gateway(spec: Path, project: str) -> Iterator[str]:
         process.wait(60)
 
 
-def function_info(url: str, name: str) -> dict[str, object]:
-    functions = httpx.get(f"{url}/system/functions", timeout=10).json()["functions"]
+def admin_headers(spec: Path) -> dict[str, str]:
+    token = (spec.parent / ".faas" / "admin-token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def function_info(url: str, name: str, spec: Path) -> dict[str, object]:
+    functions = httpx.get(
+        f"{url}/system/functions", headers=admin_headers(spec), timeout=10
+    ).json()["functions"]
     return next(f for f in functions if f["name"] == name)  # type: ignore[no-any-return]

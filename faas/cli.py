@@ -22,7 +22,9 @@ from rich.console import Console
 from rich.table import Table
 
 from faas import logs, scaffold, state
+from gateway.keys import KeyStore
 from runtime.errors import EngineUnavailable, FaasError, SpecError
+from runtime.secrets import SecretStore
 from runtime.spec import Project, load_project
 
 EXIT_FAILED = 1
@@ -226,7 +228,7 @@ def list_functions(spec_file: Path, project: str | None, as_json: bool) -> None:
             for name, f in loaded.functions.items()
         ]
     else:
-        rows = _get(running, "/system/functions")["functions"]
+        rows = _admin(loaded, running, "GET", "/system/functions")["functions"]
     if as_json:
         click.echo(json.dumps({"project": loaded.name, "functions": rows}, indent=2))
         return
@@ -263,6 +265,7 @@ def list_functions(spec_file: Path, project: str | None, as_json: bool) -> None:
 @click.option("--path", default="/", show_default=True, help="Path below the function.")
 @click.option("-H", "--header", "headers", multiple=True, help="Extra header 'Name: value'.")
 @click.option("-i", "--include", is_flag=True, help="Print the status and headers too.")
+@click.option("-k", "--key", envvar="FAAS_API_KEY", default=None, help="API key for auth: key.")
 def invoke(
     name: str,
     spec_file: Path,
@@ -272,6 +275,7 @@ def invoke(
     path: str,
     headers: tuple[str, ...],
     include: bool,
+    key: str | None,
 ) -> None:
     """Call a function through the running gateway and print its answer.
 
@@ -290,11 +294,19 @@ def invoke(
         if not sep:
             fail(f"header {header!r} is not 'Name: value'", EXIT_INVALID)
         header_map[key.strip()] = value.strip()
+    if key:
+        header_map.setdefault("Authorization", f"Bearer {key}")
     verb = method or ("POST" if body is not None else "GET")
     url = f"{running.url}/function/{name}/{path.lstrip('/')}".rstrip("/")
     try:
         response = httpx.request(
-            verb, url, content=body, headers=header_map, timeout=None, trust_env=False
+            verb,
+            url,
+            content=body,
+            headers=header_map,
+            timeout=None,
+            trust_env=False,
+            verify=not running.tls,
         )
     except httpx.HTTPError as exc:
         fail(f"cannot reach the gateway at {running.url}: {exc}", EXIT_UNAVAILABLE)
@@ -337,6 +349,141 @@ def new(name: str, spec_file: Path, template: str, route: str | None) -> None:
     errors.print(f"wrote {written} and added {name!r} to {spec_file}")
 
 
+@main.group()
+def keys() -> None:
+    """API keys for functions with `auth: key` (stored as hashes under .faas/).
+
+    \b
+    Examples:
+      faas keys create --name ci --function echo
+      faas keys ls
+      faas keys revoke 1a2b3c4d
+    """
+
+
+@keys.command(name="create")
+@file_option
+@project_option
+@click.option("--name", default="", help="A label to recognise the key by.")
+@click.option(
+    "--function", "functions", multiple=True, help="Limit the key to this function (repeatable)."
+)
+@click.option("--json", "as_json", is_flag=True)
+def keys_create(
+    spec_file: Path, project: str | None, name: str, functions: tuple[str, ...], as_json: bool
+) -> None:
+    """Create a key; its secret is printed once and never stored."""
+    loaded = load(spec_file, project)
+    unknown = [f for f in functions if f not in loaded.functions]
+    if unknown:
+        fail(f"unknown functions: {', '.join(unknown)}", EXIT_INVALID)
+    running = state.read(loaded.root, loaded.name)
+    if running is not None:
+        created = _admin(
+            loaded, running, "POST", "/system/keys", json={"name": name, "functions": functions}
+        )
+    else:
+        record, secret = KeyStore(state.state_dir(loaded.root)).create(name, functions or ("*",))
+        created = {**record.public(), "key": secret}
+    if as_json:
+        click.echo(json.dumps(created))
+        return
+    scope = ", ".join(created["functions"])
+    errors.print(f"created key {created['id']} ({created['name']}) for: {scope}")
+    errors.print("this is the only time the key is shown:")
+    click.echo(created["key"])
+
+
+@keys.command(name="ls")
+@file_option
+@project_option
+@click.option("--json", "as_json", is_flag=True)
+def keys_ls(spec_file: Path, project: str | None, as_json: bool) -> None:
+    """List keys (ids, names, scopes; never the secrets)."""
+    loaded = load(spec_file, project)
+    running = state.read(loaded.root, loaded.name)
+    if running is not None:
+        listed = _admin(loaded, running, "GET", "/system/keys")["keys"]
+    else:
+        listed = [k.public() for k in KeyStore(state.state_dir(loaded.root)).list()]
+    if as_json:
+        click.echo(json.dumps({"keys": listed}, indent=2))
+        return
+    table = Table(title="API keys")
+    for column in ("ID", "NAME", "FUNCTIONS", "CREATED"):
+        table.add_column(column)
+    for key in listed:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(key["created"]))
+        table.add_row(key["id"], key["name"], ", ".join(key["functions"]), created)
+    console.print(table)
+
+
+@keys.command(name="revoke")
+@click.argument("key_id")
+@file_option
+@project_option
+def keys_revoke(key_id: str, spec_file: Path, project: str | None) -> None:
+    """Revoke a key at once."""
+    loaded = load(spec_file, project)
+    running = state.read(loaded.root, loaded.name)
+    if running is not None:
+        _admin(loaded, running, "DELETE", f"/system/keys/{key_id}")
+    else:
+        try:
+            KeyStore(state.state_dir(loaded.root)).revoke(key_id)
+        except FaasError as exc:
+            fail(str(exc), EXIT_FAILED)
+    errors.print(f"revoked key {key_id}")
+
+
+@main.group(name="secrets")
+def secrets_group() -> None:
+    """Secrets mounted into functions as files under /run/secrets/.
+
+    \b
+    Examples:
+      printf 's3cr3t' | faas secrets set db-password
+      faas secrets set api-token --value "$TOKEN"
+      faas secrets ls
+    """
+
+
+@secrets_group.command(name="set")
+@click.argument("name")
+@file_option
+@click.option("--value", default=None, help="The value; without it, read from stdin.")
+def secrets_set(name: str, spec_file: Path, value: str | None) -> None:
+    """Store a secret (owner-only file under .faas/secrets/); replicas started after see it."""
+    data = value.encode() if value is not None else sys.stdin.buffer.read()
+    try:
+        SecretStore(state.state_dir(spec_file.resolve().parent)).set(name, data)
+    except FaasError as exc:
+        fail(str(exc), EXIT_INVALID)
+    errors.print(f"stored secret {name} ({len(data)} bytes)")
+
+
+@secrets_group.command(name="ls")
+@file_option
+def secrets_ls(spec_file: Path) -> None:
+    """List stored secret names (never values)."""
+    for name in SecretStore(state.state_dir(spec_file.resolve().parent)).names():
+        click.echo(name)
+
+
+@secrets_group.command(name="rm")
+@click.argument("name")
+@file_option
+def secrets_rm(name: str, spec_file: Path) -> None:
+    """Delete a stored secret."""
+    try:
+        removed = SecretStore(state.state_dir(spec_file.resolve().parent)).remove(name)
+    except FaasError as exc:
+        fail(str(exc), EXIT_INVALID)
+    if not removed:
+        fail(f"no secret named {name}", EXIT_FAILED)
+    errors.print(f"removed secret {name}")
+
+
 def _read_data(data: str | None) -> bytes | None:
     if data is None:
         return None
@@ -350,10 +497,28 @@ def _read_data(data: str | None) -> bytes | None:
     return data.encode()
 
 
-def _get(running: state.GatewayState, path: str) -> Any:
+def _admin(
+    loaded: Project, running: state.GatewayState, method: str, path: str, **kwargs: Any
+) -> Any:
+    """Call the admin API with the token `faas up` wrote; exits with a message on failure."""
+    token = state.admin_token(loaded.root)
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     try:
-        response = httpx.get(running.url + path, timeout=10, trust_env=False)
-        response.raise_for_status()
+        response = httpx.request(
+            method,
+            running.url + path,
+            headers=headers,
+            timeout=10,
+            trust_env=False,
+            verify=not running.tls,  # our own gateway on loopback, maybe with a self-signed cert
+            **kwargs,
+        )
     except httpx.HTTPError as exc:
         fail(f"cannot reach the gateway at {running.url}: {exc}", EXIT_UNAVAILABLE)
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        fail(f"the gateway answered {response.status_code}: {message}", EXIT_FAILED)
     return response.json()

@@ -22,10 +22,12 @@ import uvicorn
 
 from faas import state
 from faas.console import ProgressDisplay
-from gateway.app import create_app
+from gateway.app import Security, create_app
+from gateway.keys import KeyStore
 from runtime.backends import create_backend
 from runtime.errors import FaasError
 from runtime.platform import Platform
+from runtime.secrets import SecretStore
 from runtime.spec import Project
 
 log = logging.getLogger("faas.up")
@@ -61,19 +63,26 @@ async def serve_platform(
     backend_name: str = "docker",
     on_ready: Callable[[Platform, str], None] | None = None,
 ) -> None:
+    state_dir = state.state_dir(project.root)
+    token = state.admin_token(project.root, create=True)
+    assert token is not None
+    security = Security(KeyStore(state_dir), SecretStore(state_dir), token)
+    tls = project.gateway.tls
     sock = bind(host, port)
     actual_port = sock.getsockname()[1]
     backend = create_backend(backend_name, project.name)
-    platform = Platform(project, backend)
+    platform = Platform(project, backend, security.secrets)
     stopping = asyncio.Event()
     server = GatewayServer(
         uvicorn.Config(
-            create_app(platform),
+            create_app(platform, security),
             log_config=None,
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=10,
             server_header=False,
+            ssl_certfile=str(project.root / tls.cert_file) if tls else None,
+            ssl_keyfile=str(project.root / tls.key_file) if tls else None,
         )
     )
 
@@ -90,8 +99,11 @@ async def serve_platform(
         with ProgressDisplay(f"Deploying project {project.name}") as progress:
             if not await _until_stopped(platform.deploy(progress), stopping):
                 return
-        url = f"http://{host}:{actual_port}"
-        state.write(project.root, state.GatewayState(os.getpid(), host, actual_port, project.name))
+        url = f"{'https' if tls else 'http'}://{host}:{actual_port}"
+        state.write(
+            project.root,
+            state.GatewayState(os.getpid(), host, actual_port, project.name, tls is not None),
+        )
         if on_ready is not None:
             on_ready(platform, url)
         if not stopping.is_set():

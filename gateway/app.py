@@ -1,48 +1,118 @@
-"""The gateway's Starlette application: which URL reaches which function.
+"""The gateway's Starlette application: which URL reaches which function, and who may ask.
 
 - `/function/{name}[/{path}]`, any method: the function itself (OpenFaaS style);
-  the function sees the remainder of the path.
+  the function sees the remainder of the path. Functions with `public: false`
+  are not found here.
 - The `http:` triggers of functions.yaml: one route per path; each method goes
-  to the function that declared it, others get 405 with `Allow`.
-- `/healthz`, `/system/functions`, `/system/scale-events` for people and the CLI.
-- `/metrics` in the Prometheus text format.
+  to the function that declared it, others get 405 with `Allow`. A trigger with
+  `webhook_secret` is checked by its signature, before any replica is woken.
+- Every call passes the function's `auth` and the per-caller rate limit first.
+- `/healthz` for load balancers; the admin API (`/system/*`, `/metrics`) needs
+  the admin token and answers on loopback only (unless `gateway.admin_remote`).
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.errors import error_response
+from gateway.auth import Caller, Denied, Guard
+from gateway.errors import error_response, response_for
+from gateway.keys import KeyStore
+from gateway.limits import HeaderSizeLimit
 from gateway.metrics import CONTENT_TYPE, Metrics
-from gateway.proxy import Proxy
+from gateway.proxy import Proxy, new_call_id
+from gateway.ratelimit import RateLimiter
+from runtime.errors import FaasError, FunctionNotFound
 from runtime.platform import Platform
-from runtime.spec import Project
+from runtime.secrets import SecretStore
+from runtime.spec import Route as Trigger
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-def create_app(platform: Platform) -> Starlette:
+@dataclass(frozen=True)
+class Security:
+    """The gateway's view of the project's `.faas/` state: keys, secrets, admin token."""
+
+    keys: KeyStore
+    secrets: SecretStore
+    admin_token: str
+
+
+def create_app(platform: Platform, security: Security) -> Starlette:
     project = platform.project
     metrics = Metrics(platform)
     proxy = Proxy(platform, project.gateway.max_body_size, metrics)
+    guard = Guard(project, security.keys, security.secrets, security.admin_token)
+    limiter = RateLimiter(project.gateway.rate_limit) if project.gateway.rate_limit else None
+
+    async def invoke(request: Request, name: str, path: str, trigger: Trigger | None) -> Response:
+        began = time.perf_counter()
+        try:
+            function = platform.function(name)
+            if trigger is None and not function.public:
+                raise FunctionNotFound(f"no function named {name!r}")
+            client = request.client.host if request.client else "?"
+            body = None
+            if trigger is not None and trigger.webhook_secret:
+                body = await proxy.read_body(request)
+                caller = guard.verify_webhook(
+                    trigger.webhook_secret, body, request.headers, name, client
+                )
+            else:
+                caller = guard.authenticate(request.headers, client, function)
+            _check_rate(limiter, caller)
+        except Denied as denied:
+            proxy.observe(name, denied.status, began)
+            return error_response(denied.status, denied.message, new_call_id(), denied.headers)
+        except FaasError as exc:
+            return response_for(exc, new_call_id())
+        return await proxy.forward(request, name, path, body=body, strip=caller.consumed)
 
     async def function_root(request: Request) -> Response:
-        return await proxy.forward(request, request.path_params["name"], "/")
+        return await invoke(request, request.path_params["name"], "/", None)
 
     async def function_path(request: Request) -> Response:
         params = request.path_params
-        return await proxy.forward(request, params["name"], "/" + params["path"])
+        return await invoke(request, params["name"], "/" + params["path"], None)
+
+    def declared(path: str, triggers: dict[str, tuple[str, Trigger]]) -> Endpoint:
+        allow = ", ".join(sorted(triggers))
+
+        async def dispatch(request: Request) -> Response:
+            target = triggers.get(request.method)
+            if target is None:
+                message = f"{request.method} is not allowed here; allowed: {allow}"
+                return error_response(405, message, new_call_id(), {"allow": allow})
+            return await invoke(request, target[0], request.url.path, target[1])
+
+        return dispatch
+
+    def admin(endpoint: Endpoint) -> Endpoint:
+        async def guarded(request: Request) -> Response:
+            local = request.scope.get("server")
+            try:
+                guard.admin(request.headers, local[0] if local else None)
+            except Denied as denied:
+                return error_response(denied.status, denied.message, headers=denied.headers)
+            return await endpoint(request)
+
+        return guarded
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "project": project.name})
+        return JSONResponse({"status": "ok"})
 
     async def system_functions(request: Request) -> Response:
         return JSONResponse({"project": project.name, "functions": platform.describe()})
@@ -60,48 +130,67 @@ def create_app(platform: Platform) -> Starlette:
         ]
         return JSONResponse({"events": events})
 
+    async def list_keys(request: Request) -> Response:
+        return JSONResponse({"keys": [key.public() for key in security.keys.list()]})
+
+    async def create_key(request: Request) -> Response:
+        try:
+            payload: dict[str, Any] = await request.json()
+        except ValueError:
+            return error_response(400, "expected a JSON body")
+        functions = tuple(payload.get("functions") or ("*",))
+        unknown = [f for f in functions if f != "*" and f not in platform.pools]
+        if unknown:
+            return error_response(400, f"unknown functions: {', '.join(unknown)}")
+        key, secret = security.keys.create(str(payload.get("name") or ""), functions)
+        return JSONResponse({**key.public(), "key": secret}, status_code=201)
+
+    async def revoke_key(request: Request) -> Response:
+        try:
+            key = security.keys.revoke(request.path_params["key_id"])
+        except FaasError as exc:
+            return error_response(404, str(exc))
+        return JSONResponse(key.public())
+
     async def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return error_response(404, f"no route for {request.url.path}")
+        return error_response(404, f"no route for {request.url.path}", new_call_id())
 
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/system/functions", system_functions, methods=["GET"]),
-        Route("/system/scale-events", scale_events, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
-        Route("/function/{name}", function_root, methods=ALL_METHODS),
-        Route("/function/{name}/{path:path}", function_path, methods=ALL_METHODS),
-        *declared_routes(project, proxy),
-    ]
-    return Starlette(routes=routes, exception_handlers={404: not_found})
-
-
-def declared_routes(project: Project, proxy: Proxy) -> list[BaseRoute]:
-    """One route per declared path, dispatching each method to its function."""
-    by_path: dict[str, dict[str, str]] = defaultdict(dict)
+    by_path: dict[str, dict[str, tuple[str, Trigger]]] = defaultdict(dict)
     for function in project.functions.values():
         for trigger in function.routes:
             for method in trigger.methods:
-                by_path[trigger.path][method] = function.name
-    return [
-        Route(path, _dispatcher(proxy, methods), methods=ALL_METHODS)
-        for path, methods in by_path.items()
+                by_path[trigger.path][method] = (function.name, trigger)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/system/functions", admin(system_functions), methods=["GET"]),
+        Route("/system/scale-events", admin(scale_events), methods=["GET"]),
+        Route("/system/keys", admin(list_keys), methods=["GET"]),
+        Route("/system/keys", admin(create_key), methods=["POST"]),
+        Route("/system/keys/{key_id}", admin(revoke_key), methods=["DELETE"]),
+        Route("/metrics", admin(prometheus), methods=["GET"]),
+        Route("/function/{name}", function_root, methods=ALL_METHODS),
+        Route("/function/{name}/{path:path}", function_path, methods=ALL_METHODS),
+        *(
+            Route(path, declared(path, triggers), methods=ALL_METHODS)
+            for path, triggers in by_path.items()
+        ),
     ]
+    return Starlette(
+        routes=routes,
+        exception_handlers={404: not_found},
+        middleware=[Middleware(HeaderSizeLimit, max_bytes=project.gateway.max_header_size)],
+    )
 
 
-def _dispatcher(proxy: Proxy, methods: dict[str, str]) -> Endpoint:
-    allow = ", ".join(sorted(methods))
-
-    async def dispatch(request: Request) -> Response:
-        function = methods.get(request.method)
-        if function is None:
-            return error_response(
-                405,
-                f"{request.method} is not allowed here; allowed: {allow}",
-                headers={"allow": allow},
-            )
-        return await proxy.forward(request, function, request.url.path)
-
-    return dispatch
+def _check_rate(limiter: RateLimiter | None, caller: Caller) -> None:
+    if limiter is None:
+        return
+    wait = limiter.take(caller.identity, time.monotonic())
+    if wait > 0:
+        raise Denied(
+            429, "rate limit exceeded; retry later", {"retry-after": str(max(1, round(wait)))}
+        )

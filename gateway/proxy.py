@@ -37,29 +37,49 @@ class Proxy:
         self.max_body_size = max_body_size
         self.metrics = metrics
 
-    async def forward(self, request: Request, function: str, path: str) -> Response:
+    async def forward(
+        self,
+        request: Request,
+        function: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        strip: frozenset[bytes] = frozenset(),
+    ) -> Response:
+        """Send the request to `function`; `body` when already read, `strip` credentials used up."""
         began = time.perf_counter()
         call_id = new_call_id()
-        response = await self._forward(request, function, path, call_id)
+        response = await self._forward(request, function, path, call_id, body, strip)
         if isinstance(response, ProxiedResponse):
-            response.on_done = lambda status: self._observe(function, status, began)
+            response.on_done = lambda status: self.observe(function, status, began)
         elif function in self.platform.pools:
-            self._observe(function, response.status_code, began)
+            self.observe(function, response.status_code, began)
         return response
 
-    def _observe(self, function: str, status: int, began: float) -> None:
+    def observe(self, function: str, status: int, began: float) -> None:
         self.metrics.observe_call(function, status, time.perf_counter() - began)
 
-    async def _forward(self, request: Request, function: str, path: str, call_id: str) -> Response:
+    async def _forward(
+        self,
+        request: Request,
+        function: str,
+        path: str,
+        call_id: str,
+        read: bytes | None,
+        strip: frozenset[bytes],
+    ) -> Response:
         try:
             self.platform.pool(function)
-            body = await self._body(request)
+            body = read if read is not None else await self._body(request)
+            forwarded = headers.inbound(request.scope["headers"])
+            if strip:
+                forwarded = [(k, v) for k, v in forwarded if k not in strip]
             invocation = Invocation(
                 function=function,
                 method=request.method,
                 path=path,
                 query=request.scope.get("query_string", b""),
-                headers=headers.inbound(request.scope["headers"]),
+                headers=forwarded,
                 body=body,
                 call_id=call_id,
             )
@@ -72,6 +92,13 @@ class Proxy:
         except (FaasError, Exception) as exc:
             return response_for(exc, call_id)
         return ProxiedResponse(result, call_id)
+
+    async def read_body(self, request: Request) -> bytes:
+        """The whole body, refused (PayloadTooLarge) as soon as it passes the limit."""
+        body = await self._body(request)
+        if isinstance(body, bytes):
+            return body
+        return b"".join([chunk async for chunk in body])
 
     async def _body(self, request: Request) -> Body:
         declared = request.headers.get("content-length")

@@ -20,6 +20,7 @@ from runtime.invocation import Invocation, InvocationResult
 from runtime.pool import FunctionPool
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
+from runtime.secrets import SecretStore
 from runtime.spec import FunctionSpec, Project
 
 log = logging.getLogger("faas.platform")
@@ -35,9 +36,12 @@ def _quiet(_task: str, _message: str, _fraction: float | None) -> None:
 
 
 class Platform:
-    def __init__(self, project: Project, backend: Backend) -> None:
+    def __init__(
+        self, project: Project, backend: Backend, secrets: SecretStore | None = None
+    ) -> None:
         self.project = project
         self.backend = backend
+        self.secrets = secrets
         self.client = ReplicaClient()
         self.pools: dict[str, FunctionPool] = {
             name: FunctionPool(spec, backend, self.client)
@@ -61,6 +65,7 @@ class Platform:
         """Build every function's image, start autoscaling, wait for `scale.min` replicas."""
         await self.build(progress)
         for pool in self.pools.values():
+            self._mount_secrets(pool)
             pool.prepare_spare()
         self._autoscaling = asyncio.get_running_loop().create_task(self.autoscaler.run())
         self.autoscaler.wake()
@@ -102,6 +107,19 @@ class Platform:
             return
         pool.mark_built(request.tag)
         progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
+
+    def _mount_secrets(self, pool: FunctionPool) -> None:
+        names = pool.spec.secrets
+        if not names or pool.error is not None:
+            return
+        if self.secrets is None:
+            pool.mark_failed("this platform was started without a secret store")
+            return
+        run_dir = self.project.root / ".faas" / "run" / self.project.name / pool.spec.name
+        try:
+            pool.secret_files = self.secrets.materialize(run_dir, names)
+        except FaasError as exc:
+            pool.mark_failed(str(exc))
 
     async def _wait_for_minimum(self, pool: FunctionPool, progress: FunctionProgress) -> None:
         wanted = pool.spec.scale.min

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from runtime.backends.base import Backend, CreatedReplica, Replica, ReplicaSpec
 from runtime.errors import (
@@ -75,6 +76,7 @@ class FunctionPool:
         self.on_demand: Callable[[], None] = lambda: None
         """Called when a call starts waiting: the autoscaler wakes up."""
         self.on_cold_start: ColdStartObserver = lambda function, seconds: None
+        self.secret_files: dict[str, Path] = {}
         self.backlog: Callable[[], int] = lambda: 0
         """Work waiting outside this pool (async calls, events) that counts toward depth."""
         self._backend = backend
@@ -210,6 +212,7 @@ class FunctionPool:
             environment=self.spec.environment,
             memory=self.spec.memory,
             cpus=self.spec.cpus,
+            secret_files={name: str(path) for name, path in self.secret_files.items()},
         )
 
     def prepare_spare(self) -> None:

@@ -70,6 +70,14 @@ class Gateway:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        token = (self.spec_file.parent / ".faas" / "admin-token").read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
+    def admin_get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, headers=self.admin_headers, timeout=30, trust_env=False)
+
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, "-f", str(self.spec_file), "--project", self.project, input=input)
 

@@ -26,6 +26,8 @@ class ReplicaSpec:
     memory: int = 256 * 1024 * 1024
     cpus: float = 1.0
     pids: int = 256
+    secret_files: Mapping[str, str] = field(default_factory=dict)
+    """Secret name -> host file, mounted read-only at /run/secrets/<name>."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ carry the line and the dotted field (`functions.hello.http[0].methods[1]`).
 
 from runtime.spec._load import load_project, load_project_text
 from runtime.spec._model import (
+    DEFAULT_AUTH,
     DEFAULT_BASE_IMAGE,
     DEFAULT_CPUS,
     DEFAULT_GATEWAY,
@@ -35,17 +36,21 @@ from runtime.spec._model import (
     FunctionSpec,
     GatewaySettings,
     GiB,
+    JwtSettings,
     KiB,
     MiB,
     Project,
+    RateLimit,
     Route,
     ScalePolicy,
+    TlsSettings,
 )
 from runtime.spec._values import duration as parse_duration
 from runtime.spec._values import format_size, reserved_prefix
 from runtime.spec._values import size as parse_size
 
 __all__ = [
+    "DEFAULT_AUTH",
     "DEFAULT_BASE_IMAGE",
     "DEFAULT_CPUS",
     "DEFAULT_GATEWAY",
@@ -72,11 +77,14 @@ __all__ = [
     "FunctionSpec",
     "GatewaySettings",
     "GiB",
+    "JwtSettings",
     "KiB",
     "MiB",
     "Project",
+    "RateLimit",
     "Route",
     "ScalePolicy",
+    "TlsSettings",
     "format_size",
     "load_project",
     "load_project_text",

@@ -17,15 +17,19 @@ from runtime.spec._model import (
     SPEC_FILENAME,
     FunctionSpec,
     GatewaySettings,
+    JwtSettings,
     Project,
+    RateLimit,
     Route,
     ScalePolicy,
+    TlsSettings,
 )
 from runtime.spec._schema import (
     FUNCTION_ONLY_FIELDS,
     RawDefaults,
     RawDocument,
     RawFunction,
+    RawGateway,
     RawRoute,
     RawScale,
     allowed_fields,
@@ -88,6 +92,8 @@ def load_project_text(
         default_scale, checked = salvage(tree.data)
 
     name = _project_name(tree.data, document, project_name, root, report)
+    if document is not None:
+        _check_auth(document, report)
     _check_routes({function: parts.routes for function, parts in checked.items()}, report)
     for function, parts in checked.items():
         if parts.scale is not None and default_scale is not None:
@@ -99,7 +105,7 @@ def load_project_text(
         name=name,
         root=root,
         file=root / PurePath(filename).name,
-        gateway=GatewaySettings(**document.gateway.model_dump()),
+        gateway=_gateway(document.gateway),
         functions=MappingProxyType(
             {
                 function: _function_spec(function, raw, document.defaults)
@@ -242,7 +248,7 @@ def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> Functi
         name=name,
         handler_file=raw.handler.file,
         handler_name=raw.handler.function,
-        routes=tuple(Route(route.path, route.methods) for route in raw.http),
+        routes=tuple(Route(r.path, r.methods, r.webhook_secret) for r in raw.http),
         environment=MappingProxyType({**defaults.environment, **raw.environment}),
         timeout=settings.timeout,
         memory=settings.memory,
@@ -250,7 +256,54 @@ def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> Functi
         requirements=raw.requirements,
         base_image=settings.base_image,
         scale=_merge_scale(raw.scale, defaults.scale),
+        auth=settings.auth,
+        public=settings.public,
+        secrets=raw.secrets,
     )
+
+
+def _gateway(raw: RawGateway) -> GatewaySettings:
+    jwt = raw.jwt
+    return GatewaySettings(
+        host=raw.host,
+        port=raw.port,
+        max_body_size=raw.max_body_size,
+        max_header_size=raw.max_header_size,
+        rate_limit=RateLimit(*raw.rate_limit) if raw.rate_limit else None,
+        jwt=JwtSettings(
+            algorithms=jwt.algorithms,
+            secret=jwt.secret,
+            public_key_file=jwt.public_key_file,
+            issuer=jwt.issuer,
+            audience=jwt.audience,
+            leeway=jwt.leeway,
+        )
+        if jwt
+        else None,
+        tls=TlsSettings(raw.tls.cert_file, raw.tls.key_file) if raw.tls else None,
+        admin_remote=raw.admin_remote,
+    )
+
+
+def _check_auth(document: RawDocument, report: _Report) -> None:
+    """JWT functions need gateway.jwt, and gateway.jwt needs a key for its algorithms."""
+    jwt = document.gateway.jwt
+    for name, raw in document.functions.items():
+        uses_jwt = (raw.auth if "auth" in raw.model_fields_set else document.defaults.auth) == "jwt"
+        if uses_jwt and jwt is None:
+            loc: Loc = ("functions", name, "auth")
+            if "auth" not in raw.model_fields_set:
+                loc = ("defaults", "auth")
+            report.at_value(loc, "auth: jwt needs a gateway.jwt block (algorithms and a key)")
+            return
+    if jwt is None:
+        return
+    wants_secret = any(a.startswith("HS") for a in jwt.algorithms)
+    wants_key = any(a.startswith("RS") for a in jwt.algorithms)
+    if wants_secret and jwt.secret is None:
+        report.at_key(("gateway", "jwt"), "HS* algorithms need 'secret' (the name of a secret)")
+    if wants_key and jwt.public_key_file is None:
+        report.at_key(("gateway", "jwt"), "RS* algorithms need 'public_key_file' (a PEM file)")
 
 
 def _merge_scale(own: RawScale, inherited: RawScale) -> ScalePolicy:

@@ -46,10 +46,43 @@ RESERVED_PATH_PREFIXES = (
 RESERVED_ENV_PREFIX = "FAAS_"
 
 
+DEFAULT_AUTH = "key"
+DEFAULT_MAX_HEADER_SIZE = 16 * KiB
+DEFAULT_JWT_LEEWAY = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     path: str
     methods: tuple[str, ...] = DEFAULT_METHODS
+    webhook_secret: str | None = None
+    """When set, callers are checked by an HMAC-SHA256 signature of the body
+    (`X-Hub-Signature-256`) made with this secret, instead of the function's `auth`."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    requests: int
+    per: float
+    """Seconds: `requests` calls per `per` seconds for each caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class JwtSettings:
+    algorithms: tuple[str, ...]
+    secret: str | None
+    """Name of the secret holding the HMAC key (HS* algorithms)."""
+    public_key_file: str | None
+    """PEM file with the public key (RS* algorithms), relative to the project root."""
+    issuer: str | None
+    audience: str | None
+    leeway: float
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSettings:
+    cert_file: str
+    key_file: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +107,12 @@ class GatewaySettings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE
+    rate_limit: RateLimit | None = None
+    jwt: JwtSettings | None = None
+    tls: TlsSettings | None = None
+    admin_remote: bool = False
+    """Answer the admin API (/system, /metrics) on non-loopback addresses too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +134,10 @@ class FunctionSpec:
     requirements: str | None
     base_image: str
     scale: ScalePolicy
+    auth: str = DEFAULT_AUTH
+    public: bool = True
+    """False keeps the function off /function/{name}: only its triggers reach it."""
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

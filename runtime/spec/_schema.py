@@ -23,11 +23,14 @@ from pydantic import (
 
 from runtime.spec import _values as v
 from runtime.spec._model import (
+    DEFAULT_AUTH,
     DEFAULT_BASE_IMAGE,
     DEFAULT_CPUS,
     DEFAULT_HOST,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_JWT_LEEWAY,
     DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MEMORY,
     DEFAULT_METHODS,
@@ -76,15 +79,38 @@ class RawScale(_Raw):
     max_queue: Count = DEFAULT_MAX_QUEUE
 
 
+SecretName = Annotated[str, PlainValidator(v.secret_name)]
+
+
 class RawRoute(_Raw):
     path: Annotated[str, PlainValidator(v.route_path)]
     methods: tuple[Method, ...] = DEFAULT_METHODS
+    webhook_secret: Annotated[str | None, PlainValidator(v.optional(v.secret_name))] = None
+
+
+class RawJwt(_Raw):
+    algorithms: tuple[Annotated[str, PlainValidator(v.jwt_algorithm)], ...] = ("HS256",)
+    secret: Annotated[str | None, PlainValidator(v.optional(v.secret_name))] = None
+    public_key_file: Annotated[str | None, PlainValidator(v.optional(v.project_path))] = None
+    issuer: Annotated[str | None, PlainValidator(v.optional(v.word("an issuer")))] = None
+    audience: Annotated[str | None, PlainValidator(v.optional(v.word("an audience")))] = None
+    leeway: Annotated[float, PlainValidator(v.duration)] = DEFAULT_JWT_LEEWAY
+
+
+class RawTls(_Raw):
+    cert_file: Annotated[str, PlainValidator(v.project_path)]
+    key_file: Annotated[str, PlainValidator(v.project_path)]
 
 
 class RawGateway(_Raw):
     host: Annotated[str, PlainValidator(v.word("a host name or IP address"))] = DEFAULT_HOST
     port: Annotated[int, PlainValidator(v.integer(1, 65535, noun="a port number"))] = DEFAULT_PORT
     max_body_size: Annotated[int, PlainValidator(v.size)] = DEFAULT_MAX_BODY_SIZE
+    max_header_size: Annotated[int, PlainValidator(v.size)] = DEFAULT_MAX_HEADER_SIZE
+    rate_limit: Annotated[tuple[int, float] | None, PlainValidator(v.optional(v.rate))] = None
+    jwt: RawJwt | None = None
+    tls: RawTls | None = None
+    admin_remote: Annotated[bool, PlainValidator(v.boolean)] = False
 
 
 class RawDefaults(_Raw):
@@ -98,12 +124,15 @@ class RawDefaults(_Raw):
         default_factory=dict
     )
     scale: ScaleBlock = RawScale()
+    auth: Annotated[str, PlainValidator(v.auth_mode)] = DEFAULT_AUTH
+    public: Annotated[bool, PlainValidator(v.boolean)] = True
 
 
 class RawFunction(RawDefaults):
     handler: Annotated[v.HandlerRef, PlainValidator(v.handler)]
     http: Annotated[tuple[RawRoute, ...], _empty_if_null(())] = ()
     requirements: Annotated[str | None, PlainValidator(v.optional(v.project_path))] = None
+    secrets: Annotated[tuple[SecretName, ...], _empty_if_null(())] = ()
 
 
 class RawDocument(_Raw):

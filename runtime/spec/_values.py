@@ -291,3 +291,46 @@ def env_value(value: object) -> str:
         return str(value)
     hint = " (write '' for an empty value)" if value is None else ""
     raise ValueError(f"expected a string, number or boolean, got {describe(value)}{hint}")
+
+
+AUTH_MODES = ("none", "key", "jwt")
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512")
+_SECRET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(ms|s|m|h|second|minute|hour)\s*")
+_RATE_UNITS = {"ms": 0.001, "s": 1.0, "second": 1.0, "m": 60.0, "minute": 60.0, "h": 3600.0,
+               "hour": 3600.0}  # fmt: skip
+
+
+def auth_mode(value: object) -> str:
+    if isinstance(value, str) and value in AUTH_MODES:
+        return value
+    raise ValueError(f"expected one of {', '.join(AUTH_MODES)}, got {describe(value)}")
+
+
+def boolean(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"expected true or false, got {describe(value)}")
+
+
+def secret_name(value: object) -> str:
+    if isinstance(value, str) and _SECRET_NAME.fullmatch(value):
+        return value
+    raise ValueError(
+        "expected a secret name of lowercase letters, digits, '.', '_' and '-' "
+        f"(it becomes a file name under /run/secrets), got {describe(value)}"
+    )
+
+
+def jwt_algorithm(value: object) -> str:
+    if isinstance(value, str) and value.upper() in JWT_ALGORITHMS:
+        return value.upper()
+    raise ValueError(f"expected one of {', '.join(JWT_ALGORITHMS)}, got {describe(value)}")
+
+
+def rate(value: object) -> tuple[int, float]:
+    """A rate such as "100/s" or "600/m", as (requests, per seconds)."""
+    match = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if match and int(match.group(1)) > 0:
+        return int(match.group(1)), _RATE_UNITS[match.group(2)]
+    raise ValueError(f'expected a rate like "100/s" or "600/m", got {describe(value)}')

@@ -126,7 +126,8 @@ def test_body_over_the_limit_is_413(client: httpx.Client) -> None:
 
 def test_system_functions_and_ls(examples: Gateway, client: httpx.Client) -> None:
     client.get("/hello")
-    listed = {f["name"]: f for f in client.get("/system/functions").json()["functions"]}
+    assert client.get("/system/functions").status_code == 401
+    listed = {f["name"]: f for f in examples.admin_get("/system/functions").json()["functions"]}
     assert set(listed) == {"hello", "echo", "countdown", "sizes"}
     assert listed["hello"]["state"] == "ready"
     assert listed["hello"]["replicas"] == 1

@@ -65,7 +65,7 @@ def test_burst_scales_to_max_then_back_to_zero(
     assert [r.status_code for r in responses] == [200] * 50
     replicas = {r.json()["replica"] for r in responses}
     assert len(replicas) == 4, replicas
-    events = httpx.get(f"{scaling.url}/system/scale-events").json()["events"]
+    events = scaling.admin_get("/system/scale-events").json()["events"]
     assert max(e["to"] for e in events if e["function"] == "slow") == 4
 
     wait_until(
@@ -73,9 +73,7 @@ def test_burst_scales_to_max_then_back_to_zero(
         timeout=30,
         what="slow to scale back to zero containers",
     )
-    listed = {
-        f["name"]: f for f in httpx.get(f"{scaling.url}/system/functions").json()["functions"]
-    }
+    listed = {f["name"]: f for f in scaling.admin_get("/system/functions").json()["functions"]}
     assert listed["slow"]["replicas"] == 0
     assert listed["slow"]["state"] == "idle"
     assert listed["slow"]["last_cold_start_ms"] > 0
@@ -107,7 +105,7 @@ def test_full_queue_answers_429_while_others_serve(scaling: Gateway) -> None:
 
 
 def test_metrics_expose_scaling_gauges(scaling: Gateway) -> None:
-    text = httpx.get(f"{scaling.url}/metrics").text
+    text = scaling.admin_get("/metrics").text
     assert 'faas_function_replicas{function="fast",state="ready"} 1.0' in text
     assert "faas_cold_start_seconds_bucket" in text
     assert 'faas_invocations_total{function="slow",status="200"}' in text

@@ -300,7 +300,7 @@ def test_load_project_reads_a_file_or_its_directory(tmp_path: Path) -> None:
 
 BAD_FUNCTION_VALUES = [
     ("timout: 5s", "timout", "unknown field 'timout'; did you mean 'timeout'?"),
-    ("colour: red", "colour", "unknown field 'colour'; expected one of: base_image, cpus,"),
+    ("colour: red", "colour", "unknown field 'colour'; expected one of: auth, base_image, cpus,"),
     (
         "timeout: soon",
         "timeout",

@@ -18,6 +18,7 @@ LABEL_REPLICA = "faas.replica"
 REPLICA_PORT = 8080
 REPLICA_USER = "10001:10001"
 TMPFS_SIZE = "64m"
+SECRETS_DIR = "/run/secrets"
 
 
 def network_name(project: str) -> str:
@@ -53,6 +54,10 @@ def host_config_args(spec: ReplicaSpec, project: str) -> dict[str, Any]:
         "init": False,
         "restart_policy": {"Name": "no"},
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
+        "binds": {
+            path: {"bind": f"{SECRETS_DIR}/{name}", "mode": "ro"}
+            for name, path in spec.secret_files.items()
+        },
     }
 
 

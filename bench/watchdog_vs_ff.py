@@ -1,0 +1,452 @@
+"""Our watchdog versus Google's functions-framework on the same hello handler, side by side.
+
+Four servers, each in its own container from the same base image with the same
+limits (1 CPU, pinned to core 1, 256 MiB, read-only root, as our replicas run):
+
+    watchdog  async   `python3 -m faas_watchdog`, image from runtime.images.plan_image
+    ff asgi   async   `python3 -m functions_framework --target handle --source
+                      /app/main_async.py --asgi` (gunicorn + uvicorn worker, its defaults)
+    watchdog  sync    as above, with a sync handler (run in the watchdog's thread pool)
+    ff        sync    `python3 -m functions_framework --target handle --source
+                      /app/main_sync.py` (its production mode: gunicorn gthread, defaults)
+
+wrk, pinned to core 0 (`taskset -c 0 wrk -t1 ...`), loads each at 1 and 16 keep-alive
+connections. Runs alternate (ours then theirs, swapped every round), and the table
+shows medians of the rounds, then the ours/ff throughput ratios at 16 connections
+next to the targets (async >= 1.5x, sync >= 2x).
+
+    python bench/watchdog_vs_ff.py [--seconds 5] [--rounds 3]
+
+Needs a Docker engine holding the base image python:3.11-slim-bookworm, wrk and
+taskset on the host (Debian packages `wrk`, `util-linux`), and 2 cores. Network: only
+PyPI, and only at the start, to resolve functions-framework for the image's platform
+with runtime.requirements.resolve (cached under ~/.cache/faas/deps afterwards, so
+later runs need none). No extra Python packages beyond the project's own.
+
+Every container and image it creates is labelled faas.bench=watchdog_vs_ff; the
+containers are removed at the end, also on error or Ctrl-C. Images stay, so the
+next run skips the builds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import os
+import re
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker.errors
+import httpx
+from docker.api.client import APIClient
+
+from runtime import requirements
+from runtime.backends.docker.engine import connect
+from runtime.errors import ImageBuildError
+from runtime.images import plan_image
+from runtime.spec import load_project
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT_DIR = REPO / "bench" / "projects" / "ffbench"
+BASE_IMAGE = "python:3.11-slim-bookworm"
+FF_REQUIREMENT = "functions-framework==3.10.2"  # the newest on PyPI when this was written
+LABEL_KEY, LABEL_VALUE = "faas.bench", "watchdog_vs_ff"
+LABELS = {LABEL_KEY: LABEL_VALUE}
+SERVER_CPU = "1"  # cpuset of every server container
+CLIENT_CPU = "0"  # where wrk runs
+CONNECTIONS = (1, 16)
+PORT = 8080
+EXPECTED_BODY = b"Hello, world!\n"
+SHOWN = (
+    "functions-framework", "gunicorn", "uvicorn", "uvicorn-worker", "starlette", "flask",
+    "uvloop", "httptools",
+)  # fmt: skip
+TARGETS = {"async": 1.5, "sync": 2.0}  # ours/ff requests/s at 16 connections
+
+FF_DOCKERFILE = """\
+FROM {base}
+COPY deps/ /opt/ff/deps/
+COPY app/ /app/
+RUN python3 -m compileall -q /opt/ff /app
+ENV PYTHONPATH=/opt/ff/deps PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
+WORKDIR /app
+USER 10001:10001
+EXPOSE {port}
+"""
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass
+class Server:
+    label: str  # as shown in the table
+    slug: str  # in container names
+    kind: str  # "async" or "sync"
+    ours: bool
+    image: str
+    command: list[str] | None
+    environment: dict[str, str]
+    url: str = ""
+    samples: dict[int, list[Sample]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- images
+
+
+def build(api: APIClient, tag: str, context: bytes) -> None:
+    """Build `tag` from a tar context unless it exists; labelled as this benchmark's."""
+    try:
+        api.inspect_image(tag)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    output: list[str] = []
+    events = api.build(
+        fileobj=io.BytesIO(context),
+        custom_context=True,
+        tag=tag,
+        rm=True,
+        forcerm=True,
+        decode=True,
+        labels=LABELS,
+        use_config_proxy=False,
+    )
+    for event in events:
+        if "error" in event:
+            raise SystemExit(f"building {tag} failed: {event['error']}\n" + "".join(output[-20:]))
+        output.append(event.get("stream", ""))
+
+
+def tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)  # mtime 0: the same files give the same bytes
+            info.size = len(files[name])
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(files[name]))
+    return buffer.getvalue()
+
+
+def watchdog_images(api: APIClient, base_id: str) -> dict[str, str]:
+    """Our two images, planned exactly as `faas up` plans them; returns kind -> tag."""
+    project = load_project(PROJECT_DIR)
+    tags = {}
+    for kind in ("async", "sync"):
+        request = plan_image(project, project.functions[f"hello-{kind}"], base_id, resolve)
+        tag = request.tag.replace("faas-", "faas-bench-", 1)  # keep clear of the platform's
+        build(api, tag, request.context)
+        tags[kind] = tag
+    return tags
+
+
+def ff_image(api: APIClient, base_id: str, wanted: list[str]) -> tuple[str, dict[str, str]]:
+    """The functions-framework image: resolved deps + both handlers; returns tag, versions."""
+    with tempfile.TemporaryDirectory() as tmp:
+        requirements_file = Path(tmp) / "requirements.txt"
+        requirements_file.write_text("".join(f"{line}\n" for line in wanted))
+        deps = resolve(requirements_file)
+    files = {
+        f"deps/{path.relative_to(deps).as_posix()}": path.read_bytes()
+        for path in sorted(deps.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    for handler in sorted((PROJECT_DIR / "ff").glob("*.py")):
+        files[f"app/{handler.name}"] = handler.read_bytes()
+    files["Dockerfile"] = FF_DOCKERFILE.format(base=base_id, port=PORT).encode()
+    context = tar(files)
+    tag = f"faas-bench-ff:{hashlib.sha256(context).hexdigest()[:16]}"
+    build(api, tag, context)
+    versions = {}
+    for info in deps.glob("*.dist-info"):
+        name, _, version = info.name.removesuffix(".dist-info").partition("-")
+        versions[name.lower().replace("_", "-")] = version
+    return tag, versions
+
+
+def resolve(requirements_file: Path) -> Path:
+    """runtime.requirements.resolve, widened to older manylinux tags if it finds nothing.
+
+    resolve() passes only `--platform manylinux_2_36_<arch>`, and pip (26.x) does not
+    widen that to older manylinux tags, so wheels tagged manylinux2014 only (e.g.
+    watchdog's, which functions-framework needs) are not found. Until that is fixed
+    there, retry with every older tag named too.
+    """
+    try:
+        return requirements.resolve(requirements_file)
+    except ImageBuildError as first_error:
+        original = requirements._platform_tags
+        requirements._platform_tags = lambda: widen_manylinux(original())
+        try:
+            return requirements.resolve(requirements_file)
+        except ImageBuildError:
+            raise first_error from None
+        finally:
+            requirements._platform_tags = original
+
+
+def widen_manylinux(platforms: list[str]) -> list[str]:
+    widened: list[str] = []
+    for platform in platforms:
+        match = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", platform)
+        if match is None:
+            widened.append(platform)
+            continue
+        newest, arch = int(match.group(1)), match.group(2)
+        widened += [f"manylinux_2_{minor}_{arch}" for minor in range(newest, 4, -1)]
+        widened += [f"manylinux{legacy}_{arch}" for legacy in ("2014", "2010", "1")]
+    return widened
+
+
+# ---------------------------------------------------------------- containers
+
+
+def start(api: APIClient, server: Server) -> None:
+    host_config = api.create_host_config(
+        cpuset_cpus=SERVER_CPU,
+        nano_cpus=1_000_000_000,
+        mem_limit="256m",
+        memswap_limit="256m",
+        read_only=True,
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        pids_limit=256,
+        network_mode="bridge",
+    )
+    container = api.create_container(
+        server.image,
+        command=server.command,
+        environment=server.environment,
+        user="10001:10001",
+        labels=LABELS,
+        host_config=host_config,
+        name=f"faas-bench-{server.slug}-{server.kind}-{secrets.token_hex(3)}",
+        use_config_proxy=False,
+    )
+    api.start(container["Id"])
+    address = api.inspect_container(container["Id"])["NetworkSettings"]["Networks"]["bridge"][
+        "IPAddress"
+    ]
+    server.url = f"http://{address}:{PORT}/"
+
+
+def remove_containers(api: APIClient) -> None:
+    for container in api.containers(all=True, filters={"label": f"{LABEL_KEY}={LABEL_VALUE}"}):
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(container["Id"], force=True, v=True)
+
+
+def wait_until_serving(server: Server, headers: dict[str, str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    with httpx.Client(timeout=2, trust_env=False) as http:
+        while time.monotonic() < deadline:
+            try:
+                response = http.get(server.url, headers=headers)
+                if response.status_code == 200 and response.content == EXPECTED_BODY:
+                    return
+                last = f"{response.status_code} {response.content[:200]!r}"
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+    raise SystemExit(f"{server.label} ({server.kind}) at {server.url} never served: {last}")
+
+
+# ---------------------------------------------------------------- load
+
+
+def wrk(url: str, connections: int, seconds: float, headers: dict[str, str]) -> Sample:
+    command = ["taskset", "-c", CLIENT_CPU, "wrk", "--latency", "-t1", f"-c{connections}"]
+    command += [f"-d{seconds:g}s"]
+    for key, value in headers.items():
+        command += ["-H", f"{key}: {value}"]
+    result = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=False, timeout=seconds + 30
+    )
+    output = result.stdout
+    if result.returncode != 0 or "Requests/sec" not in output:
+        raise SystemExit(f"wrk failed on {url}:\n{output}{result.stderr}")
+    if "Non-2xx or 3xx responses" in output:
+        raise SystemExit(f"{url} answered errors under load:\n{output}")
+    if "Socket errors" in output:
+        errors = output.split("Socket errors:")[1].splitlines()[0]
+        print(f"  warning: socket errors from {url}:{errors}")
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> Sample:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert rps, output
+
+    def percentile(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        assert match, output
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return Sample(float(rps.group(1)), percentile("50"), percentile("99"))
+
+
+def median_sample(samples: list[Sample]) -> Sample:
+    return Sample(
+        statistics.median(s.rps for s in samples),
+        statistics.median(s.p50_ms for s in samples),
+        statistics.median(s.p99_ms for s in samples),
+    )
+
+
+def schedule(servers: list[Server], rounds: int) -> Iterator[tuple[int, int, Server]]:
+    """Round by round: each connection count, each handler kind, ours/ff swapped per round."""
+    for round_index in range(rounds):
+        for connections in CONNECTIONS:
+            for kind in ("async", "sync"):
+                pair = sorted(
+                    (s for s in servers if s.kind == kind),
+                    key=lambda s: s.ours == bool(round_index % 2),
+                    reverse=True,
+                )
+                for server in pair:
+                    yield round_index, connections, server
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per cell (medians shown)")
+    parser.add_argument(
+        "--ff-requirements",
+        nargs="+",
+        default=[FF_REQUIREMENT],
+        help=f"what to install for ff (default {FF_REQUIREMENT}; e.g. add 'uvicorn[standard]')",
+    )
+    args = parser.parse_args()
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (apt-get install wrk util-linux)")
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs 2 cores: one for the servers, one for wrk")
+    # SIGTERM too must reach the `finally` that removes the containers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    api = connect()
+    try:
+        base_id = str(api.inspect_image(BASE_IMAGE)["Id"])
+    except docker.errors.ImageNotFound:
+        raise SystemExit(f"base image {BASE_IMAGE} missing: run scripts/up once") from None
+    print(f"resolving {' '.join(args.ff_requirements)} and building images ...", flush=True)
+    ff_tag, versions = ff_image(api, base_id, args.ff_requirements)
+    ours = watchdog_images(api, base_id)
+
+    token = secrets.token_hex(16)
+    headers = {"X-Faas-Token": token}  # sent to both servers, so requests are the same size
+
+    def ff_command(file: str, *extra: str) -> list[str]:
+        return ["python3", "-m", "functions_framework", "--target", "handle",
+                "--source", f"/app/{file}", "--port", str(PORT), *extra]  # fmt: skip
+
+    watchdog_env = {"FAAS_TOKEN": token, "FAAS_FUNCTION_NAME": "hello", "FAAS_PORT": str(PORT)}
+    servers = [
+        Server("watchdog", "watchdog", "async", True, ours["async"], None, watchdog_env),
+        Server(
+            "ff --asgi",
+            "ff-asgi",
+            "async",
+            False,
+            ff_tag,
+            ff_command("main_async.py", "--asgi"),
+            {},
+        ),
+        Server("watchdog", "watchdog", "sync", True, ours["sync"], None, watchdog_env),
+        Server(
+            "ff (gunicorn)", "ff-gunicorn", "sync", False, ff_tag, ff_command("main_sync.py"), {}
+        ),
+    ]
+    try:
+        for server in servers:
+            start(api, server)
+        for server in servers:
+            wait_until_serving(server, headers)
+            wrk(server.url, 16, 1, headers)  # warm up: threads, lazy imports, caches
+        shown = ", ".join(f"{name} {versions[name]}" for name in SHOWN if name in versions)
+        print(f"ff: {shown}")
+        print(f"ours: {ours['async']}, {ours['sync']}; ff: {ff_tag}")
+        print(
+            f"servers on cpuset {SERVER_CPU} (1 CPU, 256 MiB each), wrk -t1 on cpu {CLIENT_CPU}; "
+            f"{args.rounds} rounds x {args.seconds:g}s per cell, alternating",
+            flush=True,
+        )
+        runs = args.rounds * len(CONNECTIONS) * len(servers)
+        for done, (round_index, connections, server) in enumerate(
+            schedule(servers, args.rounds), start=1
+        ):
+            sample = wrk(server.url, connections, args.seconds, headers)
+            server.samples.setdefault(connections, []).append(sample)
+            print(
+                f"  [{done:>2}/{runs}] round {round_index + 1} {server.label:<13} "
+                f"{server.kind:<5} c={connections:<2} {sample.rps:>8.0f} req/s",
+                flush=True,
+            )
+    finally:
+        remove_containers(api)
+        api.close()
+
+    print()
+    print(
+        f"{'server':<14} {'handler':<7} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+        f"   req/s per round   (medians of {args.rounds})"
+    )
+    for connections in CONNECTIONS:
+        for server in servers:
+            samples = server.samples[connections]
+            m = median_sample(samples)
+            rounds = "/".join(f"{s.rps:.0f}" for s in samples)
+            print(
+                f"{server.label:<14} {server.kind:<7} {connections:>5} {m.rps:>9.0f} "
+                f"{m.p50_ms:>8.3f} {m.p99_ms:>8.3f}   {rounds}"
+            )
+    print()
+    top = max(CONNECTIONS)
+    print(f"ours/ff at {top} connections (medians):")
+    descriptions: dict[str, Callable[[Server], str]] = {
+        "async": lambda s: f"watchdog / {s.label} (gunicorn + uvicorn worker)",
+        "sync": lambda s: f"watchdog / {s.label.split()[0]} default (gunicorn gthread)",
+    }
+    for kind, target in TARGETS.items():
+        mine, theirs = (
+            median_sample(next(s for s in servers if s.kind == kind and s.ours is o).samples[top])
+            for o in (True, False)
+        )
+        ff_server = next(s for s in servers if s.kind == kind and not s.ours)
+        ratio = mine.rps / theirs.rps
+        verdict = "met" if ratio >= target else "MISSED"
+        print(
+            f"  {kind:<5} {descriptions[kind](ff_server):<50} req/s {ratio:5.2f}x "
+            f"(target >= {target:g}x: {verdict});  p50 {mine.p50_ms / theirs.p50_ms:4.2f}x, "
+            f"p99 {mine.p99_ms / theirs.p99_ms:4.2f}x of ff's"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Who may call what: function auth (none, key, jwt), webhook signatures, the admin token.
+
+Every check ends in a `Caller` or raises `Denied` with the status to answer:
+401 (with `WWW-Authenticate`) for missing or bad credentials, 403 for good
+credentials outside their scope, 404 where the thing asked for must not be
+seen to exist. Secrets are compared in constant time and never logged: a
+failed attempt logs the function, the reason and at most a key's id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from gateway.keys import PREFIX, KeyStore
+from runtime.errors import FaasError
+from runtime.secrets import SecretStore
+from runtime.spec import FunctionSpec, JwtSettings, Project
+
+log = logging.getLogger("faas.auth")
+
+CHALLENGE = 'Bearer realm="faas"'
+SIGNATURE_HEADER = "x-hub-signature-256"
+KEY_HEADERS = frozenset({b"authorization", b"x-api-key"})
+BEARER_HEADERS = frozenset({b"authorization"})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    identity: str
+    """Who is calling, for rate limits and logs: `key:<id>`, `jwt:<sub>`, `ip:<addr>`, ..."""
+    consumed: frozenset[bytes] = frozenset()
+    """Credential headers the gateway used up; they are not forwarded to the function."""
+
+
+class Denied(Exception):
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def unauthorized(message: str, error: str = "invalid_token") -> Denied:
+    return Denied(401, message, {"www-authenticate": f'{CHALLENGE}, error="{error}"'})
+
+
+def _bearer(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+class Guard:
+    def __init__(self, project: Project, keys: KeyStore, secrets: SecretStore, admin_token: str):
+        self._keys = keys
+        self._admin_token = admin_token
+        self._admin_remote = project.gateway.admin_remote
+        self._jwt = project.gateway.jwt
+        self._jwt_key = _jwt_key(self._jwt, secrets, project.root) if self._jwt else None
+        self._secrets = secrets
+
+    # -- functions -----------------------------------------------------------
+
+    def authenticate(
+        self, headers: Mapping[str, str], client: str, function: FunctionSpec
+    ) -> Caller:
+        if function.auth == "none":
+            return Caller(f"ip:{client}")
+        if function.auth == "key":
+            return self._by_key(headers, function.name, client)
+        return self._by_jwt(headers, function.name, client)
+
+    def _by_key(self, headers: Mapping[str, str], function: str, client: str) -> Caller:
+        presented = _bearer(headers) or headers.get("x-api-key", "").strip()
+        if not presented:
+            self._failed(function, client, "no API key")
+            raise unauthorized(
+                f"{function} needs an API key (Authorization: Bearer or X-API-Key)",
+                error="invalid_request",
+            )
+        key = self._keys.verify(presented)
+        if key is None:
+            key_id = (
+                presented[len(PREFIX) :].partition("_")[0][:8]
+                if presented.startswith(PREFIX)
+                else "?"
+            )
+            self._failed(function, client, "unknown or revoked API key", key_id=key_id)
+            raise unauthorized("the API key is not valid")
+        if not key.allows(function):
+            self._failed(function, client, "API key out of scope", key_id=key.id)
+            raise Denied(403, f"this API key may not call {function}")
+        return Caller(f"key:{key.id}", KEY_HEADERS)
+
+    def _by_jwt(self, headers: Mapping[str, str], function: str, client: str) -> Caller:
+        token = _bearer(headers)
+        if token is None:
+            self._failed(function, client, "no bearer token")
+            raise unauthorized(f"{function} needs a bearer token", error="invalid_request")
+        settings = self._jwt
+        assert settings is not None and self._jwt_key is not None
+        try:
+            claims = jwt.decode(
+                token,
+                key=self._jwt_key,
+                algorithms=list(settings.algorithms),
+                audience=settings.audience,
+                issuer=settings.issuer,
+                leeway=settings.leeway,
+                options={"require": ["exp"] + (["aud"] if settings.audience else [])},
+            )
+        except jwt.ExpiredSignatureError:
+            self._failed(function, client, "expired token")
+            raise unauthorized("the token has expired") from None
+        except jwt.InvalidTokenError as exc:
+            self._failed(function, client, f"invalid token: {type(exc).__name__}")
+            raise unauthorized(f"the token is not valid: {exc}") from None
+        allowed = claims.get("functions")
+        if allowed is not None and (not isinstance(allowed, list) or function not in allowed):
+            self._failed(function, client, "token out of scope", subject=str(claims.get("sub")))
+            raise Denied(403, f"this token may not call {function}")
+        return Caller(f"jwt:{claims.get('sub', '?')}", BEARER_HEADERS)
+
+    def _failed(self, function: str, client: str, reason: str, **fields: str) -> None:
+        log.warning(
+            "authentication failed",
+            extra={"function": function, "client": client, "reason": reason, **fields},
+        )
+
+    # -- webhooks ------------------------------------------------------------
+
+    def verify_webhook(
+        self, secret_name: str, body: bytes, headers: Mapping[str, str], function: str, client: str
+    ) -> Caller:
+        """GitHub-style: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`."""
+        presented = headers.get(SIGNATURE_HEADER, "")
+        expected = (
+            "sha256=" + hmac.new(self._secrets.get(secret_name), body, hashlib.sha256).hexdigest()
+        )
+        if not presented:
+            self._failed(function, client, "webhook without signature")
+            raise unauthorized("missing X-Hub-Signature-256", error="invalid_request")
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            self._failed(function, client, "webhook signature mismatch")
+            raise unauthorized("the webhook signature does not match")
+        return Caller(f"webhook:{function}")
+
+    # -- admin ---------------------------------------------------------------
+
+    def admin(self, headers: Mapping[str, str], local_address: str | None) -> None:
+        """The admin API answers only on loopback (unless configured) and only with the token."""
+        if not self._admin_remote and not _is_loopback(local_address):
+            raise Denied(404, "not found")
+        token = _bearer(headers)
+        if token is None:
+            raise unauthorized("the admin API needs the admin token", error="invalid_request")
+        if not hmac.compare_digest(token.encode(), self._admin_token.encode()):
+            log.warning("admin authentication failed")
+            raise unauthorized("the admin token is not valid")
+
+
+def _is_loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _jwt_key(settings: JwtSettings, secrets: SecretStore, root: Path) -> str | bytes:
+    if any(a.startswith("RS") for a in settings.algorithms):
+        assert settings.public_key_file is not None
+        try:
+            return (root / settings.public_key_file).read_bytes()
+        except OSError as exc:
+            raise FaasError(
+                f"gateway.jwt.public_key_file {settings.public_key_file}: {exc.strerror}"
+            ) from None
+    assert settings.secret is not None
+    return secrets.get(settings.secret)
