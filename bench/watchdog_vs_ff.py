@@ -45,7 +45,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +55,6 @@ from docker.api.client import APIClient
 
 from runtime import requirements
 from runtime.backends.docker.engine import connect
-from runtime.errors import ImageBuildError
 from runtime.images import plan_image
 from runtime.spec import load_project
 
@@ -100,12 +99,16 @@ class Server:
     label: str  # as shown in the table
     slug: str  # in container names
     kind: str  # "async" or "sync"
-    ours: bool
     image: str
-    command: list[str] | None
-    environment: dict[str, str]
+    command: list[str] | None = None  # None: the image's own (our watchdog)
+    environment: dict[str, str] = field(default_factory=dict)
+    mode: str = ""  # how it serves, as listed at the start
     url: str = ""
     samples: dict[int, list[Sample]] = field(default_factory=dict)
+
+    @property
+    def ours(self) -> bool:
+        return self.command is None
 
 
 # ---------------------------------------------------------------- images
@@ -183,24 +186,19 @@ def ff_image(api: APIClient, base_id: str, wanted: list[str]) -> tuple[str, dict
 
 
 def resolve(requirements_file: Path) -> Path:
-    """runtime.requirements.resolve, widened to older manylinux tags if it finds nothing.
+    """runtime.requirements.resolve, also accepting wheels tagged for older manylinux.
 
-    resolve() passes only `--platform manylinux_2_36_<arch>`, and pip (26.x) does not
-    widen that to older manylinux tags, so wheels tagged manylinux2014 only (e.g.
-    watchdog's, which functions-framework needs) are not found. Until that is fixed
-    there, retry with every older tag named too.
+    resolve() passes pip only `--platform manylinux_2_36_<arch>`, and pip (26.x) does not
+    widen that to older manylinux tags, so wheels tagged manylinux2014 alone (watchdog's,
+    which functions-framework needs) are not found: "from versions: none". Until that is
+    fixed there, name every older tag too (duplicates are dropped, should it list them).
     """
+    original = requirements._platform_tags
+    requirements._platform_tags = lambda: widen_manylinux(original())
     try:
         return requirements.resolve(requirements_file)
-    except ImageBuildError as first_error:
-        original = requirements._platform_tags
-        requirements._platform_tags = lambda: widen_manylinux(original())
-        try:
-            return requirements.resolve(requirements_file)
-        except ImageBuildError:
-            raise first_error from None
-        finally:
-            requirements._platform_tags = original
+    finally:
+        requirements._platform_tags = original
 
 
 def widen_manylinux(platforms: list[str]) -> list[str]:
@@ -213,7 +211,7 @@ def widen_manylinux(platforms: list[str]) -> list[str]:
         newest, arch = int(match.group(1)), match.group(2)
         widened += [f"manylinux_2_{minor}_{arch}" for minor in range(newest, 4, -1)]
         widened += [f"manylinux{legacy}_{arch}" for legacy in ("2014", "2010", "1")]
-    return widened
+    return list(dict.fromkeys(widened))
 
 
 # ---------------------------------------------------------------- containers
@@ -321,8 +319,8 @@ def schedule(servers: list[Server], rounds: int) -> Iterator[tuple[int, int, Ser
             for kind in ("async", "sync"):
                 pair = sorted(
                     (s for s in servers if s.kind == kind),
-                    key=lambda s: s.ours == bool(round_index % 2),
-                    reverse=True,
+                    key=lambda s: s.ours,  # ours first,
+                    reverse=round_index % 2 == 0,  # then theirs first, and so on
                 )
                 for server in pair:
                     yield round_index, connections, server
@@ -347,7 +345,9 @@ def main() -> None:
             raise SystemExit(f"{tool} is not installed (apt-get install wrk util-linux)")
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs 2 cores: one for the servers, one for wrk")
-    # SIGTERM too must reach the `finally` that removes the containers.
+    # Ctrl-C and SIGTERM must reach the `finally` that removes the containers (SIGINT
+    # even when a non-interactive shell started us in the background, ignoring it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     api = connect()
@@ -362,27 +362,21 @@ def main() -> None:
     token = secrets.token_hex(16)
     headers = {"X-Faas-Token": token}  # sent to both servers, so requests are the same size
 
-    def ff_command(file: str, *extra: str) -> list[str]:
+    def ff(file: str, *extra: str) -> list[str]:
         return ["python3", "-m", "functions_framework", "--target", "handle",
                 "--source", f"/app/{file}", "--port", str(PORT), *extra]  # fmt: skip
 
-    watchdog_env = {"FAAS_TOKEN": token, "FAAS_FUNCTION_NAME": "hello", "FAAS_PORT": str(PORT)}
+    env = {"FAAS_TOKEN": token, "FAAS_FUNCTION_NAME": "hello", "FAAS_PORT": str(PORT)}
     servers = [
-        Server("watchdog", "watchdog", "async", True, ours["async"], None, watchdog_env),
-        Server(
-            "ff --asgi",
-            "ff-asgi",
-            "async",
-            False,
-            ff_tag,
-            ff_command("main_async.py", "--asgi"),
-            {},
-        ),
-        Server("watchdog", "watchdog", "sync", True, ours["sync"], None, watchdog_env),
-        Server(
-            "ff (gunicorn)", "ff-gunicorn", "sync", False, ff_tag, ff_command("main_sync.py"), {}
-        ),
-    ]
+        Server("watchdog", "watchdog", "async", ours["async"], environment=env,
+               mode="asyncio; handler on the loop"),
+        Server("ff --asgi", "ff-asgi", "async", ff_tag, ff("main_async.py", "--asgi"),
+               mode="gunicorn, 1 uvicorn worker; handler on its loop"),
+        Server("watchdog", "watchdog", "sync", ours["sync"], environment=env,
+               mode="asyncio; handler in a pool of 16 threads"),
+        Server("ff (gunicorn)", "ff-gunicorn", "sync", ff_tag, ff("main_sync.py"),
+               mode="gunicorn, 1 gthread worker of 4 x os.cpu_count() threads"),
+    ]  # fmt: skip
     try:
         for server in servers:
             start(api, server)
@@ -391,7 +385,10 @@ def main() -> None:
             wrk(server.url, 16, 1, headers)  # warm up: threads, lazy imports, caches
         shown = ", ".join(f"{name} {versions[name]}" for name in SHOWN if name in versions)
         print(f"ff: {shown}")
-        print(f"ours: {ours['async']}, {ours['sync']}; ff: {ff_tag}")
+        for server in servers:
+            command = " ".join(server.command or ["python3", "-m", "faas_watchdog"])
+            print(f"  {server.label:<13} {server.kind:<5} {server.image}: {server.mode}")
+            print(f"  {'':<19} $ {command}")
         print(
             f"servers on cpuset {SERVER_CPU} (1 CPU, 256 MiB each), wrk -t1 on cpu {CLIENT_CPU}; "
             f"{args.rounds} rounds x {args.seconds:g}s per cell, alternating",
@@ -415,13 +412,14 @@ def main() -> None:
     print()
     print(
         f"{'server':<14} {'handler':<7} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f"   req/s per round   (medians of {args.rounds})"
+        f"   per round: req/s | p99 ms   (medians of {args.rounds} rounds)"
     )
     for connections in CONNECTIONS:
         for server in servers:
             samples = server.samples[connections]
             m = median_sample(samples)
             rounds = "/".join(f"{s.rps:.0f}" for s in samples)
+            rounds += " | " + "/".join(f"{s.p99_ms:.2f}" for s in samples)
             print(
                 f"{server.label:<14} {server.kind:<7} {connections:>5} {m.rps:>9.0f} "
                 f"{m.p50_ms:>8.3f} {m.p99_ms:>8.3f}   {rounds}"
@@ -429,24 +427,20 @@ def main() -> None:
     print()
     top = max(CONNECTIONS)
     print(f"ours/ff at {top} connections (medians):")
-    descriptions: dict[str, Callable[[Server], str]] = {
-        "async": lambda s: f"watchdog / {s.label} (gunicorn + uvicorn worker)",
-        "sync": lambda s: f"watchdog / {s.label.split()[0]} default (gunicorn gthread)",
-    }
     for kind, target in TARGETS.items():
-        mine, theirs = (
-            median_sample(next(s for s in servers if s.kind == kind and s.ours is o).samples[top])
-            for o in (True, False)
-        )
-        ff_server = next(s for s in servers if s.kind == kind and not s.ours)
-        ratio = mine.rps / theirs.rps
+        mine, theirs = sorted((s for s in servers if s.kind == kind), key=lambda s: not s.ours)
+        a, b = median_sample(mine.samples[top]), median_sample(theirs.samples[top])
+        ratio = a.rps / b.rps
         verdict = "met" if ratio >= target else "MISSED"
         print(
-            f"  {kind:<5} {descriptions[kind](ff_server):<50} req/s {ratio:5.2f}x "
-            f"(target >= {target:g}x: {verdict});  p50 {mine.p50_ms / theirs.p50_ms:4.2f}x, "
-            f"p99 {mine.p99_ms / theirs.p99_ms:4.2f}x of ff's"
+            f"  {kind:<5} watchdog / {theirs.label:<13}  req/s {ratio:5.2f}x "
+            f"(target >= {target:g}x: {verdict});  "
+            f"p50 {a.p50_ms / b.p50_ms:4.2f}x, p99 {a.p99_ms / b.p99_ms:4.2f}x ff's"
         )
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted; containers removed") from None

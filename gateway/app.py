@@ -85,8 +85,9 @@ def create_app(platform: Platform, security: Security) -> Starlette:
         return await invoke(request, request.path_params["name"], "/", None)
 
     async def function_path(request: Request) -> Response:
-        params = request.path_params
-        return await invoke(request, params["name"], "/" + params["path"], None)
+        # The path as the caller encoded it: the replica gets it percent-encoded, as sent.
+        below = _raw_path(request).removeprefix("/function/").partition("/")[2]
+        return await invoke(request, request.path_params["name"], "/" + below, None)
 
     def declared(path: str, triggers: dict[str, tuple[str, Trigger]]) -> Endpoint:
         allow = ", ".join(sorted(triggers))
@@ -96,7 +97,7 @@ def create_app(platform: Platform, security: Security) -> Starlette:
             if target is None:
                 message = f"{request.method} is not allowed here; allowed: {allow}"
                 return error_response(405, message, new_call_id(), {"allow": allow})
-            return await invoke(request, target[0], request.url.path, target[1])
+            return await invoke(request, target[0], _raw_path(request), target[1])
 
         return dispatch
 
@@ -158,6 +159,11 @@ def create_app(platform: Platform, security: Security) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(404, f"no route for {request.url.path}", new_call_id())
 
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        allow = dict(getattr(exc, "headers", None) or {}).get("Allow", "")
+        message = f"{request.method} is not allowed here" + (f"; allowed: {allow}" if allow else "")
+        return error_response(405, message, new_call_id(), {"allow": allow} if allow else None)
+
     by_path: dict[str, dict[str, tuple[str, Trigger]]] = defaultdict(dict)
     for function in project.functions.values():
         for trigger in function.routes:
@@ -181,13 +187,18 @@ def create_app(platform: Platform, security: Security) -> Starlette:
     ]
     return Starlette(
         routes=routes,
-        exception_handlers={404: not_found},
+        exception_handlers={404: not_found, 405: method_not_allowed},
         middleware=[Middleware(HeaderSizeLimit, max_bytes=project.gateway.max_header_size)],
     )
 
 
+def _raw_path(request: Request) -> str:
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if raw else request.url.path
+
+
 def _check_rate(limiter: RateLimiter | None, caller: Caller) -> None:
-    if limiter is None:
+    if limiter is None or not caller.rate_limited:
         return
     wait = limiter.take(caller.identity, time.monotonic())
     if wait > 0:

@@ -38,6 +38,9 @@ class Caller:
     """Who is calling, for rate limits and logs: `key:<id>`, `jwt:<sub>`, `ip:<addr>`, ..."""
     consumed: frozenset[bytes] = frozenset()
     """Credential headers the gateway used up; they are not forwarded to the function."""
+    rate_limited: bool = False
+    """Whether `gateway.rate_limit` applies: to API keys and token subjects, not to anonymous
+    callers, whose address is not an identity (per-address limits belong in front of us)."""
 
 
 class Denied(Exception):
@@ -100,7 +103,7 @@ class Guard:
         if not key.allows(function):
             self._failed(function, client, "API key out of scope", key_id=key.id)
             raise Denied(403, f"this API key may not call {function}")
-        return Caller(f"key:{key.id}", KEY_HEADERS)
+        return Caller(f"key:{key.id}", KEY_HEADERS, rate_limited=True)
 
     def _by_jwt(self, headers: Mapping[str, str], function: str, client: str) -> Caller:
         token = _bearer(headers)
@@ -129,7 +132,7 @@ class Guard:
         if allowed is not None and (not isinstance(allowed, list) or function not in allowed):
             self._failed(function, client, "token out of scope", subject=str(claims.get("sub")))
             raise Denied(403, f"this token may not call {function}")
-        return Caller(f"jwt:{claims.get('sub', '?')}", BEARER_HEADERS)
+        return Caller(f"jwt:{claims.get('sub', '?')}", BEARER_HEADERS, rate_limited=True)
 
     def _failed(self, function: str, client: str, reason: str, **fields: str) -> None:
         log.warning(

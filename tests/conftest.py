@@ -62,10 +62,11 @@ class Gateway:
     process: subprocess.Popen[str]
     log_path: Path
     stopped: bool = field(default=False)
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -76,7 +77,9 @@ class Gateway:
         return {"Authorization": f"Bearer {token}"}
 
     def admin_get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, headers=self.admin_headers, timeout=30, trust_env=False)
+        return httpx.get(
+            self.url + path, headers=self.admin_headers, timeout=30, trust_env=False, verify=False
+        )
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, "-f", str(self.spec_file), "--project", self.project, input=input)
@@ -127,9 +130,12 @@ def start_gateway(spec_file: Path, project: str, log_dir: Path, *extra: str) -> 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"faas up exited with {process.returncode}:\n{gateway.log()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{gateway.url}/healthz", timeout=1).status_code == 200:
-                return gateway
+        for scheme in ("http", "https"):  # a TLS gateway refuses plain HTTP
+            with contextlib.suppress(httpx.HTTPError):
+                probe = f"{scheme}://127.0.0.1:{port}/healthz"
+                if httpx.get(probe, timeout=1, verify=False).status_code == 200:
+                    gateway.scheme = scheme
+                    return gateway
         time.sleep(0.2)
     gateway.stop(signal.SIGKILL)
     raise AssertionError(f"gateway not up within {STARTUP_TIMEOUT}s:\n{gateway.log()}")

@@ -300,6 +300,12 @@ def _check_auth(document: RawDocument, report: _Report) -> None:
         return
     wants_secret = any(a.startswith("HS") for a in jwt.algorithms)
     wants_key = any(a.startswith("RS") for a in jwt.algorithms)
+    if wants_secret and wants_key:
+        report.at_value(
+            ("gateway", "jwt", "algorithms"),
+            "use HS* or RS* algorithms, not both (one key verifies every token)",
+        )
+        return
     if wants_secret and jwt.secret is None:
         report.at_key(("gateway", "jwt"), "HS* algorithms need 'secret' (the name of a secret)")
     if wants_key and jwt.public_key_file is None:

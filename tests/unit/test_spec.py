@@ -708,3 +708,64 @@ def test_spec_error_message_lists_every_problem() -> None:
     with pytest.raises(SpecError) as caught:
         load(MANY)
     assert str(caught.value).count("\n") == len(caught.value.problems) - 1
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "fragment"),
+    [
+        (
+            "version: 1\nfunctions:\n  f:\n    handler: f.py\n    auth: jwt\n",
+            5,
+            "functions.f.auth",
+            "needs a gateway.jwt block",
+        ),
+        (
+            "version: 1\ngateway:\n  jwt:\n    algorithms: [HS256, RS256]\n    secret: s\n"
+            "functions:\n  f:\n    handler: f.py\n",
+            4,
+            "gateway.jwt.algorithms",
+            "not both",
+        ),
+        (
+            "version: 1\nfunctions:\n  f:\n    handler: f.py\n    auth: password\n",
+            5,
+            "functions.f.auth",
+            "expected one of none, key, jwt",
+        ),
+        (
+            "version: 1\nfunctions:\n  f:\n    handler: f.py\n    secrets: [Bad Name]\n",
+            5,
+            "functions.f.secrets[0]",
+            "secret name",
+        ),
+        (
+            "version: 1\ngateway:\n  rate_limit: lots\nfunctions:\n  f:\n    handler: f.py\n",
+            3,
+            "gateway.rate_limit",
+            'a rate like "100/s"',
+        ),
+    ],
+)
+def test_security_settings_are_checked(text: str, line: int, field: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        load_project_text(text, filename="functions.yaml", root=Path("/project"))
+    (problem,) = raised.value.problems
+    assert (problem.line, problem.field) == (line, field)
+    assert fragment in problem.message
+
+
+def test_security_settings_resolve() -> None:
+    project = load_project_text(
+        "version: 1\ngateway:\n  rate_limit: 600/m\n  jwt: {secret: k, audience: a}\n"
+        "defaults:\n  auth: jwt\nfunctions:\n  f:\n    handler: f.py\n    public: false\n"
+        "    secrets: [db]\n    http:\n      - {path: /hook, methods: [POST], webhook_secret: h}\n"
+        "  g:\n    handler: g.py\n    auth: none\n",
+        filename="functions.yaml",
+        root=Path("/project"),
+    )
+    f, g = project.functions["f"], project.functions["g"]
+    assert (f.auth, f.public, f.secrets) == ("jwt", False, ("db",))
+    assert f.routes[0].webhook_secret == "h"
+    assert (g.auth, g.public) == ("none", True)
+    assert project.gateway.rate_limit is not None and project.gateway.rate_limit.per == 60.0
+    assert project.gateway.jwt is not None and project.gateway.jwt.algorithms == ("HS256",)
