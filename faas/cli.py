@@ -93,6 +93,13 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to listen on [default: gateway.host].")
 @click.option("--port", type=int, default=None, help="Port to listen on [default: gateway.port].")
 @click.option("--backend", default="docker", show_default=True, help="Where replicas run.")
+@click.option(
+    "--reload/--no-reload",
+    default=True,
+    show_default=True,
+    help="Development: mount the code and apply every saved change. --no-reload bakes the "
+    "code into images (production).",
+)
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
 @click.option("--log-level", default="info", show_default=True)
 def up(
@@ -101,6 +108,7 @@ def up(
     host: str | None,
     port: int | None,
     backend: str,
+    reload: bool,
     log_json: bool,
     log_level: str,
 ) -> None:
@@ -131,6 +139,7 @@ def up(
                 host=host or loaded.gateway.host,
                 port=loaded.gateway.port if port is None else port,
                 backend_name=backend,
+                dev=reload,
                 on_ready=announce,
             )
         )
@@ -249,7 +258,7 @@ def list_functions(spec_file: Path, project: str | None, as_json: bool) -> None:
             str(row.get("in_flight", 0)),
             f"{cold:.0f} ms" if cold else "-",
             routes or "-",
-            row.get("error") or "",
+            row.get("error") or row.get("reload_error") or "",
         )
     console.print(table)
 

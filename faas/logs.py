@@ -60,5 +60,5 @@ def configure(level: str = "INFO", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "docker", "urllib3", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "docker", "urllib3", "uvicorn.access", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

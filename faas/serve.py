@@ -22,6 +22,7 @@ import uvicorn
 
 from faas import state
 from faas.console import ProgressDisplay
+from faas.reload import DevReloader
 from gateway.app import Security, create_app
 from gateway.keys import KeyStore
 from runtime.backends import create_backend
@@ -61,8 +62,10 @@ async def serve_platform(
     host: str,
     port: int,
     backend_name: str = "docker",
+    dev: bool = False,
     on_ready: Callable[[Platform, str], None] | None = None,
 ) -> None:
+    """Serve `project` until SIGINT/SIGTERM; `dev` mounts code and reloads on every save."""
     state_dir = state.state_dir(project.root)
     token = state.admin_token(project.root, create=True)
     assert token is not None
@@ -71,11 +74,12 @@ async def serve_platform(
     sock = bind(host, port)
     actual_port = sock.getsockname()[1]
     backend = create_backend(backend_name, project.name)
-    platform = Platform(project, backend, security.secrets)
+    platform = Platform(project, backend, security.secrets, dev=dev)
     stopping = asyncio.Event()
+    app = create_app(platform, security)
     server = GatewayServer(
         uvicorn.Config(
-            create_app(platform, security),
+            app,
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -95,6 +99,7 @@ async def serve_platform(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, request_stop)
+    watching: asyncio.Task[None] | None = None
     try:
         with ProgressDisplay(f"Deploying project {project.name}") as progress:
             if not await _until_stopped(platform.deploy(progress), stopping):
@@ -106,9 +111,15 @@ async def serve_platform(
         )
         if on_ready is not None:
             on_ready(platform, url)
+        if dev:
+            reloader = DevReloader(platform, app.state.reconfigure, _log_progress, project.name)
+            watching = asyncio.create_task(reloader.run(stopping))
         if not stopping.is_set():
             await server.serve(sockets=[sock])  # returns once request_stop sets should_exit
     finally:
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         log.info("shutting down: removing replicas and network", extra={"project": project.name})
         server.should_exit = True
         sock.close()
@@ -116,6 +127,12 @@ async def serve_platform(
         state.clear(project.root, project.name, os.getpid())
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _log_progress(task: str, message: str, fraction: float | None) -> None:
+    """Progress of rebuilds while serving: milestones as log lines, next to the reload log."""
+    if fraction is None or fraction in (0.0, 1.0):
+        log.info(message, extra={"task": task})
 
 
 async def _until_stopped(work: Coroutine[Any, Any, None], stopping: asyncio.Event) -> bool:

@@ -35,6 +35,7 @@ from gateway.ratelimit import RateLimiter
 from runtime.errors import FaasError, FunctionNotFound
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
+from runtime.spec import Project
 from runtime.spec import Route as Trigger
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -164,13 +165,18 @@ def create_app(platform: Platform, security: Security) -> Starlette:
         message = f"{request.method} is not allowed here" + (f"; allowed: {allow}" if allow else "")
         return error_response(405, message, new_call_id(), {"allow": allow} if allow else None)
 
-    by_path: dict[str, dict[str, tuple[str, Trigger]]] = defaultdict(dict)
-    for function in project.functions.values():
-        for trigger in function.routes:
-            for method in trigger.methods:
-                by_path[trigger.path][method] = (function.name, trigger)
+    def declared_routes(project: Project) -> list[BaseRoute]:
+        by_path: dict[str, dict[str, tuple[str, Trigger]]] = defaultdict(dict)
+        for function in project.functions.values():
+            for trigger in function.routes:
+                for method in trigger.methods:
+                    by_path[trigger.path][method] = (function.name, trigger)
+        return [
+            Route(path, declared(path, triggers), methods=ALL_METHODS)
+            for path, triggers in by_path.items()
+        ]
 
-    routes: list[BaseRoute] = [
+    fixed: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/system/functions", admin(system_functions), methods=["GET"]),
         Route("/system/scale-events", admin(scale_events), methods=["GET"]),
@@ -180,16 +186,23 @@ def create_app(platform: Platform, security: Security) -> Starlette:
         Route("/metrics", admin(prometheus), methods=["GET"]),
         Route("/function/{name}", function_root, methods=ALL_METHODS),
         Route("/function/{name}/{path:path}", function_path, methods=ALL_METHODS),
-        *(
-            Route(path, declared(path, triggers), methods=ALL_METHODS)
-            for path, triggers in by_path.items()
-        ),
     ]
-    return Starlette(
-        routes=routes,
+    app = Starlette(
+        routes=[*fixed, *declared_routes(project)],
         exception_handlers={404: not_found, 405: method_not_allowed},
         middleware=[Middleware(HeaderSizeLimit, max_bytes=project.gateway.max_header_size)],
     )
+
+    def reconfigure(new: Project) -> None:
+        """Serve a new functions.yaml: routes, auth and limits; listening settings stay."""
+        nonlocal guard, limiter
+        guard = Guard(new, security.keys, security.secrets, security.admin_token)
+        limiter = RateLimiter(new.gateway.rate_limit) if new.gateway.rate_limit else None
+        proxy.max_body_size = new.gateway.max_body_size
+        app.router.routes[:] = [*fixed, *declared_routes(new)]
+
+    app.state.reconfigure = reconfigure
+    return app
 
 
 def _raw_path(request: Request) -> str:

@@ -42,6 +42,12 @@ DEPS_LINE = "COPY deps/ /opt/faas/deps/\n"
 RequirementsResolver = Callable[[Path], Path]
 
 
+def code_mount(project: Project, function: FunctionSpec) -> tuple[str, str]:
+    """(host path, container path) of the code a development replica mounts read-only."""
+    code = code_root(function)
+    return str(project.root / code), f"{CODE_DIR}/{code}"
+
+
 def code_root(function: FunctionSpec) -> PurePosixPath:
     """The project directory baked into the image: the handler's top-level directory."""
     parts = PurePosixPath(function.handler_file).parts
@@ -53,14 +59,19 @@ def plan_image(
     function: FunctionSpec,
     base_image_id: str,
     resolve_requirements: RequirementsResolver,
+    *,
+    bake_code: bool = True,
 ) -> ImageRequest:
+    """The image of one function; without `bake_code` (development) the code is mounted
+    at run time instead, so the tag, and the image, survive every edit of the code."""
     handler = project.root / function.handler_file
     if not handler.is_file():
         raise FunctionUnavailable(f"handler file {function.handler_file} not found")
-    files: dict[str, bytes] = {}
+    files: dict[str, bytes] = {"app/.keep": b""}
     code = code_root(function)
-    for relative, path in _walk(project.root / code, PurePosixPath("app") / code):
-        files[relative] = path.read_bytes()
+    if bake_code:
+        for relative, path in _walk(project.root / code, PurePosixPath("app") / code):
+            files[relative] = path.read_bytes()
     for relative, path in _walk(WATCHDOG_DIR, PurePosixPath("faas_watchdog")):
         files[relative] = path.read_bytes()
     deps_key = ""

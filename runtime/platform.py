@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from runtime import requirements
 from runtime.backends.base import Backend, ProgressCallback
 from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, ReplicaUnreachable
-from runtime.images import plan_image
+from runtime.images import code_mount, plan_image
 from runtime.invocation import Invocation, InvocationResult
 from runtime.pool import FunctionPool
 from runtime.replica_client import ReplicaClient
@@ -37,20 +38,32 @@ def _quiet(_task: str, _message: str, _fraction: float | None) -> None:
 
 class Platform:
     def __init__(
-        self, project: Project, backend: Backend, secrets: SecretStore | None = None
+        self,
+        project: Project,
+        backend: Backend,
+        secrets: SecretStore | None = None,
+        *,
+        dev: bool = False,
     ) -> None:
         self.project = project
         self.backend = backend
         self.secrets = secrets
+        self.dev = dev
+        """Development: code is mounted into replicas, not baked, and can be reloaded."""
         self.client = ReplicaClient()
-        self.pools: dict[str, FunctionPool] = {
-            name: FunctionPool(spec, backend, self.client)
-            for name, spec in project.functions.items()
-        }
+        self.pools: dict[str, FunctionPool] = {}
         self.autoscaler = Autoscaler(self.pools, backend)
-        for pool in self.pools.values():
-            pool.on_demand = self.autoscaler.wake
+        for spec in project.functions.values():
+            self.pools[spec.name] = self._new_pool(spec)
         self._autoscaling: asyncio.Task[None] | None = None
+        self._base_ids: dict[str, str] = {}
+
+    def _new_pool(self, spec: FunctionSpec) -> FunctionPool:
+        pool = FunctionPool(spec, self.backend, self.client)
+        pool.on_demand = self.autoscaler.wake
+        if self.dev:
+            pool.code_mount = code_mount(self.project, spec)
+        return pool
 
     def pool(self, name: str) -> FunctionPool:
         try:
@@ -80,25 +93,32 @@ class Platform:
         build regardless. Engine failures (no engine, no base image) raise.
         """
         await self.backend.prepare()
-        base_ids: dict[str, str] = {}
-        for base in sorted({spec.base_image for spec in self.project.functions.values()}):
+        await self._build_all(list(self.pools.values()), progress)
+
+    async def _build_all(self, pools: list[FunctionPool], progress: FunctionProgress) -> None:
+        for base in sorted({pool.spec.base_image for pool in pools} - set(self._base_ids)):
             await self.backend.ensure_base_image(base, _for_task(progress, "base"))
             base_id = await self.backend.image_id(base)
             assert base_id is not None
-            base_ids[base] = base_id
+            self._base_ids[base] = base_id
         limit = asyncio.Semaphore(BUILD_PARALLELISM)
 
         async def build(pool: FunctionPool) -> None:
             async with limit:
-                await self._build(pool, base_ids[pool.spec.base_image], progress)
+                await self._build(pool, self._base_ids[pool.spec.base_image], progress)
 
-        await asyncio.gather(*(build(pool) for pool in self.pools.values()))
+        await asyncio.gather(*(build(pool) for pool in pools))
 
     async def _build(self, pool: FunctionPool, base_id: str, progress: FunctionProgress) -> None:
         name = pool.spec.name
         try:
             request = await asyncio.to_thread(
-                plan_image, self.project, pool.spec, base_id, requirements.resolve
+                plan_image,
+                self.project,
+                pool.spec,
+                base_id,
+                requirements.resolve,
+                bake_code=not self.dev,
             )
             built = await self.backend.build_image(request, _for_task(progress, name))
         except FaasError as exc:
@@ -107,6 +127,80 @@ class Platform:
             return
         pool.mark_built(request.tag)
         progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
+
+    # -- development: changes while serving ------------------------------------------
+
+    async def reload_code(self, names: list[str]) -> dict[str, tuple[int, str | None]]:
+        """Have the replicas of `names` import their current code: name -> (replicas, error)."""
+        pools = [self.pools[n] for n in names if n in self.pools]
+        results = await asyncio.gather(*(pool.reload_code() for pool in pools))
+        return {pool.spec.name: result for pool, result in zip(pools, results, strict=True)}
+
+    async def rebuild(self, names: list[str], progress: FunctionProgress = _quiet) -> list[str]:
+        """Build the images of `names` again (requirements changed) and roll those that changed.
+
+        The old replicas serve until their successors are ready; a failed build keeps
+        them serving and is reported. Returns the functions whose replicas were rolled.
+        """
+        rolled: list[str] = []
+        for name in names:
+            pool = self.pools.get(name)
+            if pool is None:
+                continue
+            base_id = self._base_ids.get(pool.spec.base_image) or ""
+            try:
+                request = await asyncio.to_thread(
+                    plan_image, self.project, pool.spec, base_id, requirements.resolve,
+                    bake_code=not self.dev,
+                )  # fmt: skip
+                await self.backend.build_image(request, _for_task(progress, name))
+            except FaasError as exc:
+                progress(name, f"rebuild failed, the previous image keeps serving: {exc}", 1.0)
+                continue
+            if request.tag != pool.image:
+                pool.mark_built(request.tag)
+                pool.error = None
+                await pool.roll()
+                rolled.append(name)
+        return rolled
+
+    async def apply(self, project: Project, progress: FunctionProgress = _quiet) -> Changes:
+        """Move to a new functions.yaml: add, remove and update functions, touching no others.
+
+        Settings the gateway reads per call (routes, auth, scale) take effect at once;
+        settings a replica is made with (handler, environment, limits, secrets,
+        requirements, base image) roll its replicas.
+        """
+        self.project = project
+        changes = Changes()
+        for name in [n for n in self.pools if n not in project.functions]:
+            await self.pools.pop(name).stop_all()
+            changes.removed.append(name)
+        added: list[FunctionPool] = []
+        for name, spec in project.functions.items():
+            existing = self.pools.get(name)
+            if existing is None:
+                self.pools[name] = self._new_pool(spec)
+                added.append(self.pools[name])
+                changes.added.append(name)
+            elif spec != existing.spec:
+                before, existing.spec = existing.spec, spec
+                changes.updated.append(name)
+                if _replica_inputs(before) != _replica_inputs(spec):
+                    changes.rolled.append(name)
+        if added:
+            await self._build_all(added, progress)
+            for pool in added:
+                self._mount_secrets(pool)
+                pool.prepare_spare()
+        for name in changes.rolled:
+            pool = self.pools[name]
+            pool.code_mount = code_mount(project, pool.spec) if self.dev else None
+            self._mount_secrets(pool)
+            await self._build_all([pool], progress)
+            await pool.roll()
+        self.autoscaler.wake()
+        return changes
 
     def _mount_secrets(self, pool: FunctionPool) -> None:
         names = pool.spec.secrets
@@ -184,6 +278,7 @@ class Platform:
                 "in_flight": pool.in_flight,
                 "image": pool.image,
                 "error": pool.error,
+                "reload_error": pool.reload_error,
                 "routes": [
                     {"path": route.path, "methods": list(route.methods)}
                     for route in pool.spec.routes
@@ -216,6 +311,35 @@ class Platform:
         finally:
             await self.client.close()
             await self.backend.close()
+
+
+@dataclass
+class Changes:
+    """What `Platform.apply` did, by function name."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    rolled: list[str] = field(default_factory=list)
+    """Of `updated`, functions whose replicas were replaced."""
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.updated)
+
+
+def _replica_inputs(spec: FunctionSpec) -> tuple[object, ...]:
+    """The settings a replica is created with; a change to any of them replaces replicas."""
+    return (
+        spec.handler_file,
+        spec.handler_name,
+        dict(spec.environment),
+        spec.timeout,
+        spec.memory,
+        spec.cpus,
+        spec.requirements,
+        spec.base_image,
+        spec.secrets,
+    )
 
 
 def _for_task(progress: FunctionProgress, task: str) -> ProgressCallback:

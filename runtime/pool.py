@@ -70,6 +70,8 @@ class FunctionPool:
         self.replicas: list[ReplicaHandle] = []
         self.draining: list[ReplicaHandle] = []
         self.starting = 0
+        self.replacing = 0
+        """Of `starting`, replicas that replace running ones (a roll): not new capacity."""
         self.last_cold_start: float | None = None
         self.last_cold_start_phases: dict[str, float] = {}
         """Where the last cold start went: getting a container, starting it, readiness."""
@@ -77,6 +79,9 @@ class FunctionPool:
         """Called when a call starts waiting: the autoscaler wakes up."""
         self.on_cold_start: ColdStartObserver = lambda function, seconds: None
         self.secret_files: dict[str, Path] = {}
+        self.code_mount: tuple[str, str] | None = None
+        self.reload_error: str | None = None
+        """Why the last code reload failed (the previous code keeps serving), if it did."""
         self.backlog: Callable[[], int] = lambda: 0
         """Work waiting outside this pool (async calls, events) that counts toward depth."""
         self._backend = backend
@@ -213,6 +218,7 @@ class FunctionPool:
             memory=self.spec.memory,
             cpus=self.spec.cpus,
             secret_files={name: str(path) for name, path in self.secret_files.items()},
+            code_mount=self.code_mount,
         )
 
     def prepare_spare(self) -> None:
@@ -341,6 +347,58 @@ class FunctionPool:
         else:
             self.draining.remove(handle)
         asyncio.get_running_loop().create_task(self._backend.stop(handle.replica.id, grace=0))
+
+    async def reload_code(self) -> tuple[int, str | None]:
+        """Ask every ready replica to import the current code; (reloaded, first error)."""
+        error: str | None = None
+        reloaded = 0
+        for handle in list(self.replicas):
+            try:
+                await self._client.reload(handle.replica)
+                reloaded += 1
+            except FunctionUnavailable as exc:
+                error = error or str(exc)
+            except ReplicaUnreachable:
+                continue  # it is going away; its successor imports the new code
+        self.reload_error = error
+        if error is None and self.error is not None and not self.replicas:
+            self.error = None  # a failed import was fixed: the next call starts afresh
+            self._start_failures = 0
+        return reloaded, error
+
+    async def roll(self) -> None:
+        """Replace every replica (new image or settings): start new ones, then drain the old.
+
+        Calls keep going to the old replicas until their successors are ready.
+        """
+        old = list(self.replicas)
+        self.discard_spare()
+        self.replacing += len(old)
+        try:
+            await asyncio.gather(*(self.start_replica() for _ in old))
+        finally:
+            self.replacing -= len(old)
+        for handle in old:
+            if handle in self.replicas:
+                self.replicas.remove(handle)
+                if handle.in_flight:
+                    self.draining.append(handle)
+                else:
+                    asyncio.get_running_loop().create_task(self._stop(handle))
+        self.prepare_spare()
+
+    def discard_spare(self) -> None:
+        """Drop the replica created ahead: it was made from an image or settings now stale."""
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return
+
+        async def remove() -> None:
+            with contextlib.suppress(FaasError, asyncio.CancelledError):
+                created = await spare
+                await self._backend.stop(created.id, grace=0)
+
+        asyncio.get_running_loop().create_task(remove())
 
     async def stop_all(self) -> None:
         self._closed = True

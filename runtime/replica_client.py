@@ -111,6 +111,25 @@ class ReplicaClient:
             replica=replica.name,
         )
 
+    async def reload(self, replica: Replica) -> None:
+        """Ask a replica's watchdog to import the handler's current code (development).
+
+        Raises FunctionUnavailable with the file and line when the new code fails to
+        load (the replica keeps the previous code), ReplicaUnreachable when it is gone.
+        """
+        url = f"http://{replica.address}/_/reload"
+        try:
+            async with self._client().post(
+                url,
+                headers={"x-faas-token": replica.token},
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
+        if response.status != 200:
+            raise FunctionUnavailable(_failure_reason(body))
+
     async def wait_ready(self, replica: Replica, *, deadline: float, is_alive: AliveCheck) -> None:
         """Poll the watchdog's readiness endpoint until it answers 200.
 

@@ -28,6 +28,8 @@ class ReplicaSpec:
     pids: int = 256
     secret_files: Mapping[str, str] = field(default_factory=dict)
     """Secret name -> host file, mounted read-only at /run/secrets/<name>."""
+    code_mount: tuple[str, str] | None = None
+    """(host path, container path) of code mounted read-only, in development."""
 
 
 @dataclass(frozen=True)

@@ -73,10 +73,10 @@ class Autoscaler:
     def reconcile(self, pool: FunctionPool, now: float) -> None:
         if pool.error is not None or pool.image is None:
             return
-        ready, starting = len(pool.replicas), pool.starting
+        ready, starting = len(pool.replicas), max(0, pool.starting - pool.replacing)
         observation = Observation(now, pool.depth(), pool.in_flight, ready, starting)
         name = pool.spec.name
-        decision = decide(observation, pool.spec.scale, self._histories[name])
+        decision = decide(observation, pool.spec.scale, self._histories.get(name, History()))
         self._histories[name] = decision.history
         current, desired = ready + starting, decision.desired
         if desired > current:

@@ -85,6 +85,39 @@ def load_handler(code_dir: str, handler_file: str, handler_name: str = "handle")
     return Handler(_adapt(func, handler_name, shown), is_async, name)
 
 
+def reload_handler(code_dir: str, handler_file: str, handler_name: str = "handle") -> Handler:
+    """Import the handler again from source, with every module of the project's code.
+
+    Used in development, where the code is mounted and edited in place. The project's
+    modules are taken out of `sys.modules` first so that sibling imports see the new
+    code too; if the new code fails to load they are put back, and the caller keeps
+    serving the handler it had. Calls already running keep the old objects.
+    """
+    root = os.path.realpath(code_dir) + os.sep
+    previous = {
+        name: module
+        for name, module in list(sys.modules.items())
+        if os.path.realpath(getattr(module, "__file__", None) or "").startswith(root)
+        or name.partition(".")[0] in _project_packages(root)
+    }
+    for name in previous:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+    try:
+        return load_handler(code_dir, handler_file, handler_name)
+    except HandlerLoadError:
+        sys.modules.update(previous)
+        raise
+
+
+def _project_packages(root: str) -> set[str]:
+    """Top-level names the code dir provides (namespace packages have no __file__)."""
+    try:
+        return {entry.partition(".")[0] for entry in os.listdir(root)}
+    except OSError:
+        return set()
+
+
 def _adapt(func: Callable[..., Any], name: str, shown: str) -> Callable[[Any, Any], Any]:
     """Accept `handle(event)` too; reject signatures that can take neither form."""
     try:

@@ -27,12 +27,13 @@ from .contract import (
     new_call_id,
     to_reply,
 )
-from .loader import Handler, HandlerLoadError, LoadFailure, load_handler
+from .loader import Handler, HandlerLoadError, LoadFailure, load_handler, reload_handler
 from .logs import log, setup_logging
 from .protocol import Connection, Request
 from .workers import Workers
 
 READY_PATH = "/_/ready"
+RELOAD_PATH = "/_/reload"
 
 
 class Watchdog:
@@ -50,6 +51,7 @@ class Watchdog:
         self.function_name = settings.function_name
         self.hostname = socket.gethostname()
         self.timeout = settings.timeout
+        self.settings = settings
         self.handler = handler
         self.workers = Workers(settings.threads)
         self._token = settings.token.encode()
@@ -66,10 +68,36 @@ class Watchdog:
         if token is None or not hmac.compare_digest(token.encode("latin-1"), self._token):
             error = "missing X-Faas-Token" if token is None else "invalid X-Faas-Token"
             conn.respond(403, dump_json({"error": error}), JSON_TYPE, call_id)
+        elif request.path == RELOAD_PATH and request.method == "POST":
+            conn.respond(*self.reload(), JSON_TYPE, call_id)
         elif self.handler is None or (request.path == READY_PATH and request.method == "GET"):
             conn.respond(*self._ready, JSON_TYPE, call_id)
         else:
             self._invoke(conn, request, call_id, self.handler)
+
+    def reload(self) -> tuple[int, bytes]:
+        """Swap in the handler's current code (development: the code is mounted).
+
+        On failure the previous handler keeps serving and the answer says why (422).
+        """
+        settings = self.settings
+        started = time.perf_counter()
+        try:
+            handler = reload_handler(
+                settings.code_dir, settings.handler_file, settings.handler_name
+            )
+        except HandlerLoadError as exc:
+            failure = exc.failure
+            log.error(
+                f"reload failed: {failure.error}",
+                extra={"file": failure.file, "line": failure.line},
+            )
+            return 422, dump_json({"status": "failed", **failure.to_json()})
+        self.handler = handler
+        self._ready = (200, dump_json({"status": "ready"}))
+        elapsed = round((time.perf_counter() - started) * 1000, 1)
+        log.info("handler reloaded", extra={"reload_ms": elapsed})
+        return 200, dump_json({"status": "reloaded", "reload_ms": elapsed})
 
     def _invoke(self, conn: Connection, request: Request, call_id: str, handler: Handler) -> None:
         faas = request.faas

@@ -54,11 +54,19 @@ def host_config_args(spec: ReplicaSpec, project: str) -> dict[str, Any]:
         "init": False,
         "restart_policy": {"Name": "no"},
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
-        "binds": {
-            path: {"bind": f"{SECRETS_DIR}/{name}", "mode": "ro"}
-            for name, path in spec.secret_files.items()
-        },
+        "binds": _binds(spec),
     }
+
+
+def _binds(spec: ReplicaSpec) -> dict[str, dict[str, str]]:
+    binds = {
+        path: {"bind": f"{SECRETS_DIR}/{name}", "mode": "ro"}
+        for name, path in spec.secret_files.items()
+    }
+    if spec.code_mount is not None:
+        host, container = spec.code_mount
+        binds[host] = {"bind": container, "mode": "ro"}
+    return binds
 
 
 def container_args(spec: ReplicaSpec, project: str, name: str, replica_id: str) -> dict[str, Any]:
