@@ -100,9 +100,8 @@ def main() -> None:
             f"{label:<24} p50 {statistics.median(samples) * 1000:7.1f} ms   "
             f"max {max(samples) * 1000:7.1f} ms"
         )
-    print(
-        f"ratio new replica / re-import (p50): {statistics.median(rolls) / statistics.median(reloads):.1f}x"
-    )
+    ratio = statistics.median(rolls) / statistics.median(reloads)
+    print(f"ratio new replica / re-import (p50): {ratio:.1f}x")
 
 
 if __name__ == "__main__":
