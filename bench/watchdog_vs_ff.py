@@ -3,12 +3,18 @@
 Four servers, each in its own container from the same base image with the same
 limits (1 CPU, pinned to core 1, 256 MiB, read-only root, as our replicas run):
 
-    watchdog  async   `python3 -m faas_watchdog`, image from runtime.images.plan_image
-    ff asgi   async   `python3 -m functions_framework --target handle --source
-                      /app/main_async.py --asgi` (gunicorn + uvicorn worker, its defaults)
-    watchdog  sync    as above, with a sync handler (run in the watchdog's thread pool)
-    ff        sync    `python3 -m functions_framework --target handle --source
-                      /app/main_sync.py` (its production mode: gunicorn gthread, defaults)
+    watchdog       async  `python3 -m faas_watchdog`, image from runtime.images.plan_image
+    ff --asgi      async  `python3 -m functions_framework --target handle --source
+                          /app/main_async.py --asgi`: gunicorn with one uvicorn worker
+    watchdog       sync   as above, the handler run in the watchdog's thread pool
+    ff (gunicorn)  sync   `python3 -m functions_framework --target handle --source
+                          /app/main_sync.py`: its production default, gunicorn gthread
+
+functions-framework runs with its defaults (no WORKERS/THREADS set: 1 worker; gthread
+with 4 x os.cpu_count() threads). Its ASGI mode needs nothing beyond its own
+dependencies; by default that means uvicorn on asyncio with h11. To measure it with
+uvloop and httptools, add them: `--ff-requirements functions-framework==3.10.2
+'uvicorn[standard]'`.
 
 wrk, pinned to core 0 (`taskset -c 0 wrk -t1 ...`), loads each at 1 and 16 keep-alive
 connections. Runs alternate (ours then theirs, swapped every round), and the table
@@ -21,11 +27,12 @@ Needs a Docker engine holding the base image python:3.11-slim-bookworm, wrk and
 taskset on the host (Debian packages `wrk`, `util-linux`), and 2 cores. Network: only
 PyPI, and only at the start, to resolve functions-framework for the image's platform
 with runtime.requirements.resolve (cached under ~/.cache/faas/deps afterwards, so
-later runs need none). No extra Python packages beyond the project's own.
+later runs need none). No Python packages beyond the project's own.
 
 Every container and image it creates is labelled faas.bench=watchdog_vs_ff; the
 containers are removed at the end, also on error or Ctrl-C. Images stay, so the
-next run skips the builds.
+next run skips the builds; remove them with
+`docker rmi $(docker images -q --filter label=faas.bench=watchdog_vs_ff)`.
 """
 
 from __future__ import annotations

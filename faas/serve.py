@@ -23,10 +23,12 @@ import uvicorn
 from faas import state
 from faas.console import ProgressDisplay
 from faas.reload import DevReloader
+from faas.terminal import ReplicaPrinter
 from gateway.app import Security, create_app
 from gateway.keys import KeyStore
 from runtime.backends import create_backend
 from runtime.errors import FaasError
+from runtime.logs import HubHandler
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
 from runtime.spec import Project
@@ -75,6 +77,9 @@ async def serve_platform(
     actual_port = sock.getsockname()[1]
     backend = create_backend(backend_name, project.name)
     platform = Platform(project, backend, security.secrets, dev=dev)
+    platform.logs.echo = ReplicaPrinter()
+    hub_handler = HubHandler(platform.logs)
+    logging.getLogger("faas").addHandler(hub_handler)
     stopping = asyncio.Event()
     app = create_app(platform, security)
     server = GatewayServer(
@@ -125,6 +130,7 @@ async def serve_platform(
         sock.close()
         await platform.shutdown()
         state.clear(project.root, project.name, os.getpid())
+        logging.getLogger("faas").removeHandler(hub_handler)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

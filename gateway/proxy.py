@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway import headers
+from gateway import headers, tracing
 from gateway.errors import error_response, response_for
 from gateway.metrics import Metrics
 from runtime.errors import FaasError, PayloadTooLarge
@@ -74,6 +74,7 @@ class Proxy:
             forwarded = headers.inbound(request.scope["headers"])
             if strip:
                 forwarded = [(k, v) for k, v in forwarded if k not in strip]
+            forwarded, _trace_id = tracing.propagate(forwarded)
             invocation = Invocation(
                 function=function,
                 method=request.method,

@@ -8,16 +8,18 @@ everything the project started. The gateway talks only to this class.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from runtime import requirements
-from runtime.backends.base import Backend, ProgressCallback
+from runtime.backends.base import Backend, ProgressCallback, Replica
 from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, ReplicaUnreachable
 from runtime.images import code_mount, plan_image
 from runtime.invocation import Invocation, InvocationResult
+from runtime.logs import LogHub
 from runtime.pool import FunctionPool
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
@@ -51,6 +53,7 @@ class Platform:
         self.dev = dev
         """Development: code is mounted into replicas, not baked, and can be reloaded."""
         self.client = ReplicaClient()
+        self.logs = LogHub()
         self.pools: dict[str, FunctionPool] = {}
         self.autoscaler = Autoscaler(self.pools, backend)
         for spec in project.functions.values():
@@ -61,9 +64,19 @@ class Platform:
     def _new_pool(self, spec: FunctionSpec) -> FunctionPool:
         pool = FunctionPool(spec, self.backend, self.client)
         pool.on_demand = self.autoscaler.wake
+        pool.on_replica_started = self._follow_logs
         if self.dev:
             pool.code_mount = code_mount(self.project, spec)
         return pool
+
+    def _follow_logs(self, replica: Replica) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_line(text: str) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: we are shutting down
+                loop.call_soon_threadsafe(self.logs.ingest, replica.function, replica.name, text)
+
+        self.backend.follow_logs(replica.id, on_line)
 
     def pool(self, name: str) -> FunctionPool:
         try:

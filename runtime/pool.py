@@ -78,6 +78,8 @@ class FunctionPool:
         self.on_demand: Callable[[], None] = lambda: None
         """Called when a call starts waiting: the autoscaler wakes up."""
         self.on_cold_start: ColdStartObserver = lambda function, seconds: None
+        self.on_replica_started: Callable[[Replica], None] = lambda replica: None
+        """Called once a replica's container runs (before it is ready): logs follow it."""
         self.secret_files: dict[str, Path] = {}
         self.code_mount: tuple[str, str] | None = None
         self.reload_error: str | None = None
@@ -248,6 +250,7 @@ class FunctionPool:
             created_at = time.perf_counter()
             replica = await self._backend.start(created)
             started_at = time.perf_counter()
+            self.on_replica_started(replica)
             loop = asyncio.get_running_loop()
             try:
                 await self._client.wait_ready(

@@ -30,10 +30,15 @@ def cache_root() -> Path:
 
 
 def _platform_tags() -> list[str]:
+    """Every manylinux tag a glibc 2.36 image (Debian bookworm) can load.
+
+    pip does not widen `--platform manylinux_2_36` to older tags by itself, so a wheel
+    tagged only `manylinux2014` (= 2_17) would never be found; list them all.
+    """
     machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower())
     machine = machine or platform.machine().lower()
-    # Debian bookworm has glibc 2.36; pip accepts every older manylinux tag on its own.
-    return [f"manylinux_2_36_{machine}"]
+    tags = [f"manylinux_2_{minor}_{machine}" for minor in range(36, 16, -1)]
+    return [*tags, f"manylinux2014_{machine}"]
 
 
 def resolve(requirements_file: Path) -> Path:

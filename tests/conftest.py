@@ -82,7 +82,7 @@ class Gateway:
         )
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, "-f", str(self.spec_file), "--project", self.project, input=input)
+        return run_cli(*args, "--file", str(self.spec_file), "--project", self.project, input=input)
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60.0) -> int:
         if not self.stopped:

@@ -107,6 +107,10 @@ class Backend(Protocol):
     async def logs(self, replica_id: str, *, tail: int = 50) -> str:
         """The last lines a replica wrote to stdout and stderr."""
 
+    def follow_logs(self, replica_id: str, on_line: Callable[[str], None]) -> None:
+        """Call `on_line` (from another thread) with each line the replica writes, until it is
+        removed."""
+
     async def teardown(self) -> None:
         """Remove every replica and network of this project."""
 

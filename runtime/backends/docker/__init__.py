@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -180,6 +181,29 @@ class DockerBackend:
             return bytes(raw).decode("utf-8", "replace")
 
         return await self._call(read)
+
+    def follow_logs(self, replica_id: str, on_line: Callable[[str], None]) -> None:
+        # A thread of its own, outside the executor: a follow lasts as long as the
+        # replica, and teardown must not wait for it.
+        thread = threading.Thread(
+            target=self._follow, args=(replica_id, on_line), name="logs", daemon=True
+        )
+        thread.start()
+
+    def _follow(self, replica_id: str, on_line: Callable[[str], None]) -> None:
+        pending = b""
+        try:
+            stream = self._api.logs(replica_id, stream=True, follow=True, stdout=True, stderr=True)
+            for chunk in stream:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line:
+                        on_line(line.decode("utf-8", "replace"))
+        except (docker.errors.DockerException, OSError):
+            pass  # the replica is gone
+        if pending:
+            on_line(pending.decode("utf-8", "replace"))
 
     async def teardown(self) -> None:
         # Work already handed to the engine (a create or start whose caller was
