@@ -95,11 +95,16 @@ def gateway(project: str) -> Iterator[str]:
 
 def replica_of(project: str, function: str) -> tuple[str, str]:
     client = docker.from_env()
-    (container,) = client.containers.list(
-        filters={"label": [f"faas.project={project}", f"faas.function={function}"]}
-    )
+    (container,) = [
+        c
+        for c in client.containers.list(
+            filters={"label": [f"faas.project={project}", f"faas.function={function}"]}
+        )
+        if "faas.role" not in c.labels
+    ]
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
-    address = next(iter(container.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    sandbox = client.containers.get(container.attrs["HostConfig"]["NetworkMode"].split(":", 1)[1])
+    address = next(iter(sandbox.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
     return f"http://{address}:8080/", env["FAAS_TOKEN"]
 
 

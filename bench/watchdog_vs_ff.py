@@ -374,12 +374,15 @@ def main() -> None:
                 "--source", f"/app/{file}", "--port", str(PORT), *extra]  # fmt: skip
 
     env = {"FAAS_TOKEN": token, "FAAS_FUNCTION_NAME": "hello", "FAAS_PORT": str(PORT)}
+    # the handler is given per replica, as the platform does (images are shared)
+    async_env = {**env, "FAAS_HANDLER_FILE": "functions/hello_async.py"}
+    sync_env = {**env, "FAAS_HANDLER_FILE": "functions/hello_sync.py"}
     servers = [
-        Server("watchdog", "watchdog", "async", ours["async"], environment=env,
+        Server("watchdog", "watchdog", "async", ours["async"], environment=async_env,
                mode="asyncio; handler on the loop"),
         Server("ff --asgi", "ff-asgi", "async", ff_tag, ff("main_async.py", "--asgi"),
                mode="gunicorn, 1 uvicorn worker; handler on its loop"),
-        Server("watchdog", "watchdog", "sync", ours["sync"], environment=env,
+        Server("watchdog", "watchdog", "sync", ours["sync"], environment=sync_env,
                mode="asyncio; handler in a pool of 16 threads"),
         Server("ff (gunicorn)", "ff-gunicorn", "sync", ff_tag, ff("main_sync.py"),
                mode="gunicorn, 1 gthread worker of 4 x os.cpu_count() threads"),

@@ -2,7 +2,8 @@
 
 The tag is a hash of every input (base image id, Dockerfile, watchdog, the
 function's code directory, its resolved requirements), so an unchanged
-function keeps its image and `faas up` skips the build. The build context is
+function keeps its image and `faas up` skips the build, and functions that
+share a code directory and requirements share one image. The build context is
 assembled here as a tar archive; the backend only hands it to the engine.
 """
 
@@ -30,8 +31,7 @@ COPY app/ {code_dir}/
 # in the user's code must not fail the build: the watchdog reports it with its line.
 RUN python3 -m compileall -q /opt/faas && (python3 -m compileall -q {code_dir} || true)
 ENV PYTHONPATH=/opt/faas:/opt/faas/deps PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \\
-    HOME=/tmp FAAS_CODE_DIR={code_dir} FAAS_HANDLER_FILE={handler_file} \\
-    FAAS_HANDLER_NAME={handler_name}
+    HOME=/tmp FAAS_CODE_DIR={code_dir}
 WORKDIR {code_dir}
 USER 10001:10001
 EXPOSE 8080
@@ -88,12 +88,13 @@ def plan_image(
         base=base_image_id,
         deps=DEPS_LINE if function.requirements else "",
         code_dir=CODE_DIR,
-        handler_file=function.handler_file,
-        handler_name=function.handler_name,
     )
     files["Dockerfile"] = dockerfile.encode()
     digest = _digest(files, extra=deps_key)
-    tag = f"faas-{function.name}:{digest[:16]}"  # content-addressed: shared across projects
+    # Content-addressed, and free of the function's name and handler (those are given to
+    # each replica at creation): functions with the same code directory and requirements
+    # share one image, so a project of 100 functions builds one image, not 100.
+    tag = f"faas-function:{digest[:16]}"
     return ImageRequest(function=function.name, tag=tag, context=_tar(files))
 
 

@@ -216,6 +216,8 @@ class FunctionPool:
             function=self.spec.name,
             image=self.image,
             token=secrets.token_urlsafe(32),
+            handler_file=self.spec.handler_file,
+            handler_name=self.spec.handler_name,
             environment=self.spec.environment,
             memory=self.spec.memory,
             cpus=self.spec.cpus,

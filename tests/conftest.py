@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import docker
 import httpx
@@ -50,6 +51,15 @@ def project_resources(client: docker.DockerClient, project: str) -> tuple[list[s
     containers = [c["Names"][0].lstrip("/") for c in found]
     networks = [n.name for n in client.networks.list(filters={"label": label})]
     return containers, networks
+
+
+def running_replicas(
+    client: docker.DockerClient, project: str, function: str | None = None
+) -> list[dict[str, Any]]:
+    """Running replica containers (not their network sandboxes), from the low-level API."""
+    labels = [f"faas.project={project}"] + ([f"faas.function={function}"] if function else [])
+    found = client.api.containers(filters={"label": labels})
+    return [c for c in found if "faas.role" not in (c.get("Labels") or {})]
 
 
 @dataclass

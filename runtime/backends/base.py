@@ -22,6 +22,8 @@ class ReplicaSpec:
     function: str
     image: str
     token: str
+    handler_file: str = ""
+    handler_name: str = "handle"
     environment: Mapping[str, str] = field(default_factory=dict)
     memory: int = 256 * 1024 * 1024
     cpus: float = 1.0
@@ -51,6 +53,8 @@ class CreatedReplica:
     name: str
     function: str
     token: str
+    address: str | None = None
+    """Known ahead when the backend fixes the network before the start."""
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,8 @@ class Backend(Protocol):
         """Call `on_line` (from another thread) with each line the replica writes, until it is
         removed."""
 
-    async def teardown(self) -> None:
-        """Remove every replica and network of this project."""
+    async def teardown(self) -> int:
+        """Remove every container and network of this project; returns containers removed."""
 
     async def close(self) -> None:
         """Release the engine connection."""

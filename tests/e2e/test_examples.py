@@ -9,7 +9,7 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import REPO, Gateway, project_resources, running_gateway
+from tests.conftest import REPO, Gateway, project_resources, running_gateway, running_replicas
 
 pytestmark = pytest.mark.docker
 
@@ -155,11 +155,9 @@ def test_replicas_are_labelled_and_hardened(
     client.get("/hello")
     _containers, networks = project_resources(docker_client, examples.project)
     assert networks == [f"faas-{examples.project}"]
-    hello = docker_client.containers.list(
-        filters={"label": [f"faas.project={examples.project}", "faas.function=hello"]}
-    )
+    hello = running_replicas(docker_client, examples.project, "hello")
     assert len(hello) == 1
-    config = hello[0].attrs
+    config = docker_client.api.inspect_container(hello[0]["Id"])
     host = config["HostConfig"]
     assert config["Config"]["User"] == "10001:10001"
     assert host["ReadonlyRootfs"] is True

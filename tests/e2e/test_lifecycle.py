@@ -14,6 +14,7 @@ from tests.conftest import (
     REPO,
     project_resources,
     run_cli,
+    running_replicas,
     start_gateway,
     unique_project,
 )
@@ -34,10 +35,8 @@ def test_signal_removes_every_container_and_network(
     gateway = start_gateway(REPO / "functions.yaml", unique_project("sig"), tmp_path)
     try:
         _warm(gateway.url)
-        running = docker_client.containers.list(
-            filters={"label": f"faas.project={gateway.project}"}
-        )
-        assert sorted(c.labels["faas.function"] for c in running) == ["echo", "hello"]
+        running = running_replicas(docker_client, gateway.project)
+        assert sorted(c["Labels"]["faas.function"] for c in running) == ["echo", "hello"]
         assert len(project_resources(docker_client, gateway.project)[1]) == 1
     finally:
         assert gateway.stop(sig) == 0, gateway.log()

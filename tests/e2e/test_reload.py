@@ -13,7 +13,7 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import REPO, Gateway, project_resources, running_gateway
+from tests.conftest import REPO, Gateway, project_resources, running_gateway, running_replicas
 
 pytestmark = pytest.mark.docker
 
@@ -107,12 +107,7 @@ def test_functions_yaml_add_remove_and_invalid(
         assert client.get("/hello").status_code == 200
         echo_before = client.post("/echo", json={"a": 1})
         assert echo_before.status_code == 200
-        echo_container = {
-            c["Id"]
-            for c in docker_client.api.containers(
-                filters={"label": [f"faas.project={dev.project}", "faas.function=echo"]}
-            )
-        }
+        echo_container = {c["Id"] for c in running_replicas(docker_client, dev.project, "echo")}
 
         added = original + (
             "\n  greeter:\n    handler: functions/hello.py\n"
@@ -139,10 +134,5 @@ def test_functions_yaml_add_remove_and_invalid(
             "the removed function's containers to go",
         )
         # the untouched function kept its container
-        still = {
-            c["Id"]
-            for c in docker_client.api.containers(
-                filters={"label": [f"faas.project={dev.project}", "faas.function=echo"]}
-            )
-        }
+        still = {c["Id"] for c in running_replicas(docker_client, dev.project, "echo")}
         assert still == echo_container

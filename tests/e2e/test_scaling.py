@@ -11,7 +11,7 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import Gateway, running_gateway
+from tests.conftest import Gateway, running_gateway, running_replicas
 
 pytestmark = pytest.mark.docker
 
@@ -27,8 +27,7 @@ def scaling(
 
 
 def running(client: docker.DockerClient, project: str, function: str) -> list[str]:
-    labels = [f"faas.project={project}", f"faas.function={function}"]
-    return [c["Id"] for c in client.api.containers(filters={"label": labels})]
+    return [c["Id"] for c in running_replicas(client, project, function)]
 
 
 def wait_until(condition: object, timeout: float, what: str) -> None:

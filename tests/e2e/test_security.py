@@ -15,7 +15,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import Gateway, run_cli, running_gateway
+from tests.conftest import Gateway, run_cli, running_gateway, running_replicas
 
 pytestmark = pytest.mark.docker
 
@@ -57,8 +57,7 @@ def create_key(gateway: Gateway, *functions: str) -> dict[str, str]:
 
 
 def running_of(client: docker.DockerClient, project: str, function: str) -> list[dict[str, object]]:
-    labels = [f"faas.project={project}", f"faas.function={function}"]
-    return client.api.containers(filters={"label": labels})  # type: ignore[no-any-return]
+    return running_replicas(client, project, function)
 
 
 # -- API keys --------------------------------------------------------------------
@@ -234,7 +233,9 @@ def test_large_headers_are_431(client: httpx.Client) -> None:
 def replica_address(client: docker.DockerClient, project: str, function: str) -> tuple[str, str]:
     (container,) = running_of(client, project, function)
     attrs = client.api.inspect_container(container["Id"])
-    address = next(iter(attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    # the replica joined its network sandbox's namespace: the address is the sandbox's
+    sandbox = client.api.inspect_container(attrs["HostConfig"]["NetworkMode"].split(":", 1)[1])
+    address = next(iter(sandbox["NetworkSettings"]["Networks"].values()))["IPAddress"]
     env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
     return address, env["FAAS_TOKEN"]
 

@@ -11,6 +11,7 @@ def spec() -> ReplicaSpec:
         function="hello",
         image="faas-hello:abc",
         token="t0ken",
+        handler_file="functions/hello.py",
         environment={"GREETING": "hi"},
         memory=64 * 1024 * 1024,
         cpus=0.5,
@@ -41,6 +42,7 @@ def test_container_is_labelled_non_root_and_gets_its_token() -> None:
     }
     assert args["environment"]["FAAS_TOKEN"] == "t0ken"
     assert args["environment"]["GREETING"] == "hi"
+    assert args["environment"]["FAAS_HANDLER_FILE"] == "functions/hello.py"
     assert args["use_config_proxy"] is False
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tarfile
 from pathlib import Path
@@ -63,15 +64,23 @@ def test_context_holds_code_watchdog_and_no_bytecode(project: Project, tmp_path:
     assert not [f for f in files if f.startswith("deps/")]
     text = dockerfile(request.context)
     assert text.startswith("FROM sha256:base\n")
-    assert "FAAS_HANDLER_FILE=functions/hello.py" in text
+    assert "FAAS_HANDLER" not in text  # given per replica, so functions can share the image
     assert "USER 10001:10001" in text
-    assert request.tag.startswith("faas-hello:")
+    assert request.tag.startswith("faas-function:")
 
 
 def test_requirements_are_copied_in(project: Project, tmp_path: Path) -> None:
     request = plan_image(project, project.functions["sizes"], "sha256:base", fake_deps)
     assert "deps/humanize/__init__.py" in names(request.context)
-    assert "FAAS_HANDLER_NAME=main" in dockerfile(request.context)
+    assert "COPY deps/" in dockerfile(request.context)
+
+
+def test_functions_sharing_code_and_requirements_share_an_image(project: Project) -> None:
+    hello = plan_image(project, project.functions["hello"], "sha256:base", fake_deps)
+    sizes = plan_image(project, project.functions["sizes"], "sha256:base", fake_deps)
+    assert hello.tag != sizes.tag  # sizes has requirements
+    twin = dataclasses.replace(project.functions["hello"], name="twin")
+    assert plan_image(project, twin, "sha256:base", fake_deps).tag == hello.tag
 
 
 def test_tag_is_stable_and_follows_inputs(project: Project, tmp_path: Path) -> None:

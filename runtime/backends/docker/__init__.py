@@ -49,6 +49,8 @@ class DockerBackend:
         self._has_network = False
         self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
+        self._sandboxes: dict[str, str] = {}
+        """Replica container id -> the network sandbox it joined."""
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         """Run a blocking SDK call in this backend's threads (see `teardown`)."""
@@ -86,16 +88,38 @@ class DockerBackend:
         return await self._call(self._create, spec)
 
     def _create(self, spec: ReplicaSpec) -> CreatedReplica:
+        """A running network sandbox and, joined to it, the replica's container (not started)."""
         replica_id = secrets.token_hex(6)
         name = containers.container_name(self.project, spec.function)
         api = self._api
         with engine_errors(f"creating a replica of {spec.function}"):
-            host_config = api.create_host_config(**containers.host_config_args(spec, self.project))
-            created = api.create_container(
-                host_config=host_config,
-                **containers.container_args(spec, self.project, name, replica_id),
-            )
-        return CreatedReplica(id=created["Id"], name=name, function=spec.function, token=spec.token)
+            sandbox = api.create_container(
+                host_config=api.create_host_config(
+                    **containers.sandbox_host_config_args(self.project)
+                ),
+                **containers.sandbox_args(spec, self.project, name),
+            )["Id"]
+            try:
+                api.start(sandbox)
+                address = self._address(api.inspect_container(sandbox))
+                host_config = api.create_host_config(
+                    **containers.host_config_args(spec, self.project, sandbox=sandbox)
+                )
+                created = api.create_container(
+                    host_config=host_config,
+                    **containers.container_args(spec, self.project, name, replica_id),
+                )
+            except BaseException:
+                self._remove(sandbox)
+                raise
+        self._sandboxes[created["Id"]] = sandbox
+        return CreatedReplica(
+            id=created["Id"],
+            name=name,
+            function=spec.function,
+            token=spec.token,
+            address=address,
+        )
 
     async def start(self, created: CreatedReplica) -> Replica:
         async with self._start_slots:
@@ -105,9 +129,9 @@ class DockerBackend:
         with engine_errors(f"starting replica {created.name}"):
             try:
                 self._api.start(created.id)
-                address = self._address(self._api.inspect_container(created.id))
+                address = created.address or self._address(self._api.inspect_container(created.id))
             except BaseException:
-                self._remove(created.id)
+                self._remove_replica(created.id)
                 raise
         log.info("replica started", extra={"function": created.function, "replica": created.name})
         return Replica(
@@ -127,11 +151,16 @@ class DockerBackend:
 
     def _stop(self, replica_id: str, grace: float) -> None:
         with engine_errors(f"stopping replica {replica_id[:12]}"):
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 self._api.stop(replica_id, timeout=max(0, round(grace)))
-            except docker.errors.NotFound:
-                return
-            self._remove(replica_id)
+            self._remove_replica(replica_id)
+
+    def _remove_replica(self, replica_id: str) -> None:
+        """The replica's container, then its network sandbox."""
+        self._remove(replica_id)
+        sandbox = self._sandboxes.pop(replica_id, None)
+        if sandbox is not None:
+            self._remove(sandbox)
 
     def _remove(self, container_id: str) -> None:
         try:
@@ -161,6 +190,7 @@ class DockerBackend:
             found = self._api.containers(
                 all=True, filters={"label": f"{containers.LABEL_PROJECT}={self.project}"}
             )
+        found = [c for c in found if containers.LABEL_ROLE not in (c.get("Labels") or {})]
         return [
             ReplicaStatus(
                 id=c["Id"],
@@ -205,22 +235,25 @@ class DockerBackend:
         if pending:
             on_line(pending.decode("utf-8", "replace"))
 
-    async def teardown(self) -> None:
+    async def teardown(self) -> int:
         # Work already handed to the engine (a create or start whose caller was
         # cancelled still runs in its thread) must land before we list what to remove.
         await asyncio.to_thread(self._executor.shutdown, wait=True)
-        await asyncio.to_thread(self._teardown)
+        return await asyncio.to_thread(self._teardown)
 
-    def _teardown(self) -> None:
+    def _teardown(self) -> int:
         """Remove everything labelled with this project, even what an earlier run left."""
         label = f"{containers.LABEL_PROJECT}={self.project}"
         with engine_errors(f"removing the containers of project {self.project}"):
-            for container in self._api.containers(all=True, filters={"label": label}):
+            found = self._api.containers(all=True, filters={"label": label})
+            for container in found:
                 self._remove(container["Id"])
             for network in self._api.networks(filters={"label": label}):
                 with contextlib.suppress(docker.errors.NotFound):
                     self._api.remove_network(network["Id"])
         self._has_network = False
+        self._sandboxes.clear()
+        return len(found)
 
     async def close(self) -> None:
         self._api.close()

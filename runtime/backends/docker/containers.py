@@ -14,6 +14,9 @@ from runtime.backends.base import ReplicaSpec
 LABEL_PROJECT = "faas.project"
 LABEL_FUNCTION = "faas.function"
 LABEL_REPLICA = "faas.replica"
+LABEL_ROLE = "faas.role"
+ROLE_SANDBOX = "sandbox"
+SANDBOX_MEMORY = 8 * 1024 * 1024
 
 REPLICA_PORT = 8080
 REPLICA_USER = "10001:10001"
@@ -40,9 +43,44 @@ def network_args(project: str) -> dict[str, Any]:
     }
 
 
-def host_config_args(spec: ReplicaSpec, project: str) -> dict[str, Any]:
+def sandbox_args(spec: ReplicaSpec, project: str, name: str) -> dict[str, Any]:
+    """A network sandbox: holds one replica's network namespace on the project network.
+
+    It runs `sleep` from the function's own image, as unprivileged as the replica.
+    Started ahead of need, it takes the ~100-200 ms of bridge endpoint setup off
+    the cold start: the replica joins its namespace (`network_mode=container:`).
+    """
+    return {
+        "image": spec.image,
+        "command": ["sleep", "infinity"],
+        "name": f"{name}-net",
+        "user": REPLICA_USER,
+        "labels": {
+            LABEL_PROJECT: project,
+            LABEL_FUNCTION: spec.function,
+            LABEL_ROLE: ROLE_SANDBOX,
+        },
+        "use_config_proxy": False,
+    }
+
+
+def sandbox_host_config_args(project: str) -> dict[str, Any]:
     return {
         "network_mode": network_name(project),
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": SANDBOX_MEMORY,
+        "memswap_limit": SANDBOX_MEMORY,
+        "pids_limit": 4,
+        "nano_cpus": 10_000_000,
+        "restart_policy": {"Name": "no"},
+    }
+
+
+def host_config_args(spec: ReplicaSpec, project: str, sandbox: str | None = None) -> dict[str, Any]:
+    return {
+        "network_mode": f"container:{sandbox}" if sandbox else network_name(project),
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,noexec,nosuid,size={TMPFS_SIZE}"},
         "cap_drop": ["ALL"],
@@ -73,6 +111,8 @@ def container_args(spec: ReplicaSpec, project: str, name: str, replica_id: str) 
     environment = dict(spec.environment)
     environment.update(
         FAAS_FUNCTION_NAME=spec.function,
+        FAAS_HANDLER_FILE=spec.handler_file,
+        FAAS_HANDLER_NAME=spec.handler_name,
         FAAS_TOKEN=spec.token,
         FAAS_PORT=str(REPLICA_PORT),
     )
