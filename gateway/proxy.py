@@ -84,7 +84,8 @@ class Proxy:
                 body=body,
                 call_id=call_id,
             )
-            if isinstance(body, bytes):
+            if isinstance(body, bytes) and not self.platform.pool(function).can_take_now():
+                # it will wait in the queue: leave the queue if the caller goes away
                 result = await _unless_disconnected(request, self.platform.invoke(invocation))
             else:
                 result = await self.platform.invoke(invocation)

@@ -184,6 +184,10 @@ class FunctionPool:
             return
         self._dispatch()
 
+    def can_take_now(self) -> bool:
+        """Whether a call arriving now would get a replica slot without waiting."""
+        return not self._waiters and self._free_replica() is not None
+
     def _free_replica(self) -> ReplicaHandle | None:
         best: ReplicaHandle | None = None
         for handle in self.replicas:

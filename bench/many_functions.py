@@ -1,0 +1,142 @@
+"""A project of 100 functions: time to ready, gateway memory at rest, images built.
+
+Generates a project of N functions sharing one handler directory, then:
+1. `faas up` with a warm image cache: seconds until the gateway answers and
+   every function is deployed; the gateway's resident memory (RSS) once all
+   N are idle, and again after each has been called once and gone back to zero;
+   the memory the engine holds per idle function (its network sandbox).
+2. adds one function to functions.yaml while serving: how many images that builds.
+
+    python bench/many_functions.py [--functions 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import docker
+import httpx
+from common import REPO, admin_headers, free_port
+
+HANDLER = 'def handle(event, context):\n    return f"hello from {context.function_name}\\n"\n'
+
+
+def write_project(root: Path, count: int) -> Path:
+    (root / "functions").mkdir(parents=True)
+    (root / "functions" / "hello.py").write_text(HANDLER)
+    entries = "".join(
+        f"  fn{i:03d}:\n    handler: functions/hello.py\n    scale: {{idle_timeout: 2s}}\n"
+        for i in range(count)
+    )
+    spec = root / "functions.yaml"
+    spec.write_text(f"version: 1\ndefaults:\n  auth: none\n  memory: 64MiB\nfunctions:\n{entries}")
+    return spec
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def images_built(since: float) -> int:
+    client = docker.from_env()
+    return sum(
+        1
+        for image in client.images.list(filters={"label": "faas.function"})
+        if image.attrs["Created"] and _epoch(image.attrs["Created"]) >= since
+    )
+
+
+def _epoch(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+
+
+def sandboxes_memory_mib(project: str) -> tuple[int, float]:
+    client = docker.from_env()
+    found = client.api.containers(
+        filters={"label": [f"faas.project={project}", "faas.role=sandbox"]}
+    )
+    total = 0.0
+    for container in found:
+        stats = client.api.stats(container["Id"], stream=False)
+        total += stats.get("memory_stats", {}).get("usage", 0) / 2**20
+    return len(found), total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--functions", type=int, default=100)
+    args = parser.parse_args()
+    project = f"bench-many-{uuid.uuid4().hex[:6]}"
+    with tempfile.TemporaryDirectory() as directory:
+        spec = write_project(Path(directory) / "project", args.functions)
+        port = free_port()
+        began = time.time()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "faas", "up", "-f", str(spec), "--project", project,
+             "--port", str(port), "--log-level", "warning"],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                        break
+                if process.poll() is not None or time.time() - began > 600:
+                    raise SystemExit("faas up did not come up")
+                time.sleep(0.1)
+            ready = time.time() - began
+            built = images_built(began)
+            time.sleep(20)  # let every spare (sandbox + created replica) settle
+            idle_rss = rss_mib(process.pid)
+            sandboxes, sandbox_mib = sandboxes_memory_mib(project)
+            with httpx.Client(base_url=url, timeout=60) as client:
+                for i in range(args.functions):
+                    assert client.get(f"/function/fn{i:03d}").status_code == 200
+            headers = admin_headers(spec)
+            while any(
+                f["replicas"]
+                for f in httpx.get(f"{url}/system/functions", headers=headers).json()["functions"]
+            ):
+                time.sleep(1)
+            after_rss = rss_mib(process.pid)
+            added_at = time.time()
+            text = spec.read_text()
+            spec.write_text(text + "  extra:\n    handler: functions/hello.py\n")
+            deadline = time.time() + 60
+            while httpx.get(f"{url}/function/extra", timeout=30).status_code != 200:
+                if time.time() > deadline:
+                    raise SystemExit("the added function never answered")
+                time.sleep(0.2)
+            added_builds = images_built(added_at)
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(120)
+        shutil.rmtree(Path(directory) / "project", ignore_errors=True)
+    print(f"{args.functions} functions (one shared handler directory), images cached")
+    print(f"faas up -> gateway ready:            {ready:6.1f} s   images built: {built}")
+    print(f"gateway RSS, all idle:               {idle_rss:6.1f} MiB (target <= 100)")
+    print(f"gateway RSS, after calling each once: {after_rss:6.1f} MiB")
+    print(
+        f"held by the engine at zero: {sandboxes} network sandboxes, "
+        f"{sandbox_mib:.1f} MiB in all ({sandbox_mib / max(sandboxes, 1):.2f} MiB each)"
+    )
+    print(f"adding one function while serving built {added_builds} image(s)")
+
+
+if __name__ == "__main__":
+    main()
