@@ -1,6 +1,7 @@
 """Warm `hello` through the gateway versus directly against its replica, side by side.
 
-Starts `faas up` on the example project, warms one replica of `hello`, then
+Starts `faas up` on bench/projects/overhead (one replica of `hello` that takes
+up to 64 calls at once, so the gateway queues nothing), warms it, then
 alternates wrk runs against the gateway and against the replica itself
 (with the replica's token) at each connection count, several rounds, and
 prints requests/s, p50/p99 latency and the gateway/direct ratios (medians).
@@ -32,6 +33,7 @@ import docker
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "bench" / "projects" / "overhead" / "functions.yaml"
 
 
 @dataclass
@@ -73,7 +75,8 @@ def free_port() -> int:
 def gateway(project: str) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "faas", "up", "--project", project, "--port", str(port),
+        [sys.executable, "-m", "faas", "up", "-f", str(SPEC), "--project", project,
+         "--port", str(port), "--no-reload",
          "--log-level", "warning"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

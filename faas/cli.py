@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,11 +22,12 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from faas import logs, scaffold, state
+from faas import logs as logging_setup
+from faas import scaffold, state
 from gateway.keys import KeyStore
 from runtime.errors import EngineUnavailable, FaasError, SpecError
 from runtime.secrets import SecretStore
-from runtime.spec import Project, load_project
+from runtime.spec import Project, load_project, parse_duration
 
 EXIT_FAILED = 1
 EXIT_INVALID = 2
@@ -43,6 +45,15 @@ file_option = click.option(
     envvar="FAAS_FILE",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The project's functions.yaml.",
+)
+file_long_option = click.option(
+    "--file",
+    "spec_file",
+    default="functions.yaml",
+    show_default=True,
+    envvar="FAAS_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The project's functions.yaml (no -f here: it means --follow).",
 )
 project_option = click.option(
     "--project", default=None, envvar="FAAS_PROJECT", help="Project name (overrides the file)."
@@ -122,7 +133,7 @@ def up(
       faas up
       faas up --port 9000 -f examples/functions.yaml
     """
-    logs.configure(log_level, json_lines=log_json)
+    logging_setup.configure(log_level, json_lines=log_json)
     loaded = load(spec_file, project)
     from faas.serve import serve_platform  # imports uvicorn and the gateway: only for `up`
 
@@ -131,6 +142,13 @@ def up(
         for name, function in loaded.functions.items():
             routes = ", ".join(f"{' '.join(r.methods)} {r.path}" for r in function.routes)
             errors.print(f"  {url}/function/{name}" + (f"   ({routes})" if routes else ""))
+        from gateway.dashboard import dashboard_url  # dashboard (issue 7)
+
+        # the token only on a terminal: stderr of `faas up` often ends up in log files
+        token = state.admin_token(loaded.root) if errors.is_terminal else None
+        hint = "" if token else "   (`faas ui` prints it with the token)"
+        link = f"  dashboard: {dashboard_url(url, token)}{hint}"
+        errors.print(link, highlight=False, markup=False, soft_wrap=True)  # a URL in one piece
 
     try:
         asyncio.run(
@@ -158,7 +176,7 @@ def build(spec_file: Path, project: str | None, backend: str) -> None:
 
     Unchanged functions are not rebuilt. Useful to warm the cache before `faas up`.
     """
-    logs.configure("info")
+    logging_setup.configure("info")
     loaded = load(spec_file, project)
     from faas.console import ProgressDisplay
     from runtime.backends import create_backend
@@ -204,9 +222,7 @@ def down(spec_file: Path, project: str | None, timeout: float) -> None:
     async def teardown() -> int:
         backend = create_backend("docker", loaded.name)
         try:
-            leftover = len(await backend.replicas())
-            await backend.teardown()
-            return leftover
+            return await backend.teardown()
         finally:
             await backend.close()
 
@@ -358,6 +374,96 @@ def new(name: str, spec_file: Path, template: str, route: str | None) -> None:
     errors.print(f"wrote {written} and added {name!r} to {spec_file}")
 
 
+@main.command(name="logs")
+@click.argument("name", required=False)
+@file_long_option
+@project_option
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
+@click.option("--since", default=None, help="Only lines newer than this, e.g. 30s, 10m, 2h.")
+@click.option("-n", "--tail", "limit", default=200, show_default=True, help="Lines to show.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def show_logs(
+    name: str | None,
+    spec_file: Path,
+    project: str | None,
+    follow: bool,
+    since: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Print what the replicas of a function (or of all functions) wrote, and gateway events.
+
+    \b
+    Examples:
+      faas logs hello
+      faas logs hello -f
+      faas logs --since 10m --json | jq .message
+    """
+    loaded = load(spec_file, project)
+    if name is not None and name not in loaded.functions:
+        fail(f"no function named {name!r} in {spec_file}", EXIT_INVALID)
+    running = running_gateway(loaded)
+    params: dict[str, str] = {"limit": str(limit)}
+    if name:
+        params["function"] = name
+    if since:
+        try:
+            params["since"] = str(time.time() - parse_duration(since))
+        except ValueError as exc:
+            fail(f"--since: {exc}", EXIT_INVALID)
+    if not follow:
+        for line in _admin(loaded, running, "GET", "/system/logs", params=params)["lines"]:
+            _print_log(line, as_json)
+        return
+    params["follow"] = "1"
+    token = state.admin_token(loaded.root)
+    try:
+        with httpx.stream(
+            "GET",
+            running.url + "/system/logs",
+            params=params,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(10, read=None),
+            trust_env=False,
+            verify=not running.tls,
+        ) as response:
+            for raw in response.iter_lines():
+                if raw:
+                    _print_log(json.loads(raw), as_json)
+    except KeyboardInterrupt:
+        return
+    except httpx.HTTPError as exc:
+        fail(f"lost the gateway at {running.url}: {exc}", EXIT_UNAVAILABLE)
+
+
+def _print_log(line: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(line))
+        return
+    stamp = time.strftime("%H:%M:%S", time.localtime(line["ts"]))
+    call = f"  call_id={line['call_id']}" if line.get("call_id") else ""
+    level = "" if line["level"] == "info" else f"{line['level'].upper()} "
+    click.echo(f"{stamp} {line['replica']:<28} | {level}{line['message']}{call}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", default=None, help="Project name [default: the directory's name].")
+def init(directory: Path, name: str | None) -> None:
+    """Create a new project directory with a working example function.
+
+    \b
+    Examples:
+      faas init my-project && cd my-project && faas up
+    """
+    try:
+        created = scaffold.create_project(directory, name)
+    except FaasError as exc:
+        fail(str(exc), EXIT_INVALID)
+    errors.print(f"created {created}: run `cd {directory} && faas up`, then")
+    errors.print("  curl http://127.0.0.1:8080/hello")
+
+
 @main.group()
 def keys() -> None:
     """API keys for functions with `auth: key` (stored as hashes under .faas/).
@@ -493,6 +599,235 @@ def secrets_rm(name: str, spec_file: Path) -> None:
     errors.print(f"removed secret {name}")
 
 
+@main.command()
+@file_option
+@project_option
+@click.option("--open", "open_browser", is_flag=True, help="Also open it in a web browser.")
+def ui(spec_file: Path, project: str | None, open_browser: bool) -> None:
+    """Print the running gateway's dashboard URL, the admin token in its fragment.
+
+    The fragment (after #) never leaves the browser: the page keeps the token for
+    its tab and sends it only to the gateway's admin API. Treat the URL like the
+    token. --open hands it to the browser on its command line, where other users
+    of this host can see it in `ps`.
+
+    \b
+    Examples:
+      faas ui
+      faas ui --open
+    """
+    import webbrowser
+
+    from gateway.dashboard import dashboard_url
+
+    loaded = load(spec_file, project)
+    running = running_gateway(loaded)
+    token = state.admin_token(loaded.root)
+    if token is None:
+        fail(f"no admin token in {loaded.root / state.STATE_DIR / 'admin-token'}", EXIT_FAILED)
+    url = dashboard_url(running.url, token)
+    click.echo(url)
+    if open_browser and not webbrowser.open(url):
+        fail("could not open a web browser; open the URL above", EXIT_FAILED)
+
+
+# -- durable work (issue 5): faas publish, faas dlq ------------------------------------------
+
+
+@main.command()
+@click.argument("topic")
+@click.argument("data", required=False)
+@file_option
+@project_option
+@click.option("-d", "--data", "data_option", default=None, help="The body; @FILE or - (stdin).")
+@click.option(
+    "-t",
+    "--content-type",
+    default=None,
+    help="[default: application/json when the data parses as JSON, else text/plain]",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the gateway's answer as JSON.")
+def publish(
+    topic: str,
+    data: str | None,
+    spec_file: Path,
+    project: str | None,
+    data_option: str | None,
+    content_type: str | None,
+    as_json: bool,
+) -> None:
+    """Publish an event to TOPIC; every subscribed function gets it, at least once.
+
+    The gateway stores the event before it answers. Prints the event id.
+
+    \b
+    Examples:
+      faas publish orders.created '{"order": 42}'
+      faas publish orders.created --data @order.json
+      echo hello | faas publish chat.message --data - -t text/plain
+    """
+    loaded = load(spec_file, project)
+    running = running_gateway(loaded)
+    if data is not None and data_option is not None:
+        fail("give the data once: as an argument or with --data", EXIT_INVALID)
+    body = _read_data(data_option if data_option is not None else data) or b""
+    kind = content_type or _guess_content_type(body)
+    path = "/events/" + urllib.parse.quote(topic, safe="")
+    answer = _admin(loaded, running, "POST", path, content=body, headers={"content-type": kind})
+    if as_json:
+        click.echo(json.dumps(answer))
+        return
+    to = ", ".join(answer["subscribers"]) or "no subscriber (nothing stored)"
+    errors.print(f"published to {topic}: {to}", highlight=False)
+    click.echo(answer["event_id"])
+
+
+@main.group()
+def dlq() -> None:
+    """Dead letters: deliveries that failed every attempt (or with a status not retried).
+
+    Through the running gateway's admin API, or the queue file when none runs.
+
+    \b
+    Examples:
+      faas dlq ls
+      faas dlq ls --function mailer --json
+      faas dlq replay 12 13        # pending again, attempts from 1
+      faas dlq replay --all --function mailer
+      faas dlq drop 12
+    """
+
+
+@dlq.command(name="ls")
+@file_option
+@project_option
+@click.option("--function", default=None, help="Only this function's dead letters.")
+@click.option("--json", "as_json", is_flag=True)
+def dlq_ls(spec_file: Path, project: str | None, function: str | None, as_json: bool) -> None:
+    """List dead letters, oldest first."""
+    loaded = load(spec_file, project)
+    letters = _dead_letters(loaded, function)
+    if as_json:
+        click.echo(json.dumps({"dead_letters": letters}, indent=2))
+        return
+    table = Table(title=f"dead letters of project {loaded.name}")
+    for column in ("ID", "FUNCTION", "KIND", "TOPIC", "ATTEMPTS", "STATUS", "FAILED", "ERROR"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        failed = letter["failed_at"]
+        table.add_row(
+            str(letter["id"]),
+            letter["function"],
+            letter["kind"],
+            letter["topic"] or "-",
+            str(letter["attempts"]),
+            str(letter["status"] or "-"),
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(failed)) if failed else "-",
+            letter["error"] or "",
+        )
+    console.print(table)
+
+
+@dlq.command(name="replay")
+@click.argument("ids", nargs=-1, type=int)
+@file_option
+@project_option
+@click.option("--all", "everything", is_flag=True, help="Every dead letter (of --function).")
+@click.option("--function", default=None, help="With --all: only this function's.")
+def dlq_replay(
+    ids: tuple[int, ...],
+    spec_file: Path,
+    project: str | None,
+    everything: bool,
+    function: str | None,
+) -> None:
+    """Deliver dead letters again, their attempts counted from 1."""
+    _dlq_act(spec_file, project, ids, everything, function, replay=True)
+
+
+@dlq.command(name="drop")
+@click.argument("ids", nargs=-1, type=int)
+@file_option
+@project_option
+@click.option("--all", "everything", is_flag=True, help="Every dead letter (of --function).")
+@click.option("--function", default=None, help="With --all: only this function's.")
+def dlq_drop(
+    ids: tuple[int, ...],
+    spec_file: Path,
+    project: str | None,
+    everything: bool,
+    function: str | None,
+) -> None:
+    """Forget dead letters for good."""
+    _dlq_act(spec_file, project, ids, everything, function, replay=False)
+
+
+def _dead_letters(loaded: Project, function: str | None) -> list[dict[str, Any]]:
+    running = state.read(loaded.root, loaded.name)
+    if running is None:
+        from faas import dlq as offline
+
+        try:
+            return offline.dead_letters(loaded.root, loaded.name, function)
+        except FaasError as exc:
+            fail(str(exc), EXIT_FAILED)
+    query = "?" + urllib.parse.urlencode({"function": function}) if function else ""
+    letters: list[dict[str, Any]] = _admin(loaded, running, "GET", "/system/dlq" + query)[
+        "dead_letters"
+    ]
+    return letters
+
+
+def _dlq_act(
+    spec_file: Path,
+    project: str | None,
+    ids: tuple[int, ...],
+    everything: bool,
+    function: str | None,
+    *,
+    replay: bool,
+) -> None:
+    loaded = load(spec_file, project)
+    if bool(ids) == everything:
+        fail("give dead letter ids, or --all", EXIT_INVALID)
+    wanted = [d["id"] for d in _dead_letters(loaded, function)] if everything else list(ids)
+    running = state.read(loaded.root, loaded.name)
+    done: list[int] = []
+    if running is None:
+        from faas import dlq as offline
+
+        try:
+            act = offline.replay if replay else offline.drop
+            done = act(loaded.root, loaded.name, wanted)
+        except FaasError as exc:
+            fail(str(exc), EXIT_FAILED)
+    else:
+        for delivery_id in wanted:
+            if replay:
+                _admin(loaded, running, "POST", f"/system/dlq/{delivery_id}/replay")
+            else:
+                _admin(loaded, running, "DELETE", f"/system/dlq/{delivery_id}")
+            done.append(delivery_id)
+    missing = sorted(set(wanted) - set(done))
+    verb = "replayed" if replay else "dropped"
+    errors.print(
+        f"{verb} {len(done)} dead letter(s)" + (f" {', '.join(map(str, done))}" if done else "")
+    )
+    if missing:
+        fail(f"no dead letter(s) {', '.join(map(str, missing))}", EXIT_FAILED)
+
+
+def _guess_content_type(body: bytes) -> str:
+    try:
+        json.loads(body)
+    except ValueError:
+        return "text/plain; charset=utf-8"
+    return "application/json"
+
+
+# -- end durable work --------------------------------------------------------------------------
+
+
 def _read_data(data: str | None) -> bytes | None:
     if data is None:
         return None
@@ -511,7 +846,10 @@ def _admin(
 ) -> Any:
     """Call the admin API with the token `faas up` wrote; exits with a message on failure."""
     token = state.admin_token(loaded.root)
-    headers = {"authorization": f"Bearer {token}"} if token else {}
+    headers = {
+        **kwargs.pop("headers", {}),
+        **({"authorization": f"Bearer {token}"} if token else {}),
+    }
     try:
         response = httpx.request(
             method,

@@ -17,6 +17,24 @@ from runtime.spec import load_project_text
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 
+PROJECT_SPEC = """\
+# A faas project: `faas up` serves these functions on http://127.0.0.1:8080.
+version: 1
+project: {name}
+
+defaults:
+  auth: none          # public while you try things out; see the README for key and jwt
+  timeout: 10s
+  memory: 128MiB
+
+functions:
+  hello:
+    handler: functions/hello.py
+    http:
+      - path: /hello
+        methods: [GET]
+"""
+
 TEMPLATES = {
     "sync": '''\
 """{name}: answers HTTP calls."""
@@ -25,6 +43,15 @@ TEMPLATES = {
 def handle(event, context):
     name = event.query.get("name", "world")
     return {{"message": f"hello {{name}}", "function": context.function_name}}
+''',
+    "event": '''\
+"""{name}: consumes published events (subscribe with `events: [topic]` in functions.yaml)."""
+
+
+def handle(event, context):
+    context.logger.info(f"{{event.topic}} #{{event.event_id}} attempt {{event.attempt}}")
+    # Raise (or return a 5xx) to have the event retried with backoff, then dead-lettered.
+    return {{"handled": event.event_id}}
 ''',
     "async": '''\
 """{name}: an async handler; awaiting I/O here does not block other calls."""
@@ -37,6 +64,25 @@ async def handle(event, context):
     return {{"received_bytes": len(event.body), "call_id": context.call_id}}
 ''',
 }
+
+
+def create_project(directory: Path, name: str | None) -> Path:
+    """A new project: functions.yaml, a hello function and a .gitignore for the state dir."""
+    project = name or re.sub(r"[^a-z0-9-]", "-", directory.resolve().name.lower()).strip("-")
+    if not NAME_PATTERN.match(project):
+        raise FaasError(f"invalid project name {project!r}: pass --name")
+    if directory.exists() and any(directory.iterdir()):
+        raise FaasError(f"{directory} exists and is not empty")
+    (directory / "functions").mkdir(parents=True, exist_ok=True)
+    (directory / "functions.yaml").write_text(PROJECT_SPEC.format(name=project))
+    (directory / "functions" / "hello.py").write_text(TEMPLATES["sync"].format(name="hello"))
+    (directory / ".gitignore").write_text(".faas/\n__pycache__/\n")
+    load_project_text(
+        (directory / "functions.yaml").read_text(),
+        filename=str(directory / "functions.yaml"),
+        root=directory,
+    )
+    return directory
 
 
 def create_function(spec_file: Path, name: str, template: str, route: str | None) -> Path:

@@ -28,6 +28,7 @@ from gateway.app import Security, create_app
 from gateway.keys import KeyStore
 from runtime.backends import create_backend
 from runtime.errors import FaasError
+from runtime.events.service import EventService
 from runtime.logs import HubHandler
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
@@ -81,7 +82,8 @@ async def serve_platform(
     hub_handler = HubHandler(platform.logs)
     logging.getLogger("faas").addHandler(hub_handler)
     stopping = asyncio.Event()
-    app = create_app(platform, security)
+    events = EventService(platform, state_dir, security.secrets)  # durable work (issue 5)
+    app = create_app(platform, security, events)
     server = GatewayServer(
         uvicorn.Config(
             app,
@@ -109,6 +111,7 @@ async def serve_platform(
         with ProgressDisplay(f"Deploying project {project.name}") as progress:
             if not await _until_stopped(platform.deploy(progress), stopping):
                 return
+        await events.start()  # after deploy: queued work and cron go to built functions
         url = f"{'https' if tls else 'http'}://{host}:{actual_port}"
         state.write(
             project.root,
@@ -128,6 +131,7 @@ async def serve_platform(
         log.info("shutting down: removing replicas and network", extra={"project": project.name})
         server.should_exit = True
         sock.close()
+        await events.close()  # before the platform: deliveries in flight stay leased, not failed
         await platform.shutdown()
         state.clear(project.root, project.name, os.getpid())
         logging.getLogger("faas").removeHandler(hub_handler)

@@ -13,26 +13,30 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from gateway.auth import Caller, Denied, Guard
+from gateway.dashboard import Dashboard  # dashboard (issue 7)
 from gateway.errors import error_response, response_for
+from gateway.events import event_routes
 from gateway.keys import KeyStore
 from gateway.limits import HeaderSizeLimit
 from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.proxy import Proxy, new_call_id
 from gateway.ratelimit import RateLimiter
 from runtime.errors import FaasError, FunctionNotFound
+from runtime.events.service import EventService
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
 from runtime.spec import Project
@@ -52,7 +56,9 @@ class Security:
     admin_token: str
 
 
-def create_app(platform: Platform, security: Security) -> Starlette:
+def create_app(
+    platform: Platform, security: Security, events: EventService | None = None
+) -> Starlette:
     project = platform.project
     metrics = Metrics(platform)
     proxy = Proxy(platform, project.gateway.max_body_size, metrics)
@@ -154,6 +160,28 @@ def create_app(platform: Platform, security: Security) -> Starlette:
             return error_response(404, str(exc))
         return JSONResponse(key.public())
 
+    async def logs(request: Request) -> Response:
+        """Recent lines as JSON, or with `follow=1` a stream of NDJSON lines that stays open."""
+        function = request.query_params.get("function") or None
+        if function is not None and function not in platform.pools:
+            return error_response(404, f"no function named {function!r}")
+        try:
+            since = float(request.query_params.get("since", "0")) or None
+            limit = int(request.query_params.get("limit", "1000"))
+        except ValueError:
+            return error_response(400, "since and limit must be numbers")
+        recent = platform.logs.recent(function, since, limit)
+        if request.query_params.get("follow") not in ("1", "true"):
+            return JSONResponse({"lines": [line.to_json() for line in recent]})
+
+        async def stream() -> AsyncIterator[bytes]:
+            for line in recent:
+                yield json.dumps(line.to_json()).encode() + b"\n"
+            async for line in platform.logs.follow(function):
+                yield json.dumps(line.to_json()).encode() + b"\n"
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
     async def prometheus(request: Request) -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
@@ -176,6 +204,11 @@ def create_app(platform: Platform, security: Security) -> Starlette:
             for path, triggers in by_path.items()
         ]
 
+    # -- dashboard (issue 7): /ui, GET /system/stats, /system/functions/{name}/invoke --
+    dashboard = Dashboard(platform, proxy, metrics.stats)
+    dashboard.start_sampling()
+    # -- end dashboard --
+
     fixed: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/system/functions", admin(system_functions), methods=["GET"]),
@@ -183,9 +216,12 @@ def create_app(platform: Platform, security: Security) -> Starlette:
         Route("/system/keys", admin(list_keys), methods=["GET"]),
         Route("/system/keys", admin(create_key), methods=["POST"]),
         Route("/system/keys/{key_id}", admin(revoke_key), methods=["DELETE"]),
+        Route("/system/logs", admin(logs), methods=["GET"]),
         Route("/metrics", admin(prometheus), methods=["GET"]),
+        *(event_routes(events, lambda: guard, lambda: limiter, proxy, admin) if events else ()),
         Route("/function/{name}", function_root, methods=ALL_METHODS),
         Route("/function/{name}/{path:path}", function_path, methods=ALL_METHODS),
+        *dashboard.routes(admin),  # dashboard (issue 7)
     ]
     app = Starlette(
         routes=[*fixed, *declared_routes(project)],
@@ -200,6 +236,8 @@ def create_app(platform: Platform, security: Security) -> Starlette:
         limiter = RateLimiter(new.gateway.rate_limit) if new.gateway.rate_limit else None
         proxy.max_body_size = new.gateway.max_body_size
         app.router.routes[:] = [*fixed, *declared_routes(new)]
+        if events is not None:
+            events.reconfigure()
 
     app.state.reconfigure = reconfigure
     return app

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,7 @@ class Guard:
         self._keys = keys
         self._admin_token = admin_token
         self._admin_remote = project.gateway.admin_remote
+        self._events_auth = project.gateway.events_auth
         self._jwt = project.gateway.jwt
         self._jwt_key = _jwt_key(self._jwt, secrets, project.root) if self._jwt else None
         self._secrets = secrets
@@ -80,10 +81,37 @@ class Guard:
         if function.auth == "none":
             return Caller(f"ip:{client}")
         if function.auth == "key":
-            return self._by_key(headers, function.name, client)
-        return self._by_jwt(headers, function.name, client)
+            return self._by_key(headers, function.name, client, (function.name,))
+        return self._by_jwt(headers, function.name, client, (function.name,))
 
-    def _by_key(self, headers: Mapping[str, str], function: str, client: str) -> Caller:
+    def publisher(
+        self,
+        headers: Mapping[str, str],
+        client: str,
+        local_address: str | None,
+        topic: str,
+        subscribers: Sequence[str],
+    ) -> Caller:
+        """Who may publish to `topic`: the admin token (where the admin API answers), else
+        `gateway.events_auth`; a key or token must be allowed to call every subscriber."""
+        token = _bearer(headers)
+        if (
+            token is not None
+            and (self._admin_remote or _is_loopback(local_address))
+            and hmac.compare_digest(token.encode(), self._admin_token.encode())
+        ):
+            return Caller("admin", BEARER_HEADERS)
+        what = f"publishing to {topic}"
+        if self._events_auth == "none":
+            return Caller(f"ip:{client}")
+        if self._events_auth == "key":
+            return self._by_key(headers, what, client, tuple(subscribers))
+        return self._by_jwt(headers, what, client, tuple(subscribers))
+
+    def _by_key(
+        self, headers: Mapping[str, str], function: str, client: str, scope: tuple[str, ...]
+    ) -> Caller:
+        """`function` names what is asked for (in messages); `scope`, what the key must allow."""
         presented = _bearer(headers) or headers.get("x-api-key", "").strip()
         if not presented:
             self._failed(function, client, "no API key")
@@ -100,12 +128,15 @@ class Guard:
             )
             self._failed(function, client, "unknown or revoked API key", key_id=key_id)
             raise unauthorized("the API key is not valid")
-        if not key.allows(function):
+        outside = [name for name in scope if not key.allows(name)]
+        if outside:
             self._failed(function, client, "API key out of scope", key_id=key.id)
-            raise Denied(403, f"this API key may not call {function}")
+            raise Denied(403, f"this API key may not call {', '.join(outside)}")
         return Caller(f"key:{key.id}", KEY_HEADERS, rate_limited=True)
 
-    def _by_jwt(self, headers: Mapping[str, str], function: str, client: str) -> Caller:
+    def _by_jwt(
+        self, headers: Mapping[str, str], function: str, client: str, scope: tuple[str, ...]
+    ) -> Caller:
         token = _bearer(headers)
         if token is None:
             self._failed(function, client, "no bearer token")
@@ -129,9 +160,10 @@ class Guard:
             self._failed(function, client, f"invalid token: {type(exc).__name__}")
             raise unauthorized(f"the token is not valid: {exc}") from None
         allowed = claims.get("functions")
-        if allowed is not None and (not isinstance(allowed, list) or function not in allowed):
+        outside = [name for name in scope if not isinstance(allowed, list) or name not in allowed]
+        if allowed is not None and outside:
             self._failed(function, client, "token out of scope", subject=str(claims.get("sub")))
-            raise Denied(403, f"this token may not call {function}")
+            raise Denied(403, f"this token may not call {', '.join(outside)}")
         return Caller(f"jwt:{claims.get('sub', '?')}", BEARER_HEADERS, rate_limited=True)
 
     def _failed(self, function: str, client: str, reason: str, **fields: str) -> None:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.stats import FunctionStats
 from runtime.platform import Platform
 from runtime.scaling.autoscaler import ScaleEvent
 
@@ -85,6 +86,8 @@ class Metrics:
             ["function", "direction"],
             registry=self.registry,
         )
+        self.stats = FunctionStats()
+        """Rates, errors and latencies over the last minute, for the dashboard."""
         for pool in platform.pools.values():
             pool.on_cold_start = self.cold_start
         platform.autoscaler.on_scale = self.scaled
@@ -92,6 +95,7 @@ class Metrics:
     def observe_call(self, function: str, status: int, seconds: float) -> None:
         self.invocations.labels(function, str(status)).inc()
         self.duration.labels(function).observe(seconds)
+        self.stats.observe(function, status, seconds)
 
     def cold_start(self, function: str, seconds: float) -> None:
         self.cold_starts.labels(function).observe(seconds)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -28,7 +28,8 @@ SMALL_BODY = 64 * 1024
 
 
 def new_call_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits, as uuid4().hex but without building a UUID object per call."""
+    return os.urandom(16).hex()
 
 
 class Proxy:

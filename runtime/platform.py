@@ -29,6 +29,7 @@ from runtime.spec import FunctionSpec, Project
 log = logging.getLogger("faas.platform")
 
 BUILD_PARALLELISM = 4
+COLD_START_WAIT = 30.0
 
 FunctionProgress = Callable[[str, str, float | None], None]
 """(function or "base", message, fraction done) for progress displays."""
@@ -252,12 +253,16 @@ class Platform:
         """
         pool = self.pool(invocation.function)
         timeout = pool.spec.timeout
+        # Behind busy replicas a call waits at most its timeout; while the function has
+        # none ready it waits for the start, which the engine may make slow (a failed
+        # start answers at once).
+        wait = timeout if pool.replicas else max(timeout, COLD_START_WAIT)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait):
                 handle = await pool.acquire()
         except TimeoutError:
             raise InvocationTimeout(
-                f"{invocation.function} waited {timeout:g}s in its queue without a free replica"
+                f"{invocation.function} waited {wait:g}s in its queue without a free replica"
             ) from None
         try:
             result = await self.client.send(handle.replica, invocation, timeout)

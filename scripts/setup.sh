@@ -31,3 +31,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 scripts/ensure-docker.sh
+

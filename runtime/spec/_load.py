@@ -20,6 +20,7 @@ from runtime.spec._model import (
     JwtSettings,
     Project,
     RateLimit,
+    RetryPolicy,
     Route,
     ScalePolicy,
     TlsSettings,
@@ -30,6 +31,7 @@ from runtime.spec._schema import (
     RawDocument,
     RawFunction,
     RawGateway,
+    RawRetry,
     RawRoute,
     RawScale,
     allowed_fields,
@@ -38,7 +40,7 @@ from runtime.spec._schema import (
 )
 from runtime.spec._yaml import LineMap, Loc, dotted, read_yaml
 
-_INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {"environment", "scale"}
+_INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {"environment", "scale", "retry"}
 _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
 _LIST_ERRORS = frozenset({"list_type", "tuple_type"})
 
@@ -94,6 +96,7 @@ def load_project_text(
     name = _project_name(tree.data, document, project_name, root, report)
     if document is not None:
         _check_auth(document, report)
+        _check_events(document, report)
     _check_routes({function: parts.routes for function, parts in checked.items()}, report)
     for function, parts in checked.items():
         if parts.scale is not None and default_scale is not None:
@@ -259,6 +262,11 @@ def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> Functi
         auth=settings.auth,
         public=settings.public,
         secrets=raw.secrets,
+        events=raw.events,
+        schedule=raw.schedule,
+        timezone=settings.timezone,
+        retry=_merge_retry(raw.retry, defaults.retry),
+        max_backlog=settings.max_backlog,
     )
 
 
@@ -282,12 +290,22 @@ def _gateway(raw: RawGateway) -> GatewaySettings:
         else None,
         tls=TlsSettings(raw.tls.cert_file, raw.tls.key_file) if raw.tls else None,
         admin_remote=raw.admin_remote,
+        events_auth=raw.events_auth,
+        callback_allow=raw.callback_allow,
+        callback_secret=raw.callback_secret,
+        result_retention=raw.result_retention,
     )
 
 
 def _check_auth(document: RawDocument, report: _Report) -> None:
     """JWT functions need gateway.jwt, and gateway.jwt needs a key for its algorithms."""
     jwt = document.gateway.jwt
+    if jwt is None and document.gateway.events_auth == "jwt":
+        report.at_value(
+            ("gateway", "events_auth"),
+            "events_auth: jwt needs a gateway.jwt block (algorithms and a key)",
+        )
+        return
     for name, raw in document.functions.items():
         uses_jwt = (raw.auth if "auth" in raw.model_fields_set else document.defaults.auth) == "jwt"
         if uses_jwt and jwt is None:
@@ -310,6 +328,47 @@ def _check_auth(document: RawDocument, report: _Report) -> None:
         report.at_key(("gateway", "jwt"), "HS* algorithms need 'secret' (the name of a secret)")
     if wants_key and jwt.public_key_file is None:
         report.at_key(("gateway", "jwt"), "RS* algorithms need 'public_key_file' (a PEM file)")
+
+
+def _merge_retry(own: RawRetry, inherited: RawRetry) -> RetryPolicy:
+    update = {field: getattr(own, field) for field in own.model_fields_set}
+    return RetryPolicy(**inherited.model_copy(update=update).model_dump())
+
+
+def _check_events(document: RawDocument, report: _Report) -> None:
+    """Subscriptions listed once, retry bounds in order, on the values as merged."""
+    _check_retry(("defaults", "retry"), document.defaults.retry, None, report)
+    for name, raw in document.functions.items():
+        seen: dict[str, int] = {}
+        for index, pattern in enumerate(raw.events):
+            if pattern in seen:
+                report.at_value(
+                    ("functions", name, "events", index),
+                    f"topic pattern {pattern!r} is already listed in events[{seen[pattern]}]",
+                )
+            seen.setdefault(pattern, index)
+        if "timezone" in raw.model_fields_set and raw.schedule is None:
+            report.at_key(
+                ("functions", name, "timezone"),
+                "timezone applies to a schedule, and this function has none",
+            )
+        if "retry" in raw.model_fields_set:
+            _check_retry(("functions", name, "retry"), raw.retry, document.defaults.retry, report)
+
+
+def _check_retry(at: Loc, own: RawRetry, inherited: RawRetry | None, report: _Report) -> None:
+    policy = _merge_retry(own, inherited) if inherited is not None else _merge_retry(own, own)
+    for index, code in enumerate(own.retry_on):
+        if own.retry_on.index(code) != index:
+            report.at_value((*at, "retry_on", index), f"status {code} is listed twice")
+    if policy.max_backoff < policy.backoff:
+        field = "max_backoff" if "max_backoff" in own.model_fields_set else "backoff"
+        if field not in own.model_fields_set:
+            return  # both inherited: reported on the defaults
+        report.at_value(
+            (*at, field),
+            f"expected max_backoff ({policy.max_backoff:g}s) >= backoff ({policy.backoff:g}s)",
+        )
 
 
 def _merge_scale(own: RawScale, inherited: RawScale) -> ScalePolicy:

@@ -50,6 +50,15 @@ DEFAULT_AUTH = "key"
 DEFAULT_MAX_HEADER_SIZE = 16 * KiB
 DEFAULT_JWT_LEEWAY = 30.0
 
+DEFAULT_TIMEZONE = "UTC"
+DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_BACKOFF = 1.0
+DEFAULT_MAX_BACKOFF = 300.0
+DEFAULT_RETRY_ON = (408, 429, 500, 502, 503, 504)
+DEFAULT_MAX_BACKLOG = 10_000
+DEFAULT_EVENTS_AUTH = "key"
+DEFAULT_RESULT_RETENTION = 3600.0
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -103,6 +112,18 @@ class ScalePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failed event delivery, async call or cron firing is retried before the DLQ."""
+
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff: float = DEFAULT_BACKOFF
+    """Seconds before the second attempt; doubled for each further one."""
+    max_backoff: float = DEFAULT_MAX_BACKOFF
+    retry_on: tuple[int, ...] = DEFAULT_RETRY_ON
+    """Statuses worth another attempt (a timeout counts as 504, a lost replica as 502)."""
+
+
+@dataclass(frozen=True, slots=True)
 class GatewaySettings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -113,6 +134,14 @@ class GatewaySettings:
     tls: TlsSettings | None = None
     admin_remote: bool = False
     """Answer the admin API (/system, /metrics) on non-loopback addresses too."""
+    events_auth: str = DEFAULT_EVENTS_AUTH
+    """Who may publish to /events/{topic}: key, jwt or none (the admin token always may)."""
+    callback_allow: tuple[str, ...] = ()
+    """Where async-call results may be POSTed: URL prefixes or host patterns; empty: nowhere."""
+    callback_secret: str | None = None
+    """Secret signing callbacks; None: the generated key in .faas/callback-key."""
+    result_retention: float = DEFAULT_RESULT_RETENTION
+    """Seconds that finished async calls and deliveries stay queryable."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +167,14 @@ class FunctionSpec:
     public: bool = True
     """False keeps the function off /function/{name}: only its triggers reach it."""
     secrets: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    """Topic patterns this function subscribes to (`*` one segment, `>` the rest)."""
+    schedule: str | None = None
+    """A cron expression; each firing is one queued invocation."""
+    timezone: str = DEFAULT_TIMEZONE
+    retry: RetryPolicy = RetryPolicy()
+    max_backlog: int = DEFAULT_MAX_BACKLOG
+    """Stored but undelivered events and async calls beyond which new ones get 429."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,3 +188,4 @@ class Project:
 
 DEFAULT_GATEWAY = GatewaySettings()
 DEFAULT_SCALE = ScalePolicy()
+DEFAULT_RETRY = RetryPolicy()

@@ -24,21 +24,29 @@ from pydantic import (
 from runtime.spec import _values as v
 from runtime.spec._model import (
     DEFAULT_AUTH,
+    DEFAULT_BACKOFF,
     DEFAULT_BASE_IMAGE,
     DEFAULT_CPUS,
+    DEFAULT_EVENTS_AUTH,
     DEFAULT_HOST,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_JWT_LEEWAY,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MEMORY,
     DEFAULT_METHODS,
     DEFAULT_PORT,
+    DEFAULT_RESULT_RETENTION,
+    DEFAULT_RETRY_ON,
     DEFAULT_SCALE_MAX,
     DEFAULT_SCALE_MIN,
     DEFAULT_TARGET_CONCURRENCY,
     DEFAULT_TIMEOUT,
+    DEFAULT_TIMEZONE,
 )
 from runtime.spec._yaml import Loc
 
@@ -63,6 +71,7 @@ EnvValue = Annotated[str, PlainValidator(v.env_value)]
 Method = Annotated[str, PlainValidator(v.method)]
 FunctionName = Annotated[str, PlainValidator(v.name("function name"))]
 ScaleBlock = Annotated["RawScale", _empty_if_null({})]
+RetryBlock = Annotated["RawRetry", _empty_if_null({})]
 DefaultsBlock = Annotated["RawDefaults", _empty_if_null({})]
 
 
@@ -80,6 +89,18 @@ class RawScale(_Raw):
 
 
 SecretName = Annotated[str, PlainValidator(v.secret_name)]
+MAX_ATTEMPTS_LIMIT = 100
+
+
+class RawRetry(_Raw):
+    max_attempts: Annotated[int, PlainValidator(v.integer(1, MAX_ATTEMPTS_LIMIT))] = (
+        DEFAULT_MAX_ATTEMPTS
+    )
+    backoff: Duration = DEFAULT_BACKOFF
+    max_backoff: Duration = DEFAULT_MAX_BACKOFF
+    retry_on: Annotated[
+        tuple[Annotated[int, PlainValidator(v.status_code)], ...], _empty_if_null(())
+    ] = DEFAULT_RETRY_ON
 
 
 class RawRoute(_Raw):
@@ -111,6 +132,12 @@ class RawGateway(_Raw):
     jwt: RawJwt | None = None
     tls: RawTls | None = None
     admin_remote: Annotated[bool, PlainValidator(v.boolean)] = False
+    events_auth: Annotated[str, PlainValidator(v.auth_mode)] = DEFAULT_EVENTS_AUTH
+    callback_allow: Annotated[
+        tuple[Annotated[str, PlainValidator(v.callback_entry)], ...], _empty_if_null(())
+    ] = ()
+    callback_secret: Annotated[str | None, PlainValidator(v.optional(v.secret_name))] = None
+    result_retention: Duration = DEFAULT_RESULT_RETENTION
 
 
 class RawDefaults(_Raw):
@@ -126,6 +153,9 @@ class RawDefaults(_Raw):
     scale: ScaleBlock = RawScale()
     auth: Annotated[str, PlainValidator(v.auth_mode)] = DEFAULT_AUTH
     public: Annotated[bool, PlainValidator(v.boolean)] = True
+    timezone: Annotated[str, PlainValidator(v.timezone)] = DEFAULT_TIMEZONE
+    retry: RetryBlock = RawRetry()
+    max_backlog: PositiveCount = DEFAULT_MAX_BACKLOG
 
 
 class RawFunction(RawDefaults):
@@ -133,6 +163,10 @@ class RawFunction(RawDefaults):
     http: Annotated[tuple[RawRoute, ...], _empty_if_null(())] = ()
     requirements: Annotated[str | None, PlainValidator(v.optional(v.project_path))] = None
     secrets: Annotated[tuple[SecretName, ...], _empty_if_null(())] = ()
+    events: Annotated[
+        tuple[Annotated[str, PlainValidator(v.topic_pattern)], ...], _empty_if_null(())
+    ] = ()
+    schedule: Annotated[str | None, PlainValidator(v.optional(v.schedule))] = None
 
 
 class RawDocument(_Raw):

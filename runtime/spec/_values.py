@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import PureWindowsPath
 from typing import NamedTuple, TypeVar
 
+from runtime.events import allowlist, cron, topics
 from runtime.spec._model import (
     DEFAULT_HANDLER_NAME,
     HTTP_METHODS,
@@ -334,3 +335,50 @@ def rate(value: object) -> tuple[int, float]:
     if match and int(match.group(1)) > 0:
         return int(match.group(1)), _RATE_UNITS[match.group(2)]
     raise ValueError(f'expected a rate like "100/s" or "600/m", got {describe(value)}')
+
+
+def topic_pattern(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(
+            f'expected a topic pattern like "orders.created" or "orders.*", got {describe(value)}'
+        )
+    problem = topics.pattern_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def schedule(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f'expected a cron expression like "*/5 * * * *", got {describe(value)}')
+    problem = cron.schedule_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return " ".join(value.split())
+
+
+def timezone(value: object) -> str:
+    problem = cron.timezone_problem(value) if isinstance(value, str) else None
+    if not isinstance(value, str) or problem:
+        raise ValueError(
+            problem or f'expected an IANA time zone name like "UTC", got {describe(value)}'
+        )
+    return value
+
+
+def status_code(value: object) -> int:
+    if type(value) is int and 400 <= value <= 599:
+        return value
+    raise ValueError(f"expected an HTTP error status from 400 to 599, got {describe(value)}")
+
+
+def callback_entry(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(
+            "expected a URL prefix like https://hooks.example.com/faas/ or a host pattern "
+            f"like *.example.com, got {describe(value)}"
+        )
+    problem = allowlist.entry_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value.strip()

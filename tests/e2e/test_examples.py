@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import docker
@@ -128,7 +129,7 @@ def test_system_functions_and_ls(examples: Gateway, client: httpx.Client) -> Non
     client.get("/hello")
     assert client.get("/system/functions").status_code == 401
     listed = {f["name"]: f for f in examples.admin_get("/system/functions").json()["functions"]}
-    assert set(listed) == {"hello", "echo", "countdown", "sizes"}
+    assert set(listed) == {"hello", "echo", "countdown", "sizes", "audit", "digest"}
     assert listed["hello"]["state"] == "ready"
     assert listed["hello"]["replicas"] == 1
     result = examples.cli("ls", "--json")
@@ -167,3 +168,26 @@ def test_replicas_are_labelled_and_hardened(
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] > 0
     assert host["PortBindings"] in (None, {})
+
+
+def test_example_event_consumer_and_async_call(examples: Gateway, client: httpx.Client) -> None:
+    published = client.post("/events/orders.created", json={"id": 42})
+    assert published.status_code == 202, published.text
+    assert published.json()["subscribers"] == ["audit"]
+    assert client.get("/function/audit").status_code == 404  # private: only its topics
+
+    def delivered() -> bool:
+        queue = examples.admin_get("/system/queue").json()["functions"]
+        return bool(queue["audit"].get("done") == 1)
+
+    deadline = time.monotonic() + 30
+    while not delivered():
+        assert time.monotonic() < deadline, "the example event was not delivered"
+        time.sleep(0.1)
+    accepted = client.post("/async-function/echo", json={"later": True})
+    assert accepted.status_code == 202, accepted.text
+    call = f"/system/calls/{accepted.json()['call_id']}"
+    while examples.admin_get(call).json()["status"] != "succeeded":
+        assert time.monotonic() < deadline + 30, "the example async call did not finish"
+        time.sleep(0.1)
+    assert json.loads(examples.admin_get(call).json()["result"]["body"])["json"] == {"later": True}

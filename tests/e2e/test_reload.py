@@ -13,7 +13,14 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import REPO, Gateway, project_resources, running_gateway, running_replicas
+from tests.conftest import (
+    REPO,
+    Gateway,
+    project_resources,
+    running_gateway,
+    running_replicas,
+    wait_for,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -31,15 +38,6 @@ def project(tmp_path: Path) -> Path:
 def dev(docker_client: docker.DockerClient, project: Path, tmp_path: Path) -> Iterator[Gateway]:
     with running_gateway(docker_client, project / "functions.yaml", "reload", tmp_path) as gateway:
         yield gateway
-
-
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def save(path: Path, text: str) -> None:

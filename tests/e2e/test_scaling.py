@@ -11,7 +11,7 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import Gateway, running_gateway, running_replicas
+from tests.conftest import Gateway, running_gateway, running_replicas, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -28,15 +28,6 @@ def scaling(
 
 def running(client: docker.DockerClient, project: str, function: str) -> list[str]:
     return [c["Id"] for c in running_replicas(client, project, function)]
-
-
-def wait_until(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 async def burst(url: str, count: int, params: dict[str, str]) -> list[httpx.Response]:
@@ -67,7 +58,7 @@ def test_burst_scales_to_max_then_back_to_zero(
     events = scaling.admin_get("/system/scale-events").json()["events"]
     assert max(e["to"] for e in events if e["function"] == "slow") == 4
 
-    wait_until(
+    wait_for(
         lambda: running(docker_client, scaling.project, "slow") == [],
         timeout=30,
         what="slow to scale back to zero containers",

@@ -55,3 +55,22 @@ def test_existing_file_is_not_overwritten(tmp_path: Path) -> None:
         create_function(spec, "other", "sync", None)
     assert (tmp_path / "functions" / "other.py").read_text() == "mine"
     assert spec.read_text() == SPEC
+
+
+def test_init_creates_a_project_that_loads(tmp_path: Path) -> None:
+    from faas.scaffold import create_project
+
+    root = create_project(tmp_path / "My Project", None)
+    project = load_project(root / "functions.yaml")
+    assert project.name == "my-project"
+    assert list(project.functions) == ["hello"]
+    assert (root / "functions" / "hello.py").exists()
+    assert ".faas/" in (root / ".gitignore").read_text()
+    with pytest.raises(FaasError, match="not empty"):
+        create_project(root, None)
+
+
+def test_event_template(tmp_path: Path) -> None:
+    spec = tmp_path / "functions.yaml"
+    handler = create_function(spec, "consumer", "event", None)
+    assert "event.topic" in handler.read_text()

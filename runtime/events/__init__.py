@@ -1,0 +1,17 @@
+"""Durable work: published events, async calls and cron firings, delivered at least once.
+
+    topics.py      topic names, subscription patterns and matching (pure)
+    retry.py       done, retry after a backoff, or dead-letter (pure)
+    cron.py        schedules, next firing, the missed-run rule (pure)
+    allowlist.py   which callback URLs `gateway.callback_allow` permits (pure)
+    signing.py     HMAC-SHA256 signatures of callbacks (pure)
+    queue.py       the WorkQueue protocol every store implements, and its records
+    sqlite.py      the default store: one SQLite file under .faas/, WAL, group commit
+    delivery.py    the worker: leases due work, invokes functions, records outcomes
+    callbacks.py   POSTs async-call results to their callback URLs
+    scheduler.py   fires cron schedules into the queue
+    service.py     all of the above behind one object for the gateway and `faas up`
+
+This package imports nothing heavy at import time, so the spec loader can
+use its pure checks.
+"""
