@@ -1,13 +1,15 @@
 """The HTTP hop from the platform to a replica's watchdog.
 
-One pooled HTTP/1.1 keep-alive client for all replicas. Request and response
-bodies stream through without being buffered whole. Transport failures are
-translated here into the platform's errors, so callers never see the client.
+Invocations go over pooled HTTP/1.1 keep-alive connections of runtime.http1,
+a client that does only what this hop needs; readiness polls and reloads use
+aiohttp. Request and response bodies stream through without being buffered
+whole. Transport failures are translated here into the platform's errors, so
+callers never see a client library.
 
-aiohttp, not httpx: measured under 32 concurrent keep-alive calls, httpx's
-connection pool spent most of the gateway's CPU scanning idle connections
-(a syscall per connection per request) and re-detecting the async library;
-aiohttp's connector and C parser cost a fraction of that.
+Chosen by measurement (bench/gateway_overhead.py, 32 connections): httpx's
+pool spent most of the gateway's CPU scanning idle connections (309 req/s);
+aiohttp's client did far better (~3,600 req/s) but still cost per call more
+than the rest of the gateway together; see runtime/http1.py for the last step.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
-import yarl
-from multidict import CIMultiDict
 
+from runtime import http1
 from runtime.backends.base import Replica
 from runtime.errors import FaasError, FunctionUnavailable, InvocationTimeout, ReplicaUnreachable
 from runtime.invocation import Invocation, InvocationResult
@@ -33,6 +34,7 @@ SLOW_POLL = 0.05
 """Readiness is polled every 2 ms while a start is young (a refused connect costs
 microseconds, and each millisecond here is a millisecond of cold start), then every 50 ms."""
 
+CONNECT_TIMEOUT = 2.0
 TIMEOUT_GRACE = 2.0
 """The watchdog enforces the function timeout itself; we wait this much longer for its 504."""
 
@@ -41,6 +43,8 @@ class ReplicaClient:
     def __init__(self, max_connections: int = 512) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        """For the rare calls (readiness, reload); invocations use the lean `_pool`."""
+        self._pool = http1.Pool()
 
     def _client(self) -> aiohttp.ClientSession:
         # Created lazily: a session binds to the running event loop.
@@ -60,53 +64,54 @@ class ReplicaClient:
         return self._session
 
     async def close(self) -> None:
+        self._pool.close()
         if self._session is not None:
             await self._session.close()
 
     async def send(
         self, replica: Replica, invocation: Invocation, time_limit: float
     ) -> InvocationResult:
-        headers = CIMultiDict(
-            [(key.decode("latin-1"), value.decode("latin-1")) for key, value in invocation.headers]
-        )
-        headers["x-faas-token"] = replica.token
-        headers["x-faas-call-id"] = invocation.call_id
-        headers["x-faas-timeout"] = f"{time_limit:g}"
-        url = f"http://{replica.address}{invocation.path}"
-        if invocation.query:
-            url += "?" + invocation.query.decode("latin-1")
-        try:
-            response = await self._client().request(
-                invocation.method,
-                yarl.URL(url, encoded=True),
-                headers=headers,
-                data=invocation.body,
-                allow_redirects=False,
-                compress=None,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=2.0, sock_read=time_limit + TIMEOUT_GRACE
-                ),
-            )
-        except TimeoutError:
-            raise InvocationTimeout(
-                f"{invocation.function} did not answer within {time_limit:g}s"
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            body_error = _raised_by_body(exc)
-            if body_error is not None:
-                raise body_error from None
-            raise ReplicaUnreachable(
-                f"replica {replica.name} of {invocation.function} is unreachable: "
-                f"{type(exc).__name__}"
-            ) from None
+        head = _request_head(replica, invocation, time_limit)
+        head_only = invocation.method == "HEAD"
+        address = replica.address
+        for attempt in (1, 2):
+            try:
+                connection, reused = await self._pool.acquire(address, CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise ReplicaUnreachable(
+                    f"replica {replica.name} of {invocation.function} is unreachable: "
+                    f"{type(exc).__name__}"
+                ) from None
+            try:
+                async with asyncio.timeout(time_limit + TIMEOUT_GRACE):
+                    status, headers = await connection.request(head, invocation.body, head_only)
+                break
+            except TimeoutError:
+                connection.abort()
+                raise InvocationTimeout(
+                    f"{invocation.function} did not answer within {time_limit:g}s"
+                ) from None
+            except FaasError:
+                connection.abort()  # the request body failed (over the size limit, ...)
+                raise
+            except (OSError, http1.ProtocolError) as exc:
+                connection.abort()
+                # A kept-alive connection the replica had closed: nothing was processed.
+                stale = reused and not connection.received_any
+                if stale and attempt == 1 and isinstance(invocation.body, bytes):
+                    continue
+                raise ReplicaUnreachable(
+                    f"replica {replica.name} of {invocation.function} is unreachable: "
+                    f"{type(exc).__name__}"
+                ) from None
 
         async def close() -> None:
-            response.release()
+            self._pool.release(address, connection)
 
         return InvocationResult(
-            status=response.status,
-            headers=[(k.lower(), v) for k, v in response.raw_headers],
-            body=_stream(response, invocation.function),
+            status=status,
+            headers=headers,
+            body=_stream(connection, invocation.function),
             close=close,
             replica=replica.name,
         )
@@ -161,20 +166,6 @@ class ReplicaClient:
             await asyncio.sleep(FAST_POLL if now < fast_until else SLOW_POLL)
 
 
-def _raised_by_body(exc: BaseException) -> FaasError | None:
-    """A platform error raised while the request body streamed (e.g. over the size limit).
-
-    aiohttp writes the body in a task of its own and reports its failure as a
-    client error; the original is in the exception chain.
-    """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, FaasError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def _failure_reason(body: bytes) -> str:
     try:
         detail = json.loads(body)
@@ -187,11 +178,25 @@ def _failure_reason(body: bytes) -> str:
     return f"{error} ({where})" if where else error
 
 
-async def _stream(response: aiohttp.ClientResponse, function: str) -> AsyncIterator[bytes]:
+async def _stream(connection: http1.Connection, function: str) -> AsyncIterator[bytes]:
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in connection.body():
             yield chunk
-    except TimeoutError:
-        raise InvocationTimeout(f"{function} stopped sending its response") from None
-    except (aiohttp.ClientError, OSError):
+    except OSError:
         raise ReplicaUnreachable(f"{function}'s replica dropped the response midway") from None
+
+
+def _request_head(replica: Replica, invocation: Invocation, time_limit: float) -> bytes:
+    """Request line and headers, without the framing header and the blank line."""
+    target = invocation.path.encode("latin-1")
+    if invocation.query:
+        target += b"?" + invocation.query
+    parts = [
+        invocation.method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\nhost: ",
+        replica.address.encode(), b"\r\nx-faas-token: ", replica.token.encode(),
+        b"\r\nx-faas-call-id: ", invocation.call_id.encode(),
+        b"\r\nx-faas-timeout: ", f"{time_limit:g}".encode(), b"\r\n",
+    ]  # fmt: skip
+    for name, value in invocation.headers:
+        parts += (name, b": ", value, b"\r\n")
+    return b"".join(parts)
