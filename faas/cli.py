@@ -13,74 +13,32 @@ import os
 import signal
 import sys
 import time
-import urllib.parse
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import httpx
-from rich.console import Console
 from rich.table import Table
 
+from faas import cli_access, cli_events, scaffold, state
 from faas import logs as logging_setup
-from faas import scaffold, state
-from gateway.keys import KeyStore
-from runtime.errors import EngineUnavailable, FaasError, SpecError
-from runtime.secrets import SecretStore
-from runtime.spec import Project, load_project, parse_duration
-
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_UNAVAILABLE = 3
-
-console = Console()
-errors = Console(stderr=True)
-
-file_option = click.option(
-    "-f",
-    "--file",
-    "spec_file",
-    default="functions.yaml",
-    show_default=True,
-    envvar="FAAS_FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The project's functions.yaml.",
+from faas.cli_common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    admin_api,
+    console,
+    errors,
+    fail,
+    file_long_option,
+    file_option,
+    load,
+    project_option,
+    read_data,
+    running_gateway,
 )
-file_long_option = click.option(
-    "--file",
-    "spec_file",
-    default="functions.yaml",
-    show_default=True,
-    envvar="FAAS_FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The project's functions.yaml (no -f here: it means --follow).",
-)
-project_option = click.option(
-    "--project", default=None, envvar="FAAS_PROJECT", help="Project name (overrides the file)."
-)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False)
-    sys.exit(code)
-
-
-def load(spec_file: Path, project: str | None) -> Project:
-    try:
-        return load_project(spec_file, project_name=project)
-    except SpecError as exc:
-        noun = "problem" if len(exc.problems) == 1 else "problems"
-        errors.print(f"[bold red]{spec_file} has {len(exc.problems)} {noun}:[/]", highlight=False)
-        for problem in exc.problems:
-            errors.print(f"  {problem}", highlight=False, markup=False)
-        sys.exit(EXIT_INVALID)
-
-
-def running_gateway(project: Project) -> state.GatewayState:
-    found = state.read(project.root, project.name)
-    if found is None:
-        fail(f"no gateway is running for project {project.name}; start one with `faas up`", 3)
-    return found
+from runtime.errors import EngineUnavailable, FaasError
+from runtime.spec import parse_duration
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,8 +51,12 @@ def main() -> None:
       faas up                      deploy functions.yaml and serve on 127.0.0.1:8080
       faas ls                      list functions and their state
       faas invoke hello            call a function and print its answer
-      faas new thumbnail --async   add a function to the project
+      faas new resize --template async   add a function to the project
+      faas logs hello -f           follow what hello's replicas print
+      faas publish orders.created '{"id": 1}'
+      faas ui --open               the dashboard
       faas down                    stop the gateway and remove every container
+      faas init my-project         start a new project
     """
 
 
@@ -253,7 +215,7 @@ def list_functions(spec_file: Path, project: str | None, as_json: bool) -> None:
             for name, f in loaded.functions.items()
         ]
     else:
-        rows = _admin(loaded, running, "GET", "/system/functions")["functions"]
+        rows = admin_api(loaded, running, "GET", "/system/functions")["functions"]
     if as_json:
         click.echo(json.dumps({"project": loaded.name, "functions": rows}, indent=2))
         return
@@ -312,7 +274,7 @@ def invoke(
     """
     loaded = load(spec_file, project)
     running = running_gateway(loaded)
-    body = _read_data(data)
+    body = read_data(data)
     header_map = {}
     for header in headers:
         key, sep, value = header.partition(":")
@@ -412,7 +374,7 @@ def show_logs(
         except ValueError as exc:
             fail(f"--since: {exc}", EXIT_INVALID)
     if not follow:
-        for line in _admin(loaded, running, "GET", "/system/logs", params=params)["lines"]:
+        for line in admin_api(loaded, running, "GET", "/system/logs", params=params)["lines"]:
             _print_log(line, as_json)
         return
     params["follow"] = "1"
@@ -464,141 +426,6 @@ def init(directory: Path, name: str | None) -> None:
     errors.print("  curl http://127.0.0.1:8080/hello")
 
 
-@main.group()
-def keys() -> None:
-    """API keys for functions with `auth: key` (stored as hashes under .faas/).
-
-    \b
-    Examples:
-      faas keys create --name ci --function echo
-      faas keys ls
-      faas keys revoke 1a2b3c4d
-    """
-
-
-@keys.command(name="create")
-@file_option
-@project_option
-@click.option("--name", default="", help="A label to recognise the key by.")
-@click.option(
-    "--function", "functions", multiple=True, help="Limit the key to this function (repeatable)."
-)
-@click.option("--json", "as_json", is_flag=True)
-def keys_create(
-    spec_file: Path, project: str | None, name: str, functions: tuple[str, ...], as_json: bool
-) -> None:
-    """Create a key; its secret is printed once and never stored."""
-    loaded = load(spec_file, project)
-    unknown = [f for f in functions if f not in loaded.functions]
-    if unknown:
-        fail(f"unknown functions: {', '.join(unknown)}", EXIT_INVALID)
-    running = state.read(loaded.root, loaded.name)
-    if running is not None:
-        created = _admin(
-            loaded, running, "POST", "/system/keys", json={"name": name, "functions": functions}
-        )
-    else:
-        record, secret = KeyStore(state.state_dir(loaded.root)).create(name, functions or ("*",))
-        created = {**record.public(), "key": secret}
-    if as_json:
-        click.echo(json.dumps(created))
-        return
-    scope = ", ".join(created["functions"])
-    errors.print(f"created key {created['id']} ({created['name']}) for: {scope}")
-    errors.print("this is the only time the key is shown:")
-    click.echo(created["key"])
-
-
-@keys.command(name="ls")
-@file_option
-@project_option
-@click.option("--json", "as_json", is_flag=True)
-def keys_ls(spec_file: Path, project: str | None, as_json: bool) -> None:
-    """List keys (ids, names, scopes; never the secrets)."""
-    loaded = load(spec_file, project)
-    running = state.read(loaded.root, loaded.name)
-    if running is not None:
-        listed = _admin(loaded, running, "GET", "/system/keys")["keys"]
-    else:
-        listed = [k.public() for k in KeyStore(state.state_dir(loaded.root)).list()]
-    if as_json:
-        click.echo(json.dumps({"keys": listed}, indent=2))
-        return
-    table = Table(title="API keys")
-    for column in ("ID", "NAME", "FUNCTIONS", "CREATED"):
-        table.add_column(column)
-    for key in listed:
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(key["created"]))
-        table.add_row(key["id"], key["name"], ", ".join(key["functions"]), created)
-    console.print(table)
-
-
-@keys.command(name="revoke")
-@click.argument("key_id")
-@file_option
-@project_option
-def keys_revoke(key_id: str, spec_file: Path, project: str | None) -> None:
-    """Revoke a key at once."""
-    loaded = load(spec_file, project)
-    running = state.read(loaded.root, loaded.name)
-    if running is not None:
-        _admin(loaded, running, "DELETE", f"/system/keys/{key_id}")
-    else:
-        try:
-            KeyStore(state.state_dir(loaded.root)).revoke(key_id)
-        except FaasError as exc:
-            fail(str(exc), EXIT_FAILED)
-    errors.print(f"revoked key {key_id}")
-
-
-@main.group(name="secrets")
-def secrets_group() -> None:
-    """Secrets mounted into functions as files under /run/secrets/.
-
-    \b
-    Examples:
-      printf 's3cr3t' | faas secrets set db-password
-      faas secrets set api-token --value "$TOKEN"
-      faas secrets ls
-    """
-
-
-@secrets_group.command(name="set")
-@click.argument("name")
-@file_option
-@click.option("--value", default=None, help="The value; without it, read from stdin.")
-def secrets_set(name: str, spec_file: Path, value: str | None) -> None:
-    """Store a secret (owner-only file under .faas/secrets/); replicas started after see it."""
-    data = value.encode() if value is not None else sys.stdin.buffer.read()
-    try:
-        SecretStore(state.state_dir(spec_file.resolve().parent)).set(name, data)
-    except FaasError as exc:
-        fail(str(exc), EXIT_INVALID)
-    errors.print(f"stored secret {name} ({len(data)} bytes)")
-
-
-@secrets_group.command(name="ls")
-@file_option
-def secrets_ls(spec_file: Path) -> None:
-    """List stored secret names (never values)."""
-    for name in SecretStore(state.state_dir(spec_file.resolve().parent)).names():
-        click.echo(name)
-
-
-@secrets_group.command(name="rm")
-@click.argument("name")
-@file_option
-def secrets_rm(name: str, spec_file: Path) -> None:
-    """Delete a stored secret."""
-    try:
-        removed = SecretStore(state.state_dir(spec_file.resolve().parent)).remove(name)
-    except FaasError as exc:
-        fail(str(exc), EXIT_INVALID)
-    if not removed:
-        fail(f"no secret named {name}", EXIT_FAILED)
-    errors.print(f"removed secret {name}")
-
-
 @main.command()
 @file_option
 @project_option
@@ -631,241 +458,7 @@ def ui(spec_file: Path, project: str | None, open_browser: bool) -> None:
         fail("could not open a web browser; open the URL above", EXIT_FAILED)
 
 
-# -- durable work (issue 5): faas publish, faas dlq ------------------------------------------
-
-
-@main.command()
-@click.argument("topic")
-@click.argument("data", required=False)
-@file_option
-@project_option
-@click.option("-d", "--data", "data_option", default=None, help="The body; @FILE or - (stdin).")
-@click.option(
-    "-t",
-    "--content-type",
-    default=None,
-    help="[default: application/json when the data parses as JSON, else text/plain]",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the gateway's answer as JSON.")
-def publish(
-    topic: str,
-    data: str | None,
-    spec_file: Path,
-    project: str | None,
-    data_option: str | None,
-    content_type: str | None,
-    as_json: bool,
-) -> None:
-    """Publish an event to TOPIC; every subscribed function gets it, at least once.
-
-    The gateway stores the event before it answers. Prints the event id.
-
-    \b
-    Examples:
-      faas publish orders.created '{"order": 42}'
-      faas publish orders.created --data @order.json
-      echo hello | faas publish chat.message --data - -t text/plain
-    """
-    loaded = load(spec_file, project)
-    running = running_gateway(loaded)
-    if data is not None and data_option is not None:
-        fail("give the data once: as an argument or with --data", EXIT_INVALID)
-    body = _read_data(data_option if data_option is not None else data) or b""
-    kind = content_type or _guess_content_type(body)
-    path = "/events/" + urllib.parse.quote(topic, safe="")
-    answer = _admin(loaded, running, "POST", path, content=body, headers={"content-type": kind})
-    if as_json:
-        click.echo(json.dumps(answer))
-        return
-    to = ", ".join(answer["subscribers"]) or "no subscriber (nothing stored)"
-    errors.print(f"published to {topic}: {to}", highlight=False)
-    click.echo(answer["event_id"])
-
-
-@main.group()
-def dlq() -> None:
-    """Dead letters: deliveries that failed every attempt (or with a status not retried).
-
-    Through the running gateway's admin API, or the queue file when none runs.
-
-    \b
-    Examples:
-      faas dlq ls
-      faas dlq ls --function mailer --json
-      faas dlq replay 12 13        # pending again, attempts from 1
-      faas dlq replay --all --function mailer
-      faas dlq drop 12
-    """
-
-
-@dlq.command(name="ls")
-@file_option
-@project_option
-@click.option("--function", default=None, help="Only this function's dead letters.")
-@click.option("--json", "as_json", is_flag=True)
-def dlq_ls(spec_file: Path, project: str | None, function: str | None, as_json: bool) -> None:
-    """List dead letters, oldest first."""
-    loaded = load(spec_file, project)
-    letters = _dead_letters(loaded, function)
-    if as_json:
-        click.echo(json.dumps({"dead_letters": letters}, indent=2))
-        return
-    table = Table(title=f"dead letters of project {loaded.name}")
-    for column in ("ID", "FUNCTION", "KIND", "TOPIC", "ATTEMPTS", "STATUS", "FAILED", "ERROR"):
-        table.add_column(column, overflow="fold")
-    for letter in letters:
-        failed = letter["failed_at"]
-        table.add_row(
-            str(letter["id"]),
-            letter["function"],
-            letter["kind"],
-            letter["topic"] or "-",
-            str(letter["attempts"]),
-            str(letter["status"] or "-"),
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(failed)) if failed else "-",
-            letter["error"] or "",
-        )
-    console.print(table)
-
-
-@dlq.command(name="replay")
-@click.argument("ids", nargs=-1, type=int)
-@file_option
-@project_option
-@click.option("--all", "everything", is_flag=True, help="Every dead letter (of --function).")
-@click.option("--function", default=None, help="With --all: only this function's.")
-def dlq_replay(
-    ids: tuple[int, ...],
-    spec_file: Path,
-    project: str | None,
-    everything: bool,
-    function: str | None,
-) -> None:
-    """Deliver dead letters again, their attempts counted from 1."""
-    _dlq_act(spec_file, project, ids, everything, function, replay=True)
-
-
-@dlq.command(name="drop")
-@click.argument("ids", nargs=-1, type=int)
-@file_option
-@project_option
-@click.option("--all", "everything", is_flag=True, help="Every dead letter (of --function).")
-@click.option("--function", default=None, help="With --all: only this function's.")
-def dlq_drop(
-    ids: tuple[int, ...],
-    spec_file: Path,
-    project: str | None,
-    everything: bool,
-    function: str | None,
-) -> None:
-    """Forget dead letters for good."""
-    _dlq_act(spec_file, project, ids, everything, function, replay=False)
-
-
-def _dead_letters(loaded: Project, function: str | None) -> list[dict[str, Any]]:
-    running = state.read(loaded.root, loaded.name)
-    if running is None:
-        from faas import dlq as offline
-
-        try:
-            return offline.dead_letters(loaded.root, loaded.name, function)
-        except FaasError as exc:
-            fail(str(exc), EXIT_FAILED)
-    query = "?" + urllib.parse.urlencode({"function": function}) if function else ""
-    letters: list[dict[str, Any]] = _admin(loaded, running, "GET", "/system/dlq" + query)[
-        "dead_letters"
-    ]
-    return letters
-
-
-def _dlq_act(
-    spec_file: Path,
-    project: str | None,
-    ids: tuple[int, ...],
-    everything: bool,
-    function: str | None,
-    *,
-    replay: bool,
-) -> None:
-    loaded = load(spec_file, project)
-    if bool(ids) == everything:
-        fail("give dead letter ids, or --all", EXIT_INVALID)
-    wanted = [d["id"] for d in _dead_letters(loaded, function)] if everything else list(ids)
-    running = state.read(loaded.root, loaded.name)
-    done: list[int] = []
-    if running is None:
-        from faas import dlq as offline
-
-        try:
-            act = offline.replay if replay else offline.drop
-            done = act(loaded.root, loaded.name, wanted)
-        except FaasError as exc:
-            fail(str(exc), EXIT_FAILED)
-    else:
-        for delivery_id in wanted:
-            if replay:
-                _admin(loaded, running, "POST", f"/system/dlq/{delivery_id}/replay")
-            else:
-                _admin(loaded, running, "DELETE", f"/system/dlq/{delivery_id}")
-            done.append(delivery_id)
-    missing = sorted(set(wanted) - set(done))
-    verb = "replayed" if replay else "dropped"
-    errors.print(
-        f"{verb} {len(done)} dead letter(s)" + (f" {', '.join(map(str, done))}" if done else "")
-    )
-    if missing:
-        fail(f"no dead letter(s) {', '.join(map(str, missing))}", EXIT_FAILED)
-
-
-def _guess_content_type(body: bytes) -> str:
-    try:
-        json.loads(body)
-    except ValueError:
-        return "text/plain; charset=utf-8"
-    return "application/json"
-
-
-# -- end durable work --------------------------------------------------------------------------
-
-
-def _read_data(data: str | None) -> bytes | None:
-    if data is None:
-        return None
-    if data == "-":
-        return sys.stdin.buffer.read()
-    if data.startswith("@"):
-        try:
-            return Path(data[1:]).read_bytes()
-        except OSError as exc:
-            fail(f"cannot read {data[1:]}: {exc.strerror}", EXIT_INVALID)
-    return data.encode()
-
-
-def _admin(
-    loaded: Project, running: state.GatewayState, method: str, path: str, **kwargs: Any
-) -> Any:
-    """Call the admin API with the token `faas up` wrote; exits with a message on failure."""
-    token = state.admin_token(loaded.root)
-    headers = {
-        **kwargs.pop("headers", {}),
-        **({"authorization": f"Bearer {token}"} if token else {}),
-    }
-    try:
-        response = httpx.request(
-            method,
-            running.url + path,
-            headers=headers,
-            timeout=10,
-            trust_env=False,
-            verify=not running.tls,  # our own gateway on loopback, maybe with a self-signed cert
-            **kwargs,
-        )
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the gateway at {running.url}: {exc}", EXIT_UNAVAILABLE)
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("error", response.text)
-        except ValueError:
-            message = response.text
-        fail(f"the gateway answered {response.status_code}: {message}", EXIT_FAILED)
-    return response.json()
+main.add_command(cli_access.keys)
+main.add_command(cli_access.secrets_group)
+main.add_command(cli_events.publish)
+main.add_command(cli_events.dlq)

@@ -1,0 +1,111 @@
+"""What every `faas` command shares: exit codes, options, loading the project, the admin API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import httpx
+from rich.console import Console
+
+from faas import state
+from runtime.errors import SpecError
+from runtime.spec import Project, load_project
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 3
+
+console = Console()
+errors = Console(stderr=True)
+
+file_option = click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    default="functions.yaml",
+    show_default=True,
+    envvar="FAAS_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The project's functions.yaml.",
+)
+file_long_option = click.option(
+    "--file",
+    "spec_file",
+    default="functions.yaml",
+    show_default=True,
+    envvar="FAAS_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The project's functions.yaml (no -f here: it means --follow).",
+)
+project_option = click.option(
+    "--project", default=None, envvar="FAAS_PROJECT", help="Project name (overrides the file)."
+)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(code)
+
+
+def load(spec_file: Path, project: str | None) -> Project:
+    try:
+        return load_project(spec_file, project_name=project)
+    except SpecError as exc:
+        noun = "problem" if len(exc.problems) == 1 else "problems"
+        errors.print(f"[bold red]{spec_file} has {len(exc.problems)} {noun}:[/]", highlight=False)
+        for problem in exc.problems:
+            errors.print(f"  {problem}", highlight=False, markup=False)
+        sys.exit(EXIT_INVALID)
+
+
+def running_gateway(project: Project) -> state.GatewayState:
+    found = state.read(project.root, project.name)
+    if found is None:
+        fail(f"no gateway is running for project {project.name}; start one with `faas up`", 3)
+    return found
+
+
+def read_data(data: str | None) -> bytes | None:
+    if data is None:
+        return None
+    if data == "-":
+        return sys.stdin.buffer.read()
+    if data.startswith("@"):
+        try:
+            return Path(data[1:]).read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {data[1:]}: {exc.strerror}", EXIT_INVALID)
+    return data.encode()
+
+
+def admin_api(
+    loaded: Project, running: state.GatewayState, method: str, path: str, **kwargs: Any
+) -> Any:
+    """Call the admin API with the token `faas up` wrote; exits with a message on failure."""
+    token = state.admin_token(loaded.root)
+    headers = {
+        **kwargs.pop("headers", {}),
+        **({"authorization": f"Bearer {token}"} if token else {}),
+    }
+    try:
+        response = httpx.request(
+            method,
+            running.url + path,
+            headers=headers,
+            timeout=10,
+            trust_env=False,
+            verify=not running.tls,  # our own gateway on loopback, maybe with a self-signed cert
+            **kwargs,
+        )
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the gateway at {running.url}: {exc}", EXIT_UNAVAILABLE)
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        fail(f"the gateway answered {response.status_code}: {message}", EXIT_FAILED)
+    return response.json()
