@@ -55,7 +55,6 @@ class FunctionState(StrEnum):
 class ReplicaHandle:
     replica: Replica
     in_flight: int = 0
-    served: int = 0
     started_at: float = field(default_factory=time.time)
 
 
@@ -118,10 +117,6 @@ class FunctionPool:
     def in_flight(self) -> int:
         return sum(h.in_flight for h in self.replicas) + sum(h.in_flight for h in self.draining)
 
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
     def depth(self) -> int:
         """Queue depth as the autoscaler sees it: the one place it is read."""
         return len(self._waiters) + self.backlog()
@@ -176,7 +171,6 @@ class FunctionPool:
 
     def release(self, handle: ReplicaHandle) -> None:
         handle.in_flight -= 1
-        handle.served += 1
         if handle in self.draining:
             if handle.in_flight == 0:
                 self.draining.remove(handle)

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from runtime.errors import FaasError
 
-MOUNT_DIR = "/run/secrets"
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
