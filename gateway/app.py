@@ -30,6 +30,7 @@ from gateway.auth import Caller, Denied, Guard
 from gateway.dashboard import Dashboard  # dashboard (issue 7)
 from gateway.errors import error_response, response_for
 from gateway.events import event_routes
+from gateway.fastpath import FunctionFastPath
 from gateway.keys import KeyStore
 from gateway.limits import HeaderSizeLimit
 from gateway.metrics import CONTENT_TYPE, Metrics
@@ -88,13 +89,16 @@ def create_app(
             return response_for(exc, new_call_id())
         return await proxy.forward(request, name, path, body=body, strip=caller.consumed)
 
+    async def function(request: Request, name: str, below: str) -> Response:
+        """`below` is the path as the caller encoded it: the replica gets it as sent."""
+        return await invoke(request, name, below, None)
+
     async def function_root(request: Request) -> Response:
-        return await invoke(request, request.path_params["name"], "/", None)
+        return await function(request, request.path_params["name"], "/")
 
     async def function_path(request: Request) -> Response:
-        # The path as the caller encoded it: the replica gets it percent-encoded, as sent.
         below = _raw_path(request).removeprefix("/function/").partition("/")[2]
-        return await invoke(request, request.path_params["name"], "/" + below, None)
+        return await function(request, request.path_params["name"], "/" + below)
 
     def declared(path: str, triggers: dict[str, tuple[str, Trigger]]) -> Endpoint:
         allow = ", ".join(sorted(triggers))
@@ -226,7 +230,10 @@ def create_app(
     app = Starlette(
         routes=[*fixed, *declared_routes(project)],
         exception_handlers={404: not_found, 405: method_not_allowed},
-        middleware=[Middleware(HeaderSizeLimit, max_bytes=project.gateway.max_header_size)],
+        middleware=[
+            Middleware(HeaderSizeLimit, max_bytes=project.gateway.max_header_size),
+            Middleware(FunctionFastPath, endpoint=function, methods=frozenset(ALL_METHODS)),
+        ],
     )
 
     def reconfigure(new: Project) -> None:

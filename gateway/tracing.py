@@ -7,13 +7,15 @@ one is replaced by a new trace. Handlers read it from `event.headers`.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 
 from runtime.invocation import RawHeaders
 
 _TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 HEADER = b"traceparent"
+_random = random.Random()
+"""Trace and span ids need to be unique, not secret: no system call per request for them."""
 
 
 def propagate(headers: RawHeaders) -> tuple[RawHeaders, str]:
@@ -24,7 +26,7 @@ def propagate(headers: RawHeaders) -> tuple[RawHeaders, str]:
     if match and match.group(1) != b"ff" and set(match.group(2)) != {ord("0")}:
         version, trace_id, _, flags = match.groups()
     if not trace_id:
-        trace_id = secrets.token_hex(16).encode()
-    value = b"-".join((version, trace_id, secrets.token_hex(8).encode(), flags))
+        trace_id = b"%032x" % _random.getrandbits(128)
+    value = b"-".join((version, trace_id, b"%016x" % _random.getrandbits(64), flags))
     kept = [(key, v) for key, v in headers if key != HEADER]  # tracestate passes untouched
     return [*kept, (HEADER, value)], trace_id.decode()
