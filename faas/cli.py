@@ -427,6 +427,31 @@ def init(directory: Path, name: str | None) -> None:
 
 
 @main.command()
+@click.argument("name")
+@file_option
+@project_option
+@click.option("--min", "minimum", type=int, default=None, help="Replicas kept running.")
+@click.option("--max", "maximum", type=int, default=None, help="Replicas at most.")
+def scale(
+    name: str, spec_file: Path, project: str | None, minimum: int | None, maximum: int | None
+) -> None:
+    """Set a function's replica bounds on the running gateway (until functions.yaml changes).
+
+    \b
+    Examples:
+      faas scale hello --min 2          keep two replicas warm
+      faas scale hello --min 0 --max 8
+    """
+    loaded = load(spec_file, project)
+    running = running_gateway(loaded)
+    body = {k: v for k, v in (("min", minimum), ("max", maximum)) if v is not None}
+    if not body:
+        fail("give --min, --max or both", EXIT_INVALID)
+    answer = admin_api(loaded, running, "POST", f"/system/functions/{name}/scale", json=body)
+    errors.print(f"{name}: min {answer['min']}, max {answer['max']}", highlight=False)
+
+
+@main.command()
 @file_option
 @project_option
 @click.option("--open", "open_browser", is_flag=True, help="Also open it in a web browser.")

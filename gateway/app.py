@@ -157,6 +157,22 @@ def create_app(
         key, secret = security.keys.create(str(payload.get("name") or ""), functions)
         return JSONResponse({**key.public(), "key": secret}, status_code=201)
 
+    async def set_scale(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            payload = await request.json()
+            pool = platform.pool(name)
+            minimum = int(payload.get("min", pool.spec.scale.min))
+            maximum = int(payload.get("max", max(pool.spec.scale.max, minimum)))
+            scale = platform.set_scale(name, minimum, maximum)
+        except (ValueError, TypeError, AttributeError):
+            return error_response(400, 'expected a JSON body like {"min": 1, "max": 4}')
+        except FunctionNotFound as exc:
+            return error_response(404, str(exc))
+        except FaasError as exc:
+            return error_response(400, str(exc))
+        return JSONResponse({"function": name, "min": scale.min, "max": scale.max})
+
     async def revoke_key(request: Request) -> Response:
         try:
             key = security.keys.revoke(request.path_params["key_id"])
@@ -220,6 +236,7 @@ def create_app(
         Route("/system/keys", admin(list_keys), methods=["GET"]),
         Route("/system/keys", admin(create_key), methods=["POST"]),
         Route("/system/keys/{key_id}", admin(revoke_key), methods=["DELETE"]),
+        Route("/system/functions/{name}/scale", admin(set_scale), methods=["POST"]),
         Route("/system/logs", admin(logs), methods=["GET"]),
         Route("/metrics", admin(prometheus), methods=["GET"]),
         *(event_routes(events, lambda: guard, lambda: limiter, proxy, admin) if events else ()),

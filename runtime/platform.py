@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from runtime.pool import FunctionPool
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
 from runtime.secrets import SecretStore
-from runtime.spec import FunctionSpec, Project
+from runtime.spec import FunctionSpec, Project, ScalePolicy
 
 log = logging.getLogger("faas.platform")
 
@@ -141,6 +142,18 @@ class Platform:
             return
         pool.mark_built(request.tag)
         progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
+
+    def set_scale(self, name: str, minimum: int, maximum: int) -> ScalePolicy:
+        """Override a function's replica bounds until functions.yaml is next applied."""
+        pool = self.pool(name)
+        if minimum < 0 or maximum < 1 or minimum > maximum:
+            raise FaasError(
+                f"expected 0 <= min <= max and max >= 1, got min {minimum}, max {maximum}"
+            )
+        scale = dataclasses.replace(pool.spec.scale, min=minimum, max=maximum)
+        pool.spec = dataclasses.replace(pool.spec, scale=scale)
+        self.autoscaler.wake()
+        return scale
 
     # -- development: changes while serving ------------------------------------------
 

@@ -129,3 +129,19 @@ def test_killed_replica_loses_no_queued_call(
     for response in responses:
         if response.status_code == 502:
             assert "slow" in response.json()["error"]
+
+
+def test_scale_by_hand_through_the_admin_api(
+    scaling: Gateway, docker_client: docker.DockerClient
+) -> None:
+    result = scaling.cli("scale", "narrow", "--min", "1", "--max", "1")
+    assert result.returncode == 0, result.stderr
+    wait_for(
+        lambda: len(running(docker_client, scaling.project, "narrow")) == 1, 30, "min 1 to hold"
+    )
+    listed = {f["name"]: f for f in scaling.admin_get("/system/functions").json()["functions"]}
+    assert listed["narrow"]["scale"]["min"] == 1
+    refused = scaling.cli("scale", "narrow", "--min", "3", "--max", "2")
+    assert refused.returncode == 1
+    assert "min <= max" in refused.stderr
+    assert scaling.cli("scale", "nope", "--min", "1").returncode == 1
