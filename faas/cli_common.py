@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
@@ -14,6 +15,8 @@ from faas import state
 from runtime.errors import SpecError
 from runtime.spec import Project, load_project
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_UNAVAILABLE = 3
@@ -21,25 +24,21 @@ EXIT_UNAVAILABLE = 3
 console = Console()
 errors = Console(stderr=True)
 
-file_option = click.option(
-    "-f",
-    "--file",
-    "spec_file",
-    default="functions.yaml",
-    show_default=True,
-    envvar="FAAS_FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The project's functions.yaml.",
-)
-file_long_option = click.option(
-    "--file",
-    "spec_file",
-    default="functions.yaml",
-    show_default=True,
-    envvar="FAAS_FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The project's functions.yaml (no -f here: it means --follow).",
-)
+
+def _file_option(*flags: str, note: str = "") -> Callable[[F], F]:
+    return click.option(
+        *flags,
+        "spec_file",
+        default="functions.yaml",
+        show_default=True,
+        envvar="FAAS_FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"The project's functions.yaml{note}.",
+    )
+
+
+file_option = _file_option("-f", "--file")
+file_long_option = _file_option("--file", note=" (no -f here: it means --follow)")
 project_option = click.option(
     "--project", default=None, envvar="FAAS_PROJECT", help="Project name (overrides the file)."
 )

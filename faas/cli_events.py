@@ -15,6 +15,7 @@ from faas import state
 from faas.cli_common import (
     EXIT_FAILED,
     EXIT_INVALID,
+    F,
     admin_api,
     console,
     errors,
@@ -125,12 +126,25 @@ def dlq_ls(spec_file: Path, project: str | None, function: str | None, as_json: 
     console.print(table)
 
 
+def _selection(command: F) -> F:
+    """The dead letters a `replay` or `drop` acts on: ids, or --all [--function]."""
+    for option in reversed(
+        (
+            click.argument("ids", nargs=-1, type=int),
+            file_option,
+            project_option,
+            click.option(
+                "--all", "everything", is_flag=True, help="Every dead letter (of --function)."
+            ),
+            click.option("--function", default=None, help="With --all: only this function's."),
+        )
+    ):
+        command = option(command)
+    return command
+
+
 @dlq.command(name="replay")
-@click.argument("ids", nargs=-1, type=int)
-@file_option
-@project_option
-@click.option("--all", "everything", is_flag=True, help="Every dead letter (of --function).")
-@click.option("--function", default=None, help="With --all: only this function's.")
+@_selection
 def dlq_replay(
     ids: tuple[int, ...],
     spec_file: Path,
@@ -143,11 +157,7 @@ def dlq_replay(
 
 
 @dlq.command(name="drop")
-@click.argument("ids", nargs=-1, type=int)
-@file_option
-@project_option
-@click.option("--all", "everything", is_flag=True, help="Every dead letter (of --function).")
-@click.option("--function", default=None, help="With --all: only this function's.")
+@_selection
 def dlq_drop(
     ids: tuple[int, ...],
     spec_file: Path,

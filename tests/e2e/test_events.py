@@ -10,7 +10,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +27,7 @@ from tests.conftest import (
     running_gateway,
     start_gateway,
     unique_project,
+    wait_for,
 )
 
 pytestmark = pytest.mark.docker
@@ -34,16 +35,6 @@ pytestmark = pytest.mark.docker
 HERE = Path(__file__).parent / "projects" / "events"
 SPEC = HERE / "functions.yaml"
 CRASH_SPEC = HERE / "crash.yaml"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def forget_queue(project: str) -> None:
