@@ -15,6 +15,7 @@ from runtime.errors import Problem, SpecError
 from runtime.spec import _values as v
 from runtime.spec._model import (
     SPEC_FILENAME,
+    ClusterSettings,
     FunctionSpec,
     GatewaySettings,
     JwtSettings,
@@ -109,6 +110,7 @@ def load_project_text(
         root=root,
         file=root / PurePath(filename).name,
         gateway=_gateway(document.gateway),
+        cluster=ClusterSettings(**dict(document.cluster)),
         functions=MappingProxyType(
             {
                 function: _function_spec(function, raw, document.defaults)

@@ -144,6 +144,23 @@ class GatewaySettings:
     """Seconds that finished async calls and deliveries stay queryable."""
 
 
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """Where replicas run and where durable work is kept, beyond one machine."""
+
+    backend: str = "docker"
+    """docker (one engine) or swarm (Docker Swarm services, any number of nodes)."""
+    registry: str | None = None
+    """Registry (host[:port][/namespace]) that function images are pushed to, so every
+    Swarm node can pull them; None keeps images local to the node that built them."""
+    queue: str = "sqlite"
+    """sqlite (embedded, one gateway) or nats (NATS JetStream, shared by several gateways)."""
+    nats_url: str = DEFAULT_NATS_URL
+
+
 @dataclass(frozen=True, slots=True)
 class FunctionSpec:
     """One function, with the project defaults already merged in.
@@ -184,6 +201,7 @@ class Project:
     file: Path
     gateway: GatewaySettings
     functions: Mapping[str, FunctionSpec] = field(hash=False)
+    cluster: ClusterSettings = ClusterSettings()
 
 
 DEFAULT_GATEWAY = GatewaySettings()

@@ -39,6 +39,7 @@ from runtime.spec._model import (
     DEFAULT_MAX_QUEUE,
     DEFAULT_MEMORY,
     DEFAULT_METHODS,
+    DEFAULT_NATS_URL,
     DEFAULT_PORT,
     DEFAULT_RESULT_RETENTION,
     DEFAULT_RETRY_ON,
@@ -140,6 +141,13 @@ class RawGateway(_Raw):
     result_retention: Duration = DEFAULT_RESULT_RETENTION
 
 
+class RawCluster(_Raw):
+    backend: Annotated[str, PlainValidator(v.one_of("a backend", v.BACKENDS))] = "docker"
+    registry: Annotated[str | None, PlainValidator(v.optional(v.registry))] = None
+    queue: Annotated[str, PlainValidator(v.one_of("a queue", v.QUEUES))] = "sqlite"
+    nats_url: Annotated[str, PlainValidator(v.nats_url)] = DEFAULT_NATS_URL
+
+
 class RawDefaults(_Raw):
     """The settings a function may inherit from the `defaults` block."""
 
@@ -173,6 +181,7 @@ class RawDocument(_Raw):
     version: Annotated[int, PlainValidator(v.version)]
     project: Annotated[str | None, PlainValidator(v.optional(v.name("project name")))] = None
     gateway: Annotated[RawGateway, _empty_if_null({})] = RawGateway()
+    cluster: Annotated[RawCluster, _empty_if_null({})] = RawCluster()
     defaults: DefaultsBlock = RawDefaults()
     functions: Annotated[dict[FunctionName, RawFunction], AfterValidator(_not_empty)]
 

@@ -308,6 +308,37 @@ def auth_mode(value: object) -> str:
     raise ValueError(f"expected one of {', '.join(AUTH_MODES)}, got {describe(value)}")
 
 
+BACKENDS = ("docker", "swarm")
+QUEUES = ("sqlite", "nats")
+
+
+def one_of(noun: str, choices: tuple[str, ...]) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        raise ValueError(f"expected {noun}: one of {', '.join(choices)}; got {describe(value)}")
+
+    return check
+
+
+def nats_url(value: object) -> str:
+    if isinstance(value, str) and re.fullmatch(r"(nats|tls)://[^\s/]+", value):
+        return value
+    raise ValueError(
+        f'expected a NATS server URL such as "nats://127.0.0.1:4222", got {describe(value)}'
+    )
+
+
+def registry(value: object) -> str:
+    """A registry host with an optional namespace, such as 127.0.0.1:5000 or reg.example/team."""
+    if isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)*", value):
+        return value
+    raise ValueError(
+        f'expected a registry such as "127.0.0.1:5000" or "registry.example.com/team", '
+        f"got {describe(value)}"
+    )
+
+
 def boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value
