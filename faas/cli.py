@@ -20,7 +20,7 @@ import click
 import httpx
 from rich.table import Table
 
-from faas import cli_access, cli_events, scaffold, state
+from faas import cli_access, cli_events, cli_export, scaffold, state
 from faas import logs as logging_setup
 from faas.cli_common import (
     EXIT_FAILED,
@@ -37,6 +37,7 @@ from faas.cli_common import (
     read_data,
     running_gateway,
 )
+from runtime.backends import BACKENDS
 from runtime.errors import EngineUnavailable, FaasError
 from runtime.spec import parse_duration
 
@@ -65,7 +66,12 @@ def main() -> None:
 @project_option
 @click.option("--host", default=None, help="Address to listen on [default: gateway.host].")
 @click.option("--port", type=int, default=None, help="Port to listen on [default: gateway.port].")
-@click.option("--backend", default="docker", show_default=True, help="Where replicas run.")
+@click.option(
+    "--backend",
+    type=click.Choice(sorted(BACKENDS)),
+    default=None,
+    help="Where replicas run: docker or swarm [default: cluster.backend, else docker].",
+)
 @click.option(
     "--reload/--no-reload",
     default=True,
@@ -80,7 +86,7 @@ def up(
     project: str | None,
     host: str | None,
     port: int | None,
-    backend: str,
+    backend: str | None,
     reload: bool,
     log_json: bool,
     log_level: str,
@@ -118,7 +124,7 @@ def up(
                 loaded,
                 host=host or loaded.gateway.host,
                 port=loaded.gateway.port if port is None else port,
-                backend_name=backend,
+                backend_name=backend or loaded.cluster.backend,
                 dev=reload,
                 on_ready=announce,
             )
@@ -132,8 +138,8 @@ def up(
 @main.command()
 @file_option
 @project_option
-@click.option("--backend", default="docker", show_default=True)
-def build(spec_file: Path, project: str | None, backend: str) -> None:
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None)
+def build(spec_file: Path, project: str | None, backend: str | None) -> None:
     """Build the base image and every function's image, then exit.
 
     Unchanged functions are not rebuilt. Useful to warm the cache before `faas up`.
@@ -145,7 +151,10 @@ def build(spec_file: Path, project: str | None, backend: str) -> None:
     from runtime.platform import Platform
 
     async def run() -> list[str]:
-        platform = Platform(loaded, create_backend(backend, loaded.name))
+        name = backend or loaded.cluster.backend
+        platform = Platform(
+            loaded, create_backend(name, loaded.name, registry=loaded.cluster.registry)
+        )
         try:
             with ProgressDisplay(f"Building project {loaded.name}") as progress:
                 await platform.build(progress)
@@ -166,7 +175,8 @@ def build(spec_file: Path, project: str | None, backend: str) -> None:
 @file_option
 @project_option
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the gateway.")
-def down(spec_file: Path, project: str | None, timeout: float) -> None:
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None)
+def down(spec_file: Path, project: str | None, timeout: float, backend: str | None) -> None:
     """Stop the running gateway and remove every container and network of the project.
 
     Also removes what a gateway that crashed left behind.
@@ -182,17 +192,17 @@ def down(spec_file: Path, project: str | None, timeout: float) -> None:
     from runtime.backends import create_backend
 
     async def teardown() -> int:
-        backend = create_backend("docker", loaded.name)
+        engine = create_backend(backend or loaded.cluster.backend, loaded.name)
         try:
-            return await backend.teardown()
+            return await engine.teardown()
         finally:
-            await backend.close()
+            await engine.close()
 
     try:
         removed = asyncio.run(teardown())
     except EngineUnavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
-    errors.print(f"project {loaded.name}: removed {removed} container(s) and the project network")
+    errors.print(f"project {loaded.name}: removed {removed} replica(s) and the project's networks")
 
 
 @main.command(name="ls")
@@ -487,3 +497,4 @@ main.add_command(cli_access.keys)
 main.add_command(cli_access.secrets_group)
 main.add_command(cli_events.publish)
 main.add_command(cli_events.dlq)
+main.add_command(cli_export.export)

@@ -76,7 +76,7 @@ async def serve_platform(
     tls = project.gateway.tls
     sock = bind(host, port)
     actual_port = sock.getsockname()[1]
-    backend = create_backend(backend_name, project.name)
+    backend = create_backend(backend_name, project.name, registry=project.cluster.registry)
     platform = Platform(project, backend, security.secrets, dev=dev)
     platform.logs.echo = ReplicaPrinter()
     hub_handler = HubHandler(platform.logs)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime import requirements
-from runtime.backends.base import Backend, ProgressCallback, Replica
+from runtime.backends.base import Backend, ProgressCallback, Replica, is_service_backend
 from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, ReplicaUnreachable
 from runtime.images import code_mount, plan_image
 from runtime.invocation import Invocation, InvocationResult
@@ -24,6 +24,8 @@ from runtime.logs import LogHub
 from runtime.pool import FunctionPool
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
+from runtime.scaling.coordination import Coordination
+from runtime.scaling.services import ServiceAutoscaler
 from runtime.secrets import SecretStore
 from runtime.spec import FunctionSpec, Project, ScalePolicy
 
@@ -48,6 +50,7 @@ class Platform:
         secrets: SecretStore | None = None,
         *,
         dev: bool = False,
+        coordination: Coordination | None = None,
     ) -> None:
         self.project = project
         self.backend = backend
@@ -57,7 +60,11 @@ class Platform:
         self.client = ReplicaClient()
         self.logs = LogHub()
         self.pools: dict[str, FunctionPool] = {}
-        self.autoscaler = Autoscaler(self.pools, backend)
+        self.autoscaler: Autoscaler
+        if is_service_backend(backend):
+            self.autoscaler = ServiceAutoscaler(self.pools, backend, self.client, coordination)
+        else:
+            self.autoscaler = Autoscaler(self.pools, backend)
         for spec in project.functions.values():
             self.pools[spec.name] = self._new_pool(spec)
         self._autoscaling: asyncio.Task[None] | None = None
@@ -94,7 +101,7 @@ class Platform:
         await self.build(progress)
         for pool in self.pools.values():
             self._mount_secrets(pool)
-            pool.prepare_spare()
+        await asyncio.gather(*(self._prepare_replicas(pool) for pool in self.pools.values()))
         self._autoscaling = asyncio.get_running_loop().create_task(self.autoscaler.run())
         self.autoscaler.wake()
         await asyncio.gather(
@@ -187,7 +194,7 @@ class Platform:
             if request.tag != pool.image:
                 pool.mark_built(request.tag)
                 pool.error = None
-                await pool.roll()
+                await self._replace_replicas(pool)
                 rolled.append(name)
         return rolled
 
@@ -202,6 +209,7 @@ class Platform:
         changes = Changes()
         for name in [n for n in self.pools if n not in project.functions]:
             await self.pools.pop(name).stop_all()
+            await self._remove_replicas(name)
             changes.removed.append(name)
         added: list[FunctionPool] = []
         for name, spec in project.functions.items():
@@ -219,15 +227,40 @@ class Platform:
             await self._build_all(added, progress)
             for pool in added:
                 self._mount_secrets(pool)
-                pool.prepare_spare()
+                await self._prepare_replicas(pool)
         for name in changes.rolled:
             pool = self.pools[name]
             pool.code_mount = code_mount(project, pool.spec) if self.dev else None
             self._mount_secrets(pool)
             await self._build_all([pool], progress)
-            await pool.roll()
+            await self._replace_replicas(pool)
         self.autoscaler.wake()
         return changes
+
+    async def _prepare_replicas(self, pool: FunctionPool) -> None:
+        """Get a function ready to start replicas: a spare container, or its service."""
+        if pool.error is not None or pool.image is None:
+            return
+        if not is_service_backend(self.backend):
+            pool.prepare_spare()
+            return
+        try:
+            await self.backend.ensure_service(pool.replica_spec())
+        except FaasError as exc:
+            pool.mark_failed(str(exc))
+
+    async def _replace_replicas(self, pool: FunctionPool) -> None:
+        """New image or settings: successors start before their predecessors stop."""
+        if is_service_backend(self.backend):
+            await self._prepare_replicas(pool)  # the engine rolls the service's tasks
+        else:
+            await pool.roll()
+
+    async def _remove_replicas(self, function: str) -> None:
+        if is_service_backend(self.backend):
+            assert isinstance(self.autoscaler, ServiceAutoscaler)
+            self.autoscaler.forget_function(function)
+            await self.backend.remove_service(function)
 
     def _mount_secrets(self, pool: FunctionPool) -> None:
         names = pool.spec.secrets

@@ -208,7 +208,7 @@ class FunctionPool:
 
     # -- replicas --------------------------------------------------------------
 
-    def _replica_spec(self) -> ReplicaSpec:
+    def replica_spec(self) -> ReplicaSpec:
         assert self.image is not None
         return ReplicaSpec(
             function=self.spec.name,
@@ -219,6 +219,7 @@ class FunctionPool:
             environment=self.spec.environment,
             memory=self.spec.memory,
             cpus=self.spec.cpus,
+            timeout=self.spec.timeout,
             secret_files={name: str(path) for name, path in self.secret_files.items()},
             code_mount=self.code_mount,
         )
@@ -227,7 +228,7 @@ class FunctionPool:
         """Create the next replica ahead of need, unless one is being made already."""
         if self._spare is None and self.image is not None and not self.error and not self._closed:
             self._spare = asyncio.get_running_loop().create_task(
-                self._backend.create(self._replica_spec())
+                self._backend.create(self.replica_spec())
             )
 
     async def _take_spare(self) -> CreatedReplica:
@@ -239,7 +240,7 @@ class FunctionPool:
                 log.warning(
                     "spare replica unusable", extra={"function": self.spec.name, "error": str(exc)}
                 )
-        return await self._backend.create(self._replica_spec())
+        return await self._backend.create(self.replica_spec())
 
     async def start_replica(self) -> None:
         """Start one replica and put it to work once its watchdog answers ready."""
@@ -300,6 +301,33 @@ class FunctionPool:
         # The next spare is created a little later, so that creating it does not compete
         # for the engine and the GIL with the calls this replica is about to serve.
         self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY, self.prepare_spare)
+
+    def adopt(self, replica: Replica, cold_start: float) -> None:
+        """Put to work a ready replica that the engine started (service backends)."""
+        self.replicas.append(ReplicaHandle(replica))
+        self._start_failures = 0
+        self.last_cold_start = cold_start
+        self._dispatch()
+        self.on_cold_start(self.spec.name, cold_start)
+        log.info(
+            "replica ready",
+            extra={
+                "function": self.spec.name,
+                "replica": replica.name,
+                "cold_start_ms": round(cold_start * 1000, 1),
+            },
+        )
+
+    def retire(self, handle: ReplicaHandle) -> None:
+        """Stop routing to a replica the engine is stopping; its calls in flight finish."""
+        if handle in self.replicas:
+            self.replicas.remove(handle)
+            if handle.in_flight:
+                self.draining.append(handle)
+            log.info(
+                "replica retired",
+                extra={"function": self.spec.name, "replica": handle.replica.name},
+            )
 
     async def _check_alive(self, replica: Replica) -> None:
         status = await self._backend.status(replica.id)

@@ -7,10 +7,14 @@ import importlib
 from runtime.backends.base import Backend
 from runtime.errors import FaasError
 
-BACKENDS = {"docker": "runtime.backends.docker:DockerBackend"}
+BACKENDS = {
+    "docker": "runtime.backends.docker:DockerBackend",
+    "swarm": "runtime.backends.swarm:SwarmBackend",
+}
 
 
-def create_backend(name: str, project: str) -> Backend:
+def create_backend(name: str, project: str, *, registry: str | None = None) -> Backend:
+    """The backend called `name`; `registry`, where images are pushed, is for swarm only."""
     try:
         target = BACKENDS[name]
     except KeyError:
@@ -18,5 +22,6 @@ def create_backend(name: str, project: str) -> Backend:
         raise FaasError(f"unknown backend {name!r}; known backends: {known}") from None
     module_name, _, class_name = target.partition(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
-    backend: Backend = backend_class(project)
+    options = {"registry": registry} if name == "swarm" else {}
+    backend: Backend = backend_class(project, **options)
     return backend

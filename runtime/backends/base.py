@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 ProgressCallback = Callable[[str, float | None], None]
 """Reports a long operation: (message, fraction done in 0..1 or None when unknown)."""
@@ -28,6 +28,8 @@ class ReplicaSpec:
     memory: int = 256 * 1024 * 1024
     cpus: float = 1.0
     pids: int = 256
+    timeout: float = 30.0
+    """A call's time limit: how long a stopping replica may take to finish its calls."""
     secret_files: Mapping[str, str] = field(default_factory=dict)
     """Secret name -> host file, mounted read-only at /run/secrets/<name>."""
     code_mount: tuple[str, str] | None = None
@@ -120,3 +122,48 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release the engine connection."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A replica that a service backend's engine runs: listed, never started by the gateway."""
+
+    id: str
+    name: str
+    function: str
+    running: bool
+    """Running now and meant to keep running (not being shut down)."""
+    created_at: float
+    """Epoch seconds when the engine created it: the start of its cold start."""
+    token: str
+    address: str | None = None
+    """host:port the gateway can reach; None while it has none, or none reachable from here."""
+
+
+class ServiceBackend(Backend, Protocol):
+    """A backend whose engine keeps each function's replica count (Docker Swarm services).
+
+    The autoscaler sets the count; the engine decides which replicas to start
+    and which to stop, and every gateway learns them by listing `tasks`. The
+    per-replica verbs of `Backend` (`create`, `start`) are not used with it.
+    """
+
+    async def ensure_service(self, spec: ReplicaSpec) -> None:
+        """Create the function's service at zero replicas, or update it to `spec`.
+
+        An update replaces running replicas one by one, each successor started first.
+        """
+
+    async def remove_service(self, function: str) -> None: ...
+
+    async def set_replicas(self, function: str, count: int) -> None: ...
+
+    async def desired_replicas(self) -> dict[str, int]:
+        """The replica count each function's service is set to now, by function."""
+
+    async def tasks(self) -> list[Task]:
+        """Every task of this project's services that runs or is about to."""
+
+
+def is_service_backend(backend: Backend) -> TypeGuard[ServiceBackend]:
+    return hasattr(backend, "set_replicas")

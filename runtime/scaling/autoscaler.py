@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from runtime.backends.base import Backend
 from runtime.errors import FaasError
 from runtime.pool import FunctionPool
-from runtime.scaling.decide import History, Observation, decide
+from runtime.scaling.decide import Decision, History, Observation, decide
 
 log = logging.getLogger("faas.scale")
 
@@ -38,6 +38,8 @@ class ScaleEvent:
 
 
 class Autoscaler:
+    health_interval = HEALTH_INTERVAL
+
     def __init__(self, pools: Mapping[str, FunctionPool], backend: Backend) -> None:
         self.pools = pools
         self.events: collections.deque[ScaleEvent] = collections.deque(maxlen=500)
@@ -52,7 +54,7 @@ class Autoscaler:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_health_check = loop.time() + HEALTH_INTERVAL
+        next_health_check = loop.time() + self.health_interval
         while True:
             try:
                 async with asyncio.timeout(TICK):
@@ -64,7 +66,7 @@ class Autoscaler:
             for pool in self.pools.values():
                 self.reconcile(pool, now)
             if now >= next_health_check:
-                next_health_check = now + HEALTH_INTERVAL
+                next_health_check = now + self.health_interval
                 try:
                     await self.check_health()
                 except FaasError as exc:
@@ -75,9 +77,7 @@ class Autoscaler:
             return
         ready, starting = len(pool.replicas), max(0, pool.starting - pool.replacing)
         observation = Observation(now, pool.depth(), pool.in_flight, ready, starting)
-        name = pool.spec.name
-        decision = decide(observation, pool.spec.scale, self._histories.get(name, History()))
-        self._histories[name] = decision.history
+        decision = self._decide(pool, observation)
         current, desired = ready + starting, decision.desired
         if desired > current:
             for _ in range(desired - current):
@@ -87,7 +87,14 @@ class Autoscaler:
         elif desired < current:
             desired = current - len(pool.drain(min(current - desired, ready)))
         if desired != current:
-            self._record(name, current, desired, decision.reason)
+            self._record(pool.spec.name, current, desired, decision.reason)
+
+    def _decide(self, pool: FunctionPool, observation: Observation) -> Decision:
+        """Decide, and remember the window that the next decision needs."""
+        name = pool.spec.name
+        decision = decide(observation, pool.spec.scale, self._histories.get(name, History()))
+        self._histories[name] = decision.history
+        return decision
 
     def _record(self, function: str, before: int, after: int, reason: str) -> None:
         event = ScaleEvent(time.time(), function, before, after, reason)

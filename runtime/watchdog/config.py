@@ -25,6 +25,8 @@ class Settings:
     max_body: int = 10 * MIB
     threads: int = 16
     shutdown_grace: float = 10.0
+    drain_delay: float = 0.0
+    """Seconds to keep accepting calls after SIGTERM, before draining."""
     log_level: str = "INFO"
 
 
@@ -67,6 +69,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_body=int(number("FAAS_MAX_BODY", 10 * MIB, int, 0)),
         threads=int(number("FAAS_THREADS", 16, int, 1)),
         shutdown_grace=number("FAAS_SHUTDOWN_GRACE", 10.0, float, 0.0),
+        drain_delay=number("FAAS_DRAIN_DELAY", 0.0, float, 0.0),
         log_level=text("FAAS_LOG_LEVEL", "INFO").upper(),
     )
     if settings.port > 65535:

@@ -335,6 +335,11 @@ async def serve(settings: Settings, handler: Handler | None, failure: LoadFailur
     log.info("listening", extra={"host": settings.host, "port": port})
     name = await stop
 
+    if settings.drain_delay:
+        # Engines that pick which replica stops (Swarm) tell the gateway after the
+        # replica: keep accepting until the gateway has stopped sending calls here.
+        log.info(f"{name}: accepting calls for {settings.drain_delay:g}s more")
+        await asyncio.sleep(settings.drain_delay)
     log.info(f"{name}: draining {wd.inflight} call(s)")
     server.close()
     wd.drain()

@@ -69,7 +69,7 @@ def test_down_removes_what_a_killed_gateway_left(
     assert len(orphans) >= 2, "expected orphans after SIGKILL"
     result = gateway.cli("down")
     assert result.returncode == 0, result.stderr
-    assert f"removed {len(orphans)} container(s)" in result.stderr
+    assert f"removed {len(orphans)} replica(s)" in result.stderr
     assert project_resources(docker_client, gateway.project) == ([], [])
 
 

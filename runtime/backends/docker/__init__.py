@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -28,6 +27,7 @@ from runtime.backends.base import (
     ReplicaStatus,
 )
 from runtime.backends.docker import containers, images
+from runtime.backends.docker import logs as container_logs
 from runtime.backends.docker.engine import connect, engine_errors
 from runtime.errors import EngineUnavailable
 
@@ -202,38 +202,10 @@ class DockerBackend:
         ]
 
     async def logs(self, replica_id: str, *, tail: int = 50) -> str:
-        def read() -> str:
-            with engine_errors(f"reading logs of {replica_id[:12]}"):
-                try:
-                    raw = self._api.logs(replica_id, stdout=True, stderr=True, tail=tail)
-                except docker.errors.NotFound:
-                    return ""
-            return bytes(raw).decode("utf-8", "replace")
-
-        return await self._call(read)
+        return await self._call(container_logs.read_logs, self._api, replica_id, tail)
 
     def follow_logs(self, replica_id: str, on_line: Callable[[str], None]) -> None:
-        # A thread of its own, outside the executor: a follow lasts as long as the
-        # replica, and teardown must not wait for it.
-        thread = threading.Thread(
-            target=self._follow, args=(replica_id, on_line), name="logs", daemon=True
-        )
-        thread.start()
-
-    def _follow(self, replica_id: str, on_line: Callable[[str], None]) -> None:
-        pending = b""
-        try:
-            stream = self._api.logs(replica_id, stream=True, follow=True, stdout=True, stderr=True)
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line:
-                        on_line(line.decode("utf-8", "replace"))
-        except (docker.errors.DockerException, OSError):
-            pass  # the replica is gone
-        if pending:
-            on_line(pending.decode("utf-8", "replace"))
+        container_logs.follow_logs(self._api, replica_id, on_line)
 
     async def teardown(self) -> int:
         # Work already handed to the engine (a create or start whose caller was

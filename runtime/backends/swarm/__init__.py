@@ -1,0 +1,414 @@
+"""The Docker Swarm backend: each function is a Swarm service, scaled by its replica count.
+
+The engine, not the gateway, starts and stops replicas (Swarm calls them
+tasks): the autoscaler sets a service's count, and every gateway learns which
+tasks run by listing them. That is what lets several gateways share replicas.
+
+Where a gateway reaches a task depends on where the gateway runs:
+
+- inside the swarm (`faas deploy`), on the function's overlay network, on any node;
+- on a host outside the swarm (`faas up --backend swarm`), through the task's
+  interface on `docker_gwbridge`, the bridge that connects each overlay task to its
+  own host. Only the host can open connections there (inter-container traffic is
+  off on that bridge), and only to its own tasks, so the services are pinned to
+  this node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker.errors
+
+from runtime.backends.base import (
+    CreatedReplica,
+    ImageRequest,
+    ProgressCallback,
+    Replica,
+    ReplicaSpec,
+    ReplicaStatus,
+    Task,
+)
+from runtime.backends.docker import containers, images
+from runtime.backends.docker import logs as container_logs
+from runtime.backends.docker.engine import connect, engine_errors
+from runtime.backends.swarm import services
+from runtime.errors import EngineUnavailable, FaasError
+
+log = logging.getLogger("faas.swarm")
+T = TypeVar("T")
+
+ADDRESS_MODE_ENV = "FAAS_SWARM_ADDRESS"
+"""`overlay` when the gateway runs as a Swarm service itself; else the host's bridge."""
+GWBRIDGE = "docker_gwbridge"
+SWARM_HELP = (
+    "Docker Swarm is not active on this engine. On the machine that will manage it, run "
+    "`docker swarm init` (add `--advertise-addr ADDRESS` when it has several), then "
+    "`docker swarm join` on the others (see README, 'Running on more than one machine')"
+)
+REMOVE_WAIT = 30.0
+
+
+class SwarmBackend:
+    def __init__(self, project: str, *, registry: str | None = None) -> None:
+        self.project = project
+        self.registry = registry
+        self._api = connect()
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="swarm")
+        self._overlay = os.environ.get(ADDRESS_MODE_ENV) == "overlay"
+        self._node_id: str | None = None
+        self._prepared = asyncio.Lock()
+        self._is_prepared = False
+        self._tokens: dict[str, str] = {}
+        """Function -> the token its service's replicas were made with."""
+        self._networks: dict[str, str] = {}
+        """Function -> id of its overlay network."""
+        self._containers: dict[str, str] = {}
+        """Task id -> its container id, for tasks on this node."""
+        self._addresses: dict[str, str] = {}
+        self._service_locks: dict[str, asyncio.Lock] = {}
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        try:
+            future = self._executor.submit(function, *args)
+        except RuntimeError:
+            raise EngineUnavailable(f"the {self.project} backend is closed") from None
+        return await asyncio.wrap_future(future)
+
+    # -- preparation and images ------------------------------------------------------
+
+    async def prepare(self) -> None:
+        async with self._prepared:
+            if not self._is_prepared:
+                await self._call(self._check_swarm)
+                self._is_prepared = True
+
+    def _check_swarm(self) -> None:
+        with engine_errors("asking the engine about its swarm"):
+            swarm = self._api.info().get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active":
+            raise EngineUnavailable(SWARM_HELP)
+        if not swarm.get("ControlAvailable"):
+            raise EngineUnavailable(
+                "this engine is a Swarm worker; run the gateway on a manager node "
+                "(`docker node ls` there lists them)"
+            )
+        if not self._overlay:
+            self._node_id = swarm["NodeID"]
+
+    async def ensure_base_image(self, image: str, progress: ProgressCallback) -> None:
+        with engine_errors(f"preparing base image {image}"):
+            await self._call(images.ensure_base_image, self._api, image, progress)
+
+    async def image_id(self, image: str) -> str | None:
+        with engine_errors(f"inspecting image {image}"):
+            return await self._call(images.image_id, self._api, image)
+
+    async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
+        with engine_errors(f"building image {request.tag}"):
+            built = await self._call(images.build_function_image, self._api, request, progress)
+        if self.registry is not None:
+            await self._call(self._push, request.tag, progress)
+        return built
+
+    def _push(self, tag: str, progress: ProgressCallback) -> None:
+        """Tag the image for the registry and push it, so every node can pull it."""
+        reference = self.image_reference(tag)
+        repository, _, version = reference.rpartition(":")
+        progress(f"pushing {reference}", None)
+        with engine_errors(f"pushing {reference}"):
+            self._api.tag(tag, repository, version)
+            for event in self._api.push(repository, tag=version, stream=True, decode=True):
+                if "error" in event:
+                    raise EngineUnavailable(f"pushing {reference}: {event['error']}")
+        progress(f"pushed {reference}", 1.0)
+
+    def image_reference(self, tag: str) -> str:
+        """Where replicas get `tag` from: the registry when one is set, else this node."""
+        return f"{self.registry}/{tag}" if self.registry else tag
+
+    # -- services --------------------------------------------------------------------
+
+    def _lock(self, function: str) -> asyncio.Lock:
+        return self._service_locks.setdefault(function, asyncio.Lock())
+
+    async def ensure_service(self, spec: ReplicaSpec) -> None:
+        await self.prepare()
+        async with self._lock(spec.function):
+            await self._call(self._ensure_service, spec)
+
+    def _ensure_service(self, spec: ReplicaSpec) -> None:
+        name = services.service_name(self.project, spec.function)
+        with engine_errors(f"creating the service of {spec.function}"):
+            self._networks[spec.function] = self._ensure_network(spec.function)
+            secrets = {
+                secret: self._ensure_secret(secret, Path(path))
+                for secret, path in spec.secret_files.items()
+            }
+            existing = self._service(name)
+            token = (existing and services.token_of(existing)) or spec.token
+            self._tokens[spec.function] = token
+            wanted = services.service_args(
+                dataclasses.replace(spec, token=token),
+                self.project,
+                self.image_reference(spec.image),
+                secrets=secrets,
+                grace=spec.timeout,
+                node_id=self._node_id,
+            )
+            if existing is None:
+                self._api.create_service(mode={"Replicated": {"Replicas": 0}}, **wanted)
+                log.info("service created", extra={"function": spec.function, "service": name})
+            elif existing["Spec"]["Labels"].get(services.LABEL_SPEC) != wanted["labels"].get(
+                services.LABEL_SPEC
+            ):
+                self._api.update_service(
+                    existing["ID"],
+                    existing["Version"]["Index"],
+                    mode={"Replicated": {"Replicas": services.replicas_of(existing)}},
+                    **wanted,
+                )
+                log.info("service updated", extra={"function": spec.function, "service": name})
+
+    def _service(self, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] = self._api.inspect_service(name)
+        except docker.errors.NotFound:
+            return None
+        return found
+
+    def _ensure_network(self, function: str) -> str:
+        args = services.network_args(self.project, function)
+        for network in self._api.networks(names=[args["name"]]):
+            if network["Name"] == args["name"]:
+                return str(network["Id"])
+        return str(self._api.create_network(**args)["Id"])
+
+    def _ensure_secret(self, secret: str, path: Path) -> tuple[str, str]:
+        content = path.read_bytes()
+        name = services.secret_name(self.project, secret, content)
+        for found in self._api.secrets(filters={"name": name}):
+            if found["Spec"]["Name"] == name:
+                return str(found["ID"]), name
+        created = self._api.create_secret(
+            name, content, labels={containers.LABEL_PROJECT: self.project}
+        )
+        return str(created["ID"]), name
+
+    async def remove_service(self, function: str) -> None:
+        async with self._lock(function):
+            await self._call(self._remove_service, function)
+
+    def _remove_service(self, function: str) -> None:
+        name = services.service_name(self.project, function)
+        with (
+            engine_errors(f"removing the service of {function}"),
+            contextlib.suppress(docker.errors.NotFound),
+        ):
+            self._api.remove_service(name)
+        self._tokens.pop(function, None)
+
+    async def set_replicas(self, function: str, count: int) -> None:
+        async with self._lock(function):
+            await self._call(self._set_replicas, function, count)
+
+    def _set_replicas(self, function: str, count: int) -> None:
+        name = services.service_name(self.project, function)
+        with engine_errors(f"scaling {function} to {count}"):
+            for attempt in range(3):
+                service = self._service(name)
+                if service is None:
+                    raise FaasError(f"{function} has no service; it was removed")
+                if services.replicas_of(service) == count:
+                    return
+                try:
+                    self._api.update_service(
+                        service["ID"],
+                        service["Version"]["Index"],
+                        mode={"Replicated": {"Replicas": count}},
+                        fetch_current_spec=True,
+                    )
+                    return
+                except docker.errors.APIError as exc:
+                    # Another gateway updated the service between our read and write.
+                    if "out of sequence" not in str(exc) or attempt == 2:
+                        raise
+
+    async def desired_replicas(self) -> dict[str, int]:
+        return await self._call(self._desired)
+
+    def _desired(self) -> dict[str, int]:
+        with engine_errors("listing services"):
+            found = self._api.services(filters={"label": self._project_label})
+        return {
+            service["Spec"]["Labels"][containers.LABEL_FUNCTION]: services.replicas_of(service)
+            for service in found
+        }
+
+    @property
+    def _project_label(self) -> str:
+        return f"{containers.LABEL_PROJECT}={self.project}"
+
+    # -- tasks -----------------------------------------------------------------------
+
+    async def tasks(self) -> list[Task]:
+        return await self._call(self._tasks)
+
+    def _tasks(self) -> list[Task]:
+        with engine_errors("listing tasks"):
+            found = self._api.services(filters={"label": self._project_label})
+            by_service = {
+                service["ID"]: (
+                    service["Spec"]["Labels"][containers.LABEL_FUNCTION],
+                    services.token_of(service) or "",
+                )
+                for service in found
+            }
+            if not by_service:
+                return []
+            raw_tasks = self._api.tasks(
+                filters={"service": list(by_service), "desired-state": "running"}
+            )
+            bridge: dict[str, Any] | None = None
+            result = []
+            for raw in raw_tasks:
+                function, token = by_service.get(raw["ServiceID"], ("", ""))
+                if not function:
+                    continue
+                container_id = (raw["Status"].get("ContainerStatus") or {}).get("ContainerID")
+                if container_id:
+                    self._containers[raw["ID"]] = container_id
+                address = self._addresses.get(raw["ID"])
+                if address is None and raw["Status"]["State"] == services.RUNNING:
+                    if self._overlay:
+                        network_id = self._networks.get(function) or self._network_id(function)
+                        address = services.overlay_address(raw, network_id)
+                    elif container_id:
+                        if bridge is None:
+                            bridge = self._api.inspect_network(GWBRIDGE)
+                        address = _bridge_address(bridge, container_id)
+                    if address is not None:
+                        self._addresses[raw["ID"]] = address
+                result.append(services.task_from(raw, function, token, address, self.project))
+        live = {task.id for task in result}
+        for stale in [task_id for task_id in self._addresses if task_id not in live]:
+            del self._addresses[stale]
+        return result
+
+    def _network_id(self, function: str) -> str:
+        name = services.network_name(self.project, function)
+        for network in self._api.networks(names=[name]):
+            if network["Name"] == name:
+                self._networks[function] = network["Id"]
+                return str(network["Id"])
+        return ""
+
+    # -- the per-replica verbs ---------------------------------------------------------
+
+    async def create(self, spec: ReplicaSpec) -> CreatedReplica:
+        raise FaasError("the swarm backend starts replicas through services, not one by one")
+
+    async def start(self, created: CreatedReplica) -> Replica:
+        raise FaasError("the swarm backend starts replicas through services, not one by one")
+
+    async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
+        """Nothing to do: the service's replica count decides which tasks run."""
+
+    async def status(self, replica_id: str) -> ReplicaStatus | None:
+        return await self._call(self._status, replica_id)
+
+    def _status(self, task_id: str) -> ReplicaStatus | None:
+        with engine_errors(f"inspecting task {task_id[:12]}"):
+            try:
+                raw = self._api.inspect_task(task_id)
+            except docker.errors.NotFound:
+                return None
+        exit_code = (raw["Status"].get("ContainerStatus") or {}).get("ExitCode")
+        running = (
+            raw["Status"]["State"] == services.RUNNING
+            and raw.get("DesiredState") == services.RUNNING
+        )
+        return ReplicaStatus(
+            id=task_id,
+            name=task_id[:12],
+            function=(raw.get("Spec", {}).get("ContainerSpec", {}).get("Labels") or {}).get(
+                containers.LABEL_FUNCTION, "?"
+            ),
+            running=running,
+            exit_code=None if running else exit_code,
+        )
+
+    async def replicas(self) -> list[ReplicaStatus]:
+        return [
+            ReplicaStatus(id=task.id, name=task.name, function=task.function, running=task.running)
+            for task in await self.tasks()
+        ]
+
+    async def logs(self, replica_id: str, *, tail: int = 50) -> str:
+        container_id = self._containers.get(replica_id)
+        if container_id is None:
+            return ""  # a task on another node: `docker service logs` there has its output
+        return await self._call(container_logs.read_logs, self._api, container_id, tail)
+
+    def follow_logs(self, replica_id: str, on_line: Callable[[str], None]) -> None:
+        container_id = self._containers.get(replica_id)
+        if container_id is not None:
+            container_logs.follow_logs(self._api, container_id, on_line)
+
+    # -- teardown --------------------------------------------------------------------
+
+    async def teardown(self) -> int:
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        return await asyncio.to_thread(self._teardown)
+
+    def _teardown(self) -> int:
+        """Remove the project's services, then (once their tasks are gone) networks, secrets."""
+        label = {"label": self._project_label}
+        with engine_errors(f"removing the services of project {self.project}"):
+            found = self._api.services(filters=label)
+            ids = [service["ID"] for service in found]
+            tasks = self._api.tasks(filters={"service": ids}) if ids else []
+            for service in found:
+                with contextlib.suppress(docker.errors.NotFound):
+                    self._api.remove_service(service["ID"])
+            # A network or secret in use cannot be removed: wait for the tasks to go.
+            deadline = time.monotonic() + REMOVE_WAIT
+            networks = self._api.networks(filters=label)
+            while networks and time.monotonic() < deadline:
+                for network in list(networks):
+                    try:
+                        self._api.remove_network(network["Id"])
+                        networks.remove(network)
+                    except docker.errors.NotFound:
+                        networks.remove(network)
+                    except docker.errors.APIError:
+                        pass
+                if networks:
+                    time.sleep(0.2)
+            for secret in self._api.secrets(filters=label):
+                with contextlib.suppress(docker.errors.APIError):
+                    self._api.remove_secret(secret["ID"])
+        self._tokens.clear()
+        self._addresses.clear()
+        self._containers.clear()
+        running = [t for t in tasks if t["Status"]["State"] == services.RUNNING]
+        return len(running)
+
+    async def close(self) -> None:
+        self._api.close()
+
+
+def _bridge_address(bridge: dict[str, Any], container_id: str) -> str | None:
+    endpoint = (bridge.get("Containers") or {}).get(container_id)
+    if not endpoint or not endpoint.get("IPv4Address"):
+        return None
+    return f"{endpoint['IPv4Address'].split('/')[0]}:{containers.REPLICA_PORT}"
