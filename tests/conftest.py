@@ -56,12 +56,31 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 
 def project_resources(client: docker.DockerClient, project: str) -> tuple[list[str], list[str]]:
+    """Containers (and Swarm services) and networks labelled with `project`."""
     label = f"faas.project={project}"
     # the low-level listing: containers.list() inspects each one and races with removals
     found = client.api.containers(all=True, filters={"label": label})
     containers = [c["Names"][0].lstrip("/") for c in found]
+    if swarm_active(client):
+        services = client.api.services(filters={"label": label})
+        containers += [f"service {s['Spec']['Name']}" for s in services]
     networks = [n.name for n in client.networks.list(filters={"label": label})]
     return containers, networks
+
+
+def swarm_active(client: docker.DockerClient) -> bool:
+    return bool(client.info().get("Swarm", {}).get("LocalNodeState") == "active")
+
+
+@pytest.fixture(scope="session")
+def swarm(docker_client: docker.DockerClient) -> Iterator[None]:
+    """A single-node Swarm on this engine; left again afterwards if this session made it."""
+    created = not swarm_active(docker_client)
+    if created:
+        docker_client.swarm.init(advertise_addr="127.0.0.1")
+    yield
+    if created:
+        docker_client.swarm.leave(force=True)
 
 
 def running_replicas(
@@ -84,6 +103,7 @@ class Gateway:
     log_path: Path
     stopped: bool = field(default=False)
     scheme: str = "http"
+    backend: str = "docker"
 
     @property
     def url(self) -> str:
@@ -176,7 +196,10 @@ def running_gateway(
         containers, networks = project_resources(docker_client, project)
         for name in containers:
             with contextlib.suppress(docker.errors.DockerException):
-                docker_client.containers.get(name).remove(force=True)
+                if name.startswith("service "):
+                    docker_client.api.remove_service(name.removeprefix("service "))
+                else:
+                    docker_client.containers.get(name).remove(force=True)
         for name in networks:
             with contextlib.suppress(docker.errors.DockerException):
                 docker_client.networks.get(name).remove()

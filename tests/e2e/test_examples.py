@@ -15,13 +15,22 @@ from tests.conftest import REPO, Gateway, project_resources, running_gateway, ru
 pytestmark = pytest.mark.docker
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["docker", "swarm"])
 def examples(
-    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    docker_client: docker.DockerClient,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Gateway]:
+    """The examples on each backend: the same calls must answer the same on both."""
+    backend: str = request.param
+    if backend == "swarm":
+        request.getfixturevalue("swarm")
+    logs = tmp_path_factory.mktemp("logs")
+    spec = REPO / "functions.yaml"
     with running_gateway(
-        docker_client, REPO / "functions.yaml", "examples", tmp_path_factory.mktemp("logs")
+        docker_client, spec, f"ex-{backend}", logs, "--backend", backend
     ) as gateway:
+        gateway.backend = backend
         yield gateway
 
 
@@ -155,7 +164,11 @@ def test_replicas_are_labelled_and_hardened(
 ) -> None:
     client.get("/hello")
     _containers, networks = project_resources(docker_client, examples.project)
-    assert networks == [f"faas-{examples.project}"]
+    if examples.backend == "swarm":  # an overlay network per function, shared with the gateway
+        functions = ["audit", "countdown", "digest", "echo", "hello", "sizes"]
+        assert sorted(networks) == [f"faas-{examples.project}-{f}" for f in functions]
+    else:
+        assert networks == [f"faas-{examples.project}"]
     hello = running_replicas(docker_client, examples.project, "hello")
     assert len(hello) == 1
     config = docker_client.api.inspect_container(hello[0]["Id"])
@@ -163,7 +176,8 @@ def test_replicas_are_labelled_and_hardened(
     assert config["Config"]["User"] == "10001:10001"
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
-    assert "no-new-privileges" in host["SecurityOpt"]
+    if examples.backend == "docker":  # Swarm services cannot set it before API 1.46
+        assert "no-new-privileges" in host["SecurityOpt"]
     assert host["Memory"] == 128 * 1024 * 1024
     assert host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] > 0

@@ -380,20 +380,16 @@ class SwarmBackend:
             for service in found:
                 with contextlib.suppress(docker.errors.NotFound):
                     self._api.remove_service(service["ID"])
-            # A network or secret in use cannot be removed: wait for the tasks to go.
+            # Networks and secrets in use cannot go: wait for the tasks' containers to stop
+            # (each drains its calls first), then until the networks are gone on this node.
             deadline = time.monotonic() + REMOVE_WAIT
-            networks = self._api.networks(filters=label)
-            while networks and time.monotonic() < deadline:
-                for network in list(networks):
-                    try:
-                        self._api.remove_network(network["Id"])
-                        networks.remove(network)
-                    except docker.errors.NotFound:
-                        networks.remove(network)
-                    except docker.errors.APIError:
-                        pass
-                if networks:
-                    time.sleep(0.2)
+            while self._api.containers(all=True, filters=label) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            for network in self._api.networks(filters=label):
+                with contextlib.suppress(docker.errors.APIError):
+                    self._api.remove_network(network["Id"])
+            while self._api.networks(filters=label) and time.monotonic() < deadline:
+                time.sleep(0.2)
             for secret in self._api.secrets(filters=label):
                 with contextlib.suppress(docker.errors.APIError):
                     self._api.remove_secret(secret["ID"])
