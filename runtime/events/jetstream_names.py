@@ -21,7 +21,7 @@ def subject(project: str, function: str) -> str:
 
 
 def dead_letter_stream(project: str) -> str:
-    return f"faas_{project}_dead"
+    return f"faas_{project}__dead"  # two underscores: never a function's stream
 
 
 def bucket(project: str, purpose: str) -> str:
