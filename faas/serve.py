@@ -26,7 +26,9 @@ from faas.reload import DevReloader
 from faas.terminal import ReplicaPrinter
 from gateway.app import Security, create_app
 from gateway.keys import KeyStore
+from faas.cluster import open_shared
 from runtime.backends import create_backend
+from runtime.backends.base import is_service_backend
 from runtime.errors import FaasError
 from runtime.events.service import EventService
 from runtime.logs import HubHandler
@@ -77,12 +79,20 @@ async def serve_platform(
     sock = bind(host, port)
     actual_port = sock.getsockname()[1]
     backend = create_backend(backend_name, project.name, registry=project.cluster.registry)
-    platform = Platform(project, backend, security.secrets, dev=dev)
+    shared = await open_shared(
+        project,
+        actual_port,
+        coordinate=is_service_backend(backend),
+        local_demand=lambda: {name: pool.local_demand() for name, pool in platform.pools.items()},
+    )
+    platform = Platform(
+        project, backend, security.secrets, dev=dev, coordination=shared.coordination
+    )
     platform.logs.echo = ReplicaPrinter()
     hub_handler = HubHandler(platform.logs)
     logging.getLogger("faas").addHandler(hub_handler)
     stopping = asyncio.Event()
-    events = EventService(platform, state_dir, security.secrets)  # durable work (issue 5)
+    events = EventService(platform, state_dir, security.secrets, queue=shared.queue)
     app = create_app(platform, security, events)
     server = GatewayServer(
         uvicorn.Config(
@@ -132,7 +142,9 @@ async def serve_platform(
         server.should_exit = True
         sock.close()
         await events.close()  # before the platform: deliveries in flight stay leased, not failed
-        await platform.shutdown()
+        await shared.close()  # the scaling lease goes at once to another gateway, if any
+        # Other gateways keep serving a shared project's services: `faas down` removes them.
+        await platform.shutdown(remove_replicas=shared.coordination is None)
         state.clear(project.root, project.name, os.getpid())
         logging.getLogger("faas").removeHandler(hub_handler)
         for sig in (signal.SIGINT, signal.SIGTERM):

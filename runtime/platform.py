@@ -361,8 +361,12 @@ class Platform:
             for name, pool in self.pools.items()
         ]
 
-    async def shutdown(self) -> None:
-        """Stop every replica and remove the project's network."""
+    async def shutdown(self, *, remove_replicas: bool = True) -> None:
+        """Stop every replica and remove the project's network.
+
+        `remove_replicas=False` leaves a service backend's services to the other
+        gateways that share them.
+        """
         if self._autoscaling is not None:
             self._autoscaling.cancel()
             await asyncio.gather(self._autoscaling, return_exceptions=True)
@@ -371,7 +375,8 @@ class Platform:
             *(pool.stop_all() for pool in self.pools.values()), return_exceptions=True
         )
         try:
-            await self.backend.teardown()
+            if remove_replicas:
+                await self.backend.teardown()
         finally:
             await self.client.close()
             await self.backend.close()

@@ -121,6 +121,10 @@ class FunctionPool:
         """Queue depth as the autoscaler sees it: the one place it is read."""
         return len(self._waiters) + self.backlog()
 
+    def local_demand(self) -> int:
+        """Calls waiting in this gateway's queue or in flight here (not the shared backlog)."""
+        return len(self._waiters) + self.in_flight
+
     def mark_built(self, image: str) -> None:
         self.image = image
         self._building = False

@@ -32,3 +32,4 @@ fi
 
 scripts/ensure-docker.sh
 
+scripts/ensure-cluster-tools.sh

@@ -1,6 +1,6 @@
 """A real `nats-server -js` for tests: a fixture that starts one on free ports and stops it.
 
-Imported by tests/integration/conftest.py. `scripts/ensure-nats.sh`
+Imported by tests/integration/conftest.py. `scripts/ensure-cluster-tools.sh`
 installs the server; tests fail (not skip) without it, as the Docker ones do.
 """
 
@@ -45,7 +45,7 @@ class NatsServer:
     def start(self) -> None:
         binary = shutil.which("nats-server")
         if binary is None:
-            pytest.fail("these tests need nats-server: run scripts/ensure-nats.sh")
+            pytest.fail("these tests need nats-server: run scripts/ensure-cluster-tools.sh")
         self.process = subprocess.Popen(
             [binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
              "-m", str(self.monitor_port), "-sd", str(self.store_dir)],

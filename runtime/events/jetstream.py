@@ -187,7 +187,12 @@ class JetStreamQueue:
     # -- lifetime ----------------------------------------------------------------
 
     async def open(self, now: float) -> None:
-        """Connect and create what is missing; a dead predecessor's leases lapse on the server."""
+        """Connect and create what is missing; a dead predecessor's leases lapse on the server.
+
+        Opening an open queue does nothing (the gateway opens it before it deploys).
+        """
+        if self._nc is not None:
+            return
         try:
             self._nc = await nats.connect(
                 self.url,
@@ -244,6 +249,13 @@ class JetStreamQueue:
             await self._nc.drain()
         await self._nc.close()
         self._nc = None
+
+    @property
+    def connection(self) -> Client:
+        """The open NATS connection, which other users of the same server may share."""
+        if self._nc is None:
+            raise RuntimeError("the JetStream queue is not open")
+        return self._nc
 
     @property
     def _js(self) -> JetStreamContext:
