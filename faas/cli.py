@@ -20,7 +20,7 @@ import click
 import httpx
 from rich.table import Table
 
-from faas import cli_access, cli_events, cli_export, scaffold, state
+from faas import cli_access, cli_deploy, cli_events, cli_export, scaffold, state
 from faas import logs as logging_setup
 from faas.cli_common import (
     EXIT_FAILED,
@@ -498,3 +498,4 @@ main.add_command(cli_access.secrets_group)
 main.add_command(cli_events.publish)
 main.add_command(cli_events.dlq)
 main.add_command(cli_export.export)
+main.add_command(cli_deploy.deploy)

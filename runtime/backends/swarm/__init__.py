@@ -248,7 +248,7 @@ class SwarmBackend:
 
     def _desired(self) -> dict[str, int]:
         with engine_errors("listing services"):
-            found = self._api.services(filters={"label": self._project_label})
+            found = self._api.services(filters={"label": self._function_labels})
         return {
             service["Spec"]["Labels"][containers.LABEL_FUNCTION]: services.replicas_of(service)
             for service in found
@@ -258,6 +258,11 @@ class SwarmBackend:
     def _project_label(self) -> str:
         return f"{containers.LABEL_PROJECT}={self.project}"
 
+    @property
+    def _function_labels(self) -> list[str]:
+        """The project's function services (not its gateway service, see `faas deploy`)."""
+        return [self._project_label, containers.LABEL_FUNCTION]
+
     # -- tasks -----------------------------------------------------------------------
 
     async def tasks(self) -> list[Task]:
@@ -265,7 +270,7 @@ class SwarmBackend:
 
     def _tasks(self) -> list[Task]:
         with engine_errors("listing tasks"):
-            found = self._api.services(filters={"label": self._project_label})
+            found = self._api.services(filters={"label": self._function_labels})
             by_service = {
                 service["ID"]: (
                     service["Spec"]["Labels"][containers.LABEL_FUNCTION],
@@ -368,6 +373,11 @@ class SwarmBackend:
 
     async def teardown(self) -> int:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
+        if self._overlay:
+            # A gateway inside the swarm is one task of the gateway service: when it stops
+            # (an update, a move, one of several replicas) the other gateways keep using the
+            # function services. `faas deploy --remove` removes them.
+            return 0
         return await asyncio.to_thread(self._teardown)
 
     def _teardown(self) -> int:
