@@ -21,12 +21,12 @@ from typing import Any
 import uvicorn
 
 from faas import state
+from faas.cluster import open_shared
 from faas.console import ProgressDisplay
 from faas.reload import DevReloader
 from faas.terminal import ReplicaPrinter
 from gateway.app import Security, create_app
 from gateway.keys import KeyStore
-from faas.cluster import open_shared
 from runtime.backends import create_backend
 from runtime.backends.base import is_service_backend
 from runtime.errors import FaasError
