@@ -1,6 +1,6 @@
 """`faas deploy`: the example project's gateway as a Swarm service, called, then removed.
 
-Runs against the engine's existing swarm (single node is enough). On a kernel
+Runs on the single-node swarm of the `swarm` fixture. On a kernel
 without IPVS the routing mesh cannot work, and `faas deploy` publishes in host
 mode instead (its `--publish-mode auto`); the call goes through the published
 port either way.
@@ -21,10 +21,6 @@ from tests.conftest import REPO, free_port
 pytestmark = pytest.mark.docker
 
 FAAS = str(REPO / ".venv" / "bin" / "faas")
-
-
-def swarm_state(client: docker.DockerClient) -> str:
-    return str((client.info().get("Swarm") or {}).get("LocalNodeState", "inactive"))
 
 
 def leftovers(client: docker.DockerClient, project: str) -> dict[str, list[str]]:
@@ -50,9 +46,9 @@ def faas(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(300)
-def test_deploy_serves_hello_then_removes_everything(docker_client: docker.DockerClient) -> None:
-    if swarm_state(docker_client) != "active":
-        pytest.skip("Docker Swarm is not active on this engine (`docker swarm init` makes it so)")
+def test_deploy_serves_hello_then_removes_everything(
+    swarm: None, docker_client: docker.DockerClient
+) -> None:
     project = f"t-deploy-{uuid.uuid4().hex[:6]}"
     port = free_port()
     try:
