@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +77,8 @@ class SwarmBackend:
         """Task id -> its container id, for tasks on this node."""
         self._addresses: dict[str, str] = {}
         self._service_locks: dict[str, asyncio.Lock] = {}
+        self._holder_lock = threading.Lock()
+        """Functions' services are made in parallel threads; the holder is updated by one."""
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:
         try:
@@ -150,6 +153,7 @@ class SwarmBackend:
         name = services.service_name(self.project, spec.function)
         with engine_errors(f"creating the service of {spec.function}"):
             self._networks[spec.function] = self._ensure_network(spec.function)
+            self._hold_network(spec.function, self.image_reference(spec.image))
             secrets = {
                 secret: self._ensure_secret(secret, Path(path))
                 for secret, path in spec.secret_files.items()
@@ -185,6 +189,30 @@ class SwarmBackend:
         except docker.errors.NotFound:
             return None
         return found
+
+    def _hold_network(self, function: str, image: str) -> None:
+        """Attach the project's holder to `function`'s network (see `services.holder_args`)."""
+        network = services.network_name(self.project, function)
+        with self._holder_lock:
+            holder = self._service(services.holder_name(self.project))
+            if holder is None:
+                args = services.holder_args(self.project, image, [network], self._node_id)
+                self._api.create_service(**args)
+                return
+            template = holder["Spec"]["TaskTemplate"]
+            attached = {self._network_name(n["Target"]) for n in template.get("Networks") or []}
+            if network in attached:
+                return
+            image = template["ContainerSpec"]["Image"]
+            args = services.holder_args(self.project, image, [*attached, network], self._node_id)
+            self._api.update_service(holder["ID"], holder["Version"]["Index"], **args)
+
+    def _network_name(self, target: str) -> str:
+        """Services name their networks by id once created; the holder compares names."""
+        try:
+            return str(self._api.inspect_network(target)["Name"])
+        except docker.errors.NotFound:
+            return target
 
     def _ensure_network(self, function: str) -> str:
         args = services.network_args(self.project, function)

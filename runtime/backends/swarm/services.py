@@ -43,6 +43,48 @@ def network_args(project: str, function: str) -> dict[str, Any]:
     }
 
 
+ROLE_HOLDER = "holder"
+HOLDER_MEMORY = 8 * 1024 * 1024
+
+
+def holder_name(project: str) -> str:
+    return f"faas-{project}-{ROLE_HOLDER}"
+
+
+def holder_args(
+    project: str, image: str, networks: list[str], node_id: str | None
+) -> dict[str, Any]:
+    """A `sleep` on every node, attached to every function's overlay network.
+
+    Swarm tears a node's overlay sandbox down when its last task there stops,
+    and builds it again for the next: measured here, a service at zero took
+    1.3-2.0 s to its first 200 without a holder on its network, 0.5-0.7 s with
+    one. The holder runs no function code and is as unprivileged as a replica.
+    """
+    task_template: dict[str, Any] = {
+        "ContainerSpec": {
+            "Image": image,
+            "Command": ["sleep", "infinity"],
+            "User": containers.REPLICA_USER,
+            "Labels": {containers.LABEL_PROJECT: project, containers.LABEL_ROLE: ROLE_HOLDER},
+            "ReadOnly": True,
+            "CapabilityDrop": ["ALL"],
+            "StopGracePeriod": 0,
+        },
+        "Resources": {"Limits": {"NanoCPUs": 10_000_000, "MemoryBytes": HOLDER_MEMORY, "Pids": 4}},
+        "RestartPolicy": {"Condition": "any", "Delay": 100_000_000},
+        "Networks": [{"Target": network} for network in sorted(networks)],
+    }
+    if node_id is not None:
+        task_template["Placement"] = {"Constraints": [f"node.id=={node_id}"]}
+    return {
+        "task_template": task_template,
+        "name": holder_name(project),
+        "labels": {containers.LABEL_PROJECT: project, containers.LABEL_ROLE: ROLE_HOLDER},
+        "mode": {"Global": {}},
+    }
+
+
 def secret_name(project: str, name: str, content: bytes) -> str:
     """Swarm secrets cannot change, so a new value is a new secret: the name carries a hash."""
     digest = hashlib.sha256(content).hexdigest()[:12]
