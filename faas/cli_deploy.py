@@ -98,6 +98,14 @@ ProgressFn = Callable[[str, str, float | None], None]
     show_default=True,
     help="Seconds to wait for the gateway to answer.",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["swarm"]),
+    default="swarm",
+    show_default=True,
+    help="Where the deployed gateway and its replicas run: Swarm is the one backend that "
+    "can run the gateway as a service.",
+)
 def deploy(
     spec_file: Path,
     project: str | None,
@@ -106,6 +114,7 @@ def deploy(
     remove: bool,
     publish_mode: str,
     timeout: float,
+    backend: str,
 ) -> None:
     """Run the gateway as a Docker Swarm service, published on every node.
 
@@ -117,7 +126,7 @@ def deploy(
 
     \b
     Examples:
-      faas deploy                      build, deploy, print the URL
+      faas deploy --backend swarm      build, deploy, print the URL
       faas deploy --port 9000 --replicas 2
       faas deploy --remove             remove the gateway and every function service
     """
