@@ -24,7 +24,7 @@ from runtime.logs import LogHub
 from runtime.pool import FunctionPool
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
-from runtime.scaling.coordination import Coordination
+from runtime.scaling.coordination import Coordination, Follower
 from runtime.scaling.services import ServiceAutoscaler
 from runtime.secrets import SecretStore
 from runtime.spec import FunctionSpec, Project, ScalePolicy
@@ -62,6 +62,8 @@ class Platform:
         self.pools: dict[str, FunctionPool] = {}
         self.autoscaler: Autoscaler
         if is_service_backend(backend):
+            if getattr(backend, "scales_itself", False):
+                coordination = Follower()
             self.autoscaler = ServiceAutoscaler(self.pools, backend, self.client, coordination)
         else:
             self.autoscaler = Autoscaler(self.pools, backend)

@@ -10,11 +10,12 @@ from runtime.errors import FaasError
 BACKENDS = {
     "docker": "runtime.backends.docker:DockerBackend",
     "swarm": "runtime.backends.swarm:SwarmBackend",
+    "kubernetes": "runtime.backends.kubernetes:KubernetesBackend",
 }
 
 
 def create_backend(name: str, project: str, *, registry: str | None = None) -> Backend:
-    """The backend called `name`; `registry`, where images are pushed, is for swarm only."""
+    """The backend called `name`; `registry` is where images are pushed (not for docker)."""
     try:
         target = BACKENDS[name]
     except KeyError:
@@ -22,6 +23,6 @@ def create_backend(name: str, project: str, *, registry: str | None = None) -> B
         raise FaasError(f"unknown backend {name!r}; known backends: {known}") from None
     module_name, _, class_name = target.partition(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
-    options = {"registry": registry} if name == "swarm" else {}
+    options = {"registry": registry} if name != "docker" else {}
     backend: Backend = backend_class(project, **options)
     return backend

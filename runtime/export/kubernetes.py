@@ -376,7 +376,9 @@ def _service(project: Project, ns: str, function: FunctionSpec) -> Manifest:
         "kind": "Service",
         "metadata": _metadata(function.name, ns, _function_labels(project, function)),
         "spec": {
-            "type": "ClusterIP",
+            # Headless: the name resolves to one address per ready pod, which is how the
+            # gateway's kubernetes backend finds replicas (runtime/backends/kubernetes.py).
+            "clusterIP": "None",
             "selector": _selector(project, function),
             "ports": [
                 {"name": "http", "port": REPLICA_PORT, "targetPort": "http", "protocol": "TCP"}

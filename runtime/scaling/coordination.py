@@ -37,3 +37,13 @@ class Alone:
 
     def demand(self, function: str, own: Demand) -> Demand:
         return own
+
+
+class Follower:
+    """A gateway whose engine sets replica counts itself (Kubernetes with KEDA)."""
+
+    def leads(self) -> bool:
+        return False
+
+    def demand(self, function: str, own: Demand) -> Demand:
+        return own

@@ -308,7 +308,7 @@ def auth_mode(value: object) -> str:
     raise ValueError(f"expected one of {', '.join(AUTH_MODES)}, got {describe(value)}")
 
 
-BACKENDS = ("docker", "swarm")
+BACKENDS = ("docker", "swarm", "kubernetes")
 QUEUES = ("sqlite", "nats")
 
 

@@ -283,7 +283,7 @@ def test_only_the_gateway_reaches_function_pods() -> None:
     assert selects(source["podSelector"], gateway_pod)
     assert not selects(source["podSelector"], function_pod)
     service = find(found, "Service", "orders")["spec"]
-    assert service["type"] == "ClusterIP"
+    assert service["clusterIP"] == "None"  # headless: one address per ready pod
     assert selects({"matchLabels": service["selector"]}, function_pod)
 
 
