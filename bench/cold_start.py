@@ -15,6 +15,7 @@ import argparse
 import statistics
 import time
 import uuid
+from dataclasses import dataclass
 
 import docker
 import httpx
@@ -93,10 +94,22 @@ def summary(label: str, samples: list[float]) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
+@dataclass
+class Result:
+    runs: int
+    image: str
+    baseline: list[float]
+    """Seconds from Docker's start of a pre-created container to its first 200."""
+    ours: list[float]
+    """Seconds from a call to a function at zero to its 200 through the gateway."""
+    phases: list[dict[str, float]]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ours) / statistics.median(self.baseline)
+
+
+def run(runs: int = 10) -> Result:
     client = docker.from_env()
     project = f"bench-cold-{uuid.uuid4().hex[:6]}"
     baseline: list[float] = []
@@ -112,21 +125,31 @@ def main() -> None:
         ours_run(http, url)  # first call also waits out the first spare's creation
         info = function_info(url, "hello", SPEC)
         image, network = str(info["image"]), f"faas-{project}"
-        for _ in range(args.runs):
+        for _ in range(runs):
             wait_for_zero(url)
             ours.append(ours_run(http, url))
             phases.append(function_info(url, "hello", SPEC)["last_cold_start_phases"])  # type: ignore[arg-type]
-            time.sleep(
-                2
-            )  # the next spare is created 1 s after a start: keep it out of the baseline
+            # the next spare is created 1 s after a start: keep it out of the baseline
+            time.sleep(2)
             baseline.append(baseline_run(client, http, image, network))
-    print(f"{args.runs} runs each, alternating; image {image}")
-    print(summary("docker baseline (start->200)", baseline))
-    print(summary("faas zero->200 via gateway", ours))
+    return Result(runs, image, baseline, ours, phases)
+
+
+def report(result: Result) -> None:
+    print(f"{result.runs} runs each, alternating; image {result.image}")
+    print(summary("docker baseline (start->200)", result.baseline))
+    print(summary("faas zero->200 via gateway", result.ours))
     for phase in ("create_ms", "start_ms", "ready_ms"):
-        print(f"  of which {phase:<10} p50 {statistics.median(p[phase] for p in phases):7.1f} ms")
-    ratio = statistics.median(ours) / statistics.median(baseline)
-    print(f"ratio ours/baseline (p50): {ratio:.2f}")
+        values = [p[phase] for p in result.phases]
+        print(f"  of which {phase:<10} p50 {statistics.median(values):7.1f} ms")
+    print(f"ratio ours/baseline (p50): {result.ratio:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    report(run(args.runs))
 
 
 if __name__ == "__main__":

@@ -1,19 +1,95 @@
-"""What the benchmarks share: a `faas up` subprocess on a free port."""
+"""What the benchmarks share: a `faas up` subprocess on a free port, wrk runs and their figures."""
 
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+LATENCY_SCRIPT = REPO / "bench" / "latency.lua"
+
+
+@dataclass
+class Sample:
+    """One wrk run: requests/s, latency percentiles in ms, and its latency distribution."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    cdf: list[tuple[float, float]] = field(default_factory=list)
+    """(percent, ms) from wrk's latency histogram: 0 (min), 1 ... 99, 99.5, 99.9, 99.99, 100."""
+
+
+def wrk(
+    url: str,
+    connections: int,
+    seconds: float,
+    headers: dict[str, str],
+    *,
+    cpu: str | None = None,
+    strict: bool = False,
+) -> Sample:
+    """One wrk run (one thread) with its latency percentiles; `cpu` pins it (taskset).
+
+    `strict`: exit when any answer is not 2xx/3xx."""
+    command = ["taskset", "-c", cpu] if cpu is not None else []
+    command += ["wrk", "--latency", "-t1", f"-c{connections}", f"-d{seconds:g}s"]
+    command += ["-s", str(LATENCY_SCRIPT)]
+    for key, value in headers.items():
+        command += ["-H", f"{key}: {value}"]
+    result = subprocess.run(
+        [*command, url], capture_output=True, text=True, check=False, timeout=seconds + 30
+    )
+    output = result.stdout
+    if result.returncode != 0 or "Requests/sec" not in output:
+        raise SystemExit(f"wrk failed on {url}:\n{output}{result.stderr}")
+    if strict and "Non-2xx or 3xx responses" in output:
+        raise SystemExit(f"{url} answered errors under load:\n{output}")
+    if "Socket errors" in output:
+        errors = output.split("Socket errors:")[1].splitlines()[0]
+        print(f"  warning: socket errors from {url}:{errors}")
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> Sample:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert rps, output
+
+    def percentile(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        assert match, output
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    cdf = []
+    if "latency-percentiles" in output:
+        block = output.split("latency-percentiles\n", 1)[1].split("end-latency-percentiles")[0]
+        for line in block.splitlines():
+            percent, micros = line.split()
+            cdf.append((float(percent), int(micros) / 1000))
+    return Sample(float(rps.group(1)), percentile("50"), percentile("99"), cdf)
+
+
+def median_sample(samples: list[Sample]) -> Sample:
+    """Medians of rps, p50 and p99; the distribution of the run with the median rps."""
+    middle = sorted(samples, key=lambda s: s.rps)[len(samples) // 2]
+    return Sample(
+        statistics.median(s.rps for s in samples),
+        statistics.median(s.p50_ms for s in samples),
+        statistics.median(s.p99_ms for s in samples),
+        middle.cdf,
+    )
 
 
 def free_port() -> int:

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -76,13 +77,25 @@ def sandboxes_memory_mib(project: str) -> tuple[int, float]:
     return len(found), total
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--functions", type=int, default=100)
-    args = parser.parse_args()
+@dataclass
+class Result:
+    functions: int
+    ready_s: float
+    """`faas up` -> the gateway answers, every function deployed (images cached)."""
+    images_built: int
+    idle_rss_mib: float
+    after_rss_mib: float
+    """Gateway RSS after each function was called once and went back to zero."""
+    sandboxes: int
+    sandbox_mib: float
+    added_builds: int
+    """Images built when one more function was added while serving."""
+
+
+def run(functions: int = 100) -> Result:
     project = f"bench-many-{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory() as directory:
-        spec = write_project(Path(directory) / "project", args.functions)
+        spec = write_project(Path(directory) / "project", functions)
         port = free_port()
         began = time.time()
         process = subprocess.Popen(
@@ -105,7 +118,7 @@ def main() -> None:
             idle_rss = rss_mib(process.pid)
             sandboxes, sandbox_mib = sandboxes_memory_mib(project)
             with httpx.Client(base_url=url, timeout=60) as client:
-                for i in range(args.functions):
+                for i in range(functions):
                     assert client.get(f"/function/fn{i:03d}").status_code == 200
             headers = admin_headers(spec)
             while any(
@@ -127,15 +140,32 @@ def main() -> None:
             process.send_signal(signal.SIGINT)
             process.wait(120)
         shutil.rmtree(Path(directory) / "project", ignore_errors=True)
-    print(f"{args.functions} functions (one shared handler directory), images cached")
-    print(f"faas up -> gateway ready:            {ready:6.1f} s   images built: {built}")
-    print(f"gateway RSS, all idle:               {idle_rss:6.1f} MiB (target <= 100)")
-    print(f"gateway RSS, after calling each once: {after_rss:6.1f} MiB")
-    print(
-        f"held by the engine at zero: {sandboxes} network sandboxes, "
-        f"{sandbox_mib:.1f} MiB in all ({sandbox_mib / max(sandboxes, 1):.2f} MiB each)"
+    return Result(
+        functions, ready, built, idle_rss, after_rss, sandboxes, sandbox_mib, added_builds
     )
-    print(f"adding one function while serving built {added_builds} image(s)")
+
+
+def report(result: Result) -> None:
+    print(f"{result.functions} functions (one shared handler directory), images cached")
+    print(
+        f"faas up -> gateway ready:            {result.ready_s:6.1f} s   "
+        f"images built: {result.images_built}"
+    )
+    print(f"gateway RSS, all idle:               {result.idle_rss_mib:6.1f} MiB (target <= 100)")
+    print(f"gateway RSS, after calling each once: {result.after_rss_mib:6.1f} MiB")
+    each = result.sandbox_mib / max(result.sandboxes, 1)
+    print(
+        f"held by the engine at zero: {result.sandboxes} network sandboxes, "
+        f"{result.sandbox_mib:.1f} MiB in all ({each:.2f} MiB each)"
+    )
+    print(f"adding one function while serving built {result.added_builds} image(s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--functions", type=int, default=100)
+    args = parser.parse_args()
+    report(run(args.functions))
 
 
 if __name__ == "__main__":

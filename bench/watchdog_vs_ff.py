@@ -46,8 +46,6 @@ import re
 import secrets
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -58,6 +56,7 @@ from pathlib import Path
 
 import docker.errors
 import httpx
+from common import Sample, median_sample, wrk
 from docker.api.client import APIClient
 
 from runtime import requirements
@@ -92,13 +91,6 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE {port}
 """
-
-
-@dataclass
-class Sample:
-    rps: float
-    p50_ms: float
-    p99_ms: float
 
 
 @dataclass
@@ -279,46 +271,6 @@ def wait_until_serving(server: Server, headers: dict[str, str], timeout: float =
 # ---------------------------------------------------------------- load
 
 
-def wrk(url: str, connections: int, seconds: float, headers: dict[str, str]) -> Sample:
-    command = ["taskset", "-c", CLIENT_CPU, "wrk", "--latency", "-t1", f"-c{connections}"]
-    command += [f"-d{seconds:g}s"]
-    for key, value in headers.items():
-        command += ["-H", f"{key}: {value}"]
-    result = subprocess.run(
-        [*command, url], capture_output=True, text=True, check=False, timeout=seconds + 30
-    )
-    output = result.stdout
-    if result.returncode != 0 or "Requests/sec" not in output:
-        raise SystemExit(f"wrk failed on {url}:\n{output}{result.stderr}")
-    if "Non-2xx or 3xx responses" in output:
-        raise SystemExit(f"{url} answered errors under load:\n{output}")
-    if "Socket errors" in output:
-        errors = output.split("Socket errors:")[1].splitlines()[0]
-        print(f"  warning: socket errors from {url}:{errors}")
-    return parse_wrk(output)
-
-
-def parse_wrk(output: str) -> Sample:
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    assert rps, output
-
-    def percentile(label: str) -> float:
-        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-        assert match, output
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    return Sample(float(rps.group(1)), percentile("50"), percentile("99"))
-
-
-def median_sample(samples: list[Sample]) -> Sample:
-    return Sample(
-        statistics.median(s.rps for s in samples),
-        statistics.median(s.p50_ms for s in samples),
-        statistics.median(s.p99_ms for s in samples),
-    )
-
-
 def schedule(servers: list[Server], rounds: int) -> Iterator[tuple[int, int, Server]]:
     """Round by round: each connection count, each handler kind, ours/ff swapped per round."""
     for round_index in range(rounds):
@@ -336,34 +288,42 @@ def schedule(servers: list[Server], rounds: int) -> Iterator[tuple[int, int, Ser
 # ---------------------------------------------------------------- main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5, help="length of each wrk run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per cell (medians shown)")
-    parser.add_argument(
-        "--ff-requirements",
-        nargs="+",
-        default=[FF_REQUIREMENT],
-        help=f"what to install for ff (default {FF_REQUIREMENT}; e.g. add 'uvicorn[standard]')",
-    )
-    args = parser.parse_args()
+@dataclass
+class Result:
+    seconds: float
+    rounds: int
+    servers: list[Server]
+    versions: dict[str, str]
+    """Versions of what functions-framework ran on (SHOWN)."""
+
+    def ratio(self, kind: str, connections: int = max(CONNECTIONS)) -> float:
+        """Ours / ff requests/s (medians) for one handler kind."""
+        mine, theirs = self.pair(kind)
+        return (
+            median_sample(mine.samples[connections]).rps
+            / median_sample(theirs.samples[connections]).rps
+        )
+
+    def pair(self, kind: str) -> tuple[Server, Server]:
+        mine, theirs = sorted((s for s in self.servers if s.kind == kind), key=lambda s: not s.ours)
+        return mine, theirs
+
+
+def run(
+    seconds: float = 5, rounds: int = 3, ff_requirements: tuple[str, ...] = (FF_REQUIREMENT,)
+) -> Result:
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (apt-get install wrk util-linux)")
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs 2 cores: one for the servers, one for wrk")
-    # Ctrl-C and SIGTERM must reach the `finally` that removes the containers (SIGINT
-    # even when a non-interactive shell started us in the background, ignoring it).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-
     api = connect()
     try:
         base_id = str(api.inspect_image(BASE_IMAGE)["Id"])
     except docker.errors.ImageNotFound:
         raise SystemExit(f"base image {BASE_IMAGE} missing: run scripts/up once") from None
-    print(f"resolving {' '.join(args.ff_requirements)} and building images ...", flush=True)
-    ff_tag, versions = ff_image(api, base_id, args.ff_requirements)
+    print(f"resolving {' '.join(ff_requirements)} and building images ...", flush=True)
+    ff_tag, versions = ff_image(api, base_id, list(ff_requirements))
     ours = watchdog_images(api, base_id)
 
     token = secrets.token_hex(16)
@@ -392,7 +352,7 @@ def main() -> None:
             start(api, server)
         for server in servers:
             wait_until_serving(server, headers)
-            wrk(server.url, 16, 1, headers)  # warm up: threads, lazy imports, caches
+            wrk(server.url, 16, 1, headers, cpu=CLIENT_CPU)  # warm up: threads, lazy imports
         shown = ", ".join(f"{name} {versions[name]}" for name in SHOWN if name in versions)
         print(f"ff: {shown}")
         for server in servers:
@@ -401,14 +361,14 @@ def main() -> None:
             print(f"  {'':<19} $ {command}")
         print(
             f"servers on cpuset {SERVER_CPU} (1 CPU, 256 MiB each), wrk -t1 on cpu {CLIENT_CPU}; "
-            f"{args.rounds} rounds x {args.seconds:g}s per cell, alternating",
+            f"{rounds} rounds x {seconds:g}s per cell, alternating",
             flush=True,
         )
-        runs = args.rounds * len(CONNECTIONS) * len(servers)
+        runs = rounds * len(CONNECTIONS) * len(servers)
         for done, (round_index, connections, server) in enumerate(
-            schedule(servers, args.rounds), start=1
+            schedule(servers, rounds), start=1
         ):
-            sample = wrk(server.url, connections, args.seconds, headers)
+            sample = wrk(server.url, connections, seconds, headers, cpu=CLIENT_CPU, strict=True)
             server.samples.setdefault(connections, []).append(sample)
             print(
                 f"  [{done:>2}/{runs}] round {round_index + 1} {server.label:<13} "
@@ -418,11 +378,15 @@ def main() -> None:
     finally:
         remove_containers(api)
         api.close()
+    return Result(seconds, rounds, servers, {n: versions[n] for n in SHOWN if n in versions})
 
+
+def report(result: Result) -> None:
+    servers = result.servers
     print()
     print(
         f"{'server':<14} {'handler':<7} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f"   per round: req/s | p99 ms   (medians of {args.rounds} rounds)"
+        f"   per round: req/s | p99 ms   (medians of {result.rounds} rounds)"
     )
     for connections in CONNECTIONS:
         for server in servers:
@@ -438,7 +402,7 @@ def main() -> None:
     top = max(CONNECTIONS)
     print(f"ours/ff at {top} connections (medians):")
     for kind, target in TARGETS.items():
-        mine, theirs = sorted((s for s in servers if s.kind == kind), key=lambda s: not s.ours)
+        mine, theirs = result.pair(kind)
         a, b = median_sample(mine.samples[top]), median_sample(theirs.samples[top])
         ratio = a.rps / b.rps
         verdict = "met" if ratio >= target else "MISSED"
@@ -447,6 +411,24 @@ def main() -> None:
             f"(target >= {target:g}x: {verdict});  "
             f"p50 {a.p50_ms / b.p50_ms:4.2f}x, p99 {a.p99_ms / b.p99_ms:4.2f}x ff's"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5, help="length of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per cell (medians shown)")
+    parser.add_argument(
+        "--ff-requirements",
+        nargs="+",
+        default=[FF_REQUIREMENT],
+        help=f"what to install for ff (default {FF_REQUIREMENT}; e.g. add 'uvicorn[standard]')",
+    )
+    args = parser.parse_args()
+    # Ctrl-C and SIGTERM must reach the `finally` that removes the containers (SIGINT
+    # even when a non-interactive shell started us in the background, ignoring it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    report(run(args.seconds, args.rounds, tuple(args.ff_requirements)))
 
 
 if __name__ == "__main__":

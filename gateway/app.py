@@ -264,6 +264,8 @@ def create_app(
             events.reconfigure()
 
     app.state.reconfigure = reconfigure
+    # for gateway.protocol: plain calls reach the endpoint without the middleware
+    app.state.function_app = FunctionFastPath(app, function, frozenset(ALL_METHODS))
     return app
 
 

@@ -19,6 +19,19 @@ FunctionEndpoint = Callable[[Request, str, str], Awaitable[Response]]
 """(request, function name, the path below it as the caller encoded it)."""
 
 
+def function_target(scope: Scope) -> tuple[str, str] | None:
+    """(function name, the path below it as the caller encoded it) of a `/function/` call."""
+    path: str = scope["path"]
+    if not path.startswith(PREFIX):
+        return None
+    name = path[len(PREFIX) :].partition("/")[0]
+    if not name:
+        return None
+    raw = scope.get("raw_path")
+    encoded = raw.decode("latin-1") if raw else path
+    return name, "/" + encoded[len(PREFIX) :].partition("/")[2]
+
+
 class FunctionFastPath:
     def __init__(self, app: ASGIApp, endpoint: FunctionEndpoint, methods: frozenset[str]) -> None:
         self.app = app
@@ -27,14 +40,9 @@ class FunctionFastPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in self.methods:
-            path: str = scope["path"]
-            if path.startswith(PREFIX):
-                name = path[len(PREFIX) :].partition("/")[0]
-                if name:
-                    raw = scope.get("raw_path")
-                    encoded = raw.decode("latin-1") if raw else path
-                    below = "/" + encoded[len(PREFIX) :].partition("/")[2]
-                    response = await self.endpoint(Request(scope, receive, send), name, below)
-                    await response(scope, receive, send)
-                    return
+            target = function_target(scope)
+            if target is not None:
+                response = await self.endpoint(Request(scope, receive, send), *target)
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)

@@ -37,12 +37,15 @@ def inbound(headers: RawHeaders) -> RawHeaders:
 
     ASGI servers give header names lowercased already.
     """
-    extra = _listed_in_connection(headers)
-    return [
+    kept = [
         (key, value)
         for key, value in headers
-        if key not in REQUEST_DROPPED and key not in extra and not key.startswith(INTERNAL_PREFIX)
+        if key not in REQUEST_DROPPED and not key.startswith(INTERNAL_PREFIX)
     ]
+    if len(kept) == len(headers):
+        return kept  # no Connection header among them: nothing it could list
+    extra = _listed_in_connection(headers)
+    return [(key, value) for key, value in kept if key not in extra] if extra else kept
 
 
 def outbound(headers: RawHeaders) -> RawHeaders:

@@ -86,6 +86,7 @@ class Metrics:
             ["function", "direction"],
             registry=self.registry,
         )
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self.stats = FunctionStats()
         """Rates, errors and latencies over the last minute, for the dashboard."""
         for pool in platform.pools.values():
@@ -93,8 +94,15 @@ class Metrics:
         platform.autoscaler.on_scale = self.scaled
 
     def observe_call(self, function: str, status: int, seconds: float) -> None:
-        self.invocations.labels(function, str(status)).inc()
-        self.duration.labels(function).observe(seconds)
+        # once per call: the labelled children are looked up once per (function, status)
+        children = self._children.get((function, status))
+        if children is None:
+            children = self._children[function, status] = (
+                self.invocations.labels(function, str(status)),
+                self.duration.labels(function),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         self.stats.observe(function, status, seconds)
 
     def cold_start(self, function: str, seconds: float) -> None:

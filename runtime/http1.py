@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator
+from typing import cast
 
 from runtime.invocation import Body, RawHeaders
 
@@ -46,8 +47,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # not an isinstance check: uvloop's transports do not subclass asyncio's
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.received_any = True
@@ -126,8 +127,15 @@ class Connection(asyncio.Protocol):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def request(self, head: bytes, body: Body, head_only: bool) -> tuple[int, RawHeaders]:
-        """Send one request and wait for the response head."""
+    async def request(
+        self, head: bytes, body: Body, head_only: bool, head_within: float | None = None
+    ) -> tuple[int, RawHeaders]:
+        """Send one request and wait for the response head.
+
+        `head_within` (seconds, only with a `bytes` body) bounds the wait for the head with one
+        timer: TimeoutError. Cheaper than `asyncio.timeout`; a streamed body needs that
+        instead, as the wait may be for the caller's next chunk.
+        """
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         self._head = loop.create_future()
@@ -138,6 +146,13 @@ class Connection(asyncio.Protocol):
             self.transport.write(
                 head + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
             )
+            if head_within is not None:
+                timer = loop.call_later(head_within, self._expire)
+                try:
+                    status, headers = await self._head
+                finally:
+                    timer.cancel()
+                return self._answered(status, headers, head_only)
         else:
             self.transport.write(head + b"transfer-encoding: chunked\r\n\r\n")
             async for chunk in body:
@@ -147,23 +162,35 @@ class Connection(asyncio.Protocol):
                     self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.transport.write(b"0\r\n\r\n")
         status, headers = await self._head
+        return self._answered(status, headers, head_only)
+
+    def _answered(
+        self, status: int, headers: RawHeaders, head_only: bool
+    ) -> tuple[int, RawHeaders]:
         if head_only or status in NO_BODY_STATUSES or 100 <= status < 200:
             self._remaining, self._body_done = 0, True
         return status, headers
 
-    async def body(self) -> AsyncIterator[bytes]:
-        while True:
-            while self._chunks:
-                yield self._chunks.popleft()
+    def _expire(self) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(TimeoutError())
+
+    def body(self) -> AsyncIterator[bytes]:
+        return BodyReader(self)
+
+    async def next_chunk(self) -> bytes | None:
+        """The next part of the response body; None at its end."""
+        while not self._chunks:
             if self._body_error is not None:
                 raise self._body_error
             if self._body_done:
-                return
+                return None
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+        return self._chunks.popleft()
 
     def abort(self) -> None:
         self.reusable = False
@@ -174,6 +201,27 @@ class Connection(asyncio.Protocol):
     def finished(self) -> bool:
         """The response was read to its end and the connection can carry another."""
         return self._body_done and not self._chunks and self.reusable and not self.closed
+
+
+class BodyReader:
+    """A response body as an async iterator.
+
+    A class, not an async generator: asyncio registers every async generator with its
+    loop (a weak set) and finalizes it, a cost paid on every proxied call."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def __aiter__(self) -> BodyReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._connection.next_chunk()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
 
 def _parse_head(raw: bytes) -> tuple[int, RawHeaders, int]:

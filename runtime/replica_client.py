@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -83,8 +83,13 @@ class ReplicaClient:
                     f"{type(exc).__name__}"
                 ) from None
             try:
-                async with asyncio.timeout(time_limit + TIMEOUT_GRACE):
-                    status, headers = await connection.request(head, invocation.body, head_only)
+                if isinstance(invocation.body, bytes):
+                    status, headers = await connection.request(
+                        head, invocation.body, head_only, time_limit + TIMEOUT_GRACE
+                    )
+                else:
+                    async with asyncio.timeout(time_limit + TIMEOUT_GRACE):
+                        status, headers = await connection.request(head, invocation.body, head_only)
                 break
             except TimeoutError:
                 connection.abort()
@@ -111,7 +116,7 @@ class ReplicaClient:
         return InvocationResult(
             status=status,
             headers=headers,
-            body=_stream(connection, invocation.function),
+            body=_Stream(connection, invocation.function),
             close=close,
             replica=replica.name,
         )
@@ -178,12 +183,29 @@ def _failure_reason(body: bytes) -> str:
     return f"{error} ({where})" if where else error
 
 
-async def _stream(connection: http1.Connection, function: str) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in connection.body():
-            yield chunk
-    except OSError:
-        raise ReplicaUnreachable(f"{function}'s replica dropped the response midway") from None
+class _Stream:
+    """The response body, with a dropped connection translated (not an async generator,
+    see http1.BodyReader)."""
+
+    __slots__ = ("_connection", "_function")
+
+    def __init__(self, connection: http1.Connection, function: str) -> None:
+        self._connection = connection
+        self._function = function
+
+    def __aiter__(self) -> _Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            chunk = await self._connection.next_chunk()
+        except OSError:
+            raise ReplicaUnreachable(
+                f"{self._function}'s replica dropped the response midway"
+            ) from None
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
 
 
 def _request_head(replica: Replica, invocation: Invocation, time_limit: float) -> bytes:

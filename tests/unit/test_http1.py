@@ -111,3 +111,62 @@ def test_a_closed_idle_connection_is_seen_as_stale() -> None:
 
     reused, closed = asyncio.run(scenario())
     assert not reused and not closed  # the closed one was dropped, a new one made
+
+
+def test_a_head_that_does_not_come_in_time_is_a_timeout() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)
+            await reader.read()  # never answers: waits for the client to give up
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        pool = http1.Pool()
+        try:
+            connection, _ = await pool.acquire(address, 2.0)
+            try:
+                await connection.request(b"GET / HTTP/1.1\r\nhost: x\r\n", b"", False, 0.05)
+            except TimeoutError:
+                timed_out = True
+            else:
+                timed_out = False
+            connection.abort()
+            return timed_out, connection.finished
+        finally:
+            await shut(pool, server)
+
+    timed_out, reusable = asyncio.run(scenario())
+    assert timed_out
+    assert not reusable
+
+
+def test_body_reader_streams_parts_as_they_come() -> None:
+    async def scenario() -> list[bytes]:
+        async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(65536)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nabc")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"def")
+            await writer.drain()
+            await reader.read()
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(slow, "127.0.0.1", 0)
+        address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        pool = http1.Pool()
+        try:
+            connection, _ = await pool.acquire(address, 2.0)
+            status, _ = await connection.request(b"GET / HTTP/1.1\r\nhost: x\r\n", b"", False, 5)
+            assert status == 200
+            parts = [part async for part in connection.body()]
+            assert connection.finished
+            pool.release(address, connection)
+            return parts
+        finally:
+            await shut(pool, server)
+
+    assert asyncio.run(scenario()) == [b"abc", b"def"]
