@@ -231,6 +231,20 @@ def plot_cdf(ax: Any, label: str, sample: Sample, style: str = "-") -> None:
         ax.plot([ms for _, ms in sample.cdf], [p for p, _ in sample.cdf], style, label=label)
 
 
+def finish_latency_axes(axes: Any, title: str, fig: Any, path: Path) -> None:
+    """Log-scale latency CDFs side by side, labelled and saved."""
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("percent of requests at or below")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plots(outcomes: dict[str, Outcome], out: Path) -> list[str]:
     made = []
     wd = outcomes.get("watchdog")
@@ -241,15 +255,8 @@ def plots(outcomes: dict[str, Outcome], out: Path) -> list[str]:
                 if server.kind == kind:
                     plot_cdf(ax, f"{server.label}", median_sample(server.samples[16]))
             ax.set_title(f"{kind} hello, 16 connections")
-            ax.set_xscale("log")
-            ax.set_xlabel("latency (ms, log scale)")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend()
-        axes[0].set_ylabel("percent of requests at or below")
-        fig.suptitle("watchdog vs functions-framework: latency distribution (wrk, median run)")
-        fig.tight_layout()
-        fig.savefig(out / "watchdog_vs_ff_latency.png", dpi=110)
-        plt.close(fig)
+        title = "watchdog vs functions-framework: latency distribution (wrk, median run)"
+        finish_latency_axes(axes, title, fig, out / "watchdog_vs_ff_latency.png")
         made.append("watchdog_vs_ff_latency.png")
     for key, loop in GATEWAY_LOOPS.items():
         gw = outcomes.get(key)
@@ -260,16 +267,9 @@ def plots(outcomes: dict[str, Outcome], out: Path) -> list[str]:
             plot_cdf(ax, "through the gateway", median_sample(row.gateway))
             plot_cdf(ax, "direct to the replica", median_sample(row.direct), "--")
             ax.set_title(f"warm hello, {row.connections} connection(s)")
-            ax.set_xscale("log")
-            ax.set_xlabel("latency (ms, log scale)")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend()
-        axes[0].set_ylabel("percent of requests at or below")
-        fig.suptitle(f"gateway overhead ({loop}): latency distribution (wrk, median run)")
-        fig.tight_layout()
         name = key.replace("gateway", "gateway_latency").replace("-", "_") + ".png"
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
+        title = f"gateway overhead ({loop}): latency distribution (wrk, median run)"
+        finish_latency_axes(axes, title, fig, out / name)
         made.append(name)
     cold = outcomes.get("cold")
     if cold and cold.result:
