@@ -10,9 +10,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -98,6 +99,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until_serving(
+    process: subprocess.Popen[Any],
+    url: str,
+    failure: str | Callable[[], str],
+    timeout: float = 300,
+) -> None:
+    """Poll the gateway's /healthz until it answers; exit with `failure` if it ends or stalls.
+
+    `failure` may be a function, to read the gateway's log only when it is needed.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=1, trust_env=False).status_code == 200:
+                return
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(failure if isinstance(failure, str) else failure())
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def gateway(spec: Path, project: str) -> Iterator[str]:
     """Serve `spec` as `project`; yields the gateway's URL and stops it (cleaning up) after.
@@ -112,14 +133,9 @@ def gateway(spec: Path, project: str) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"faas up -f {spec} did not come up; run it by hand to see why")
-            time.sleep(0.2)
+        wait_until_serving(
+            process, url, f"faas up -f {spec} did not come up; run it by hand to see why"
+        )
         yield url
     finally:
         process.send_signal(signal.SIGINT)
@@ -135,4 +151,4 @@ def function_info(url: str, name: str, spec: Path) -> dict[str, object]:
     functions = httpx.get(
         f"{url}/system/functions", headers=admin_headers(spec), timeout=10
     ).json()["functions"]
-    return next(f for f in functions if f["name"] == name)  # type: ignore[no-any-return]
+    return next(f for f in functions if f["name"] == name)

@@ -39,7 +39,7 @@ import aiohttp
 import docker
 import httpx
 from aiohttp import web
-from common import REPO, free_port
+from common import REPO, free_port, wait_until_serving
 
 HANDLER = Path(__file__).parent / "projects" / "events" / "functions" / "sink.py"
 CONCURRENCY = 32
@@ -146,14 +146,7 @@ class Gateway:
                  "--port", self.url.rsplit(":", 1)[1], "--log-level", "warning", "--no-reload"],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 300
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"faas up did not come up; see {log}")
-            time.sleep(0.1)
+        wait_until_serving(self.process, self.url, f"faas up did not come up; see {log}")
 
     def queue(self, function: str) -> dict[str, int]:
         token = (self.spec.parent / ".faas" / "admin-token").read_text().strip()

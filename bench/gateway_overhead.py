@@ -23,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import docker
 import httpx
-from common import Sample, free_port, median_sample, wrk
+from common import Sample, free_port, median_sample, wait_until_serving, wrk
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "bench" / "projects" / "overhead" / "functions.yaml"
@@ -77,14 +76,7 @@ def gateway(project: str, uvloop: bool = False) -> Iterator[str]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if process.poll() is not None:
-                raise SystemExit("faas up exited; run `faas up` by hand to see why")
-            time.sleep(0.2)
+        wait_until_serving(process, url, "faas up exited; run `faas up` by hand to see why")
         yield url
     finally:
         process.send_signal(signal.SIGINT)

@@ -13,7 +13,6 @@ Generates a project of N functions sharing one handler directory, then:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
 import signal
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import docker
 import httpx
-from common import REPO, admin_headers, free_port
+from common import REPO, admin_headers, free_port, wait_until_serving
 
 HANDLER = 'def handle(event, context):\n    return f"hello from {context.function_name}\\n"\n'
 
@@ -105,13 +104,7 @@ def run(functions: int = 100) -> Result:
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                if process.poll() is not None or time.time() - began > 600:
-                    raise SystemExit("faas up did not come up")
-                time.sleep(0.1)
+            wait_until_serving(process, url, "faas up did not come up", timeout=600)
             ready = time.time() - began
             built = images_built(began)
             time.sleep(20)  # let every spare (sandbox + created replica) settle

@@ -46,7 +46,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import httpx
-from common import REPO, free_port, function_info
+from common import REPO, free_port, function_info, wait_until_serving
 
 SPEC = REPO / "bench" / "projects" / "swarm" / "functions.yaml"
 RESULTS = REPO / "bench" / "results" / "swarm_vs_docker.json"
@@ -102,16 +102,11 @@ def gateway(side: Side, log_dir: Path) -> Iterator[str]:
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(
-                    f"faas up --backend {side.backend} did not come up:\n{tail(log_path)}"
-                )
-            time.sleep(0.2)
+        wait_until_serving(
+            process,
+            url,
+            lambda: f"faas up --backend {side.backend} did not come up:\n{tail(log_path)}",
+        )
         side.url = url
         side.pid = process.pid
         yield url

@@ -42,6 +42,11 @@ DEPS_LINE = "COPY deps/ /opt/faas/deps/\n"
 RequirementsResolver = Callable[[Path], Path]
 
 
+def image_reference(registry: str | None, tag: str) -> str:
+    """Where nodes get a function image from: `<registry>/<tag>` when one is set, else local."""
+    return f"{registry}/{tag}" if registry else tag
+
+
 def code_mount(project: Project, function: FunctionSpec) -> tuple[str, str]:
     """(host path, container path) of the code a development replica mounts read-only."""
     code = code_root(function)

@@ -159,7 +159,7 @@ class ServiceBackend(Backend, Protocol):
     async def set_replicas(self, function: str, count: int) -> None: ...
 
     async def desired_replicas(self) -> dict[str, int]:
-        """The replica count each function's service is set to now, by function."""
+        """The replica count each function's service was set to, as of the last `tasks`."""
 
     async def tasks(self) -> list[Task]:
         """Every task of this project's services that runs or is about to."""

@@ -47,6 +47,7 @@ from runtime.backends.docker.containers import (
 from runtime.errors import FaasError
 from runtime.events import jetstream_names
 from runtime.export import DEFAULT_GATEWAY_IMAGE
+from runtime.images import image_reference
 from runtime.secrets import env_name
 from runtime.spec import SPEC_FILENAME, FunctionSpec, GiB, KiB, MiB, Project, parse_size
 from runtime.watchdog.server import READY_PATH
@@ -72,11 +73,6 @@ LABEL_NAME = "app.kubernetes.io/name"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-
-
-def image_reference(registry: str | None, tag: str) -> str:
-    """Where the nodes pull a function image from: `<registry>/faas-function:<hash>`."""
-    return f"{registry}/{tag}" if registry else tag
 
 
 def secret_name(project: str, secret: str) -> str:

@@ -13,26 +13,21 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import docker.errors
 
 from runtime.backends.base import (
     CreatedReplica,
-    ImageRequest,
-    ProgressCallback,
     Replica,
     ReplicaSpec,
     ReplicaStatus,
 )
-from runtime.backends.docker import containers, images
+from runtime.backends.docker import containers
 from runtime.backends.docker import logs as container_logs
-from runtime.backends.docker.engine import connect, engine_errors
-from runtime.errors import EngineUnavailable
+from runtime.backends.docker.engine import EngineBackend, engine_errors
 
 log = logging.getLogger("faas.docker")
-T = TypeVar("T")
 
 CONCURRENT_STARTS = 2
 """Container starts handed to the engine at once. Measured on 2 cores: ten at once
@@ -40,25 +35,15 @@ made the first replica of a burst ready after ~1.1 s instead of ~0.35 s, while t
 last was ready no sooner than when starting them two by two."""
 
 
-class DockerBackend:
+class DockerBackend(EngineBackend):
     def __init__(self, project: str) -> None:
-        self.project = project
-        self._api = connect()
+        super().__init__(project, workers=16, thread_name="docker")
         self._network = containers.network_name(project)
         self._network_ready = asyncio.Lock()
         self._has_network = False
         self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
-        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="docker")
         self._sandboxes: dict[str, str] = {}
         """Replica container id -> the network sandbox it joined."""
-
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        """Run a blocking SDK call in this backend's threads (see `teardown`)."""
-        try:
-            future = self._executor.submit(function, *args)
-        except RuntimeError:  # after teardown
-            raise EngineUnavailable(f"the {self.project} backend is closed") from None
-        return await asyncio.wrap_future(future)
 
     async def prepare(self) -> None:
         async with self._network_ready:
@@ -70,18 +55,6 @@ class DockerBackend:
         with engine_errors(f"creating network {self._network}"):
             if not self._api.networks(names=[self._network]):
                 self._api.create_network(**containers.network_args(self.project))
-
-    async def ensure_base_image(self, image: str, progress: ProgressCallback) -> None:
-        with engine_errors(f"preparing base image {image}"):
-            await self._call(images.ensure_base_image, self._api, image, progress)
-
-    async def image_id(self, image: str) -> str | None:
-        with engine_errors(f"inspecting image {image}"):
-            return await self._call(images.image_id, self._api, image)
-
-    async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
-        with engine_errors(f"building image {request.tag}"):
-            return await self._call(images.build_function_image, self._api, request, progress)
 
     async def create(self, spec: ReplicaSpec) -> CreatedReplica:
         await self.prepare()
@@ -226,9 +199,6 @@ class DockerBackend:
         self._has_network = False
         self._sandboxes.clear()
         return len(found)
-
-    async def close(self) -> None:
-        self._api.close()
 
 
 def _status_from_inspect(attrs: dict[str, Any]) -> ReplicaStatus:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
 from docker.api.client import APIClient
 
+from runtime.backends.base import ImageRequest, ProgressCallback
+from runtime.backends.docker import images
 from runtime.errors import EngineUnavailable
+
+T = TypeVar("T")
 
 ENGINE_HELP = (
     "no Docker engine answers. Start one (on Debian as root: `apt-get install docker.io` "
@@ -41,3 +48,36 @@ def engine_errors(action: str) -> Iterator[None]:
         raise EngineUnavailable(f"{action}: {exc}") from None
     except OSError as exc:  # requests wraps most, but not every, socket error
         raise EngineUnavailable(f"{action}: {exc}") from None
+
+
+class EngineBackend:
+    """What the docker and swarm backends share: one engine connection, the worker
+    threads its blocking SDK calls run in, and the image verbs."""
+
+    def __init__(self, project: str, *, workers: int, thread_name: str) -> None:
+        self.project = project
+        self._api = connect()
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name)
+
+    async def _call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking SDK call in this backend's threads (see `teardown`)."""
+        try:
+            future = self._executor.submit(function, *args)
+        except RuntimeError:  # after teardown
+            raise EngineUnavailable(f"the {self.project} backend is closed") from None
+        return await asyncio.wrap_future(future)
+
+    async def ensure_base_image(self, image: str, progress: ProgressCallback) -> None:
+        with engine_errors(f"preparing base image {image}"):
+            await self._call(images.ensure_base_image, self._api, image, progress)
+
+    async def image_id(self, image: str) -> str | None:
+        with engine_errors(f"inspecting image {image}"):
+            return await self._call(images.image_id, self._api, image)
+
+    async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
+        with engine_errors(f"building image {request.tag}"):
+            return await self._call(images.build_function_image, self._api, request, progress)
+
+    async def close(self) -> None:
+        self._api.close()

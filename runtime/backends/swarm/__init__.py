@@ -24,9 +24,8 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker.errors
 
@@ -39,14 +38,14 @@ from runtime.backends.base import (
     ReplicaStatus,
     Task,
 )
-from runtime.backends.docker import containers, images
+from runtime.backends.docker import containers
 from runtime.backends.docker import logs as container_logs
-from runtime.backends.docker.engine import connect, engine_errors
+from runtime.backends.docker.engine import EngineBackend, engine_errors
 from runtime.backends.swarm import services
 from runtime.errors import EngineUnavailable, FaasError
+from runtime.images import image_reference
 
 log = logging.getLogger("faas.swarm")
-T = TypeVar("T")
 
 ADDRESS_MODE_ENV = "FAAS_SWARM_ADDRESS"
 """`overlay` when the gateway runs as a Swarm service itself; else the host's bridge."""
@@ -59,12 +58,10 @@ SWARM_HELP = (
 REMOVE_WAIT = 30.0
 
 
-class SwarmBackend:
+class SwarmBackend(EngineBackend):
     def __init__(self, project: str, *, registry: str | None = None) -> None:
-        self.project = project
+        super().__init__(project, workers=8, thread_name="swarm")
         self.registry = registry
-        self._api = connect()
-        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="swarm")
         self._overlay = os.environ.get(ADDRESS_MODE_ENV) == "overlay"
         self._node_id: str | None = None
         self._prepared = asyncio.Lock()
@@ -76,16 +73,11 @@ class SwarmBackend:
         self._containers: dict[str, str] = {}
         """Task id -> its container id, for tasks on this node."""
         self._addresses: dict[str, str] = {}
+        self._counts: dict[str, int] = {}
+        """Function -> its service's replica count, as the last `tasks` listing found it."""
         self._service_locks: dict[str, asyncio.Lock] = {}
         self._holder_lock = threading.Lock()
         """Functions' services are made in parallel threads; the holder is updated by one."""
-
-    async def _call(self, function: Callable[..., T], *args: Any) -> T:
-        try:
-            future = self._executor.submit(function, *args)
-        except RuntimeError:
-            raise EngineUnavailable(f"the {self.project} backend is closed") from None
-        return await asyncio.wrap_future(future)
 
     # -- preparation and images ------------------------------------------------------
 
@@ -108,24 +100,15 @@ class SwarmBackend:
         if not self._overlay:
             self._node_id = swarm["NodeID"]
 
-    async def ensure_base_image(self, image: str, progress: ProgressCallback) -> None:
-        with engine_errors(f"preparing base image {image}"):
-            await self._call(images.ensure_base_image, self._api, image, progress)
-
-    async def image_id(self, image: str) -> str | None:
-        with engine_errors(f"inspecting image {image}"):
-            return await self._call(images.image_id, self._api, image)
-
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
-        with engine_errors(f"building image {request.tag}"):
-            built = await self._call(images.build_function_image, self._api, request, progress)
+        built = await super().build_image(request, progress)
         if self.registry is not None:
             await self._call(self._push, request.tag, progress)
         return built
 
     def _push(self, tag: str, progress: ProgressCallback) -> None:
         """Tag the image for the registry and push it, so every node can pull it."""
-        reference = self.image_reference(tag)
+        reference = image_reference(self.registry, tag)
         repository, _, version = reference.rpartition(":")
         progress(f"pushing {reference}", None)
         with engine_errors(f"pushing {reference}"):
@@ -134,10 +117,6 @@ class SwarmBackend:
                 if "error" in event:
                     raise EngineUnavailable(f"pushing {reference}: {event['error']}")
         progress(f"pushed {reference}", 1.0)
-
-    def image_reference(self, tag: str) -> str:
-        """Where replicas get `tag` from: the registry when one is set, else this node."""
-        return f"{self.registry}/{tag}" if self.registry else tag
 
     # -- services --------------------------------------------------------------------
 
@@ -153,7 +132,7 @@ class SwarmBackend:
         name = services.service_name(self.project, spec.function)
         with engine_errors(f"creating the service of {spec.function}"):
             self._networks[spec.function] = self._ensure_network(spec.function)
-            self._hold_network(spec.function, self.image_reference(spec.image))
+            self._hold_network(spec.function, image_reference(self.registry, spec.image))
             secrets = {
                 secret: self._ensure_secret(secret, Path(path))
                 for secret, path in spec.secret_files.items()
@@ -164,7 +143,7 @@ class SwarmBackend:
             wanted = services.service_args(
                 dataclasses.replace(spec, token=token),
                 self.project,
-                self.image_reference(spec.image),
+                image_reference(self.registry, spec.image),
                 secrets=secrets,
                 grace=spec.timeout,
                 node_id=self._node_id,
@@ -272,15 +251,8 @@ class SwarmBackend:
                         raise
 
     async def desired_replicas(self) -> dict[str, int]:
-        return await self._call(self._desired)
-
-    def _desired(self) -> dict[str, int]:
-        with engine_errors("listing services"):
-            found = self._api.services(filters={"label": self._function_labels})
-        return {
-            service["Spec"]["Labels"][containers.LABEL_FUNCTION]: services.replicas_of(service)
-            for service in found
-        }
+        """Read off the services that the last `tasks` listed: no second listing per tick."""
+        return dict(self._counts)
 
     @property
     def _project_label(self) -> str:
@@ -299,6 +271,10 @@ class SwarmBackend:
     def _tasks(self) -> list[Task]:
         with engine_errors("listing tasks"):
             found = self._api.services(filters={"label": self._function_labels})
+            self._counts = {
+                service["Spec"]["Labels"][containers.LABEL_FUNCTION]: services.replicas_of(service)
+                for service in found
+            }
             by_service = {
                 service["ID"]: (
                     service["Spec"]["Labels"][containers.LABEL_FUNCTION],
@@ -433,12 +409,10 @@ class SwarmBackend:
                     self._api.remove_secret(secret["ID"])
         self._tokens.clear()
         self._addresses.clear()
+        self._counts.clear()
         self._containers.clear()
         running = [t for t in tasks if t["Status"]["State"] == services.RUNNING]
         return len(running)
-
-    async def close(self) -> None:
-        self._api.close()
 
 
 def _bridge_address(bridge: dict[str, Any], container_id: str) -> str | None:
