@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 
 from runtime.backends.base import Replica, ServiceBackend, Task
-from runtime.errors import FaasError, ReplicaStartError
+from runtime.errors import FaasError, FunctionUnavailable, ReplicaStartError
 from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
@@ -52,10 +52,15 @@ class ServiceAutoscaler(Autoscaler):
         """Function -> the change of its count on its way to the engine."""
 
     def reconcile(self, pool: FunctionPool, now: float) -> None:
-        if pool.error is not None or pool.image is None:
+        if pool.image is None:
             return
         name = pool.spec.name
         current = self.counts.get(name, 0)
+        if pool.error is not None:
+            # A failed function answers from its recorded error; its tasks would only idle.
+            if current > 0 and self.coordination.leads():
+                self._change(name, current, 0, "the function failed")
+            return
         ready = min(len(pool.replicas), current)
         pool.starting = current - ready
         if not self.coordination.leads():
@@ -65,12 +70,15 @@ class ServiceAutoscaler(Autoscaler):
         decision = self._decide(pool, observation)
         if decision.desired == current:
             return
-        self.counts[name] = decision.desired
         pool.starting = max(0, decision.desired - ready)
-        self._record(name, current, decision.desired, decision.reason)
+        self._change(name, current, decision.desired, decision.reason)
+
+    def _change(self, name: str, current: int, desired: int, reason: str) -> None:
+        self.counts[name] = desired
+        self._record(name, current, desired, reason)
         previous = self._settings.get(name)
         self._settings[name] = asyncio.get_running_loop().create_task(
-            self._set(name, decision.desired, previous)
+            self._set(name, desired, previous)
         )
 
     async def _set(self, function: str, count: int, previous: asyncio.Task[None] | None) -> None:
@@ -123,6 +131,9 @@ class ServiceAutoscaler(Autoscaler):
             await self._client.wait_ready(
                 replica, deadline=loop.time() + READY_TIMEOUT, is_alive=self._check_alive
             )
+        except FunctionUnavailable as exc:  # the handler does not import: no task will do
+            pool.mark_failed(str(exc))
+            return
         except FaasError as exc:
             log.warning(
                 "replica did not become ready",

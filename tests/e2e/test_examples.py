@@ -42,7 +42,7 @@ def client(examples: Gateway) -> Iterator[httpx.Client]:
 
 def test_hello_through_function_url(client: httpx.Client) -> None:
     response = client.get("/function/hello")
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.text == "Hello, world!\n"
     assert response.headers["content-type"].startswith("text/plain")
     assert len(response.headers["x-call-id"]) == 32
@@ -50,14 +50,14 @@ def test_hello_through_function_url(client: httpx.Client) -> None:
 
 def test_hello_through_declared_route_with_query(client: httpx.Client) -> None:
     response = client.get("/hello", params={"name": "Ada"})
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.text == "Hello, Ada!\n"
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT"])
 def test_echo_every_declared_method(client: httpx.Client, method: str) -> None:
     response = client.request(method, "/echo", json={"n": 1, "s": "x"}, params={"q": "1"})
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     body = response.json()
     assert body["method"] == method
     assert body["json"] == {"n": 1, "s": "x"}
@@ -94,13 +94,13 @@ def test_unknown_function_is_404(client: httpx.Client) -> None:
 
 def test_async_handler(client: httpx.Client) -> None:
     response = client.get("/countdown", params={"ms": "20"})
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.json()["slept_ms"] == 20
 
 
 def test_function_with_pypi_requirement(client: httpx.Client) -> None:
     response = client.get("/sizes", params={"bytes": "3000000"})
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.text == "2.9 MiB\n"
 
 
@@ -110,14 +110,14 @@ def test_internal_headers_from_callers_are_stripped(examples: Gateway) -> None:
         response = client.get(
             "/function/hello", headers={"X-Faas-Token": "forged", "X-Faas-Call-Id": "forged"}
         )
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert response.headers["x-call-id"] != "forged"
 
 
 def test_large_body_streams_through(client: httpx.Client) -> None:
     payload = json.dumps({"blob": "x" * 500_000}).encode()
     response = client.post("/echo", content=payload)
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert len(response.json()["json"]["blob"]) == 500_000
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +18,21 @@ pytestmark = pytest.mark.docker
 SPEC = Path(__file__).parent / "projects" / "faulty" / "functions.yaml"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["docker", "swarm"])
 def faulty(
-    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    docker_client: docker.DockerClient,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Gateway]:
-    with running_gateway(docker_client, SPEC, "faulty", tmp_path_factory.mktemp("logs")) as gateway:
+    """The same failures must get the same answers on both backends."""
+    backend: str = request.param
+    if backend == "swarm":
+        request.getfixturevalue("swarm")
+    logs = tmp_path_factory.mktemp("logs")
+    with running_gateway(
+        docker_client, SPEC, f"faulty-{backend}", logs, "--backend", backend
+    ) as gateway:
+        gateway.backend = backend
         yield gateway
 
 
@@ -39,7 +50,9 @@ def test_syntax_error_gives_503_with_file_and_line(client: httpx.Client) -> None
     assert client.get("/ok").status_code == 200
 
 
-def test_import_error_gives_503_and_shows_in_ls(faulty: Gateway, client: httpx.Client) -> None:
+def test_import_error_gives_503_and_shows_in_ls(
+    faulty: Gateway, client: httpx.Client, docker_client: docker.DockerClient
+) -> None:
     response = client.get("/function/import-error")
     assert response.status_code == 503
     assert "module_that_is_not_installed" in response.json()["error"]
@@ -49,6 +62,13 @@ def test_import_error_gives_503_and_shows_in_ls(faulty: Gateway, client: httpx.C
     assert rows["import-error"]["state"] == "failed"
     assert "module_that_is_not_installed" in rows["import-error"]["error"]
     assert rows["ok"]["state"] in ("idle", "ready")
+    if faulty.backend == "swarm":  # the failed function's service goes back to zero tasks
+        service = docker_client.services.get(f"faas-{faulty.project}-import-error")
+        deadline = time.monotonic() + 10
+        while service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] != 0:
+            assert time.monotonic() < deadline, "the failed function's service kept its tasks"
+            time.sleep(0.2)
+            service.reload()
 
 
 def test_missing_handler_file_is_reported(client: httpx.Client) -> None:

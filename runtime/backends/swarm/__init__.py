@@ -56,6 +56,7 @@ SWARM_HELP = (
     "`docker swarm join` on the others (see README, 'Running on more than one machine')"
 )
 REMOVE_WAIT = 30.0
+UPDATE_ATTEMPTS = 5
 
 
 class SwarmBackend(EngineBackend):
@@ -137,29 +138,37 @@ class SwarmBackend(EngineBackend):
                 secret: self._ensure_secret(secret, Path(path))
                 for secret, path in spec.secret_files.items()
             }
-            existing = self._service(name)
-            token = (existing and services.token_of(existing)) or spec.token
-            self._tokens[spec.function] = token
-            wanted = services.service_args(
-                dataclasses.replace(spec, token=token),
-                self.project,
-                image_reference(self.registry, spec.image),
-                secrets=secrets,
-                grace=spec.timeout,
-                node_id=self._node_id,
-            )
-            if existing is None:
-                self._api.create_service(mode={"Replicated": {"Replicas": 0}}, **wanted)
-                log.info("service created", extra={"function": spec.function, "service": name})
-            elif existing["Spec"]["Labels"].get(services.LABEL_SPEC) != wanted["labels"].get(
-                services.LABEL_SPEC
-            ):
-                self._api.update_service(
-                    existing["ID"],
-                    existing["Version"]["Index"],
-                    mode={"Replicated": {"Replicas": services.replicas_of(existing)}},
-                    **wanted,
+
+            def wanted_for(existing: dict[str, Any] | None) -> dict[str, Any]:
+                token = (existing and services.token_of(existing)) or spec.token
+                self._tokens[spec.function] = token
+                return services.service_args(
+                    dataclasses.replace(spec, token=token),
+                    self.project,
+                    image_reference(self.registry, spec.image),
+                    secrets=secrets,
+                    grace=spec.timeout,
+                    node_id=self._node_id,
                 )
+
+            if self._service(name) is None:
+                args = wanted_for(None)
+                self._api.create_service(mode={"Replicated": {"Replicas": 0}}, **args)
+                log.info("service created", extra={"function": spec.function, "service": name})
+                return
+
+            def update(existing: dict[str, Any]) -> dict[str, Any] | None:
+                wanted = wanted_for(existing)
+                if existing["Spec"]["Labels"].get(services.LABEL_SPEC) == wanted["labels"].get(
+                    services.LABEL_SPEC
+                ):
+                    return None
+                return {
+                    "mode": {"Replicated": {"Replicas": services.replicas_of(existing)}},
+                    **wanted,
+                }
+
+            if self._update_service(name, update):
                 log.info("service updated", extra={"function": spec.function, "service": name})
 
     def _service(self, name: str) -> dict[str, Any] | None:
@@ -172,19 +181,49 @@ class SwarmBackend(EngineBackend):
     def _hold_network(self, function: str, image: str) -> None:
         """Attach the project's holder to `function`'s network (see `services.holder_args`)."""
         network = services.network_name(self.project, function)
-        with self._holder_lock:
-            holder = self._service(services.holder_name(self.project))
-            if holder is None:
-                args = services.holder_args(self.project, image, [network], self._node_id)
-                self._api.create_service(**args)
-                return
+        name = services.holder_name(self.project)
+
+        def attach(holder: dict[str, Any]) -> dict[str, Any] | None:
             template = holder["Spec"]["TaskTemplate"]
             attached = {self._network_name(n["Target"]) for n in template.get("Networks") or []}
             if network in attached:
-                return
-            image = template["ContainerSpec"]["Image"]
-            args = services.holder_args(self.project, image, [*attached, network], self._node_id)
-            self._api.update_service(holder["ID"], holder["Version"]["Index"], **args)
+                return None
+            held = template["ContainerSpec"]["Image"]
+            return services.holder_args(self.project, held, [*attached, network], self._node_id)
+
+        with self._holder_lock:
+            if self._service(name) is None:
+                self._api.create_service(
+                    **services.holder_args(self.project, image, [network], self._node_id)
+                )
+            else:
+                self._update_service(name, attach)
+
+    def _update_service(
+        self, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> bool:
+        """Update service `name` with the arguments `change` makes of its current state.
+
+        `change` returns None when the service is as wanted. A write that races
+        another (a gateway, or Swarm recording a rollout's progress) is refused as
+        "out of sequence"; the service is then read again and the change remade.
+        Returns whether the service was updated.
+        """
+        for attempt in range(UPDATE_ATTEMPTS):
+            service = self._service(name)
+            if service is None:
+                raise FaasError(f"the service {name} was removed")
+            args = change(service)
+            if args is None:
+                return False
+            try:
+                self._api.update_service(service["ID"], service["Version"]["Index"], **args)
+                return True
+            except docker.errors.APIError as exc:
+                if "out of sequence" not in str(exc) or attempt == UPDATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _network_name(self, target: str) -> str:
         """Services name their networks by id once created; the holder compares names."""
@@ -230,25 +269,14 @@ class SwarmBackend(EngineBackend):
 
     def _set_replicas(self, function: str, count: int) -> None:
         name = services.service_name(self.project, function)
+
+        def scale(service: dict[str, Any]) -> dict[str, Any] | None:
+            if services.replicas_of(service) == count:
+                return None
+            return {"mode": {"Replicated": {"Replicas": count}}, "fetch_current_spec": True}
+
         with engine_errors(f"scaling {function} to {count}"):
-            for attempt in range(3):
-                service = self._service(name)
-                if service is None:
-                    raise FaasError(f"{function} has no service; it was removed")
-                if services.replicas_of(service) == count:
-                    return
-                try:
-                    self._api.update_service(
-                        service["ID"],
-                        service["Version"]["Index"],
-                        mode={"Replicated": {"Replicas": count}},
-                        fetch_current_spec=True,
-                    )
-                    return
-                except docker.errors.APIError as exc:
-                    # Another gateway updated the service between our read and write.
-                    if "out of sequence" not in str(exc) or attempt == 2:
-                        raise
+            self._update_service(name, scale)
 
     async def desired_replicas(self) -> dict[str, int]:
         """Read off the services that the last `tasks` listed: no second listing per tick."""
