@@ -3,8 +3,14 @@
 Baseline: a container of the same function image, created ahead of time and
 running a minimal standard-library HTTP server instead of the watchdog, on the
 same kind of network; timed from `start` to its first HTTP 200.
-Ours: `hello` at zero (no running container), timed from the request to its
-200 through the gateway. Runs alternate, so both see the same machine noise.
+Ours, two ways, each `hello` at zero timed from the request to its 200 through
+the gateway:
+- warm pool (the default): the gateway gives the function to a pre-started
+  watchdog that belongs to no function (runtime/warm_pool.py);
+- containers (`gateway.warm_pool: 0`): a start of the replica container the
+  function keeps created ahead, in a network sandbox of its own.
+Runs alternate, so all three see the same machine noise. Also reported: what a
+function at zero holds, and what the warm pool holds for the whole project.
 
     python bench/cold_start.py [--runs 10]
 """
@@ -15,13 +21,14 @@ import argparse
 import statistics
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import docker
 import httpx
 from common import REPO, function_info, gateway
 
 SPEC = REPO / "bench" / "projects" / "coldstart" / "functions.yaml"
+CONTAINERS_SPEC = SPEC.with_name("functions-containers.yaml")
 MINIMAL_SERVER = (
     "import http.server as s\n"
     "class H(s.BaseHTTPRequestHandler):\n"
@@ -101,48 +108,97 @@ class Result:
     baseline: list[float]
     """Seconds from Docker's start of a pre-created container to its first 200."""
     ours: list[float]
-    """Seconds from a call to a function at zero to its 200 through the gateway."""
+    """Seconds from a call to a function at zero to its 200, on the warm pool."""
     phases: list[dict[str, float]]
+    containers: list[float] = field(default_factory=list)
+    """The same, with the warm pool off: a container start per cold start."""
+    container_phases: list[dict[str, float]] = field(default_factory=list)
+    held_at_zero: int = 0
+    """Containers (running or created) labelled with the function, while it is at zero."""
+    warm_mib: float = 0.0
+    """Memory of the project's warm watchdogs together, while every function is at zero."""
+    warm_count: int = 0
 
     @property
     def ratio(self) -> float:
         return statistics.median(self.ours) / statistics.median(self.baseline)
 
+    @property
+    def container_ratio(self) -> float:
+        return statistics.median(self.containers) / statistics.median(self.baseline)
+
+
+def held_by_function(client: docker.DockerClient, project: str) -> int:
+    labels = [f"faas.project={project}", "faas.function=hello"]
+    return len(client.api.containers(all=True, filters={"label": labels}))
+
+
+def warm_memory(client: docker.DockerClient, project: str) -> tuple[int, float]:
+    """(count, MiB) of the project's unassigned warm watchdogs, from the engine's stats."""
+    labels = [f"faas.project={project}", "faas.role=warm"]
+    found = client.api.containers(filters={"label": labels})
+    total = 0
+    for container in found:
+        stats = client.api.stats(container["Id"], stream=False)
+        usage = stats["memory_stats"]
+        total += usage.get("usage", 0) - usage.get("stats", {}).get("total_inactive_file", 0)
+    return len(found), total / 2**20
+
 
 def run(runs: int = 10) -> Result:
     client = docker.from_env()
     project = f"bench-cold-{uuid.uuid4().hex[:6]}"
-    baseline: list[float] = []
-    ours: list[float] = []
-    phases: list[dict[str, float]] = []
+    plain = f"bench-cold-{uuid.uuid4().hex[:6]}"
+    result = Result(runs, "", [], [], [])
     # One client made up front: creating one loads TLS certificates (~20 ms), which must
     # not land inside a timed section. Each request still opens a new connection.
     limits = httpx.Limits(max_keepalive_connections=0)
     with (
         gateway(SPEC, project) as url,
+        gateway(CONTAINERS_SPEC, plain) as plain_url,
         httpx.Client(timeout=1, limits=limits, trust_env=False) as http,
     ):
-        ours_run(http, url)  # first call also waits out the first spare's creation
+        for first in (url, plain_url):
+            ours_run(http, first)  # the first call also waits out the pools' creation
         info = function_info(url, "hello", SPEC)
-        image, network = str(info["image"]), f"faas-{project}"
+        result.image, network = str(info["image"]), f"faas-{project}"
         for _ in range(runs):
             wait_for_zero(url)
-            ours.append(ours_run(http, url))
-            phases.append(function_info(url, "hello", SPEC)["last_cold_start_phases"])  # type: ignore[arg-type]
-            # the next spare is created 1 s after a start: keep it out of the baseline
+            wait_for_zero(plain_url)
+            # the warm pool refills and the next spare is made after a start: keep each
+            # out of the next timed section
             time.sleep(2)
-            baseline.append(baseline_run(client, http, image, network))
-    return Result(runs, image, baseline, ours, phases)
+            result.held_at_zero = max(result.held_at_zero, held_by_function(client, project))
+            result.ours.append(ours_run(http, url))
+            result.phases.append(function_info(url, "hello", SPEC)["last_cold_start_phases"])  # type: ignore[arg-type]
+            time.sleep(2)
+            result.containers.append(ours_run(http, plain_url))
+            result.container_phases.append(
+                function_info(plain_url, "hello", SPEC)["last_cold_start_phases"]  # type: ignore[arg-type]
+            )
+            time.sleep(2)
+            result.baseline.append(baseline_run(client, http, result.image, network))
+        wait_for_zero(url)
+        time.sleep(2)
+        result.warm_count, result.warm_mib = warm_memory(client, project)
+    return result
 
 
 def report(result: Result) -> None:
     print(f"{result.runs} runs each, alternating; image {result.image}")
     print(summary("docker baseline (start->200)", result.baseline))
-    print(summary("faas zero->200 via gateway", result.ours))
+    print(summary("faas zero->200, warm pool", result.ours))
+    print(summary("faas zero->200, containers", result.containers))
     for phase in ("create_ms", "start_ms", "ready_ms"):
-        values = [p[phase] for p in result.phases]
-        print(f"  of which {phase:<10} p50 {statistics.median(values):7.1f} ms")
-    print(f"ratio ours/baseline (p50): {result.ratio:.2f}")
+        values = [p.get(phase, 0.0) for p in result.container_phases]
+        print(f"  containers: {phase:<10} p50 {statistics.median(values):7.1f} ms")
+    print(f"ratio warm pool/baseline (p50): {result.ratio:.2f}")
+    print(f"ratio containers/baseline (p50): {result.container_ratio:.2f}")
+    print(f"held by hello at zero (warm pool): {result.held_at_zero} container(s)")
+    print(
+        f"held by the project's warm pool: {result.warm_count} watchdog(s), "
+        f"{result.warm_mib:.1f} MiB together"
+    )
 
 
 def main() -> None:

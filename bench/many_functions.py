@@ -4,7 +4,8 @@ Generates a project of N functions sharing one handler directory, then:
 1. `faas up` with a warm image cache: seconds until the gateway answers and
    every function is deployed; the gateway's resident memory (RSS) once all
    N are idle, and again after each has been called once and gone back to zero;
-   the memory the engine holds per idle function (its network sandbox).
+   what the engine holds while all are at zero: containers of any function
+   (none when they start warm) and the project's warm watchdogs, with memory.
 2. adds one function to functions.yaml while serving: how many images that builds.
 
     python bench/many_functions.py [--functions 100]
@@ -64,16 +65,23 @@ def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
 
 
-def sandboxes_memory_mib(project: str) -> tuple[int, float]:
+def role_memory_mib(project: str, role: str) -> tuple[int, float]:
+    """(count, MiB) of the project's running containers with `faas.role=role`."""
     client = docker.from_env()
     found = client.api.containers(
-        filters={"label": [f"faas.project={project}", "faas.role=sandbox"]}
+        filters={"label": [f"faas.project={project}", f"faas.role={role}"]}
     )
     total = 0.0
     for container in found:
         stats = client.api.stats(container["Id"], stream=False)
         total += stats.get("memory_stats", {}).get("usage", 0) / 2**20
     return len(found), total
+
+
+def held_by_functions(project: str) -> int:
+    """Containers, running or only created, labelled with one of the project's functions."""
+    found = docker.from_env().api.containers(all=True, filters={"label": f"faas.project={project}"})
+    return sum(1 for c in found if "faas.function" in (c.get("Labels") or {}))
 
 
 @dataclass
@@ -85,8 +93,13 @@ class Result:
     idle_rss_mib: float
     after_rss_mib: float
     """Gateway RSS after each function was called once and went back to zero."""
+    held_by_functions: int
+    """Containers of any function (created ahead, or network sandboxes) at zero."""
     sandboxes: int
     sandbox_mib: float
+    warm: int
+    warm_mib: float
+    """The project's warm watchdogs at zero, shared by every function."""
     added_builds: int
     """Images built when one more function was added while serving."""
 
@@ -107,9 +120,11 @@ def run(functions: int = 100) -> Result:
             wait_until_serving(process, url, "faas up did not come up", timeout=600)
             ready = time.time() - began
             built = images_built(began)
-            time.sleep(20)  # let every spare (sandbox + created replica) settle
+            time.sleep(20)  # let the warm pool and any spares settle
             idle_rss = rss_mib(process.pid)
-            sandboxes, sandbox_mib = sandboxes_memory_mib(project)
+            held = held_by_functions(project)
+            sandboxes, sandbox_mib = role_memory_mib(project, "sandbox")
+            warm, warm_mib = role_memory_mib(project, "warm")
             with httpx.Client(base_url=url, timeout=60) as client:
                 for i in range(functions):
                     assert client.get(f"/function/fn{i:03d}").status_code == 200
@@ -134,8 +149,9 @@ def run(functions: int = 100) -> Result:
             process.wait(120)
         shutil.rmtree(Path(directory) / "project", ignore_errors=True)
     return Result(
-        functions, ready, built, idle_rss, after_rss, sandboxes, sandbox_mib, added_builds
-    )
+        functions, ready, built, idle_rss, after_rss, held, sandboxes, sandbox_mib, warm,
+        warm_mib, added_builds,
+    )  # fmt: skip
 
 
 def report(result: Result) -> None:
@@ -146,10 +162,10 @@ def report(result: Result) -> None:
     )
     print(f"gateway RSS, all idle:               {result.idle_rss_mib:6.1f} MiB (target <= 100)")
     print(f"gateway RSS, after calling each once: {result.after_rss_mib:6.1f} MiB")
-    each = result.sandbox_mib / max(result.sandboxes, 1)
     print(
-        f"held by the engine at zero: {result.sandboxes} network sandboxes, "
-        f"{result.sandbox_mib:.1f} MiB in all ({each:.2f} MiB each)"
+        f"held at zero: {result.held_by_functions} container(s) of any function "
+        f"({result.sandboxes} network sandboxes, {result.sandbox_mib:.1f} MiB); "
+        f"the project's warm pool: {result.warm} watchdog(s), {result.warm_mib:.1f} MiB"
     )
     print(f"adding one function while serving built {result.added_builds} image(s)")
 

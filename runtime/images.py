@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 from runtime.backends.base import ImageRequest
@@ -100,7 +100,26 @@ def plan_image(
     # each replica at creation): functions with the same code directory and requirements
     # share one image, so a project of 100 functions builds one image, not 100.
     tag = f"faas-function:{digest[:16]}"
-    return ImageRequest(function=function.name, tag=tag, context=_tar(files))
+    code_files = {name: content for name, content in files.items() if name.startswith("app/")}
+    return ImageRequest(function=function.name, tag=tag, context=_tar(files), code=code_files)
+
+
+def plan_warm_image(base_image_id: str) -> ImageRequest:
+    """The image of a warm watchdog: the watchdog on the base image, with no function.
+
+    Its /app is empty; at run time a tmpfs there receives a function's code.
+    """
+    files: dict[str, bytes] = {"app/.keep": b""}
+    for relative, path in _walk(WATCHDOG_DIR, PurePosixPath("faas_watchdog")):
+        files[relative] = path.read_bytes()
+    files["Dockerfile"] = DOCKERFILE.format(base=base_image_id, deps="", code_dir=CODE_DIR).encode()
+    digest = _digest(files, extra="warm")
+    return ImageRequest(function="", tag=f"faas-warm:{digest[:16]}", context=_tar(files))
+
+
+def tar_files(files: Mapping[str, bytes]) -> bytes:
+    """An uncompressed tar of `files` (name -> content), in name order."""
+    return _tar(files)
 
 
 def _walk(directory: Path, prefix: PurePosixPath) -> Iterator[tuple[str, Path]]:
@@ -123,7 +142,7 @@ def _digest(files: dict[str, bytes], extra: str) -> str:
     return digest.hexdigest()
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
+def _tar(files: Mapping[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name in sorted(files):

@@ -8,6 +8,7 @@ everything the project started. The gateway talks only to this class.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -15,10 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runtime import requirements
-from runtime.backends.base import Backend, ProgressCallback, Replica, is_service_backend
+from runtime import requirements, warm_pool
+from runtime.backends.base import (
+    DEFAULT_PIDS,
+    Backend,
+    ImageRequest,
+    Limits,
+    ProgressCallback,
+    Replica,
+    has_warm_pool,
+    is_service_backend,
+)
 from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, ReplicaUnreachable
-from runtime.images import code_mount, plan_image
+from runtime.images import code_mount, plan_image, plan_warm_image
 from runtime.invocation import Invocation, InvocationResult
 from runtime.logs import LogHub
 from runtime.pool import FunctionPool
@@ -28,6 +38,7 @@ from runtime.scaling.coordination import Coordination, Follower
 from runtime.scaling.services import ServiceAutoscaler
 from runtime.secrets import SecretStore
 from runtime.spec import FunctionSpec, Project, ScalePolicy
+from runtime.warm_pool import WarmPool
 
 log = logging.getLogger("faas.platform")
 
@@ -71,6 +82,9 @@ class Platform:
             self.pools[spec.name] = self._new_pool(spec)
         self._autoscaling: asyncio.Task[None] | None = None
         self._base_ids: dict[str, str] = {}
+        self.warm: WarmPool | None = None
+        """The project's warm watchdogs (runtime/warm_pool.py), once their image is built."""
+        self._warm_image: str | None = None
 
     def _new_pool(self, spec: FunctionSpec) -> FunctionPool:
         pool = FunctionPool(spec, self.backend, self.client)
@@ -101,6 +115,7 @@ class Platform:
     async def deploy(self, progress: FunctionProgress = _quiet) -> None:
         """Build every function's image, start autoscaling, wait for `scale.min` replicas."""
         await self.build(progress)
+        await self._start_warm_pool(progress)
         for pool in self.pools.values():
             self._mount_secrets(pool)
         await asyncio.gather(*(self._prepare_replicas(pool) for pool in self.pools.values()))
@@ -118,6 +133,7 @@ class Platform:
         """
         await self.backend.prepare()
         await self._build_all(list(self.pools.values()), progress)
+        await self._build_warm_image(progress)
 
     async def _build_all(self, pools: list[FunctionPool], progress: FunctionProgress) -> None:
         for base in sorted({pool.spec.base_image for pool in pools} - set(self._base_ids)):
@@ -132,6 +148,67 @@ class Platform:
                 await self._build(pool, self._base_ids[pool.spec.base_image], progress)
 
         await asyncio.gather(*(build(pool) for pool in pools))
+
+    def _warm_base(self) -> str | None:
+        """The base image warm watchdogs run on: the one most functions use."""
+        bases = collections.Counter(pool.spec.base_image for pool in self.pools.values())
+        return bases.most_common(1)[0][0] if bases else None
+
+    async def _build_warm_image(self, progress: FunctionProgress) -> None:
+        base = self._warm_base()
+        if not has_warm_pool(self.backend) or self.project.gateway.warm_pool == 0 or base is None:
+            return
+        request = plan_warm_image(self._base_ids[base])
+        try:
+            await self.backend.build_image(request, _for_task(progress, "warm pool"))
+        except FaasError as exc:
+            progress("warm pool", f"failed, functions start on new containers: {exc}", 1.0)
+            return
+        self._warm_image = request.tag
+
+    async def _start_warm_pool(self, progress: FunctionProgress) -> None:
+        size = self.project.gateway.warm_pool
+        if self._warm_image is None or not has_warm_pool(self.backend):
+            return
+        if not any(pool.warm_code is not None for pool in self.pools.values()):
+            return  # every function needs its own image: warm watchdogs would only idle
+        mounts = sorted({code_mount(self.project, p.spec) for p in self.pools.values()})
+        self.warm = WarmPool(
+            self.backend,
+            self.client,
+            size,
+            self._warm_image,
+            self._common_limits(),
+            mounts if self.dev else (),
+        )
+        for pool in self.pools.values():
+            pool.warm = self.warm
+        self.warm.fill()
+        progress("warm pool", f"starting {size} warm watchdog(s)", 1.0)
+
+    def _common_limits(self) -> Limits:
+        """The limits most functions that start warm run under: warm watchdogs start under
+        them, so starting those functions needs no update of the limits."""
+        limits = collections.Counter(
+            (p.spec.memory, p.spec.cpus, DEFAULT_PIDS)
+            for p in self.pools.values()
+            if p.warm_code is not None
+        )
+        return Limits(*limits.most_common(1)[0][0])
+
+    def _set_built(self, pool: FunctionPool, request: ImageRequest) -> None:
+        pool.mark_built(request.tag)
+        eligible = (
+            pool.spec.requirements is None
+            and pool.spec.base_image == self._warm_base()
+            and warm_pool.fits(request.code)
+        )
+        if self.dev:  # warm watchdogs mount the code, if this function's directory is theirs
+            mounted = self.warm.code_mounts if self.warm is not None else ()
+            eligible = eligible and (self.warm is None or pool.code_mount in mounted)
+        pool.warm_code = ({} if self.dev else request.code) if eligible else None
+        if self.warm is not None:
+            pool.warm = self.warm
 
     async def _build(self, pool: FunctionPool, base_id: str, progress: FunctionProgress) -> None:
         name = pool.spec.name
@@ -149,7 +226,7 @@ class Platform:
             pool.mark_failed(str(exc))
             progress(name, f"failed: {exc}", 1.0)
             return
-        pool.mark_built(request.tag)
+        self._set_built(pool, request)
         progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
 
     def set_scale(self, name: str, minimum: int, maximum: int) -> ScalePolicy:
@@ -194,7 +271,7 @@ class Platform:
                 progress(name, f"rebuild failed, the previous image keeps serving: {exc}", 1.0)
                 continue
             if request.tag != pool.image:
-                pool.mark_built(request.tag)
+                self._set_built(pool, request)
                 pool.error = None
                 await self._replace_replicas(pool)
                 rolled.append(name)
@@ -315,8 +392,9 @@ class Platform:
         try:
             result = await self.client.send(handle.replica, invocation, timeout)
         except ReplicaUnreachable as exc:
+            serving = pool.set_aside(handle)
             pool.release(handle)
-            await pool.replica_failed(handle, exc)
+            await pool.replica_failed(handle, exc, was_serving=serving)
             raise
         except BaseException:
             pool.release(handle)
@@ -373,6 +451,8 @@ class Platform:
             self._autoscaling.cancel()
             await asyncio.gather(self._autoscaling, return_exceptions=True)
         await self.autoscaler.stop()
+        if self.warm is not None:
+            await self.warm.close()
         await asyncio.gather(
             *(pool.stop_all() for pool in self.pools.values()), return_exceptions=True
         )

@@ -7,8 +7,10 @@ oldest waiting call gets it. The pool never decides how many replicas to
 run: it starts and drains them when the autoscaler says so, and tells the
 autoscaler when a call starts waiting so that 0 -> 1 happens at once.
 
-Each function keeps one replica created ahead (a stopped container, no
-process), so a cold start is a container start, not a create and a start.
+A cold start takes a watchdog from the project's warm pool when the function
+can be sent to one (runtime/warm_pool.py); otherwise the function keeps one
+replica created ahead (a stopped container, no process), so a cold start is a
+container start, not a create and a start.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -34,6 +36,7 @@ from runtime.errors import (
 )
 from runtime.replica_client import ReplicaClient
 from runtime.spec import FunctionSpec
+from runtime.warm_pool import WarmPool
 
 log = logging.getLogger("faas.pool")
 
@@ -93,6 +96,12 @@ class FunctionPool:
         self._building = True
         self._closed = False
         self._spare_timer: asyncio.TimerHandle | None = None
+        self.warm: WarmPool | None = None
+        """The project's warm watchdogs, when the backend has them."""
+        self.warm_code: Mapping[str, bytes] | None = None
+        """The code a warm watchdog is sent (`app/...`; empty in development, where warm
+        watchdogs mount it); None: this function cannot start on one (requirements,
+        another base image)."""
 
     # -- state ---------------------------------------------------------------
 
@@ -228,8 +237,17 @@ class FunctionPool:
             code_mount=self.code_mount,
         )
 
+    @property
+    def starts_warm(self) -> bool:
+        return self.warm is not None and self.warm_code is not None
+
     def prepare_spare(self) -> None:
-        """Create the next replica ahead of need, unless one is being made already."""
+        """Create the next replica ahead of need, unless one is being made already.
+
+        A function that starts on warm watchdogs keeps none: at zero it holds nothing.
+        """
+        if self.starts_warm:
+            return
         if self._spare is None and self.image is not None and not self.error and not self._closed:
             self._spare = asyncio.get_running_loop().create_task(
                 self._backend.create(self.replica_spec())
@@ -248,6 +266,42 @@ class FunctionPool:
 
     async def start_replica(self) -> None:
         """Start one replica and put it to work once its watchdog answers ready."""
+        if self.starts_warm:
+            assert self.warm is not None
+            began = time.perf_counter()
+            self.starting += 1  # while it waits for a warm watchdog too, or the autoscaler
+            try:  # would start another for the same demand
+                taken = await self.warm.take()
+            finally:
+                self.starting -= 1
+            if taken is not None and await self._start_warm(taken, began):
+                return
+        await self._start_container()
+
+    async def _start_warm(self, taken: Replica, began: float) -> bool:
+        """Give a warm watchdog this function; False when it could not take it."""
+        assert self.warm is not None and self.warm_code is not None
+        self.starting += 1
+        waited = time.perf_counter() - began
+        try:
+            replica, phases = await self.warm.start_on(taken, self.replica_spec(), self.warm_code)
+        except FunctionUnavailable as exc:
+            self.mark_failed(str(exc))
+            return True
+        except FaasError as exc:
+            log.warning(
+                "warm watchdog unusable, starting a container",
+                extra={"function": self.spec.name, "error": str(exc)},
+            )
+            return False
+        finally:
+            self.starting -= 1
+        self.on_replica_started(replica)
+        phases = {"wait_ms": round(waited * 1000, 1), **phases}
+        self._ready(replica, time.perf_counter() - began, phases)
+        return True
+
+    async def _start_container(self) -> None:
         self.starting += 1
         began = time.perf_counter()
         try:
@@ -284,22 +338,27 @@ class FunctionPool:
             self.starting -= 1
         ready_at = time.perf_counter()
         self._start_failures = 0
-        self.last_cold_start = ready_at - began
-        self.last_cold_start_phases = {
+        phases = {
             "create_ms": round((created_at - began) * 1000, 1),
             "start_ms": round((started_at - created_at) * 1000, 1),
             "ready_ms": round((ready_at - started_at) * 1000, 1),
         }
+        self._ready(replica, ready_at - began, phases)
+
+    def _ready(self, replica: Replica, cold_start: float, phases: dict[str, float]) -> None:
+        """A started replica answered ready: put it to work."""
+        self.last_cold_start = cold_start
+        self.last_cold_start_phases = phases
         self.replicas.append(ReplicaHandle(replica))
         self._dispatch()
-        self.on_cold_start(self.spec.name, self.last_cold_start)
+        self.on_cold_start(self.spec.name, cold_start)
         log.info(
             "replica ready",
             extra={
                 "function": self.spec.name,
                 "replica": replica.name,
-                "cold_start_ms": round(self.last_cold_start * 1000, 1),
-                **self.last_cold_start_phases,
+                "cold_start_ms": round(cold_start * 1000, 1),
+                **phases,
             },
         )
         # The next spare is created a little later, so that creating it does not compete
@@ -362,11 +421,30 @@ class FunctionPool:
                 "stopping replica failed", extra={"replica": handle.replica.name, "error": str(exc)}
             )
 
-    async def replica_failed(self, handle: ReplicaHandle, error: ReplicaUnreachable) -> None:
-        """A call could not reach the replica: drop it if it is gone."""
+    def set_aside(self, handle: ReplicaHandle) -> bool:
+        """A call could not reach the replica: route nothing more to it until
+        `replica_failed` knows why. Returns whether it was serving."""
+        if handle not in self.replicas:
+            return False
+        self.replicas.remove(handle)
+        return True
+
+    async def replica_failed(
+        self, handle: ReplicaHandle, error: ReplicaUnreachable, *, was_serving: bool
+    ) -> None:
+        """Drop a replica set aside (`set_aside`) if it is gone; one still running serves on.
+
+        Without setting it aside first, every call queued behind it would be handed
+        the dead replica's freed slot, and fail in turn, before the engine answers.
+        """
         status = await self._backend.status(handle.replica.id)
         if status is not None and status.running:
+            if was_serving and not self._closed and handle not in self.replicas:
+                self.replicas.append(handle)
+                self._dispatch()
             return
+        if was_serving:
+            self.replicas.append(handle)  # so that `forget` logs and removes it
         self.forget(handle, str(error))
 
     def forget(self, handle: ReplicaHandle, why: str) -> None:

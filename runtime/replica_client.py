@@ -140,6 +140,30 @@ class ReplicaClient:
         if response.status != 200:
             raise FunctionUnavailable(_failure_reason(body))
 
+    async def init(self, replica: Replica, archive: bytes) -> None:
+        """Give a warm watchdog its function: code, secrets and settings in one tar archive.
+
+        Raises FunctionUnavailable when the handler fails to import (the watchdog then
+        answers every call with that failure), FaasError when the watchdog refuses
+        the archive, and ReplicaUnreachable when it cannot be reached.
+        """
+        url = f"http://{replica.address}/_/init"
+        headers = {"x-faas-token": replica.token, "content-type": "application/x-tar"}
+        try:
+            async with self._client().post(
+                url, data=archive, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
+        if response.status == 503:
+            raise FunctionUnavailable(_failure_reason(body))
+        if response.status != 200:
+            raise FaasError(
+                f"warm replica {replica.name} refused its function ({response.status}): "
+                f"{_failure_reason(body)}"
+            )
+
     async def wait_ready(self, replica: Replica, *, deadline: float, is_alive: AliveCheck) -> None:
         """Poll the watchdog's readiness endpoint until it answers 200.
 

@@ -86,10 +86,27 @@ def swarm(docker_client: docker.DockerClient) -> Iterator[None]:
 def running_replicas(
     client: docker.DockerClient, project: str, function: str | None = None
 ) -> list[dict[str, Any]]:
-    """Running replica containers (not their network sandboxes), from the low-level API."""
-    labels = [f"faas.project={project}"] + ([f"faas.function={function}"] if function else [])
-    found = client.api.containers(filters={"label": labels})
-    return [c for c in found if "faas.role" not in (c.get("Labels") or {})]
+    """Running replica containers (not their network sandboxes), from the low-level API.
+
+    A replica started on a warm watchdog has no `faas.function` label (labels are
+    fixed at creation): it is known by the name it was given, faas-<project>-<function>-<hex>.
+    """
+    found = client.api.containers(filters={"label": f"faas.project={project}"})
+    served = [(c, replica_function(c, project)) for c in found]
+    return [c for c, name in served if name is not None and function in (None, name)]
+
+
+def replica_function(container: dict[str, Any], project: str) -> str | None:
+    """The function a listed container serves; None for sandboxes and unassigned watchdogs."""
+    labels = container.get("Labels") or {}
+    role = labels.get("faas.role")
+    if role is None:
+        function: str | None = labels.get("faas.function")
+        return function
+    name: str = container["Names"][0].lstrip("/")
+    if role != "warm" or not name.startswith(f"faas-{project}-"):
+        return None
+    return name.removeprefix(f"faas-{project}-").rpartition("-")[0]
 
 
 @dataclass

@@ -7,12 +7,23 @@ decides how many replicas a function needs, the backend makes it so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeGuard
+from typing import NamedTuple, Protocol, TypeGuard
 
 ProgressCallback = Callable[[str, float | None], None]
 """Reports a long operation: (message, fraction done in 0..1 or None when unknown)."""
+
+
+DEFAULT_PIDS = 256
+
+
+class Limits(NamedTuple):
+    """What a replica may use: bytes of memory (swap included), CPUs, processes."""
+
+    memory: int
+    cpus: float
+    pids: int
 
 
 @dataclass(frozen=True)
@@ -27,13 +38,17 @@ class ReplicaSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     memory: int = 256 * 1024 * 1024
     cpus: float = 1.0
-    pids: int = 256
+    pids: int = DEFAULT_PIDS
     timeout: float = 30.0
     """A call's time limit: how long a stopping replica may take to finish its calls."""
     secret_files: Mapping[str, str] = field(default_factory=dict)
     """Secret name -> host file, mounted read-only at /run/secrets/<name>."""
     code_mount: tuple[str, str] | None = None
     """(host path, container path) of code mounted read-only, in development."""
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.memory, self.cpus, self.pids)
 
 
 @dataclass(frozen=True)
@@ -73,9 +88,13 @@ class ImageRequest:
     """A function image to build: `tag` names its inputs, so an existing tag is reused."""
 
     function: str
+    """The function it is built for; empty for the warm pool's image, which serves any."""
     tag: str
     context: bytes
     """A tar archive holding a Dockerfile and everything it copies."""
+    code: Mapping[str, bytes] = field(default_factory=dict)
+    """The function's code as the image holds it (`app/...` -> content), which a warm
+    watchdog is sent instead (runtime/warm_pool.py)."""
 
 
 class Backend(Protocol):
@@ -167,3 +186,29 @@ class ServiceBackend(Backend, Protocol):
 
 def is_service_backend(backend: Backend) -> TypeGuard[ServiceBackend]:
     return hasattr(backend, "set_replicas")
+
+
+class WarmPoolBackend(Backend, Protocol):
+    """A backend that can run watchdogs with no function yet, and give one a function.
+
+    A warm watchdog runs from a function-less image with the replica hardening and
+    a tmpfs where its function's code will go; `assign_warm` gives it one
+    function's limits (memory, CPU, pids) before that function's code reaches it.
+    """
+
+    async def create_warm(
+        self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]] = ()
+    ) -> CreatedReplica:
+        """Create (not start) one warm watchdog on the project network, under `limits`.
+
+        `code_mounts` ((host path, container path), read-only) are for development,
+        where the code is mounted rather than sent.
+        """
+
+    async def assign_warm(self, replica: Replica, spec: ReplicaSpec) -> Replica:
+        """Give a started warm watchdog `spec`'s limits (unless it has them) and name it
+        after the function; from then on it is a replica of `spec.function`."""
+
+
+def has_warm_pool(backend: Backend) -> TypeGuard[WarmPoolBackend]:
+    return hasattr(backend, "assign_warm")

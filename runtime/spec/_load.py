@@ -296,6 +296,7 @@ def _gateway(raw: RawGateway) -> GatewaySettings:
         callback_allow=raw.callback_allow,
         callback_secret=raw.callback_secret,
         result_retention=raw.result_retention,
+        warm_pool=raw.warm_pool,
     )
 
 

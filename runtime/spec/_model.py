@@ -58,6 +58,7 @@ DEFAULT_RETRY_ON = (408, 429, 500, 502, 503, 504)
 DEFAULT_MAX_BACKLOG = 10_000
 DEFAULT_EVENTS_AUTH = "key"
 DEFAULT_RESULT_RETENTION = 3600.0
+DEFAULT_WARM_POOL = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +143,9 @@ class GatewaySettings:
     """Secret signing callbacks; None: the generated key in .faas/callback-key."""
     result_retention: float = DEFAULT_RESULT_RETENTION
     """Seconds that finished async calls and deliveries stay queryable."""
+    warm_pool: int = DEFAULT_WARM_POOL
+    """Pre-started watchdogs without a function, shared by the project's functions: a
+    function at zero starts on one of them (see runtime/warm_pool.py). 0 turns them off."""
 
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"

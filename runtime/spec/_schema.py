@@ -48,6 +48,7 @@ from runtime.spec._model import (
     DEFAULT_TARGET_CONCURRENCY,
     DEFAULT_TIMEOUT,
     DEFAULT_TIMEZONE,
+    DEFAULT_WARM_POOL,
 )
 from runtime.spec._yaml import Loc
 
@@ -139,6 +140,9 @@ class RawGateway(_Raw):
     ] = ()
     callback_secret: Annotated[str | None, PlainValidator(v.optional(v.secret_name))] = None
     result_retention: Duration = DEFAULT_RESULT_RETENTION
+    warm_pool: Annotated[int, PlainValidator(v.integer(0, 16, noun="a pool size"))] = (
+        DEFAULT_WARM_POOL
+    )
 
 
 class RawCluster(_Raw):

@@ -28,6 +28,9 @@ class Settings:
     drain_delay: float = 0.0
     """Seconds to keep accepting calls after SIGTERM, before draining."""
     log_level: str = "INFO"
+    warm: bool = False
+    """Started without a function: the gateway assigns one later with POST /_/init."""
+    secrets_dir: str = "/run/secrets"
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -57,8 +60,17 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             return default
         return value
 
+    def flag(name: str) -> bool:
+        raw = environ.get(name, "").strip().lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw not in ("", "0", "false", "no", "off"):
+            problems.append(f"{name}={raw!r} must be 1 or 0")
+        return False
+
+    warm = flag("FAAS_WARM")
     settings = Settings(
-        handler_file=text("FAAS_HANDLER_FILE"),
+        handler_file=text("FAAS_HANDLER_FILE", "" if warm else None),
         token=text("FAAS_TOKEN"),
         handler_name=text("FAAS_HANDLER_NAME", "handle"),
         code_dir=text("FAAS_CODE_DIR", "/app"),
@@ -71,6 +83,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         shutdown_grace=number("FAAS_SHUTDOWN_GRACE", 10.0, float, 0.0),
         drain_delay=number("FAAS_DRAIN_DELAY", 0.0, float, 0.0),
         log_level=text("FAAS_LOG_LEVEL", "INFO").upper(),
+        warm=warm,
+        secrets_dir=text("FAAS_SECRETS_DIR", "/run/secrets"),
     )
     if settings.port > 65535:
         problems.append(f"FAAS_PORT={settings.port} is out of range")

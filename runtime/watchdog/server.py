@@ -34,10 +34,14 @@ from .workers import Workers
 
 READY_PATH = "/_/ready"
 RELOAD_PATH = "/_/reload"
+INIT_PATH = "/_/init"
 
 
 class Watchdog:
-    """Routes each parsed request: token check, readiness probe, or an invocation."""
+    """Routes each parsed request: token check, readiness probe, or an invocation.
+
+    A warm watchdog (`settings.warm`) starts without a handler and takes one from `POST /_/init`.
+    """
 
     def __init__(
         self, settings: Settings, handler: Handler | None, failure: LoadFailure | None
@@ -55,11 +59,15 @@ class Watchdog:
         self.handler = handler
         self.workers = Workers(settings.threads)
         self._token = settings.token.encode()
+        self.warm = settings.warm  # stays True once assigned: a second /_/init is refused
+        self.assigned: str | None = None  # the function a warm watchdog was given by /_/init
         if handler is not None:
             self._ready = (200, dump_json({"status": "ready"}))
-        else:
-            assert failure is not None
+        elif failure is not None:
             self._ready = (503, dump_json(failure.to_json()))
+        else:
+            assert settings.warm, "only a warm watchdog starts without a handler or a failure"
+            self._ready = (200, dump_json({"status": "warm"}))
 
     def dispatch(self, conn: Connection, request: Request) -> None:
         faas = request.faas
@@ -68,12 +76,76 @@ class Watchdog:
         if token is None or not hmac.compare_digest(token.encode("latin-1"), self._token):
             error = "missing X-Faas-Token" if token is None else "invalid X-Faas-Token"
             conn.respond(403, dump_json({"error": error}), JSON_TYPE, call_id)
+        elif self.warm and self._warm_dispatch(conn, request, call_id):
+            pass  # answered by the warm watchdog itself
         elif request.path == RELOAD_PATH and request.method == "POST":
             conn.respond(*self.reload(), JSON_TYPE, call_id)
         elif self.handler is None or (request.path == READY_PATH and request.method == "GET"):
             conn.respond(*self._ready, JSON_TYPE, call_id)
         else:
             self._invoke(conn, request, call_id, self.handler)
+
+    def _warm_dispatch(self, conn: Connection, request: Request, call_id: str) -> bool:
+        """Answer what only a warm watchdog answers; False: route the request as usual."""
+        if request.path == INIT_PATH and request.method == "POST":
+            if self.assigned is None:
+                status, body = self.init(request.body)
+            else:
+                error = f"this replica already serves {self.assigned}"
+                status, body = 409, dump_json({"error": error})
+        elif self.assigned is not None:
+            return False
+        elif request.path == READY_PATH and request.method == "GET":
+            status, body = self._ready
+        else:
+            error = "this replica has no function yet"
+            status, body = 409, dump_json({"error": error, "call_id": call_id})
+        conn.respond(status, body, JSON_TYPE, call_id)
+        return True
+
+    def init(self, archive: bytes) -> tuple[int, bytes]:
+        """Become the function in `archive` (format in warm.py): 200, 503 if it fails to import.
+
+        A refused archive (400) or unwritable files (500) leave this a warm watchdog. The import
+        runs on the loop's thread, as main() runs it on the main thread (a handler may
+        install signal handlers); there is nothing else to serve meanwhile.
+        """
+        from dataclasses import replace
+
+        from . import warm
+
+        try:
+            plan = warm.parse_archive(archive)
+        except warm.ArchiveError as exc:
+            log.warning(f"refused a function archive: {exc}")
+            return 400, dump_json({"error": str(exc)})
+        settings = self.settings
+        try:
+            warm.apply(plan, settings.code_dir, settings.secrets_dir)
+        except OSError as exc:
+            log.error(f"cannot write the function's files: {exc}")
+            return 500, dump_json({"error": f"cannot write the function's files: {exc}"})
+        os.environ.update(plan.environment)
+        self.settings = settings = replace(
+            settings,
+            function_name=plan.function,
+            handler_file=plan.handler_file,
+            handler_name=plan.handler_name,
+        )
+        self.function_name = self.assigned = plan.function
+        setup_logging(plan.function, settings.log_level)
+
+        started = time.perf_counter()
+        handler, failure = import_handler(settings)
+        import_ms = round((time.perf_counter() - started) * 1000, 1)
+        log_import(settings, failure, import_ms)
+        self.handler = handler
+        if failure is not None:
+            self._ready = (503, dump_json(failure.to_json()))
+            return self._ready
+        self._ready = (200, dump_json({"status": "ready"}))
+        answer = {"status": "ready", "function": plan.function, "import_ms": import_ms}
+        return 200, dump_json(answer)
 
     def reload(self) -> tuple[int, bytes]:
         """Swap in the handler's current code (development: the code is mounted).
@@ -313,6 +385,19 @@ def import_handler(settings: Settings) -> tuple[Handler | None, LoadFailure | No
         return None, exc.failure
 
 
+def log_import(settings: Settings, failure: LoadFailure | None, import_ms: float) -> None:
+    """One line for the import's outcome, the same at a start and at a warm watchdog's /_/init."""
+    if failure is None:
+        log.info(
+            "handler imported", extra={"handler": settings.handler_file, "import_ms": import_ms}
+        )
+    else:
+        log.error(
+            f"handler failed to import: {failure.error}",
+            extra={"file": failure.file, "line": failure.line, "traceback": failure.traceback},
+        )
+
+
 async def serve(settings: Settings, handler: Handler | None, failure: LoadFailure | None) -> None:
     """Serve until SIGTERM/SIGINT, then give the calls in flight `shutdown_grace` seconds."""
     loop = asyncio.get_running_loop()
@@ -366,18 +451,17 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # user print()s show up promptly
 
-    started = time.perf_counter()
-    handler, failure = import_handler(settings)
-    import_ms = round((time.perf_counter() - started) * 1000, 1)
-    if failure is None:
-        log.info(
-            "handler imported", extra={"handler": settings.handler_file, "import_ms": import_ms}
-        )
+    handler: Handler | None = None
+    failure: LoadFailure | None = None
+    if settings.warm:
+        from . import warm  # noqa: F401 - import tarfile now, not on the cold start (/_/init)
+
+        log.info("warm, waiting for a function")
     else:
-        log.error(
-            f"handler failed to import: {failure.error}",
-            extra={"file": failure.file, "line": failure.line, "traceback": failure.traceback},
-        )
+        started = time.perf_counter()
+        handler, failure = import_handler(settings)
+        import_ms = round((time.perf_counter() - started) * 1000, 1)
+        log_import(settings, failure, import_ms)
 
     try:
         asyncio.run(serve(settings, handler, failure))

@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import (
     REPO,
     project_resources,
+    replica_function,
     run_cli,
     running_replicas,
     start_gateway,
@@ -36,7 +37,8 @@ def test_signal_removes_every_container_and_network(
     try:
         _warm(gateway.url)
         running = running_replicas(docker_client, gateway.project)
-        assert sorted(c["Labels"]["faas.function"] for c in running) == ["echo", "hello"]
+        served = sorted(replica_function(c, gateway.project) for c in running)
+        assert served == ["echo", "hello"]
         assert len(project_resources(docker_client, gateway.project)[1]) == 1
     finally:
         assert gateway.stop(sig) == 0, gateway.log()

@@ -233,9 +233,14 @@ def test_large_headers_are_431(client: httpx.Client) -> None:
 def replica_address(client: docker.DockerClient, project: str, function: str) -> tuple[str, str]:
     (container,) = running_of(client, project, function)
     attrs = client.api.inspect_container(container["Id"])
-    # the replica joined its network sandbox's namespace: the address is the sandbox's
-    sandbox = client.api.inspect_container(attrs["HostConfig"]["NetworkMode"].split(":", 1)[1])
-    address = next(iter(sandbox["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    mode = attrs["HostConfig"]["NetworkMode"]
+    if mode.startswith("container:"):
+        # the replica joined its network sandbox's namespace: the address is the sandbox's
+        attrs_with_address = client.api.inspect_container(mode.split(":", 1)[1])
+    else:  # started on a warm watchdog, which has its own
+        attrs_with_address = attrs
+    networks = attrs_with_address["NetworkSettings"]["Networks"]
+    address = next(iter(networks.values()))["IPAddress"]
     env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
     return address, env["FAAS_TOKEN"]
 

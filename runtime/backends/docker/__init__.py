@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import docker.errors
 
 from runtime.backends.base import (
     CreatedReplica,
+    Limits,
     Replica,
     ReplicaSpec,
     ReplicaStatus,
@@ -44,6 +46,10 @@ class DockerBackend(EngineBackend):
         self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
         self._sandboxes: dict[str, str] = {}
         """Replica container id -> the network sandbox it joined."""
+        self._assigned: dict[str, str] = {}
+        """Warm watchdog container id -> the function it was given (runtime/warm_pool.py)."""
+        self._warm_limits: dict[str, Limits] = {}
+        """Unassigned warm watchdog container id -> the limits it was created with."""
 
     async def prepare(self) -> None:
         async with self._network_ready:
@@ -94,6 +100,46 @@ class DockerBackend(EngineBackend):
             address=address,
         )
 
+    async def create_warm(
+        self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]] = ()
+    ) -> CreatedReplica:
+        await self.prepare()
+        return await self._call(self._create_warm, image, token, limits, code_mounts)
+
+    def _create_warm(
+        self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]]
+    ) -> CreatedReplica:
+        name = containers.warm_name(self.project)
+        api = self._api
+        with engine_errors("creating a warm watchdog"):
+            created = api.create_container(
+                host_config=api.create_host_config(
+                    **containers.warm_host_config_args(self.project, limits, code_mounts)
+                ),
+                **containers.warm_args(self.project, image, token, name),
+            )
+        self._warm_limits[created["Id"]] = limits
+        return CreatedReplica(id=created["Id"], name=name, function="", token=token)
+
+    async def assign_warm(self, replica: Replica, spec: ReplicaSpec) -> Replica:
+        return await self._call(self._assign_warm, replica, spec)
+
+    def _assign_warm(self, replica: Replica, spec: ReplicaSpec) -> Replica:
+        api = self._api
+        name = containers.assigned_name(self.project, spec.function, replica.name)
+        with engine_errors(f"giving a warm watchdog the limits of {spec.function}"):
+            if self._warm_limits.pop(replica.id, None) != spec.limits:
+                # docker-py's update_container knows neither NanoCpus nor PidsLimit.
+                response = api._post_json(
+                    api._url("/containers/{0}/update", replica.id),
+                    data=containers.limits_update(spec.limits),
+                )
+                api._raise_for_status(response)
+            self._assigned[replica.id] = spec.function
+            api.rename(replica.id, name)
+        log.info("warm watchdog assigned", extra={"function": spec.function, "replica": name})
+        return dataclasses.replace(replica, name=name, function=spec.function)
+
     async def start(self, created: CreatedReplica) -> Replica:
         async with self._start_slots:
             return await self._call(self._start, created)
@@ -106,7 +152,12 @@ class DockerBackend(EngineBackend):
             except BaseException:
                 self._remove_replica(created.id)
                 raise
-        log.info("replica started", extra={"function": created.function, "replica": created.name})
+        if created.function:
+            log.info(
+                "replica started", extra={"function": created.function, "replica": created.name}
+            )
+        else:
+            log.info("warm watchdog started", extra={"replica": created.name})
         return Replica(
             id=created.id,
             name=created.name,
@@ -131,6 +182,8 @@ class DockerBackend(EngineBackend):
     def _remove_replica(self, replica_id: str) -> None:
         """The replica's container, then its network sandbox."""
         self._remove(replica_id)
+        self._assigned.pop(replica_id, None)
+        self._warm_limits.pop(replica_id, None)
         sandbox = self._sandboxes.pop(replica_id, None)
         if sandbox is not None:
             self._remove(sandbox)
@@ -153,7 +206,9 @@ class DockerBackend(EngineBackend):
                 attrs = self._api.inspect_container(replica_id)
             except docker.errors.NotFound:
                 return None
-        return _status_from_inspect(attrs)
+        return _status_from_inspect(
+            attrs, self._function_of(attrs["Id"], attrs["Config"]["Labels"] or {})
+        )
 
     async def replicas(self) -> list[ReplicaStatus]:
         return await self._call(self._list)
@@ -163,16 +218,20 @@ class DockerBackend(EngineBackend):
             found = self._api.containers(
                 all=True, filters={"label": f"{containers.LABEL_PROJECT}={self.project}"}
             )
-        found = [c for c in found if containers.LABEL_ROLE not in (c.get("Labels") or {})]
+        # Network sandboxes and warm watchdogs are not replicas, until a watchdog is assigned.
         return [
             ReplicaStatus(
                 id=c["Id"],
                 name=c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12],
-                function=c["Labels"].get(containers.LABEL_FUNCTION, "?"),
+                function=self._function_of(c["Id"], c.get("Labels") or {}),
                 running=c["State"] == "running",
             )
             for c in found
+            if containers.LABEL_ROLE not in (c.get("Labels") or {}) or c["Id"] in self._assigned
         ]
+
+    def _function_of(self, container_id: str, labels: dict[str, str]) -> str:
+        return self._assigned.get(container_id) or labels.get(containers.LABEL_FUNCTION, "?")
 
     async def logs(self, replica_id: str, *, tail: int = 50) -> str:
         return await self._call(container_logs.read_logs, self._api, replica_id, tail)
@@ -198,16 +257,17 @@ class DockerBackend(EngineBackend):
                     self._api.remove_network(network["Id"])
         self._has_network = False
         self._sandboxes.clear()
+        self._assigned.clear()
+        self._warm_limits.clear()
         return len(found)
 
 
-def _status_from_inspect(attrs: dict[str, Any]) -> ReplicaStatus:
+def _status_from_inspect(attrs: dict[str, Any], function: str) -> ReplicaStatus:
     state = attrs["State"]
-    labels = attrs["Config"]["Labels"] or {}
     return ReplicaStatus(
         id=attrs["Id"],
         name=attrs["Name"].lstrip("/"),
-        function=labels.get(containers.LABEL_FUNCTION, "?"),
+        function=function,
         running=bool(state["Running"]),
         exit_code=None if state["Running"] else int(state["ExitCode"]),
     )

@@ -7,21 +7,26 @@ one place and checked by unit tests.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
-from runtime.backends.base import ReplicaSpec
+from runtime.backends.base import Limits, ReplicaSpec
 
 LABEL_PROJECT = "faas.project"
 LABEL_FUNCTION = "faas.function"
 LABEL_REPLICA = "faas.replica"
 LABEL_ROLE = "faas.role"
 ROLE_SANDBOX = "sandbox"
+ROLE_WARM = "warm"
+"""A watchdog with no function yet; once assigned it serves one (runtime/warm_pool.py)."""
 SANDBOX_MEMORY = 8 * 1024 * 1024
 
 REPLICA_PORT = 8080
 REPLICA_USER = "10001:10001"
 TMPFS_SIZE = "64m"
 SECRETS_DIR = "/run/secrets"
+CODE_DIR = "/app"
+WARM_CODE_SIZE = "16m"
 
 
 def network_name(project: str) -> str:
@@ -80,19 +85,26 @@ def sandbox_host_config_args(project: str) -> dict[str, Any]:
 
 def host_config_args(spec: ReplicaSpec, project: str, sandbox: str | None = None) -> dict[str, Any]:
     return {
+        **_hardening(spec.memory, spec.cpus, spec.pids),
         "network_mode": f"container:{sandbox}" if sandbox else network_name(project),
+        "binds": _binds(spec),
+    }
+
+
+def _hardening(memory: int, cpus: float, pids: int) -> dict[str, Any]:
+    """What every replica runs under: see ARCHITECTURE.md, "Containers"."""
+    return {
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,noexec,nosuid,size={TMPFS_SIZE}"},
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
-        "mem_limit": spec.memory,
-        "memswap_limit": spec.memory,
-        "nano_cpus": int(spec.cpus * 1e9),
-        "pids_limit": spec.pids,
+        "mem_limit": memory,
+        "memswap_limit": memory,
+        "nano_cpus": int(cpus * 1e9),
+        "pids_limit": pids,
         "init": False,
         "restart_policy": {"Name": "no"},
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
-        "binds": _binds(spec),
     }
 
 
@@ -129,3 +141,66 @@ def container_args(spec: ReplicaSpec, project: str, name: str, replica_id: str) 
         "stop_signal": "SIGTERM",
         "use_config_proxy": False,
     }
+
+
+def warm_name(project: str) -> str:
+    """Unlike a function's replica (`assigned_name`), with a dot no function name has."""
+    return f"faas-{project}.warm-{secrets.token_hex(3)}"
+
+
+def warm_args(project: str, image: str, token: str, name: str) -> dict[str, Any]:
+    """A watchdog with no function: the replica hardening, function-neutral limits.
+
+    Its code directory and secrets directory are tmpfs mounts owned by the replica
+    user, since the function's code and secrets arrive after the start.
+    """
+    return {
+        "image": image,
+        "name": name,
+        "user": REPLICA_USER,
+        "environment": {
+            "FAAS_WARM": "1",
+            "FAAS_TOKEN": token,
+            "FAAS_PORT": str(REPLICA_PORT),
+            "FAAS_FUNCTION_NAME": "warm",
+        },
+        "labels": {LABEL_PROJECT: project, LABEL_ROLE: ROLE_WARM},
+        "stop_signal": "SIGTERM",
+        "use_config_proxy": False,
+    }
+
+
+def warm_host_config_args(
+    project: str, limits: Limits, code_mounts: Sequence[tuple[str, str]]
+) -> dict[str, Any]:
+    """Development mounts the project's code read-only (`code_mounts`: (host, container));
+    otherwise the code directory is a tmpfs that receives one function's code."""
+    owned = f"uid={REPLICA_USER.partition(':')[0]},gid={REPLICA_USER.partition(':')[2]}"
+    hardening = _hardening(*limits)
+    tmpfs = {
+        **hardening["tmpfs"],
+        SECRETS_DIR: f"rw,noexec,nosuid,nodev,size=1m,{owned},mode=0700",
+    }
+    if not code_mounts:
+        tmpfs[CODE_DIR] = f"rw,noexec,nosuid,nodev,size={WARM_CODE_SIZE},{owned},mode=0755"
+    return {
+        **hardening,
+        "network_mode": network_name(project),
+        "tmpfs": tmpfs,
+        "binds": {host: {"bind": container, "mode": "ro"} for host, container in code_mounts},
+    }
+
+
+def limits_update(limits: Limits) -> dict[str, int]:
+    """The body of Docker's container update that gives a warm watchdog other limits."""
+    return {
+        "Memory": limits.memory,
+        "MemorySwap": limits.memory,
+        "NanoCpus": int(limits.cpus * 1e9),
+        "PidsLimit": limits.pids,
+    }
+
+
+def assigned_name(project: str, function: str, warm: str) -> str:
+    """`faas-<project>-<function>-<hex>`, the hex kept from the warm watchdog's name."""
+    return f"faas-{project}-{function}-{warm.rpartition('-')[2]}"

@@ -97,6 +97,7 @@ def build_function_image(api: APIClient, request: ImageRequest, progress: Progre
     if image_id(api, request.tag) is not None:
         return False
     progress(f"building {request.tag}", 0.0)
+    subject = request.function or "the warm pool"
     output: list[str] = []
     try:
         events = api.build(
@@ -106,13 +107,14 @@ def build_function_image(api: APIClient, request: ImageRequest, progress: Progre
             rm=True,
             forcerm=True,
             decode=True,
-            labels={"faas.function": request.function},
+            # containers inherit image labels: a warm watchdog's image names no function
+            labels={"faas.function": request.function} if request.function else {},
             use_config_proxy=False,
         )
         for event in events:
             if "error" in event:
                 raise ImageBuildError(
-                    f"building the image of {request.function} failed: {event['error'].strip()}\n"
+                    f"building the image of {subject} failed: {event['error'].strip()}\n"
                     + "".join(output[-20:])
                 )
             text = event.get("stream", "")
@@ -121,9 +123,9 @@ def build_function_image(api: APIClient, request: ImageRequest, progress: Progre
                 if text.startswith("Step "):
                     step, _, total = text.split(" ", 2)[1].partition("/")
                     fraction = int(step) / int(total) if total.isdigit() else None
-                    progress(f"{request.function}: {text.strip()[:70]}", fraction)
+                    progress(f"{subject}: {text.strip()[:70]}", fraction)
     except docker.errors.APIError as exc:
-        raise ImageBuildError(f"building the image of {request.function} failed: {exc}") from None
+        raise ImageBuildError(f"building the image of {subject} failed: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise ImageBuildError(f"unreadable build output for {request.function}: {exc}") from None
+        raise ImageBuildError(f"unreadable build output for {subject}: {exc}") from None
     return True

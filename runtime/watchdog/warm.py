@@ -1,0 +1,188 @@
+"""A warm watchdog's function archive: checked in full first, then written out.
+
+A warm watchdog is a watchdog started without a function (FAAS_WARM=1); at a cold start the
+gateway sends it one with `POST /_/init`, as one uncompressed tar archive:
+
+    init.json       {"function": str, "handler_file": str,
+                     "handler_name": str (default "handle"), "environment": {str: str}}
+    app/<path>      the code, written to <code dir>/<path>
+    secrets/<name>  written to <secrets dir>/<name>, mode 0o400
+
+Only regular files are taken (directory members are ignored, links refused) and
+nothing is extracted by `tarfile`, so no member can land outside those two
+directories. `parse_archive` rejects the whole archive before `apply` writes
+anything, so a refused archive leaves the warm watchdog as it was.
+
+Imported only by a warm watchdog: `tarfile` costs milliseconds that an ordinary start skips.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ArchiveError(ValueError):
+    """The archive is unusable; the message says why (it is sent back to the gateway)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileToWrite:
+    path: str  # relative, `/`-separated, no `.` or `..` parts
+    data: bytes
+    mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class InitPlan:
+    """Everything an archive asks for, validated; `apply` writes the files."""
+
+    function: str
+    handler_file: str
+    handler_name: str = "handle"
+    environment: dict[str, str] = field(default_factory=dict)
+    code: list[FileToWrite] = field(default_factory=list)
+    secrets: list[FileToWrite] = field(default_factory=list)
+
+
+_KEYS = frozenset({"function", "handler_file", "handler_name", "environment"})
+_KINDS = "expected init.json, app/<path> or secrets/<name>"
+
+
+def parse_archive(data: bytes) -> InitPlan:
+    """Read and validate the whole archive; raise ArchiveError on the first problem."""
+    settings: bytes | None = None
+    code: list[FileToWrite] = []
+    secrets: list[FileToWrite] = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+            for member in archive:
+                parts = _parts(member.name)
+                if member.isdir():
+                    continue
+                if not member.isreg():
+                    raise ArchiveError(f"{member.name!r} is not a regular file")
+                reader = archive.extractfile(member)
+                assert reader is not None  # always a reader for a regular file
+                content = reader.read()
+                if parts == ["init.json"]:
+                    if settings is not None:
+                        raise ArchiveError("init.json appears twice")
+                    settings = content
+                elif len(parts) > 1 and parts[0] == "app":
+                    mode = 0o755 if member.mode & 0o100 else 0o644
+                    code.append(FileToWrite("/".join(parts[1:]), content, mode))
+                elif len(parts) > 1 and parts[0] == "secrets":
+                    if len(parts) > 2:
+                        raise ArchiveError(f"{member.name!r}: a secret name cannot contain '/'")
+                    secrets.append(FileToWrite(parts[1], content, 0o400))
+                else:
+                    raise ArchiveError(f"{member.name!r}: {_KINDS}")
+    except (tarfile.TarError, EOFError) as exc:
+        raise ArchiveError(f"not a valid tar archive: {exc}") from None
+    if settings is None:
+        raise ArchiveError("init.json is missing")
+    _check_unique(code, "app/")
+    _check_unique(secrets, "secrets/")
+    return InitPlan(**_read_settings(settings), code=code, secrets=secrets)
+
+
+def apply(plan: InitPlan, code_dir: str, secrets_dir: str) -> None:
+    """Write the code and the secrets; raises OSError (the plan is already valid).
+
+    The code then loses its write permissions, files and directories alike: in an
+    image it sits on a read-only filesystem, and here an accidental write must fail
+    the same way. (The function's user owns the tmpfs and could restore them; a
+    read-only mount would need privileges the watchdog does not have.)
+    """
+    for file in plan.code:
+        target = os.path.join(code_dir, file.path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        _write(target, file)
+    if plan.code:
+        _drop_write_permissions(code_dir)
+    if plan.secrets:
+        os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
+    for file in plan.secrets:
+        _write(os.path.join(secrets_dir, file.path), file)
+    with contextlib.suppress(FileNotFoundError):  # nothing more is written there either
+        os.chmod(secrets_dir, 0o500)
+
+
+def _drop_write_permissions(root: str) -> None:
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            os.chmod(path, os.stat(path).st_mode & ~0o222)
+    for directory, _, _ in os.walk(root, topdown=False):
+        os.chmod(directory, 0o555)
+
+
+def _parts(name: str) -> list[str]:
+    """`./app//x.py` -> ["app", "x.py"]; absolute names and `..` are refused outright."""
+    if name.startswith("/"):
+        raise ArchiveError(f"{name!r}: absolute names are not allowed")
+    if "\x00" in name:
+        raise ArchiveError(f"{name!r}: a name cannot contain NUL")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise ArchiveError(f"{name!r}: '..' is not allowed")
+    return parts
+
+
+def _check_unique(files: list[FileToWrite], prefix: str) -> None:
+    """Two members for one file, or a file where another needs a directory, is an error."""
+    paths: set[str] = set()
+    for file in files:
+        if file.path in paths:
+            raise ArchiveError(f"{prefix}{file.path} appears twice")
+        paths.add(file.path)
+    for path in paths:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if parent in paths:
+                raise ArchiveError(f"{prefix}{parent} is a file but {prefix}{path} is inside it")
+            parent = parent.rpartition("/")[0]
+
+
+def _read_settings(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:  # also undecodable UTF-8
+        raise ArchiveError(f"init.json is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ArchiveError("init.json must be a JSON object")
+    unknown = sorted(set(doc) - _KEYS)
+    if unknown:
+        raise ArchiveError(f"init.json has unknown keys: {', '.join(unknown)}")
+    settings: dict[str, Any] = {}
+    for key in ("function", "handler_file", "handler_name"):
+        value = doc.get(key, "handle" if key == "handler_name" else None)
+        if not isinstance(value, str) or not value:
+            raise ArchiveError(f"init.json: {key} must be a non-empty string")
+        settings[key] = value
+    environment = doc.get("environment", {})
+    if not isinstance(environment, dict) or not all(
+        isinstance(value, str) for value in environment.values()
+    ):
+        raise ArchiveError("init.json: environment must map names to strings")
+    for name, value in environment.items():
+        if not name or "=" in name or "\x00" in name or "\x00" in value:
+            raise ArchiveError(f"init.json: {name!r} cannot be an environment variable")
+    settings["environment"] = environment
+    return settings
+
+
+def _write(path: str, file: FileToWrite) -> None:
+    """Replace whatever is at `path` (even a read-only file) without following a symlink."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file.mode)
+    with open(fd, "wb") as out:
+        os.fchmod(fd, file.mode)  # exactly this mode, whatever the umask
+        out.write(file.data)

@@ -1,0 +1,153 @@
+"""The warm pool: a function at zero holds nothing, and starts on a shared pre-started watchdog."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from tests.conftest import Gateway, run_cli, running_gateway, running_replicas, wait_for
+
+pytestmark = pytest.mark.docker
+
+SPEC = Path(__file__).parent / "projects" / "warm" / "functions.yaml"
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def secret() -> str:
+    value = secrets.token_hex(16)
+    result = run_cli("secrets", "set", "db-password", "-f", str(SPEC), "--value", value)
+    assert result.returncode == 0, result.stderr
+    return value
+
+
+@pytest.fixture(scope="module")
+def warm(
+    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory, secret: str
+) -> Iterator[Gateway]:
+    with running_gateway(docker_client, SPEC, "warm", tmp_path_factory.mktemp("logs")) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def client(warm: Gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=warm.url, timeout=30, trust_env=False) as client:
+        yield client
+
+
+def unassigned(client: docker.DockerClient, project: str) -> list[dict[str, Any]]:
+    """Running warm watchdogs that no function has been given yet."""
+    labels = [f"faas.project={project}", "faas.role=warm"]
+    found = client.api.containers(filters={"label": labels})
+    return [c for c in found if c["Names"][0].lstrip("/").startswith(f"faas-{project}.warm-")]
+
+
+def at_zero(client: docker.DockerClient, project: str) -> bool:
+    return not running_replicas(client, project) and len(unassigned(client, project)) == 1
+
+
+def test_functions_at_zero_hold_nothing(warm: Gateway, docker_client: docker.DockerClient) -> None:
+    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    everything = docker_client.api.containers(
+        all=True, filters={"label": f"faas.project={warm.project}"}
+    )
+    # no container of either function (not even one created ahead): only the project's
+    # warm watchdog, which names no function
+    assert [c["Labels"].get("faas.role") for c in everything] == ["warm"]
+    assert "faas.function" not in everything[0]["Labels"]
+
+
+def test_cold_start_on_a_warm_watchdog(
+    warm: Gateway, client: httpx.Client, docker_client: docker.DockerClient, secret: str
+) -> None:
+    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    (waiting,) = unassigned(docker_client, warm.project)
+
+    response = client.get("/function/probe")
+    assert response.status_code == 200, response.text
+    report = response.json()
+    # the function's code, environment and secret reached it; the gateway's token did not
+    assert report["secrets"] == {"db-password": secret}
+    assert report["environment"]["GREETING"] == "hi"
+    assert "FAAS_TOKEN" not in report["environment"]
+    # the hardening of any replica
+    assert report["uid"] == 10001 and report["gid"] == 10001
+    assert report["cap_eff"] == "0000000000000000"
+    assert report["no_new_privs"] == "1"
+    assert report["writable"] == {
+        "/app/x": False,
+        "/etc/x": False,
+        "/opt/faas/x": False,
+        "/run/x": False,
+        "/tmp/x": True,
+    }
+
+    (replica,) = running_replicas(docker_client, warm.project, "probe")
+    assert replica["Id"] == waiting["Id"]  # the warm watchdog itself became the replica
+    assert replica["Names"][0].lstrip("/").startswith(f"faas-{warm.project}-probe-")
+    attrs = docker_client.api.inspect_container(replica["Id"])
+    host = attrs["HostConfig"]
+    # the function's own limits, applied before its code arrived
+    assert (host["Memory"], host["MemorySwap"]) == (96 * MIB, 96 * MIB)
+    assert host["NanoCpus"] == 500_000_000
+    assert host["PidsLimit"] == 256
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in host["SecurityOpt"]
+    assert attrs["Config"]["User"] == "10001:10001"
+    assert secret not in json.dumps(attrs)
+
+    rows = {f["name"]: f for f in json.loads(warm.cli("ls", "--json").stdout)["functions"]}
+    phases = rows["probe"]["last_cold_start_phases"]
+    assert set(phases) == {"wait_ms", "assign_ms", "init_ms"}
+
+    # the pool makes a successor for the one taken
+    wait_for(lambda: len(unassigned(docker_client, warm.project)) == 1, 30, "a warm watchdog")
+    (successor,) = unassigned(docker_client, warm.project)
+    assert successor["Id"] != waiting["Id"]
+
+
+def test_a_warm_watchdog_serves_one_function_then_goes(
+    warm: Gateway, client: httpx.Client, docker_client: docker.DockerClient
+) -> None:
+    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    assert client.get("/function/probe").status_code == 200
+    (probe,) = running_replicas(docker_client, warm.project, "probe")
+    wait_for(lambda: len(unassigned(docker_client, warm.project)) == 1, 30, "a warm watchdog")
+    assert client.get("/function/other").status_code == 200
+    (other,) = running_replicas(docker_client, warm.project, "other")
+    assert other["Id"] != probe["Id"]
+    # idle past idle_timeout: removed, not handed back to the pool
+    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+
+    def removed() -> bool:
+        left = {c["Id"] for c in docker_client.api.containers(all=True)}
+        return probe["Id"] not in left and other["Id"] not in left
+
+    wait_for(removed, 10, "both replicas removed")
+
+
+def test_more_cold_starts_than_warm_watchdogs(
+    warm: Gateway, docker_client: docker.DockerClient
+) -> None:
+    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    statuses: dict[str, int] = {}
+
+    def call(function: str) -> None:
+        with httpx.Client(base_url=warm.url, timeout=30, trust_env=False) as client:
+            statuses[function] = client.get(f"/function/{function}").status_code
+
+    threads = [threading.Thread(target=call, args=(f,)) for f in ("probe", "other")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == {"probe": 200, "other": 200}

@@ -1,0 +1,293 @@
+"""A warm watchdog (FAAS_WARM=1) in a subprocess: it waits for POST /_/init, then serves."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime.watchdog.config import ConfigError, load_settings
+from tests.unit.test_watchdog_server import REPO_ROOT, Launcher, Watchdog, read_response
+
+HELLO = """
+    import os
+
+    from hello_helpers import shout
+
+    GREETING = os.environ["GREETING"]  # read at import: the environment comes first
+
+
+    def handle(event, context):
+        with open(os.environ["SECRET_FILE"]) as secret:
+            return {
+                "greeting": shout(GREETING),
+                "secret": secret.read(),
+                "function": context.function_name,
+                "path": event.path,
+            }
+"""
+
+HELPERS = """
+    def shout(text):
+        return text.upper() + "!"
+"""
+
+BROKEN = """
+    raise RuntimeError("boom at import")
+"""
+
+Member = tuple[str, str | bytes] | tarfile.TarInfo
+
+
+def tar(*members: Member) -> bytes:
+    """An uncompressed archive; a (name, content) pair is a regular file."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                archive.addfile(member)
+                continue
+            name, content = member
+            data = textwrap.dedent(content).encode() if isinstance(content, str) else content
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def init_json(**fields: Any) -> tuple[str, bytes]:
+    return "init.json", json.dumps(fields).encode()
+
+
+def special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+@dataclass
+class Warm:
+    wd: Watchdog
+    code_dir: Path
+    secrets_dir: Path
+
+    def init(self, archive: bytes) -> tuple[int, dict[str, Any]]:
+        status, _, body = self.wd.call(
+            "/_/init", method="POST", body=archive, headers={"Content-Type": "application/x-tar"}
+        )
+        return status, json.loads(body)
+
+    def hello_archive(self) -> bytes:
+        return tar(
+            init_json(
+                function="hello",
+                handler_file="functions/hello.py",
+                environment={"GREETING": "hi", "SECRET_FILE": str(self.secrets_dir / "api-key")},
+            ),
+            special("app/functions", tarfile.DIRTYPE),  # directories are ignored
+            ("app/functions/hello.py", HELLO),
+            ("./app/functions/hello_helpers.py", HELPERS),
+            ("secrets/api-key", "s3cret"),
+        )
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.wd.stderr().splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    launcher = Launcher(tmp_path)
+    yield launcher
+    launcher.kill_all()
+
+
+@pytest.fixture
+def start_warm(launcher: Launcher, tmp_path: Path) -> Callable[..., Warm]:
+    def start(**env: str) -> Warm:
+        secrets_dir = tmp_path / "secrets"
+        wd = launcher.start(
+            {},
+            handler_file="",
+            module="runtime.watchdog",
+            cwd=REPO_ROOT,
+            FAAS_WARM="1",
+            FAAS_SECRETS_DIR=str(secrets_dir),
+            FAAS_FUNCTION_NAME="",
+            **env,
+        )
+        return Warm(wd, wd.log_dir / "code", secrets_dir)
+
+    return start
+
+
+# ---------------------------------------------------------------- before /_/init
+
+
+def test_warm_waits_for_a_function(start_warm: Callable[..., Warm]) -> None:
+    warm = start_warm()
+    assert (warm.wd.ready_status, warm.wd.ready_body) == (200, {"status": "warm"})
+    for path, method in [("/", "GET"), ("/x", "POST"), ("/_/ready", "POST"), ("/_/init", "GET")]:
+        status, headers, body = warm.wd.call(path, method=method, headers={"X-Faas-Call-Id": "c1"})
+        assert status == 409
+        assert json.loads(body) == {"error": "this replica has no function yet", "call_id": "c1"}
+        assert headers["X-Call-Id"] == "c1"
+    assert warm.wd.call("/_/ready", token=None)[0] == 403
+    assert warm.wd.call("/_/ready", token="wrong")[0] == 403
+    assert warm.wd.call("/_/init", method="POST", body=warm.hello_archive(), token="no")[0] == 403
+    assert warm.wd.call("/_/ready")[2] == b'{"status":"warm"}'
+    assert any(line["msg"] == "warm, waiting for a function" for line in warm.log_lines())
+
+
+def test_init_body_over_the_limit_is_413(start_warm: Callable[..., Warm]) -> None:
+    warm = start_warm(FAAS_MAX_BODY="1000")
+    with warm.wd.raw() as sock, sock.makefile("rb") as stream:
+        sock.sendall(
+            b"POST /_/init HTTP/1.1\r\nX-Faas-Token: test-token\r\nContent-Length: 2000\r\n\r\n"
+        )
+        assert read_response(stream)[0] == 413
+    assert warm.wd.call("/_/ready")[0] == 200
+
+
+# ---------------------------------------------------------------- /_/init
+
+
+def test_init_makes_the_warm_watchdog_serve_the_function(start_warm: Callable[..., Warm]) -> None:
+    warm = start_warm()
+    status, answer = warm.init(warm.hello_archive())
+    assert status == 200, answer
+    assert (answer["status"], answer["function"]) == ("ready", "hello")
+    assert isinstance(answer["import_ms"], float)
+
+    status, _, body = warm.wd.call("/greet", method="POST")
+    assert status == 200
+    assert json.loads(body) == {
+        "greeting": "HI!",
+        "secret": "s3cret",
+        "function": "hello",
+        "path": "/greet",
+    }
+    assert (warm.code_dir / "functions" / "hello.py").is_file()
+    # the code is read-only, as it is in an image
+    assert os.stat(warm.code_dir / "functions" / "hello.py").st_mode & 0o222 == 0
+    assert os.stat(warm.code_dir / "functions").st_mode & 0o777 == 0o555
+    assert os.stat(warm.code_dir).st_mode & 0o777 == 0o555
+    assert os.stat(warm.secrets_dir / "api-key").st_mode & 0o777 == 0o400
+    assert os.stat(warm.secrets_dir).st_mode & 0o777 == 0o500
+    assert warm.wd.call("/_/ready")[:3:2] == (200, b'{"status":"ready"}')
+
+    status, again = warm.init(warm.hello_archive())
+    assert (status, again) == (409, {"error": "this replica already serves hello"})
+    assert json.loads(warm.wd.call("/_/init")[2])["path"] == "/_/init"  # not a POST: the handler's
+    assert warm.wd.call("/_/reload", method="POST")[0] == 200
+
+    imported = next(line for line in warm.log_lines() if line["msg"] == "handler imported")
+    assert (imported["function"], imported["handler"]) == ("hello", "functions/hello.py")
+
+
+def test_init_with_a_handler_that_fails_to_import(start_warm: Callable[..., Warm]) -> None:
+    warm = start_warm()
+    archive = tar(init_json(function="broken", handler_file="broken.py"), ("app/broken.py", BROKEN))
+    status, answer = warm.init(archive)
+    assert status == 503
+    assert answer == {
+        "status": "failed",
+        "error": "RuntimeError: boom at import",
+        "file": "broken.py",
+        "line": 2,
+    }
+    for path, method in [("/_/ready", "GET"), ("/", "POST")]:
+        status, _, body = warm.wd.call(path, method=method)
+        assert (status, json.loads(body)) == (503, answer)
+    assert warm.init(archive) == (409, {"error": "this replica already serves broken"})
+    failed = next(line for line in warm.log_lines() if line["level"] == "error")
+    assert failed["function"] == "broken"
+    assert "boom at import" in failed["traceback"]
+
+
+GOOD_INIT = init_json(function="f", handler_file="h.py")
+GOOD_CODE = ("app/h.py", "def handle(event, context):\n    return 'ok'\n")
+
+BAD_ARCHIVES: dict[str, tuple[Callable[[Path], bytes], str]] = {
+    "traversal": (lambda tmp: tar(GOOD_INIT, GOOD_CODE, ("app/../x", "x")), "'..'"),
+    "absolute": (lambda tmp: tar(GOOD_INIT, GOOD_CODE, (str(tmp / "abs"), "x")), "absolute"),
+    "symlink": (
+        lambda tmp: tar(GOOD_INIT, special("app/link", tarfile.SYMTYPE, str(tmp / "abs"))),
+        "not a regular file",
+    ),
+    "hardlink": (
+        lambda tmp: tar(GOOD_INIT, GOOD_CODE, special("app/hard", tarfile.LNKTYPE, "app/h.py")),
+        "not a regular file",
+    ),
+    "unknown member": (lambda tmp: tar(GOOD_INIT, GOOD_CODE, ("etc/x", "x")), "expected"),
+    "missing init.json": (lambda tmp: tar(GOOD_CODE), "init.json is missing"),
+    "init.json wrong type": (
+        lambda tmp: tar(init_json(function=1, handler_file="h.py"), GOOD_CODE),
+        "function must be",
+    ),
+    "environment wrong type": (
+        lambda tmp: tar(init_json(function="f", handler_file="h.py", environment={"A": 1})),
+        "environment",
+    ),
+    "init.json not an object": (lambda tmp: tar(("init.json", "[]")), "object"),
+    "secret with a slash": (
+        lambda tmp: tar(GOOD_INIT, ("secrets/a/b", "x"), GOOD_CODE),
+        "cannot contain '/'",
+    ),
+    "not a tar": (lambda tmp: b"plain text", "not a valid tar archive"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARCHIVES))
+def test_bad_archive_is_400_and_changes_nothing(
+    start_warm: Callable[..., Warm], tmp_path: Path, case: str
+) -> None:
+    warm = start_warm()
+    make, error = BAD_ARCHIVES[case]
+
+    def files() -> set[Path]:
+        return {path for path in tmp_path.rglob("*") if path.suffix != ".log"}
+
+    before = files()
+    status, answer = warm.init(make(tmp_path))
+    assert status == 400
+    assert error in answer["error"]
+    assert files() == before
+    assert warm.wd.call("/_/ready")[2] == b'{"status":"warm"}'
+    assert warm.init(warm.hello_archive())[0] == 200
+    assert warm.wd.call("/")[0] == 200
+
+
+def test_init_is_an_ordinary_path_outside_warm_mode(launcher: Launcher) -> None:
+    handler = "def handle(event, context):\n    return event.path\n"
+    wd = launcher.start({"handler.py": handler})
+    status, _, body = wd.call("/_/init", method="POST", body=b"x")
+    assert (status, body) == (200, b"/_/init")
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_warm_settings() -> None:
+    warm = load_settings({"FAAS_WARM": "1", "FAAS_TOKEN": "t", "FAAS_SECRETS_DIR": "/s"})
+    assert (warm.warm, warm.handler_file, warm.secrets_dir) == (True, "", "/s")
+    plain = load_settings({"FAAS_HANDLER_FILE": "h.py", "FAAS_TOKEN": "t"})
+    assert (plain.warm, plain.secrets_dir) == (False, "/run/secrets")
+    with pytest.raises(ConfigError, match="FAAS_HANDLER_FILE is required"):
+        load_settings({"FAAS_TOKEN": "t"})
+    with pytest.raises(ConfigError, match="FAAS_HANDLER_FILE is required"):
+        load_settings({"FAAS_TOKEN": "t", "FAAS_WARM": "0"})
+    with pytest.raises(ConfigError) as info:
+        load_settings({"FAAS_WARM": "1", "FAAS_PORT": "x"})
+    assert "FAAS_TOKEN" in str(info.value) and "FAAS_PORT" in str(info.value)
+    assert "FAAS_HANDLER_FILE" not in str(info.value)
+    with pytest.raises(ConfigError, match="FAAS_WARM"):
+        load_settings({"FAAS_WARM": "maybe", "FAAS_TOKEN": "t"})
