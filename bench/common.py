@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,3 +153,38 @@ def function_info(url: str, name: str, spec: Path) -> dict[str, object]:
         f"{url}/system/functions", headers=admin_headers(spec), timeout=10
     ).json()["functions"]
     return next(f for f in functions if f["name"] == name)
+
+
+def replica_containers(
+    client: docker.DockerClient, project: str, function: str, *, running: bool = True
+) -> list[dict[str, Any]]:
+    """The containers serving `function`, from the low-level listing.
+
+    A replica started on a warm watchdog has no `faas.function` label (labels are
+    fixed at creation): it carries `faas.role=warm` and the name
+    faas-<project>-<function>-<hex>. Network sandboxes and unassigned watchdogs are left out.
+    """
+    found = client.api.containers(all=not running, filters={"label": f"faas.project={project}"})
+    return [c for c in found if _serves(c, project) == function]
+
+
+def _serves(container: dict[str, Any], project: str) -> str | None:
+    labels = container.get("Labels") or {}
+    role = labels.get("faas.role")
+    if role is None:
+        return labels.get("faas.function")
+    name = container["Names"][0].lstrip("/")
+    if role != "warm" or not name.startswith(f"faas-{project}-"):
+        return None
+    return name.removeprefix(f"faas-{project}-").rpartition("-")[0]
+
+
+def direct_address(client: docker.DockerClient, container_id: str) -> tuple[str, str]:
+    """(http://address:8080/, token) of a replica, to call it without the gateway."""
+    attrs = client.api.inspect_container(container_id)
+    env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
+    mode = attrs["HostConfig"]["NetworkMode"]
+    if mode.startswith("container:"):  # it joined its network sandbox's namespace
+        attrs = client.api.inspect_container(mode.split(":", 1)[1])
+    address = next(iter(attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    return f"http://{address}:8080/", env["FAAS_TOKEN"]

@@ -30,7 +30,15 @@ from pathlib import Path
 
 import docker
 import httpx
-from common import Sample, free_port, median_sample, wait_until_serving, wrk
+from common import (
+    Sample,
+    direct_address,
+    free_port,
+    median_sample,
+    replica_containers,
+    wait_until_serving,
+    wrk,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "bench" / "projects" / "overhead" / "functions.yaml"
@@ -85,17 +93,8 @@ def gateway(project: str, uvloop: bool = False) -> Iterator[str]:
 
 def replica_of(project: str, function: str) -> tuple[str, str]:
     client = docker.from_env()
-    (container,) = [
-        c
-        for c in client.containers.list(
-            filters={"label": [f"faas.project={project}", f"faas.function={function}"]}
-        )
-        if "faas.role" not in c.labels
-    ]
-    env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
-    sandbox = client.containers.get(container.attrs["HostConfig"]["NetworkMode"].split(":", 1)[1])
-    address = next(iter(sandbox.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
-    return f"http://{address}:8080/", env["FAAS_TOKEN"]
+    (container,) = replica_containers(client, project, function)
+    return direct_address(client, container["Id"])
 
 
 def run(

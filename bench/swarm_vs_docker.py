@@ -8,7 +8,7 @@ see the same machine noise:
    200 through the gateway. Before each call both gateways are at zero and quiet:
    the admin API reports no replica starting, ready or draining, no container of
    `hello` runs, and for swarm no task of its service is left (the docker
-   backend's spare container and sandbox are made ahead, as in normal use).
+   backend's warm pool, or its spare container and sandbox, are made ahead, as in normal use).
    Also: where a swarm start goes (request -> task created -> container started
    -> 200, from the engine's timestamps), how long after its 200 each backend is
    back at zero, and each gateway's CPU while idle (swarm polls its tasks);
@@ -46,7 +46,7 @@ from pathlib import Path
 import docker
 import docker.errors
 import httpx
-from common import REPO, free_port, function_info, wait_until_serving
+from common import REPO, free_port, function_info, replica_containers, wait_until_serving
 
 SPEC = REPO / "bench" / "projects" / "swarm" / "functions.yaml"
 RESULTS = REPO / "bench" / "results" / "swarm_vs_docker.json"
@@ -131,10 +131,7 @@ def tail(path: Path, lines: int = 30) -> str:
 
 def running_containers(client: docker.DockerClient, project: str, function: str) -> list[str]:
     """Running containers of `function` that are replicas (not the docker backend's sandbox)."""
-    found = client.api.containers(
-        filters={"label": [f"faas.project={project}", f"faas.function={function}"]}
-    )
-    return [c["Id"] for c in found if "faas.role" not in (c.get("Labels") or {})]
+    return [c["Id"] for c in replica_containers(client, project, function)]
 
 
 def live_tasks(client: docker.DockerClient, project: str, function: str) -> list[str]:
@@ -147,8 +144,13 @@ def live_tasks(client: docker.DockerClient, project: str, function: str) -> list
     return [t["ID"] for t in tasks if t["Status"]["State"] not in TERMINAL_TASK_STATES]
 
 
-def spare_ready(client: docker.DockerClient, project: str, function: str) -> bool:
-    """The docker backend keeps one created (not started) replica ready for the next start."""
+def start_ready(client: docker.DockerClient, project: str, function: str) -> bool:
+    """The docker backend is ready for the next start: a warm watchdog waits in the
+    project's pool, or (for a function that cannot start warm) a replica created ahead."""
+    labels = [f"faas.project={project}", "faas.role=warm"]
+    waiting = client.api.containers(filters={"label": labels})
+    if any(".warm-" in c["Names"][0] for c in waiting):
+        return True
     found = client.api.containers(
         all=True,
         filters={
@@ -221,12 +223,12 @@ def measure_idle_cpu(sides: list[Side], seconds: float = 10) -> None:
 
 
 def wait_quiet(client: docker.DockerClient, sides: list[Side]) -> None:
-    """Both at zero, the docker backend's spare made, and a moment for the engine to settle."""
+    """Both at zero, the docker backend ready to start, and a moment for the engine to settle."""
     for side in sides:
         wait_for_zero(client, side)
         if side.backend == "docker":
             deadline = time.monotonic() + 10
-            while not spare_ready(client, side.project, COLD) and time.monotonic() < deadline:
+            while not start_ready(client, side.project, COLD) and time.monotonic() < deadline:
                 time.sleep(0.05)
     time.sleep(0.5)
 

@@ -416,6 +416,7 @@ class Platform:
                 "name": name,
                 "state": pool.state.value,
                 "replicas": len(pool.replicas),
+                "replica_names": [handle.replica.name for handle in pool.replicas],
                 "starting": pool.starting,
                 "draining": len(pool.draining),
                 "queue_depth": pool.depth(),

@@ -108,6 +108,8 @@ def test_cold_start_on_a_warm_watchdog(
     rows = {f["name"]: f for f in json.loads(warm.cli("ls", "--json").stdout)["functions"]}
     phases = rows["probe"]["last_cold_start_phases"]
     assert set(phases) == {"wait_ms", "assign_ms", "init_ms"}
+    # without a faas.function label, the gateway says which container serves it
+    assert rows["probe"]["replica_names"] == [replica["Names"][0].lstrip("/")]
 
     # the pool makes a successor for the one taken
     wait_for(lambda: len(unassigned(docker_client, warm.project)) == 1, 30, "a warm watchdog")
