@@ -286,7 +286,7 @@ def plots(outcomes: dict[str, Outcome], out: Path) -> list[str]:
         made.append(name)
     cold = outcomes.get("cold")
     if cold and cold.result:
-        fig, ax = plt.subplots(figsize=(7, 4.2))
+        fig, ax = plt.subplots(figsize=(7, 5))
         for label, values, style in (
             ("faas: zero -> 200 through the gateway, warm pool", cold.result.ours, "o-"),
             ("faas: the same, warm_pool: 0", cold.result.containers, "^-"),
@@ -299,7 +299,7 @@ def plots(outcomes: dict[str, Outcome], out: Path) -> list[str]:
         ax.set_ylabel("percent of starts at or below")
         ax.set_title(f"cold start, {cold.result.runs} runs each, alternating")
         ax.grid(True, alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize="small")
         fig.tight_layout()
         fig.savefig(out / "cold_start.png", dpi=110)
         plt.close(fig)

@@ -78,7 +78,10 @@ class InvocationTimeout(FaasError):
 
 
 class ReplicaUnreachable(FaasError):
-    pass
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
+        """False when not even a connection was made: the call never reached the replica."""
 
 
 class PayloadTooLarge(FaasError):

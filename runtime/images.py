@@ -100,19 +100,23 @@ def plan_image(
     # each replica at creation): functions with the same code directory and requirements
     # share one image, so a project of 100 functions builds one image, not 100.
     tag = f"faas-function:{digest[:16]}"
-    code_files = {name: content for name, content in files.items() if name.startswith("app/")}
+    code_files = {
+        name: content for name, content in files.items() if name.startswith(("app/", "deps/"))
+    }
     return ImageRequest(function=function.name, tag=tag, context=_tar(files), code=code_files)
 
 
 def plan_warm_image(base_image_id: str) -> ImageRequest:
     """The image of a warm watchdog: the watchdog on the base image, with no function.
 
-    Its /app is empty; at run time a tmpfs there receives a function's code.
+    Its /app and /opt/faas/deps are empty; at run time tmpfs mounts there receive a
+    function's code and requirements.
     """
-    files: dict[str, bytes] = {"app/.keep": b""}
+    files: dict[str, bytes] = {"app/.keep": b"", "deps/.keep": b""}
     for relative, path in _walk(WATCHDOG_DIR, PurePosixPath("faas_watchdog")):
         files[relative] = path.read_bytes()
-    files["Dockerfile"] = DOCKERFILE.format(base=base_image_id, deps="", code_dir=CODE_DIR).encode()
+    dockerfile = DOCKERFILE.format(base=base_image_id, deps=DEPS_LINE, code_dir=CODE_DIR)
+    files["Dockerfile"] = dockerfile.encode()
     digest = _digest(files, extra="warm")
     return ImageRequest(function="", tag=f"faas-warm:{digest[:16]}", context=_tar(files))
 

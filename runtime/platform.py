@@ -31,7 +31,7 @@ from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, Repli
 from runtime.images import code_mount, plan_image, plan_warm_image
 from runtime.invocation import Invocation, InvocationResult
 from runtime.logs import LogHub
-from runtime.pool import FunctionPool
+from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
 from runtime.scaling.coordination import Coordination, Follower
@@ -44,6 +44,8 @@ log = logging.getLogger("faas.platform")
 
 BUILD_PARALLELISM = 4
 COLD_START_WAIT = 30.0
+UNSENT_ATTEMPTS = 3
+"""Replicas a call may try when it cannot connect to them (it was never delivered)."""
 
 FunctionProgress = Callable[[str, str, float | None], None]
 """(function or "base", message, fraction done) for progress displays."""
@@ -198,15 +200,13 @@ class Platform:
 
     def _set_built(self, pool: FunctionPool, request: ImageRequest) -> None:
         pool.mark_built(request.tag)
-        eligible = (
-            pool.spec.requirements is None
-            and pool.spec.base_image == self._warm_base()
-            and warm_pool.fits(request.code)
-        )
+        code = request.code
+        eligible = pool.spec.base_image == self._warm_base() and warm_pool.fits(code)
         if self.dev:  # warm watchdogs mount the code, if this function's directory is theirs
             mounted = self.warm.code_mounts if self.warm is not None else ()
             eligible = eligible and (self.warm is None or pool.code_mount in mounted)
-        pool.warm_code = ({} if self.dev else request.code) if eligible else None
+            code = {name: content for name, content in code.items() if name.startswith("deps/")}
+        pool.warm_code = code if eligible else None
         if self.warm is not None:
             pool.warm = self.warm
 
@@ -378,27 +378,24 @@ class Platform:
         """
         pool = self.pool(invocation.function)
         timeout = pool.spec.timeout
-        # Behind busy replicas a call waits at most its timeout; while the function has
-        # none ready it waits for the start, which the engine may make slow (a failed
-        # start answers at once).
-        wait = timeout if pool.replicas else max(timeout, COLD_START_WAIT)
-        try:
-            async with asyncio.timeout(wait):
-                handle = await pool.acquire()
-        except TimeoutError:
-            raise InvocationTimeout(
-                f"{invocation.function} waited {wait:g}s in its queue without a free replica"
-            ) from None
-        try:
-            result = await self.client.send(handle.replica, invocation, timeout)
-        except ReplicaUnreachable as exc:
-            serving = pool.set_aside(handle)
-            pool.release(handle)
-            await pool.replica_failed(handle, exc, was_serving=serving)
-            raise
-        except BaseException:
-            pool.release(handle)
-            raise
+        attempt = 1
+        while True:
+            handle = await self._acquire(pool)
+            try:
+                result = await self.client.send(handle.replica, invocation, timeout)
+                break
+            except ReplicaUnreachable as exc:
+                serving = pool.set_aside(handle)
+                pool.release(handle)
+                await pool.replica_failed(handle, exc, was_serving=serving)
+                # A call that could not even connect (its replica died as it was handed
+                # out) is not lost: it waits for another replica.
+                if exc.sent or attempt == UNSENT_ATTEMPTS:
+                    raise
+                attempt += 1
+            except BaseException:
+                pool.release(handle)
+                raise
         close_response = result.close
 
         async def close() -> None:
@@ -409,6 +406,20 @@ class Platform:
 
         result.close = close
         return result
+
+    async def _acquire(self, pool: FunctionPool) -> ReplicaHandle:
+        # Behind busy replicas a call waits at most its timeout; while the function has
+        # none ready it waits for the start, which the engine may make slow (a failed
+        # start answers at once).
+        limit = pool.spec.timeout
+        wait = limit if pool.replicas else max(limit, COLD_START_WAIT)
+        try:
+            async with asyncio.timeout(wait):
+                return await pool.acquire()
+        except TimeoutError:
+            raise InvocationTimeout(
+                f"{pool.spec.name} waited {wait:g}s in its queue without a free replica"
+            ) from None
 
     def describe(self) -> list[dict[str, Any]]:
         return [

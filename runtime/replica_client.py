@@ -80,7 +80,8 @@ class ReplicaClient:
             except (OSError, TimeoutError) as exc:
                 raise ReplicaUnreachable(
                     f"replica {replica.name} of {invocation.function} is unreachable: "
-                    f"{type(exc).__name__}"
+                    f"{type(exc).__name__}",
+                    sent=False,
                 ) from None
             try:
                 if isinstance(invocation.body, bytes):

@@ -10,8 +10,8 @@ handler is imported: a few tens of milliseconds.
 Warm watchdogs belong to the project, not to any function: a function at zero
 holds no process. Each is used once (it keeps the function it was given until
 it stops) and the pool starts a successor in the background. A function whose
-code cannot be sent (requirements, another base image) and any start while the
-pool is empty take the ordinary path.
+code cannot be sent (over 8 MiB with its requirements, or on another base image)
+and any start while the pool is empty take the ordinary path.
 
 In development the code is not sent: every warm watchdog mounts the project's
 code directories read-only where each function's own replica would, so a
@@ -42,8 +42,9 @@ RETRY_DELAY = 5.0
 TAKE_WAIT = 2.0
 """How long a start waits for a warm watchdog being made (~0.3-0.6 s) before it takes
 the ordinary path (a container start of its own, no quicker)."""
-MAX_CODE_BYTES = 4 * 1024 * 1024
-"""Code larger than this goes the ordinary way: the warm code tmpfs is 16 MiB."""
+MAX_CODE_BYTES = 8 * 1024 * 1024
+"""Code and requirements larger than this go the ordinary way: a warm watchdog keeps
+them in memory (tmpfs), counted against the function's memory limit."""
 
 
 def init_archive(spec: ReplicaSpec, code: Mapping[str, bytes]) -> bytes:
@@ -54,7 +55,7 @@ def init_archive(spec: ReplicaSpec, code: Mapping[str, bytes]) -> bytes:
         "handler_name": spec.handler_name,
         "environment": dict(spec.environment),
     }
-    files = {name: content for name, content in code.items() if name != "app/.keep"}
+    files = {name: content for name, content in code.items() if not name.endswith("/.keep")}
     files["init.json"] = json.dumps(settings).encode()
     for name, path in spec.secret_files.items():
         with open(path, "rb") as secret:

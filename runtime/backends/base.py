@@ -93,8 +93,8 @@ class ImageRequest:
     context: bytes
     """A tar archive holding a Dockerfile and everything it copies."""
     code: Mapping[str, bytes] = field(default_factory=dict)
-    """The function's code as the image holds it (`app/...` -> content), which a warm
-    watchdog is sent instead (runtime/warm_pool.py)."""
+    """The function's code and requirements as the image holds them (`app/...` and
+    `deps/...` -> content), which a warm watchdog is sent instead (runtime/warm_pool.py)."""
 
 
 class Backend(Protocol):

@@ -31,6 +31,8 @@ class Settings:
     warm: bool = False
     """Started without a function: the gateway assigns one later with POST /_/init."""
     secrets_dir: str = "/run/secrets"
+    deps_dir: str = "/opt/faas/deps"
+    """Where a warm watchdog writes the requirements it is sent; on PYTHONPATH in the image."""
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -85,6 +87,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_level=text("FAAS_LOG_LEVEL", "INFO").upper(),
         warm=warm,
         secrets_dir=text("FAAS_SECRETS_DIR", "/run/secrets"),
+        deps_dir=text("FAAS_DEPS_DIR", "/opt/faas/deps"),
     )
     if settings.port > 65535:
         problems.append(f"FAAS_PORT={settings.port} is out of range")

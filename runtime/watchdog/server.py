@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import importlib
 import inspect
 import io
 import os
@@ -121,10 +122,14 @@ class Watchdog:
             return 400, dump_json({"error": str(exc)})
         settings = self.settings
         try:
-            warm.apply(plan, settings.code_dir, settings.secrets_dir)
+            warm.apply(plan, settings.code_dir, settings.secrets_dir, settings.deps_dir)
         except OSError as exc:
             log.error(f"cannot write the function's files: {exc}")
             return 500, dump_json({"error": f"cannot write the function's files: {exc}"})
+        if plan.deps:  # the import system may have listed the (then empty) directory
+            importlib.invalidate_caches()
+            if settings.deps_dir not in sys.path:
+                sys.path.insert(0, settings.deps_dir)
         os.environ.update(plan.environment)
         self.settings = settings = replace(
             settings,

@@ -6,10 +6,12 @@ gateway sends it one with `POST /_/init`, as one uncompressed tar archive:
     init.json       {"function": str, "handler_file": str,
                      "handler_name": str (default "handle"), "environment": {str: str}}
     app/<path>      the code, written to <code dir>/<path>
+    deps/<path>     the function's requirements, written to <deps dir>/<path>
+                    (a directory on the watchdog's PYTHONPATH)
     secrets/<name>  written to <secrets dir>/<name>, mode 0o400
 
 Only regular files are taken (directory members are ignored, links refused) and
-nothing is extracted by `tarfile`, so no member can land outside those two
+nothing is extracted by `tarfile`, so no member can land outside those three
 directories. `parse_archive` rejects the whole archive before `apply` writes
 anything, so a refused archive leaves the warm watchdog as it was.
 
@@ -47,17 +49,19 @@ class InitPlan:
     handler_name: str = "handle"
     environment: dict[str, str] = field(default_factory=dict)
     code: list[FileToWrite] = field(default_factory=list)
+    deps: list[FileToWrite] = field(default_factory=list)
     secrets: list[FileToWrite] = field(default_factory=list)
 
 
 _KEYS = frozenset({"function", "handler_file", "handler_name", "environment"})
-_KINDS = "expected init.json, app/<path> or secrets/<name>"
+_KINDS = "expected init.json, app/<path>, deps/<path> or secrets/<name>"
 
 
 def parse_archive(data: bytes) -> InitPlan:
     """Read and validate the whole archive; raise ArchiveError on the first problem."""
     settings: bytes | None = None
     code: list[FileToWrite] = []
+    deps: list[FileToWrite] = []
     secrets: list[FileToWrite] = []
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
@@ -74,9 +78,10 @@ def parse_archive(data: bytes) -> InitPlan:
                     if settings is not None:
                         raise ArchiveError("init.json appears twice")
                     settings = content
-                elif len(parts) > 1 and parts[0] == "app":
+                elif len(parts) > 1 and parts[0] in ("app", "deps"):
                     mode = 0o755 if member.mode & 0o100 else 0o644
-                    code.append(FileToWrite("/".join(parts[1:]), content, mode))
+                    into = code if parts[0] == "app" else deps
+                    into.append(FileToWrite("/".join(parts[1:]), content, mode))
                 elif len(parts) > 1 and parts[0] == "secrets":
                     if len(parts) > 2:
                         raise ArchiveError(f"{member.name!r}: a secret name cannot contain '/'")
@@ -88,24 +93,27 @@ def parse_archive(data: bytes) -> InitPlan:
     if settings is None:
         raise ArchiveError("init.json is missing")
     _check_unique(code, "app/")
+    _check_unique(deps, "deps/")
     _check_unique(secrets, "secrets/")
-    return InitPlan(**_read_settings(settings), code=code, secrets=secrets)
+    return InitPlan(**_read_settings(settings), code=code, deps=deps, secrets=secrets)
 
 
-def apply(plan: InitPlan, code_dir: str, secrets_dir: str) -> None:
-    """Write the code and the secrets; raises OSError (the plan is already valid).
+def apply(plan: InitPlan, code_dir: str, secrets_dir: str, deps_dir: str) -> None:
+    """Write the code, requirements and secrets; raises OSError (the plan is valid).
 
-    The code then loses its write permissions, files and directories alike: in an
-    image it sits on a read-only filesystem, and here an accidental write must fail
-    the same way. (The function's user owns the tmpfs and could restore them; a
-    read-only mount would need privileges the watchdog does not have.)
+    The code and requirements then lose their write permissions, files and
+    directories alike: in an image they sit on a read-only filesystem, and here an
+    accidental write must fail the same way. (The function's user owns the tmpfs
+    and could restore them; a read-only mount would need privileges the watchdog
+    does not have.)
     """
-    for file in plan.code:
-        target = os.path.join(code_dir, file.path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        _write(target, file)
-    if plan.code:
-        _drop_write_permissions(code_dir)
+    for files, directory in ((plan.code, code_dir), (plan.deps, deps_dir)):
+        for file in files:
+            target = os.path.join(directory, file.path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            _write(target, file)
+        if files:
+            _drop_write_permissions(directory)
     if plan.secrets:
         os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
     for file in plan.secrets:

@@ -121,6 +121,7 @@ def start_warm(launcher: Launcher, tmp_path: Path) -> Callable[..., Warm]:
             cwd=REPO_ROOT,
             FAAS_WARM="1",
             FAAS_SECRETS_DIR=str(secrets_dir),
+            FAAS_DEPS_DIR=str(tmp_path / "deps"),
             FAAS_FUNCTION_NAME="",
             **env,
         )
@@ -291,3 +292,24 @@ def test_warm_settings() -> None:
     assert "FAAS_HANDLER_FILE" not in str(info.value)
     with pytest.raises(ConfigError, match="FAAS_WARM"):
         load_settings({"FAAS_WARM": "maybe", "FAAS_TOKEN": "t"})
+
+
+def test_init_with_requirements_imports_them(
+    start_warm: Callable[..., Warm], tmp_path: Path
+) -> None:
+    warm = start_warm()
+    archive = tar(
+        init_json(function="uses-deps", handler_file="functions/uses.py"),
+        ("app/functions/uses.py", """
+            import tinylib
+
+            def handle(event, context):
+                return tinylib.VALUE
+        """),
+        ("deps/tinylib/__init__.py", "VALUE = 'from a requirement'\n"),
+    )  # fmt: skip
+    status, answer = warm.init(archive)
+    assert status == 200, answer
+    assert warm.wd.call("/")[2] == b"from a requirement"
+    library = tmp_path / "deps" / "tinylib" / "__init__.py"
+    assert os.stat(library).st_mode & 0o222 == 0  # read-only, as in an image

@@ -26,7 +26,9 @@ REPLICA_USER = "10001:10001"
 TMPFS_SIZE = "64m"
 SECRETS_DIR = "/run/secrets"
 CODE_DIR = "/app"
+DEPS_DIR = "/opt/faas/deps"
 WARM_CODE_SIZE = "16m"
+WARM_DEPS_SIZE = "32m"
 
 
 def network_name(project: str) -> str:
@@ -181,6 +183,8 @@ def warm_host_config_args(
         **hardening["tmpfs"],
         SECRETS_DIR: f"rw,noexec,nosuid,nodev,size=1m,{owned},mode=0700",
     }
+    # Requirements may hold compiled extensions, which a noexec mount could not load.
+    tmpfs[DEPS_DIR] = f"rw,nosuid,nodev,size={WARM_DEPS_SIZE},{owned},mode=0755"
     if not code_mounts:
         tmpfs[CODE_DIR] = f"rw,noexec,nosuid,nodev,size={WARM_CODE_SIZE},{owned},mode=0755"
     return {
