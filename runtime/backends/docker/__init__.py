@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ from runtime.backends.docker.engine import EngineBackend, engine_errors
 
 log = logging.getLogger("faas.docker")
 
+NETWORK_REMOVE_WAIT = 10.0
 CONCURRENT_STARTS = 2
 """Container starts handed to the engine at once. Measured on 2 cores: ten at once
 made the first replica of a burst ready after ~1.1 s instead of ~0.35 s, while the
@@ -253,13 +255,27 @@ class DockerBackend(EngineBackend):
             for container in found:
                 self._remove(container["Id"])
             for network in self._api.networks(filters={"label": label}):
-                with contextlib.suppress(docker.errors.NotFound):
-                    self._api.remove_network(network["Id"])
+                self._remove_network(network["Id"])
         self._has_network = False
         self._sandboxes.clear()
         self._assigned.clear()
         self._warm_limits.clear()
         return len(found)
+
+    def _remove_network(self, network_id: str) -> None:
+        """Remove a network once the containers still leaving it are gone (a removal
+        already in progress, answered 409 above, may not have finished)."""
+        deadline = time.monotonic() + NETWORK_REMOVE_WAIT
+        while True:
+            try:
+                self._api.remove_network(network_id)
+                return
+            except docker.errors.NotFound:
+                return
+            except docker.errors.APIError as exc:
+                if "active endpoints" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
 
 
 def _status_from_inspect(attrs: dict[str, Any], function: str) -> ReplicaStatus:
