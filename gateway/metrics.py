@@ -54,6 +54,13 @@ class PlatformCollector(Collector):
             in_flight.add_metric([name], pool.in_flight)
             available.add_metric([name], 0 if pool.error or pool.image is None else 1)
         yield from (replicas, queue, in_flight, available)
+        warm = self._platform.warm
+        if warm is not None:
+            yield GaugeMetricFamily(
+                "faas_warm_pool_ready",
+                "Warm watchdogs ready for a cold start, shared by the project's functions.",
+                value=warm.ready,
+            )
 
 
 class Metrics:

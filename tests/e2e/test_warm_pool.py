@@ -65,6 +65,18 @@ def test_functions_at_zero_hold_nothing(warm: Gateway, docker_client: docker.Doc
     assert "faas.function" not in everything[0]["Labels"]
 
 
+def test_metrics_show_the_ready_warm_watchdogs(
+    warm: Gateway, docker_client: docker.DockerClient
+) -> None:
+    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    # running, then ready once its watchdog answers
+    wait_for(
+        lambda: "faas_warm_pool_ready 1.0" in warm.admin_get("/metrics").text,
+        30,
+        "the warm watchdog counted as ready",
+    )
+
+
 def test_cold_start_on_a_warm_watchdog(
     warm: Gateway, client: httpx.Client, docker_client: docker.DockerClient, secret: str
 ) -> None:
