@@ -9,18 +9,23 @@ assembled here as a tar archive; the backend only hands it to the engine.
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import io
+import py_compile
+import sys
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 from runtime.backends.base import ImageRequest
 from runtime.errors import FunctionUnavailable
+from runtime.requirements import PYTHON_VERSION
 from runtime.spec import FunctionSpec, Project
 
 WATCHDOG_DIR = Path(__file__).resolve().parent / "watchdog"
 CODE_DIR = "/app"
+DEPS_DIR = "/opt/faas/deps"
 SKIPPED_NAMES = {"__pycache__", "node_modules"}
 
 DOCKERFILE = """\
@@ -80,6 +85,7 @@ def plan_image(
     for relative, path in _walk(WATCHDOG_DIR, PurePosixPath("faas_watchdog")):
         files[relative] = path.read_bytes()
     deps_key = ""
+    bytecode: dict[str, bytes] = {}
     if function.requirements:
         requirements = project.root / function.requirements
         if not requirements.is_file():
@@ -89,6 +95,7 @@ def plan_image(
         for relative, path in _walk(deps_dir, PurePosixPath("deps")):
             files[relative] = path.read_bytes()
         files.setdefault("deps/.keep", b"")
+        bytecode = deps_bytecode(deps_dir)
     dockerfile = DOCKERFILE.format(
         base=base_image_id,
         deps=DEPS_LINE if function.requirements else "",
@@ -103,7 +110,33 @@ def plan_image(
     code_files = {
         name: content for name, content in files.items() if name.startswith(("app/", "deps/"))
     }
+    code_files.update(bytecode)
     return ImageRequest(function=function.name, tag=tag, context=_tar(files), code=code_files)
+
+
+def deps_bytecode(deps_dir: Path) -> dict[str, bytes]:
+    """Compiled requirements (`deps/.../__pycache__/*.pyc` -> bytes) for a warm watchdog.
+
+    An image compiles its requirements when it is built; a warm watchdog receives
+    them as files, and would compile every module at each cold start. These are
+    unchecked-hash .pyc files (PEP 552), valid whatever the files' times, made once
+    per requirements directory, and only when this Python makes the image's bytecode.
+    """
+    if sys.implementation.cache_tag != f"cpython-{PYTHON_VERSION.replace('.', '')}":
+        return {}
+    marker = deps_dir / ".faas-compiled"
+    if not marker.exists():
+        compileall.compile_dir(
+            deps_dir,
+            ddir=f"{DEPS_DIR}/",
+            quiet=2,
+            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+        )
+        marker.touch()
+    return {
+        f"deps/{path.relative_to(deps_dir).as_posix()}": path.read_bytes()
+        for path in sorted(deps_dir.rglob("__pycache__/*.pyc"))
+    }
 
 
 def plan_warm_image(base_image_id: str) -> ImageRequest:

@@ -36,6 +36,7 @@ class _Platform:
     def __init__(self) -> None:
         self.pools = {"f": _Pool()}
         self.autoscaler = _Autoscaler()
+        self.warm = type("W", (), {"ready": 1})()
 
 
 def exported_names() -> set[str]:

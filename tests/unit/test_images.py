@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import sys
 import tarfile
 from pathlib import Path
 
@@ -73,6 +74,21 @@ def test_requirements_are_copied_in(project: Project, tmp_path: Path) -> None:
     request = plan_image(project, project.functions["sizes"], "sha256:base", fake_deps)
     assert "deps/humanize/__init__.py" in names(request.context)
     assert "COPY deps/" in dockerfile(request.context)
+
+
+def test_warm_code_holds_code_requirements_and_their_bytecode(project: Project) -> None:
+    request = plan_image(project, project.functions["sizes"], "sha256:base", fake_deps)
+    assert "app/functions/sizes.py" in request.code
+    assert "deps/humanize/__init__.py" in request.code
+    assert "Dockerfile" not in request.code and "faas_watchdog/__main__.py" not in request.code
+    if sys.implementation.cache_tag == "cpython-311":  # the image's Python
+        pyc = request.code[f"deps/humanize/__pycache__/__init__.{sys.implementation.cache_tag}.pyc"]
+        # PEP 552 flags: hash-based (bit 0), not checked against the source (bit 1 clear)
+        assert int.from_bytes(pyc[4:8], "little") == 0b01
+    # the bytecode is for warm watchdogs only: the image's tag and context are unchanged
+    again = plan_image(project, project.functions["sizes"], "sha256:base", fake_deps)
+    assert again.tag == request.tag
+    assert not [f for f in names(request.context) if f.endswith(".pyc")]
 
 
 def test_functions_sharing_code_and_requirements_share_an_image(project: Project) -> None:
