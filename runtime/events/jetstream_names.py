@@ -24,6 +24,11 @@ def dead_letter_stream(project: str) -> str:
     return f"faas_{project}__dead"  # two underscores: never a function's stream
 
 
+def dead_letter_subject(project: str, function: str) -> str:
+    """The subject a function's dead letters are published on (`*`: every function's)."""
+    return f"faas.{project}._dead.{function}"
+
+
 def bucket(project: str, purpose: str) -> str:
     """A key-value bucket of the project: calls, cron, leases, depth."""
     return f"faas_{project}_{purpose}"
