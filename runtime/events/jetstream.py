@@ -155,7 +155,8 @@ class JetStreamQueue:
     async def open(self, now: float) -> None:
         """Connect and create what is missing; a dead predecessor's leases lapse on the server.
 
-        Opening an open queue does nothing (the gateway opens it before it deploys).
+        Opening an open queue does nothing (the gateway opens it before it deploys);
+        an open that failed leaves nothing behind, so the next one starts over.
         """
         streams = self._streams
         if streams.nc is not None:
@@ -188,13 +189,19 @@ class JetStreamQueue:
             await streams.discover()
             await streams.refresh()
         except BaseException:
-            await nc.close()
+            with contextlib.suppress(Exception):
+                await nc.close()
+            streams.reset()
             raise
         refresh = streams.refresh_loop(self._refresh_interval)
         self._refresher = asyncio.get_running_loop().create_task(refresh)
 
     async def close(self) -> None:
-        """Hand back what this gateway still holds (nak), then disconnect."""
+        """Hand back what this gateway still holds (nak), then disconnect.
+
+        Everything made with the connection is forgotten, so calls until the next
+        `open` fail with QueueUnavailable rather than a closed connection's error.
+        """
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -203,11 +210,13 @@ class JetStreamQueue:
         nc = self._streams.nc
         if nc is None:
             return
-        await self._held.hand_back()
-        with contextlib.suppress(Exception):
-            await nc.drain()
-        await nc.close()
-        self._streams.nc = None
+        try:
+            await self._held.hand_back()
+            with contextlib.suppress(Exception):
+                await nc.drain()
+            await nc.close()
+        finally:
+            self._streams.reset()
 
     @property
     def connection(self) -> Client:

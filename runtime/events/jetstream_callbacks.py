@@ -9,9 +9,12 @@ record is gone or no longer owes a callback is acknowledged and dropped.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
+from nats.aio.msg import Msg
 from nats.js.errors import KeyWrongLastSequenceError
 
 from runtime.events import jetstream_codec as codec
@@ -20,6 +23,8 @@ from runtime.events.jetstream_calls import CallRecords
 from runtime.events.jetstream_held import Held, Holdings
 from runtime.events.jetstream_streams import CALLBACKS, Streams
 from runtime.events.queue import CallbackJob, CallbackState
+
+log = logging.getLogger("faas.queue")
 
 
 class Callbacks:
@@ -51,46 +56,62 @@ class Callbacks:
             self._streams.track(CALLBACKS).quiet_until = 0.0
 
     async def lease(self, now: float, limit: int, lease_for: float) -> list[CallbackJob]:
+        """Lease owed callbacks; each message on its own, so a bad one holds up none of the rest."""
         if limit <= 0:
             return []
         await self._streams.ensure(CALLBACKS, lease_for)
-        track = self._streams.track(CALLBACKS)
         jobs = []
         for msg in await self._streams.fetch(CALLBACKS, limit, now):
-            call_id = msg.data.decode()
-            seq = msg.metadata.sequence.stream
-            found = await self._calls.get(call_id)
-            if found is None or found[0].callback_state is not CallbackState.PENDING:
-                await msg.ack()
-                track.change(unacked=-1)
-                continue
-            entry, last = found
-            url, result = entry.callback_url, entry.result
-            if url is None or result is None:
-                await msg.ack()
-                track.change(unacked=-1)
-                continue
-            attempt = entry.callback_attempts + 1
-            entry = replace(entry, callback_attempts=attempt)
             try:
-                revision = await self._calls.update(call_id, entry, last)
-            except KeyWrongLastSequenceError:
-                await msg.nak()
+                job = await self._take(msg, now, lease_for)
+            except Exception:
+                log.exception("leasing a callback failed; it is redelivered")
+                with contextlib.suppress(Exception):
+                    await msg.nak()
                 continue
-            self._held.add(CALLBACKS, seq, Held(msg, attempt, now + lease_for, 0, entry, revision))
-            jobs.append(
-                CallbackJob(
-                    delivery_id=seq,
-                    call_id=call_id,
-                    function=entry.function,
-                    url=url,
-                    attempt=attempt,
-                    lease_until=now + lease_for,
-                    result=result,
-                    state=entry.state,
-                )
-            )
+            if job is not None:
+                jobs.append(job)
         return jobs
+
+    async def _take(self, msg: Msg, now: float, lease_for: float) -> CallbackJob | None:
+        track = self._streams.track(CALLBACKS)
+        seq = msg.metadata.sequence.stream
+        try:
+            call_id = msg.data.decode()
+            found = await self._calls.get(call_id)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("dropped an unreadable callback job", extra={"seq": seq, "error": str(exc)})
+            await msg.ack()
+            track.change(unacked=-1)
+            return None
+        if found is None or found[0].callback_state is not CallbackState.PENDING:
+            await msg.ack()
+            track.change(unacked=-1)
+            return None
+        entry, last = found
+        url, result = entry.callback_url, entry.result
+        if url is None or result is None:
+            await msg.ack()
+            track.change(unacked=-1)
+            return None
+        attempt = entry.callback_attempts + 1
+        entry = replace(entry, callback_attempts=attempt)
+        try:
+            revision = await self._calls.update(call_id, entry, last)
+        except KeyWrongLastSequenceError:
+            await msg.nak()
+            return None
+        self._held.add(CALLBACKS, seq, Held(msg, attempt, now + lease_for, 0, entry, revision))
+        return CallbackJob(
+            delivery_id=seq,
+            call_id=call_id,
+            function=entry.function,
+            url=url,
+            attempt=attempt,
+            lease_until=now + lease_for,
+            result=result,
+            state=entry.state,
+        )
 
     async def finished(
         self,

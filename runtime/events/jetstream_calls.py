@@ -29,11 +29,10 @@ class CallRecords:
 
     @property
     def _bucket(self) -> KeyValue:
-        return self._streams.buckets["calls"]
+        return self._streams.bucket("calls")
 
     def _encode(self, entry: codec.CallEntry) -> bytes:
-        assert self._streams.nc is not None
-        return codec.encode_call(entry, self._streams.nc.max_payload)
+        return codec.encode_call(entry, self._streams.connection.max_payload)
 
     async def get(self, call_id: str) -> tuple[codec.CallEntry, int] | None:
         """The record and its revision; None when absent or the id cannot be a key."""

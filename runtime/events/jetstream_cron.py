@@ -32,7 +32,7 @@ class CronMarks:
 
     @property
     def _bucket(self) -> KeyValue:
-        return self._streams.buckets["cron"]
+        return self._streams.bucket("cron")
 
     async def last_fired(self, function: str, schedule: str) -> float | None:
         entry = await kv_get(self._bucket, _key(function, schedule))

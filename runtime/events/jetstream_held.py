@@ -43,8 +43,15 @@ class Holdings:
         self._held: dict[tuple[str, int], Held] = {}
 
     def add(self, key: str, seq: int, held: Held) -> None:
+        """Hold a delivery, counted once in its track.
+
+        The server may redeliver a lease that ran out here before `expire`
+        forgot it: the new lease replaces the old, or `held` would stay one
+        too high and hide other gateways' lapsed work from `next_due`.
+        """
+        if (key, seq) not in self._held:
+            self._track(key).held += 1
         self._held[(key, seq)] = held
-        self._track(key).held += 1
 
     def get(self, key: str, seq: int) -> Held | None:
         return self._held.get((key, seq))
@@ -72,10 +79,10 @@ class Holdings:
 
     async def hand_back(self) -> None:
         """Nak everything held, best effort, so it is redelivered at once."""
-        for held in self._held.values():
+        for (key, seq), held in list(self._held.items()):
             with contextlib.suppress(Exception):
                 await held.msg.nak()
-        self._held.clear()
+            self.drop(key, seq)
 
 
 class Releases:
@@ -85,11 +92,11 @@ class Releases:
         self._streams = streams
 
     async def count(self, function: str, seq: int) -> int:
-        entry = await kv_get(self._streams.buckets["released"], _key(function, seq))
+        entry = await kv_get(self._streams.bucket("released"), _key(function, seq))
         return int(entry[0]) if entry else 0
 
     async def record(self, function: str, seq: int, releases: int) -> None:
-        await self._streams.buckets["released"].put(_key(function, seq), str(releases).encode())
+        await self._streams.bucket("released").put(_key(function, seq), str(releases).encode())
 
 
 def _key(function: str, seq: int) -> str:

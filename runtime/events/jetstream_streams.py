@@ -75,14 +75,32 @@ class Streams:
     @property
     def connection(self) -> Client:
         if self.nc is None:
-            raise RuntimeError("the JetStream queue is not open")
+            raise QueueUnavailable("the JetStream queue is not open")
         return self.nc
 
     @property
     def js(self) -> JetStreamContext:
         if self.js_context is None:
-            raise RuntimeError("the JetStream queue is not open")
+            raise QueueUnavailable("the JetStream queue is not open")
         return self.js_context
+
+    def bucket(self, purpose: str) -> KeyValue:
+        """The open bucket for `purpose` (see `open_bucket`)."""
+        bucket = self.buckets.get(purpose)
+        if bucket is None:
+            raise QueueUnavailable("the JetStream queue is not open")
+        return bucket
+
+    def reset(self) -> None:
+        """Forget the connection and what was made with it, so the next `open` starts over.
+
+        A cached ack_wait would skip `ensure` and a kept context or bucket would
+        talk to a closed connection: both must fail as "not open" instead.
+        """
+        self.nc = None
+        self.js_context = None
+        self.buckets.clear()
+        self._ack_wait.clear()
 
     def track(self, key: str) -> Track:
         track = self.tracks.get(key)
@@ -149,14 +167,12 @@ class Streams:
 
     async def discover(self) -> None:
         """Find the functions whose streams exist: work another gateway stored is due here too."""
-        assert self.nc is not None
+        nc = self.connection
         offset = 0
         prefix = names.stream(self.project, "")
         while True:
             request = json.dumps({"subject": names.subject(self.project, "*"), "offset": offset})
-            answer = json.loads(
-                (await self.nc.request("$JS.API.STREAM.NAMES", request.encode())).data
-            )
+            answer = json.loads((await nc.request("$JS.API.STREAM.NAMES", request.encode())).data)
             found = answer.get("streams") or []
             for stream in found:
                 key = stream[len(prefix) :] if stream.startswith(prefix) else ""
@@ -169,8 +185,7 @@ class Streams:
     # -- publishing ----------------------------------------------------------------
 
     def check_size(self, message: Message) -> None:
-        assert self.nc is not None
-        limit = self.nc.max_payload
+        limit = self.connection.max_payload
         size = len(message.body) + len(
             codec.message_headers(message, message.id)[codec.MESSAGE_HEADER]
         )
@@ -210,12 +225,12 @@ class Streams:
 
     async def _pull(self, stream: str, batch: int) -> list[Msg]:
         """One `no_wait` pull request: what is available now, never a request left lingering."""
-        assert self.nc is not None
-        inbox = self.nc.new_inbox()
-        subscription = await self.nc.subscribe(inbox)
+        nc = self.connection
+        inbox = nc.new_inbox()
+        subscription = await nc.subscribe(inbox)
         try:
             request = json.dumps({"batch": batch, "no_wait": True}).encode()
-            await self.nc.publish(
+            await nc.publish(
                 f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{names.CONSUMER}", request, reply=inbox
             )
             messages: list[Msg] = []

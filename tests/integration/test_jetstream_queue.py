@@ -10,10 +10,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import nats
 import pytest
+from nats.js.errors import BadRequestError
 
 from runtime.errors import PayloadTooLarge, QueueFull
-from runtime.events.jetstream import JetStreamQueue
+from runtime.events import jetstream_names as names
+from runtime.events.jetstream import JetStreamQueue, QueueUnavailable
 from runtime.events.queue import CallbackState, Delivery, Kind, Message, Result, State
 from tests.nats_server import NatsServer
 
@@ -354,3 +357,102 @@ def test_work_survives_a_server_restart(nats_server: NatsServer) -> None:
     nats_server.stop()
     nats_server.start()
     run(nats_server, deliver)
+
+
+def test_a_failed_open_leaves_nothing_behind(nats_server: NatsServer) -> None:
+    async def scenario(open_queue: Open) -> None:
+        other = await nats.connect(nats_server.url)
+        try:  # a stream of another name on the dead letters' subjects: creating theirs fails
+            js = other.jetstream()
+            await js.add_stream(name="squatter", subjects=["faas.demo._dead.*"])
+            queue = JetStreamQueue(nats_server.url, PROJECT)
+            with pytest.raises(BadRequestError):
+                await queue.open(time.time())
+            with pytest.raises(QueueUnavailable, match="not open"):
+                await queue.enqueue(event(1), ["a"], LIMITS)
+            await js.delete_stream("squatter")
+        finally:
+            await other.close()
+        await queue.open(time.time())  # starts over
+        try:
+            await queue.enqueue(event(1), ["a"], LIMITS)
+            (delivery,) = await queue.lease("a", 10, time.time(), 30)
+            assert await queue.finish(delivery, State.DONE, Result(200), time.time())
+        finally:
+            await queue.close()
+
+    run(nats_server, scenario)
+
+
+def test_a_closed_queue_says_so_and_opens_again(nats_server: NatsServer) -> None:
+    async def scenario(open_queue: Open) -> None:
+        queue = await open_queue()
+        await queue.enqueue(call("c1"), ["a"], LIMITS)
+        (delivery,) = await queue.lease("a", 10, time.time(), 30)
+        await queue.close()
+        after_close: list[Callable[[], Awaitable[object]]] = [
+            lambda: queue.enqueue(event(2), ["a"], LIMITS),
+            lambda: queue.lease("a", 10, time.time(), 30),  # its consumer was made already
+            lambda: queue.call("c1"),
+            lambda: queue.cancel("c1", time.time()),
+            lambda: queue.last_fired("a", "* * * * * UTC"),
+            lambda: queue.lease_callbacks(time.time(), 10, 30),
+            lambda: queue.dead_letters(),
+            lambda: queue.counts(),
+        ]
+        for attempt in after_close:
+            with pytest.raises(QueueUnavailable, match="not open"):
+                await attempt()
+        with pytest.raises(QueueUnavailable, match="not open"):
+            assert not queue.connection.is_connected
+        assert "a" in queue.earliest_due()  # handed back: no longer held here
+        await queue.open(time.time())
+        (again,) = await lease_soon(queue, "a")
+        assert (again.id, again.attempt, again.message.id) == (delivery.id, 2, "c1")
+        assert await queue.finish(again, State.DONE, Result(200), time.time())
+
+    run(nats_server, scenario)
+
+
+def test_a_lapsed_lease_leased_again_here_is_held_once(nats_server: NatsServer) -> None:
+    async def scenario(open_queue: Open) -> None:
+        one, two = await open_queue(), await open_queue()
+        await one.enqueue(event(1), ["a"], LIMITS)
+        (first,) = await one.lease("a", 1, time.time(), 0.5)
+        await asyncio.sleep(0.7)  # lapsed, and not reclaimed here yet
+        (again,) = await one.lease("a", 1, time.time(), 0.5)
+        assert (again.id, again.attempt) == (first.id, 2)
+        assert await one.finish(again, State.DONE, Result(200), time.time())
+        await two.enqueue(event(2), ["a"], LIMITS)
+        (other,) = await two.lease("a", 1, time.time(), 0.5)
+        await until(lambda: (one.pending("a"), one.backlog("a")) == (0, 1))
+        # held by another gateway, whose lease may lapse: due here (after the quiet poll)
+        assert "a" in one.earliest_due()
+        (taken,) = await lease_soon(one, "a", lease_for=0.5)
+        assert (taken.id, taken.attempt) == (other.id, 2)
+
+    run(nats_server, scenario)
+
+
+def test_a_bad_callback_job_holds_up_none_of_the_rest(nats_server: NatsServer) -> None:
+    async def scenario(open_queue: Open) -> None:
+        queue = await open_queue()
+        js = queue.connection.jetstream()
+        subject, stream = names.subject(PROJECT, "_callbacks"), names.stream(PROJECT, "_callbacks")
+        await (await js.key_value(names.bucket(PROJECT, "calls"))).put("garbled", b"no record")
+        await js.publish(subject, b"\xff")  # not a call id
+        await js.publish(subject, b"garbled")  # its record cannot be read
+        await queue.enqueue(call("c1", "http://hooks.test/x"), ["a"], LIMITS)
+        (delivery,) = await queue.lease("a", 10, time.time(), 30)
+        assert await queue.finish(delivery, State.DONE, Result(200), time.time())
+        await until(lambda: queue.next_callback_due() is not None)
+        (job,) = await queue.lease_callbacks(time.time(), 10, 30)
+        assert (job.call_id, job.attempt) == ("c1", 1)
+        await queue.callback_finished(job, CallbackState.SENT, 200, None, 0.0)
+        deadline = time.monotonic() + 5
+        while (info := await js.consumer_info(stream, names.CONSUMER)).num_ack_pending:
+            assert time.monotonic() < deadline, "the bad jobs are still held"
+            await asyncio.sleep(0.05)
+        assert info.num_pending == 0  # dropped, not put back
+
+    run(nats_server, scenario)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import cast
+
+from nats.aio.msg import Msg
 
 from runtime.coordination.depth import DepthReport, decode, encode, gateway_key, total_depth
 from runtime.events.jetstream_codec import (
@@ -16,6 +20,7 @@ from runtime.events.jetstream_codec import (
     message_headers,
     new_call,
 )
+from runtime.events.jetstream_held import Held, Holdings
 from runtime.events.jetstream_track import Track
 from runtime.events.queue import CallbackState, Kind, Message, Result, State
 
@@ -130,3 +135,29 @@ def test_depth_sums_fresh_reports_only() -> None:
     assert total_depth([], now=100.0) == {}
     assert decode(encode(reports[0])) == reports[0]
     assert gateway_key("host.example:8080/x") == "host_example_8080_x"
+
+
+class _Msg:
+    naks = 0
+
+    async def nak(self) -> None:
+        _Msg.naks += 1
+
+
+def test_a_delivery_held_again_counts_once() -> None:
+    tracks: dict[str, Track] = {}
+    holdings = Holdings(lambda key: tracks.setdefault(key, Track()))
+    msg = cast(Msg, _Msg())
+    holdings.add("a", 7, Held(msg, 1, 10.0, 0))
+    holdings.add("a", 7, Held(msg, 2, 20.0, 0))  # its lease ran out, redelivered here
+    held = holdings.get("a", 7)
+    assert tracks["a"].held == 1 and held is not None and held.attempt == 2
+    holdings.drop("a", 7)
+    holdings.drop("a", 7)
+    assert tracks["a"].held == 0
+    holdings.add("a", 8, Held(msg, 1, 10.0, 0))
+    holdings.add("a", 9, Held(msg, 1, 30.0, 0))
+    holdings.add("b", 1, Held(msg, 1, 30.0, 0))
+    assert holdings.expire(20.0) == 1 and tracks["a"].held == 1
+    asyncio.run(holdings.hand_back())
+    assert (tracks["a"].held, tracks["b"].held, _Msg.naks) == (0, 0, 2)
