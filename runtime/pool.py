@@ -43,6 +43,8 @@ log = logging.getLogger("faas.pool")
 READY_TIMEOUT = 30.0
 SPARE_DELAY = 1.0
 START_FAILURES_BEFORE_FAILED = 3
+WARM_ATTEMPTS = 2
+"""Warm watchdogs a start tries before it starts a container of its own."""
 """Consecutive replica start failures (not import errors) after which the function is failed."""
 
 
@@ -269,13 +271,16 @@ class FunctionPool:
         if self.starts_warm:
             assert self.warm is not None
             began = time.perf_counter()
-            self.starting += 1  # while it waits for a warm watchdog too, or the autoscaler
-            try:  # would start another for the same demand
-                taken = await self.warm.take()
-            finally:
-                self.starting -= 1
-            if taken is not None and await self._start_warm(taken, began):
-                return
+            for _ in range(WARM_ATTEMPTS):  # one may have died while it waited
+                self.starting += 1  # while it waits for a warm watchdog too, or the
+                try:  # autoscaler would start another for the same demand
+                    taken = await self.warm.take()
+                finally:
+                    self.starting -= 1
+                if taken is None:
+                    break
+                if await self._start_warm(taken, began):
+                    return
         await self._start_container()
 
     async def _start_warm(self, taken: Replica, began: float) -> bool:
@@ -290,7 +295,7 @@ class FunctionPool:
             return True
         except FaasError as exc:
             log.warning(
-                "warm watchdog unusable, starting a container",
+                "warm watchdog unusable",
                 extra={"function": self.spec.name, "error": str(exc)},
             )
             return False

@@ -165,3 +165,20 @@ def test_more_cold_starts_than_warm_watchdogs(
     for thread in threads:
         thread.join()
     assert statuses == {"probe": 200, "other": 200}
+
+
+def test_a_dead_warm_watchdog_does_not_fail_a_call(
+    warm: Gateway, client: httpx.Client, docker_client: docker.DockerClient
+) -> None:
+    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    wait_for(
+        lambda: "faas_warm_pool_ready 1.0" in warm.admin_get("/metrics").text,
+        30,
+        "the warm watchdog counted as ready",
+    )
+    (waiting,) = unassigned(docker_client, warm.project)
+    docker_client.api.kill(waiting["Id"])
+    response = client.get("/function/other")
+    assert response.status_code == 200, response.text
+    (replica,) = running_replicas(docker_client, warm.project, "other")
+    assert replica["Id"] != waiting["Id"]
