@@ -46,6 +46,8 @@ BUILD_PARALLELISM = 4
 COLD_START_WAIT = 30.0
 UNSENT_ATTEMPTS = 3
 """Replicas a call may try when it cannot connect to them (it was never delivered)."""
+SERVICE_ATTEMPTS = 3
+SERVICE_RETRY_DELAY = 1.0
 
 FunctionProgress = Callable[[str, str, float | None], None]
 """(function or "base", message, fraction done) for progress displays."""
@@ -323,10 +325,21 @@ class Platform:
         if not is_service_backend(self.backend):
             pool.prepare_spare()
             return
-        try:
-            await self.backend.ensure_service(pool.replica_spec())
-        except FaasError as exc:
-            pool.mark_failed(str(exc))
+        for attempt in range(1, SERVICE_ATTEMPTS + 1):
+            try:
+                await self.backend.ensure_service(pool.replica_spec())
+                return
+            except FaasError as exc:
+                if attempt == SERVICE_ATTEMPTS:
+                    pool.mark_failed(str(exc))
+                    return
+                # An engine under load (a swarm manager mid-election, a busy daemon) can
+                # refuse one write; failing the function for good would be out of proportion.
+                log.warning(
+                    "making the function's service failed; trying again",
+                    extra={"function": pool.spec.name, "error": str(exc), "attempt": attempt},
+                )
+                await asyncio.sleep(SERVICE_RETRY_DELAY * attempt)
 
     async def _replace_replicas(self, pool: FunctionPool) -> None:
         """New image or settings: successors start before their predecessors stop."""
