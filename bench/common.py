@@ -18,6 +18,8 @@ from typing import Any
 import docker
 import httpx
 
+from runtime.backends.docker.containers import serving_function
+
 REPO = Path(__file__).resolve().parents[1]
 LATENCY_SCRIPT = REPO / "bench" / "latency.lua"
 
@@ -165,18 +167,11 @@ def replica_containers(
     faas-<project>-<function>-<hex>. Network sandboxes and unassigned watchdogs are left out.
     """
     found = client.api.containers(all=not running, filters={"label": f"faas.project={project}"})
-    return [c for c in found if _serves(c, project) == function]
-
-
-def _serves(container: dict[str, Any], project: str) -> str | None:
-    labels = container.get("Labels") or {}
-    role = labels.get("faas.role")
-    if role is None:
-        return labels.get("faas.function")
-    name = container["Names"][0].lstrip("/")
-    if role != "warm" or not name.startswith(f"faas-{project}-"):
-        return None
-    return name.removeprefix(f"faas-{project}-").rpartition("-")[0]
+    return [
+        c
+        for c in found
+        if serving_function(c.get("Labels") or {}, c["Names"][0].lstrip("/"), project) == function
+    ]
 
 
 def direct_address(client: docker.DockerClient, container_id: str) -> tuple[str, str]:

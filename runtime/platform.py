@@ -205,8 +205,8 @@ class Platform:
         code = request.code
         eligible = pool.spec.base_image == self._warm_base() and warm_pool.fits(code)
         if self.dev:  # warm watchdogs mount the code, if this function's directory is theirs
-            mounted = self.warm.code_mounts if self.warm is not None else ()
-            eligible = eligible and (self.warm is None or pool.code_mount in mounted)
+            if self.warm is not None:
+                eligible = eligible and pool.code_mount in self.warm.code_mounts
             code = {name: content for name, content in code.items() if name.startswith("deps/")}
         pool.warm_code = code if eligible else None
         if self.warm is not None:

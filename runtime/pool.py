@@ -349,6 +349,9 @@ class FunctionPool:
             "ready_ms": round((ready_at - started_at) * 1000, 1),
         }
         self._ready(replica, ready_at - began, phases)
+        # The next spare is created a little later, so that creating it does not compete
+        # for the engine and the GIL with the calls this replica is about to serve.
+        self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY, self.prepare_spare)
 
     def _ready(self, replica: Replica, cold_start: float, phases: dict[str, float]) -> None:
         """A started replica answered ready: put it to work."""
@@ -366,25 +369,11 @@ class FunctionPool:
                 **phases,
             },
         )
-        # The next spare is created a little later, so that creating it does not compete
-        # for the engine and the GIL with the calls this replica is about to serve.
-        self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY, self.prepare_spare)
 
     def adopt(self, replica: Replica, cold_start: float) -> None:
         """Put to work a ready replica that the engine started (service backends)."""
-        self.replicas.append(ReplicaHandle(replica))
         self._start_failures = 0
-        self.last_cold_start = cold_start
-        self._dispatch()
-        self.on_cold_start(self.spec.name, cold_start)
-        log.info(
-            "replica ready",
-            extra={
-                "function": self.spec.name,
-                "replica": replica.name,
-                "cold_start_ms": round(cold_start * 1000, 1),
-            },
-        )
+        self._ready(replica, cold_start, {})
 
     def retire(self, handle: ReplicaHandle) -> None:
         """Stop routing to a replica the engine is stopping; its calls in flight finish."""

@@ -19,6 +19,8 @@ import docker
 import httpx
 import pytest
 
+from runtime.backends.docker.containers import serving_function
+
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 240.0
 
@@ -98,15 +100,9 @@ def running_replicas(
 
 def replica_function(container: dict[str, Any], project: str) -> str | None:
     """The function a listed container serves; None for sandboxes and unassigned watchdogs."""
-    labels = container.get("Labels") or {}
-    role = labels.get("faas.role")
-    if role is None:
-        function: str | None = labels.get("faas.function")
-        return function
-    name: str = container["Names"][0].lstrip("/")
-    if role != "warm" or not name.startswith(f"faas-{project}-"):
-        return None
-    return name.removeprefix(f"faas-{project}-").rpartition("-")[0]
+    return serving_function(
+        container.get("Labels") or {}, container["Names"][0].lstrip("/"), project
+    )
 
 
 @dataclass

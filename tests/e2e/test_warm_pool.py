@@ -17,7 +17,7 @@ from tests.conftest import Gateway, run_cli, running_gateway, running_replicas, 
 
 pytestmark = pytest.mark.docker
 
-SPEC = Path(__file__).parent / "projects" / "warm" / "functions.yaml"
+SPEC = Path(__file__).parent / "projects" / "secure" / "functions-warm.yaml"
 MIB = 1024 * 1024
 
 
@@ -54,6 +54,15 @@ def at_zero(client: docker.DockerClient, project: str) -> bool:
     return not running_replicas(client, project) and len(unassigned(client, project)) == 1
 
 
+def wait_until_warm_ready(warm: Gateway) -> None:
+    """Running is not enough: the pool counts a watchdog once it answers ready."""
+    wait_for(
+        lambda: "faas_warm_pool_ready 1.0" in warm.admin_get("/metrics").text,
+        30,
+        "the warm watchdog counted as ready",
+    )
+
+
 def test_functions_at_zero_hold_nothing(warm: Gateway, docker_client: docker.DockerClient) -> None:
     wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
     everything = docker_client.api.containers(
@@ -69,12 +78,7 @@ def test_metrics_show_the_ready_warm_watchdogs(
     warm: Gateway, docker_client: docker.DockerClient
 ) -> None:
     wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
-    # running, then ready once its watchdog answers
-    wait_for(
-        lambda: "faas_warm_pool_ready 1.0" in warm.admin_get("/metrics").text,
-        30,
-        "the warm watchdog counted as ready",
-    )
+    wait_until_warm_ready(warm)
 
 
 def test_cold_start_on_a_warm_watchdog(
@@ -171,11 +175,7 @@ def test_a_dead_warm_watchdog_does_not_fail_a_call(
     warm: Gateway, client: httpx.Client, docker_client: docker.DockerClient
 ) -> None:
     wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
-    wait_for(
-        lambda: "faas_warm_pool_ready 1.0" in warm.admin_get("/metrics").text,
-        30,
-        "the warm watchdog counted as ready",
-    )
+    wait_until_warm_ready(warm)
     (waiting,) = unassigned(docker_client, warm.project)
     docker_client.api.kill(waiting["Id"])
     response = client.get("/function/other")

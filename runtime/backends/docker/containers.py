@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runtime.backends.base import Limits, ReplicaSpec
+from runtime.images import CODE_DIR, DEPS_DIR
 
 LABEL_PROJECT = "faas.project"
 LABEL_FUNCTION = "faas.function"
@@ -25,8 +26,6 @@ REPLICA_PORT = 8080
 REPLICA_USER = "10001:10001"
 TMPFS_SIZE = "64m"
 SECRETS_DIR = "/run/secrets"
-CODE_DIR = "/app"
-DEPS_DIR = "/opt/faas/deps"
 WARM_CODE_SIZE = "16m"
 WARM_DEPS_SIZE = "32m"
 
@@ -121,7 +120,8 @@ def _binds(spec: ReplicaSpec) -> dict[str, dict[str, str]]:
     return binds
 
 
-def container_args(spec: ReplicaSpec, project: str, name: str, replica_id: str) -> dict[str, Any]:
+def replica_environment(spec: ReplicaSpec) -> dict[str, str]:
+    """The function's environment and what the watchdog needs to load and guard it."""
     environment = dict(spec.environment)
     environment.update(
         FAAS_FUNCTION_NAME=spec.function,
@@ -130,11 +130,15 @@ def container_args(spec: ReplicaSpec, project: str, name: str, replica_id: str) 
         FAAS_TOKEN=spec.token,
         FAAS_PORT=str(REPLICA_PORT),
     )
+    return environment
+
+
+def container_args(spec: ReplicaSpec, project: str, name: str, replica_id: str) -> dict[str, Any]:
     return {
         "image": spec.image,
         "name": name,
         "user": REPLICA_USER,
-        "environment": environment,
+        "environment": replica_environment(spec),
         "labels": {
             LABEL_PROJECT: project,
             LABEL_FUNCTION: spec.function,
@@ -208,3 +212,16 @@ def limits_update(limits: Limits) -> dict[str, int]:
 def assigned_name(project: str, function: str, warm: str) -> str:
     """`faas-<project>-<function>-<hex>`, the hex kept from the warm watchdog's name."""
     return f"faas-{project}-{function}-{warm.rpartition('-')[2]}"
+
+
+def serving_function(labels: dict[str, str], name: str, project: str) -> str | None:
+    """The function a listed container serves, from its labels and name; None for network
+    sandboxes and unassigned warm watchdogs. Labels are fixed when a container is made,
+    so a warm watchdog given a function is known by its name (`assigned_name`)."""
+    role = labels.get(LABEL_ROLE)
+    if role is None:
+        return labels.get(LABEL_FUNCTION)
+    prefix = f"faas-{project}-"
+    if role != ROLE_WARM or not name.startswith(prefix):
+        return None
+    return name.removeprefix(prefix).rpartition("-")[0]

@@ -119,15 +119,8 @@ def service_args(
     `node_id` pins the replicas to one node: a gateway outside the swarm can only
     reach replicas on its own host.
     """
-    environment = dict(spec.environment)
-    environment.update(
-        FAAS_FUNCTION_NAME=spec.function,
-        FAAS_HANDLER_FILE=spec.handler_file,
-        FAAS_HANDLER_NAME=spec.handler_name,
-        FAAS_TOKEN=spec.token,
-        FAAS_PORT=str(containers.REPLICA_PORT),
-        FAAS_DRAIN_DELAY=str(DRAIN_DELAY),
-    )
+    environment = containers.replica_environment(spec)
+    environment["FAAS_DRAIN_DELAY"] = str(DRAIN_DELAY)
     uid, gid = containers.REPLICA_USER.split(":")
     mounts: list[dict[str, Any]] = [
         {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": TMPFS_BYTES}}
