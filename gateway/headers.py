@@ -24,7 +24,8 @@ HOP_BY_HOP = frozenset(
 )
 INTERNAL_PREFIX = b"x-faas-"
 REQUEST_DROPPED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
-RESPONSE_DROPPED = HOP_BY_HOP | {b"x-call-id", b"server", b"date"}
+RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-call-id", b"server", b"date"}
+"""The gateway frames every answer itself: a replica's framing never reaches a caller."""
 
 
 def _listed_in_connection(headers: RawHeaders) -> frozenset[bytes]:

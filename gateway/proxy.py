@@ -18,7 +18,7 @@ from gateway import headers, tracing
 from gateway.errors import error_response, response_for
 from gateway.metrics import Metrics
 from runtime.errors import FaasError, PayloadTooLarge
-from runtime.invocation import Body, Invocation, InvocationResult
+from runtime.invocation import AnswerBody, Body, Invocation, InvocationResult, RawHeaders
 from runtime.platform import Platform
 
 log = logging.getLogger("faas.gateway")
@@ -97,7 +97,7 @@ class Proxy:
             return error_response(499, "client closed the request", call_id)
         except (FaasError, Exception) as exc:
             return response_for(exc, call_id)
-        return ProxiedResponse(result, call_id)
+        return ProxiedResponse(result, call_id, self.platform.pool(function).spec.timeout)
 
     async def read_body(self, request: Request) -> bytes:
         """The whole body, refused (PayloadTooLarge) as soon as it passes the limit."""
@@ -164,10 +164,21 @@ async def _disconnected(request: Request) -> None:
 
 
 class ProxiedResponse(Response):
-    """Streams a replica's answer with its headers (repeated ones included) untouched."""
+    """A replica's answer, framed by the gateway: the replica's own framing never reaches
+    the caller (gateway/headers.py drops it).
 
-    def __init__(self, result: InvocationResult, call_id: str) -> None:
+    The first part of the body is read before anything is sent, so an answer that fails
+    at once (malformed, too large, a replica that died) still gets a clean error answer.
+    An answer that arrived whole goes out with its Content-Length in one send, the usual
+    case; a longer one is sent chunked as it arrives, paced by the caller: a caller that
+    does not read stops the gateway reading from the replica (runtime/http1.py), and the
+    whole answer must be through within the function's timeout.
+    """
+
+    def __init__(self, result: InvocationResult, call_id: str, time_limit: float) -> None:
         self.result = result
+        self.call_id = call_id
+        self.time_limit = time_limit
         self.status_code = result.status
         self.background = None
         self.raw_headers = [*headers.outbound(result.headers), (b"x-call-id", call_id.encode())]
@@ -175,24 +186,84 @@ class ProxiedResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         result = self.result
+        status = result.status
         try:
+            try:
+                first = await anext(result.body, b"")
+            except FaasError as exc:
+                failure = response_for(exc, self.call_id)
+                status = failure.status_code
+                await failure(scope, receive, send)
+                return
+            framing = _framing(status, scope["method"], result.headers, first, result.body)
             await send(
                 {
                     "type": "http.response.start",
-                    "status": result.status,
-                    "headers": self.raw_headers,
+                    "status": status,
+                    "headers": [*self.raw_headers, *framing],
                 }
             )
-            # One chunk behind, so the last goes out with more_body=False: one send less
-            # for the usual answer that arrives whole.
-            held = b""
-            async for chunk in result.body:
-                if held:
-                    await send({"type": "http.response.body", "body": held, "more_body": True})
-                held = chunk
-            await send({"type": "http.response.body", "body": held, "more_body": False})
-        except FaasError as exc:
-            log.warning("response aborted", extra={"replica": result.replica, "error": str(exc)})
+            if framing or result.body.at_end:
+                await send({"type": "http.response.body", "body": first, "more_body": False})
+            else:
+                await self._stream(first, receive, send)
         finally:
             await result.close()
-            self.on_done(result.status)
+            self.on_done(status)
+
+    async def _stream(self, first: bytes, receive: Receive, send: Send) -> None:
+        """The rest of a longer answer, stopped when the caller leaves or the time is up."""
+        result = self.result
+        gone = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            async with asyncio.timeout(self.time_limit + STREAM_GRACE):
+                # One chunk behind, so the last goes out with more_body=False.
+                held = first
+                async for chunk in result.body:
+                    if gone.done():
+                        return
+                    await send({"type": "http.response.body", "body": held, "more_body": True})
+                    held = chunk
+                await send({"type": "http.response.body", "body": held, "more_body": False})
+        except FaasError as exc:
+            log.warning(
+                "answer cut off",
+                extra={"call_id": self.call_id, "replica": result.replica, "error": str(exc)},
+            )
+        except TimeoutError:
+            log.warning(
+                "answer cut off: not taken by the caller in time",
+                extra={"call_id": self.call_id, "replica": result.replica},
+            )
+        finally:
+            gone.cancel()
+
+
+STREAM_GRACE = 2.0
+"""Beyond the function's timeout, for the last bytes of a streamed answer to leave."""
+
+
+def _framing(
+    status: int, method: str, replica_headers: RawHeaders, first: bytes, body: AnswerBody
+) -> RawHeaders:
+    """The Content-Length the gateway sends, or [] when the answer goes chunked.
+
+    Answers to HEAD keep the length the replica declared (llhttp let through only one,
+    and only digits); 204 and 304 have no body and no length.
+    """
+    if status in NO_BODY_STATUSES:
+        return []
+    if method == "HEAD":
+        declared = [value for name, value in replica_headers if name == b"content-length"]
+        return [(b"content-length", declared[0] if declared else b"0")]
+    if body.at_end:
+        return [(b"content-length", b"%d" % len(first))]
+    return []
+
+
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -10,6 +10,7 @@
     ├── QueueFull                 too much work is waiting             -> 429
     ├── InvocationTimeout         the call ran past its deadline       -> 504
     ├── ReplicaUnreachable        the replica dropped the connection   -> 502
+    │   └── AnswerRejected        its answer broke framing or limits   -> 502
     └── PayloadTooLarge           the request body is over the limit   -> 413
 
 The gateway maps these to HTTP statuses in one table (gateway/errors.py);
@@ -60,7 +61,19 @@ class FunctionNotFound(FaasError):
 
 
 class FunctionUnavailable(FaasError):
-    pass
+    """The message is what every caller of the function is told; `detail`, when there is
+    one, is what went wrong inside the function (an import-time exception's text, which
+    may hold anything the module had at hand, a secret included): for the function's
+    logs and the admin API, masked, never for callers."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def import_failed(function: str) -> str:
+    """What callers are told about a handler that does not import: where to look, not what."""
+    return f"its handler failed to import (see `faas logs {function}`)"
 
 
 class ReplicaStartError(FaasError):
@@ -82,6 +95,11 @@ class ReplicaUnreachable(FaasError):
         super().__init__(message)
         self.sent = sent
         """False when not even a connection was made: the call never reached the replica."""
+
+
+class AnswerRejected(ReplicaUnreachable):
+    """The replica's answer was malformed or over the gateway's limits; the message says
+    which, without the replica's bytes (they may be anything the function wrote)."""
 
 
 class PayloadTooLarge(FaasError):

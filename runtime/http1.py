@@ -1,48 +1,91 @@
-"""A lean HTTP/1.1 client for the one hop we own both ends of: gateway -> watchdog.
+"""The HTTP/1.1 client for the gateway -> watchdog hop, where every byte back is hostile.
 
-General clients pay for generality on every call (URL objects, header
-multidicts, per-request tasks, timers, tracing hooks); this one writes the
-request in one buffer and parses only what the watchdog sends: a status line,
-headers, and a body of known length (or none). Connections are pooled per
-replica, kept alive, and TCP_NODELAY is on (asyncio sets it for TCP).
+Function code runs in the same process as the watchdog, so it can write any
+bytes at all on this connection. Answers are parsed by llhttp (through
+httptools, which uvicorn[standard] already brings) in its strict mode, and
+on top of it this module enforces what the watchdog is allowed to send:
 
-Measured with bench/gateway_overhead.py against aiohttp's client on the same
-run: see the module's caller, runtime/replica_client.py.
+- a status of 200-599 on an HTTP/1.1 status line (no 1xx, no upgrade);
+- exactly one Content-Length of digits, or `Transfer-Encoding: chunked`
+  (no answer framed by closing the connection); 204, 304 and answers to HEAD
+  carry no body;
+- a bounded head (`MAX_HEAD` bytes, `MAX_HEADERS` lines) and a bounded body
+  (`max_body`, checked against the declared length before any body byte);
+- nothing after the framed answer: a byte beyond it discards the connection,
+  and fails the call if its answer has not been handed on yet.
+
+Nothing of the replica's framing reaches a caller: the gateway frames every
+answer itself (gateway/proxy.py). Body bytes are buffered only up to
+`HIGH_WATER`; past it the replica's socket is not read until the consumer
+drains below `LOW_WATER`, so a caller that does not read holds up its own
+replica, never the gateway's memory.
+
+Requests are written in one buffer; connections are pooled per replica and
+kept alive. A request goes to a second connection only when the first
+provably never carried it (it could not connect): see runtime/replica_client.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
 from typing import cast
+
+import httptools
 
 from runtime.invocation import Body, RawHeaders
 
 MAX_HEAD = 64 * 1024
+MAX_HEADERS = 256
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
 IDLE_PER_REPLICA = 128
 NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class ProtocolError(ConnectionError):
-    """The replica's answer was not HTTP/1.1 as the watchdog writes it."""
+    """The replica's answer broke the framing rules above."""
+
+
+class AnswerTooLarge(ProtocolError):
+    """The replica's answer body is over the gateway's limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the answer is over the limit of {limit} bytes")
+        self.limit = limit
+
+
+class BodyTimeout(TimeoutError):
+    """The answer's body did not arrive in time."""
 
 
 class Connection(asyncio.Protocol):
-    def __init__(self) -> None:
+    """One keep-alive connection to a replica, carrying one request at a time."""
+
+    def __init__(self, max_body: int = 100 * 1024 * 1024) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = True
-        self._buffer = bytearray()
+        self.max_body = max_body
+        self._parser = httptools.HttpResponseParser(self)
+        self._expecting = False
+        """A request is outstanding: bytes from the replica are its answer."""
         self._head: asyncio.Future[tuple[int, RawHeaders]] | None = None
-        self._remaining = 0
-        """Body bytes still to come; -1: until the connection closes."""
+        self._head_size = 0
+        self._headers: RawHeaders = []
+        self._framed = False
+        self._head_only = False
+        self._complete = False
         self._chunks: collections.deque[bytes] = collections.deque()
-        self._body_done = True
-        self._body_error: BaseException | None = None
+        self._buffered = 0
+        self._received = 0
+        self._paused = False
+        self._error: BaseException | None = None
+        self._delivered = False
+        """The consumer has taken the whole body: later trouble is no longer this answer's."""
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
-        self.received_any = False
+        self._body_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -51,42 +94,22 @@ class Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.received_any = True
-        if self._head is not None and not self._head.done():
-            self._buffer += data
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > MAX_HEAD:
-                    self._fail(ProtocolError("response head too large"))
-                return
-            try:
-                status, headers, length = _parse_head(bytes(self._buffer[:end]))
-            except ProtocolError as exc:
-                self._fail(exc)
-                return
-            rest = bytes(self._buffer[end + 4 :])
-            self._buffer.clear()
-            self._remaining = length
-            self._body_done = length == 0
-            self._head.set_result((status, headers))
-            if rest:
-                self._feed(rest)
+        if not self._expecting:
+            # Nothing was asked: bytes after a complete answer, or on an idle connection.
+            self._fail(ProtocolError("bytes after the end of the answer"))
             return
-        self._feed(data)
-
-    def _feed(self, data: bytes) -> None:
-        if self._body_done:
-            self.reusable = False  # bytes nobody asked for: do not reuse this connection
-            return
-        if self._remaining >= 0:
-            if len(data) > self._remaining:
-                data = data[: self._remaining]
-                self.reusable = False
-            self._remaining -= len(data)
-            if self._remaining == 0:
-                self._body_done = True
-        self._chunks.append(data)
-        self._wake()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(ProtocolError("the replica tried to upgrade the connection"))
+        except httptools.HttpParserError as exc:
+            # httptools wraps what a callback raised; the callbacks raise ProtocolError
+            if isinstance(exc.__context__, ProtocolError):
+                self._fail(exc.__context__)
+            elif self._complete:
+                self._fail(ProtocolError("bytes after the end of the answer"))
+            else:
+                self._fail(ProtocolError(f"malformed answer: {exc}"))
 
     def eof_received(self) -> bool | None:
         self.reusable = False
@@ -95,14 +118,9 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
-        if self._head is not None and not self._head.done():
-            self._head.set_exception(exc or ConnectionResetError("closed before answering"))
-        elif not self._body_done:
-            if self._remaining < 0:
-                self._body_done = True
-            else:
-                self._body_error = exc or ConnectionResetError("closed mid-body")
-            self._wake()
+        if self._expecting and not self._complete:
+            self._set_error(exc or ConnectionResetError("the replica closed the connection"))
+        self._cancel_body_timer()
         if self._writable is not None and not self._writable.done():
             self._writable.set_exception(ConnectionResetError("closed while sending"))
 
@@ -114,45 +132,148 @@ class Connection(asyncio.Protocol):
             self._writable.set_result(None)
         self._writable = None
 
-    # -- requests --------------------------------------------------------------------
+    # -- httptools callbacks (run inside feed_data) --------------------------------------
 
-    def _fail(self, exc: BaseException) -> None:
+    def on_message_begin(self) -> None:
+        if self._complete or self._head is None or self._head.done():
+            raise ProtocolError("bytes after the end of the answer")
+
+    def on_status(self, status: bytes) -> None:
+        self._count_head(len(status))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value) + 4)
+        if len(self._headers) >= MAX_HEADERS:
+            raise ProtocolError(f"more than {MAX_HEADERS} header lines")
+        name = name.lower()
+        if name == b"content-length":
+            self._framed = True
+            if int(value) > self.max_body:  # llhttp checked: digits only, and only one
+                raise AnswerTooLarge(self.max_body)
+        elif name == b"transfer-encoding":
+            if value.strip().lower() != b"chunked":
+                raise ProtocolError("a transfer-encoding other than chunked")
+            self._framed = True
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if parser.get_http_version() != "1.1":
+            raise ProtocolError("not an HTTP/1.1 answer")
+        if not 200 <= status <= 599:
+            raise ProtocolError(f"status {status} is not a final status")
+        if not self._framed and status not in NO_BODY_STATUSES and not self._head_only:
+            raise ProtocolError("an answer with neither content-length nor chunked framing")
+        if not parser.should_keep_alive():
+            self.reusable = False
+        head = self._head
+        assert head is not None
+        if self._head_only:
+            # llhttp cannot be told that the request was HEAD: the answer ends here, and the
+            # connection is not reused, as whatever follows cannot be framed.
+            self.reusable = False
+            self._end_message()
+        head.set_result((status, self._headers))
+
+    def on_body(self, body: bytes) -> None:
+        if self._head_only:
+            raise ProtocolError("a body in the answer to HEAD")
+        self._received += len(body)
+        if self._received > self.max_body:
+            raise AnswerTooLarge(self.max_body)
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if not self._complete:
+            self._end_message()
+
+    # -- state -------------------------------------------------------------------------
+
+    def _count_head(self, size: int) -> None:
+        self._head_size += size
+        if self._head_size > MAX_HEAD:
+            raise ProtocolError(f"answer head over {MAX_HEAD} bytes")
+
+    def _end_message(self) -> None:
+        self._complete = True
+        self._expecting = self._head_only  # after HEAD, anything more is a protocol error
+        self._cancel_body_timer()
+        self._wake()
+
+    def _set_error(self, exc: BaseException) -> None:
         if self._head is not None and not self._head.done():
             self._head.set_exception(exc)
+        elif self._error is None:
+            self._error = exc
+        self._wake()
+
+    def _fail(self, exc: BaseException) -> None:
+        """Discard the connection; a call whose answer is not handed on yet gets `exc`."""
         self.reusable = False
+        self._expecting = False
+        if not self._delivered and self._head is not None:
+            self._chunks.clear()  # an answer followed by garbage is not an answer
+            self._set_error(exc)
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    # -- requests ------------------------------------------------------------------------
+
     async def request(
-        self, head: bytes, body: Body, head_only: bool, head_within: float | None = None
+        self,
+        head: bytes,
+        body: Body,
+        head_only: bool,
+        head_within: float | None = None,
+        body_within: float | None = None,
     ) -> tuple[int, RawHeaders]:
-        """Send one request and wait for the response head.
+        """Send one request and wait for the answer's head.
 
         `head_within` (seconds, only with a `bytes` body) bounds the wait for the head with one
         timer: TimeoutError. Cheaper than `asyncio.timeout`; a streamed body needs that
-        instead, as the wait may be for the caller's next chunk.
+        instead, as the wait may be for the caller's next chunk. `body_within` bounds the rest
+        of the answer from the moment its head arrived: the body then fails with BodyTimeout.
         """
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         self._head = loop.create_future()
+        self._head_size = 0
+        self._headers = []
+        self._framed = False
+        self._head_only = head_only
+        self._complete = False
         self._chunks.clear()
-        self._body_error = None
-        self.received_any = False
+        self._buffered = self._received = 0
+        self._error = None
+        self._delivered = False
+        self._expecting = True
         if isinstance(body, bytes | bytearray):
             self.transport.write(
                 head + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
             )
             if head_within is not None:
-                timer = loop.call_later(head_within, self._expire)
+                timer = loop.call_later(head_within, self._expire_head)
                 try:
-                    status, headers = await self._head
+                    answer = await self._head
                 finally:
                     timer.cancel()
-                return self._answered(status, headers, head_only)
+                self._start_body_timer(body_within)
+                return answer
         else:
             self.transport.write(head + b"transfer-encoding: chunked\r\n\r\n")
             async for chunk in body:
@@ -161,120 +282,95 @@ class Connection(asyncio.Protocol):
                 if chunk:
                     self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.transport.write(b"0\r\n\r\n")
-        status, headers = await self._head
-        return self._answered(status, headers, head_only)
+        answer = await self._head
+        self._start_body_timer(body_within)
+        return answer
 
-    def _answered(
-        self, status: int, headers: RawHeaders, head_only: bool
-    ) -> tuple[int, RawHeaders]:
-        if head_only or status in NO_BODY_STATUSES or 100 <= status < 200:
-            self._remaining, self._body_done = 0, True
-        return status, headers
+    def _start_body_timer(self, seconds: float | None) -> None:
+        if seconds is not None and not self._complete:
+            self._body_timer = asyncio.get_running_loop().call_later(seconds, self._expire_body)
 
-    def _expire(self) -> None:
+    def _expire_head(self) -> None:
         if self._head is not None and not self._head.done():
             self._head.set_exception(TimeoutError())
 
-    def body(self) -> AsyncIterator[bytes]:
-        return BodyReader(self)
+    def _expire_body(self) -> None:
+        self._body_timer = None
+        if not self._complete:
+            self._fail(BodyTimeout())
+
+    @property
+    def at_end(self) -> bool:
+        """The whole body is handed on (by `next_chunk`): no more bytes will come."""
+        return self._delivered and self._error is None
 
     async def next_chunk(self) -> bytes | None:
-        """The next part of the response body; None at its end."""
+        """Every body byte buffered so far, in one piece; None at the end of the body."""
         while not self._chunks:
-            if self._body_error is not None:
-                raise self._body_error
-            if self._body_done:
+            if self._error is not None:
+                raise self._error
+            if self._complete:
+                self._delivered = True
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._chunks.popleft()
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        self._delivered = self._complete
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+        return data
 
     def abort(self) -> None:
         self.reusable = False
+        self._expecting = False
+        self._cancel_body_timer()
         if self.transport is not None:
             self.transport.abort()
 
     @property
     def finished(self) -> bool:
-        """The response was read to its end and the connection can carry another."""
-        return self._body_done and not self._chunks and self.reusable and not self.closed
-
-
-class BodyReader:
-    """A response body as an async iterator.
-
-    A class, not an async generator: asyncio registers every async generator with its
-    loop (a weak set) and finalizes it, a cost paid on every proxied call."""
-
-    __slots__ = ("_connection",)
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-
-    def __aiter__(self) -> BodyReader:
-        return self
-
-    async def __anext__(self) -> bytes:
-        chunk = await self._connection.next_chunk()
-        if chunk is None:
-            raise StopAsyncIteration
-        return chunk
-
-
-def _parse_head(raw: bytes) -> tuple[int, RawHeaders, int]:
-    lines = raw.split(b"\r\n")
-    status_line = lines[0].split(b" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
-        raise ProtocolError(f"bad status line {lines[0][:60]!r}")
-    try:
-        status = int(status_line[1])
-    except ValueError:
-        raise ProtocolError(f"bad status {status_line[1][:10]!r}") from None
-    headers: RawHeaders = []
-    length = -1
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise ProtocolError(f"bad header line {line[:60]!r}")
-        name = name.strip().lower()
-        value = value.strip()
-        if name == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                raise ProtocolError("bad content-length") from None
-        elif name == b"transfer-encoding":
-            raise ProtocolError("chunked responses are not expected from a replica")
-        headers.append((name, value))
-    return status, headers, length
+        """The answer was read to its end and the connection can carry another."""
+        return self._delivered and self._error is None and self.reusable and not self.closed
 
 
 class Pool:
     """Idle keep-alive connections per replica address."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int = 100 * 1024 * 1024) -> None:
         self._idle: dict[str, list[Connection]] = {}
+        self.max_body = max_body
 
-    async def acquire(self, address: str, connect_timeout: float) -> tuple[Connection, bool]:
-        """A connection to `address`, and whether it was reused (it may have gone stale)."""
+    async def acquire(self, address: str, connect_timeout: float) -> Connection:
+        """An idle connection to `address` that has seen no close, or a new one.
+
+        A connection the replica closed while idle is known closed here (its EOF was read),
+        so a request written to a reused connection was written to one that was open.
+        """
         idle = self._idle.get(address)
         while idle:
             connection = idle.pop()
-            if not connection.closed:
-                return connection, True
+            if not connection.closed and connection.reusable:
+                connection.max_body = self.max_body
+                return connection
         host, _, port = address.rpartition(":")
         loop = asyncio.get_running_loop()
+        max_body = self.max_body
         async with asyncio.timeout(connect_timeout):
-            _, connection = await loop.create_connection(Connection, host, int(port))
-        return connection, False
+            _, connection = await loop.create_connection(
+                lambda: Connection(max_body), host, int(port)
+            )
+        return connection
 
     def release(self, address: str, connection: Connection) -> None:
         if not connection.finished:
-            if connection.transport is not None:
-                connection.transport.close()
+            connection.abort()
             return
         idle = self._idle.setdefault(address, [])
         if len(idle) < IDLE_PER_REPLICA:

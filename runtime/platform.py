@@ -72,7 +72,7 @@ class Platform:
         self.secrets = secrets
         self.dev = dev
         """Development: code is mounted into replicas, not baked, and can be reloaded."""
-        self.client = ReplicaClient()
+        self.client = ReplicaClient(max_answer=project.gateway.max_response_size)
         self.logs = LogHub()
         self.pools: dict[str, FunctionPool] = {}
         self.autoscaler: Autoscaler
@@ -287,6 +287,7 @@ class Platform:
         requirements, base image) roll its replicas.
         """
         self.project = project
+        self.client.max_answer = project.gateway.max_response_size
         changes = Changes()
         for name in [n for n in self.pools if n not in project.functions]:
             await self.pools.pop(name).stop_all()

@@ -16,14 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 
 from runtime import http1
 from runtime.backends.base import Replica
-from runtime.errors import FaasError, FunctionUnavailable, InvocationTimeout, ReplicaUnreachable
+from runtime.errors import (
+    AnswerRejected,
+    FaasError,
+    FunctionUnavailable,
+    InvocationTimeout,
+    ReplicaUnreachable,
+    import_failed,
+)
 from runtime.invocation import Invocation, InvocationResult
+
+log = logging.getLogger("faas.replicas")
 
 AliveCheck = Callable[[Replica], Awaitable[None]]
 """Raises when a replica has exited; called while waiting for readiness."""
@@ -40,11 +50,11 @@ TIMEOUT_GRACE = 2.0
 
 
 class ReplicaClient:
-    def __init__(self, max_connections: int = 512) -> None:
+    def __init__(self, max_connections: int = 512, max_answer: int = 100 * 1024 * 1024) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         """For the rare calls (readiness, reload); invocations use the lean `_pool`."""
-        self._pool = http1.Pool()
+        self._pool = http1.Pool(max_answer)
 
     def _client(self) -> aiohttp.ClientSession:
         # Created lazily: a session binds to the running event loop.
@@ -63,6 +73,15 @@ class ReplicaClient:
             )
         return self._session
 
+    @property
+    def max_answer(self) -> int:
+        """Bytes of one answer's body past which the call fails (gateway.max_response_size)."""
+        return self._pool.max_body
+
+    @max_answer.setter
+    def max_answer(self, size: int) -> None:
+        self._pool.max_body = size
+
     async def close(self) -> None:
         self._pool.close()
         if self._session is not None:
@@ -71,45 +90,43 @@ class ReplicaClient:
     async def send(
         self, replica: Replica, invocation: Invocation, time_limit: float
     ) -> InvocationResult:
+        """Send one call and return the answer once its head is in; the body streams.
+
+        At most once: the call goes to no other connection once a byte of it was
+        written. Only a call that could not connect is `sent=False`, for the platform
+        to hand to another replica.
+        """
         head = _request_head(replica, invocation, time_limit)
         head_only = invocation.method == "HEAD"
         address = replica.address
-        for attempt in (1, 2):
-            try:
-                connection, reused = await self._pool.acquire(address, CONNECT_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
-                raise ReplicaUnreachable(
-                    f"replica {replica.name} of {invocation.function} is unreachable: "
-                    f"{type(exc).__name__}",
-                    sent=False,
-                ) from None
-            try:
-                if isinstance(invocation.body, bytes):
+        function = invocation.function
+        try:
+            connection = await self._pool.acquire(address, CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            log.info(
+                "replica unreachable",
+                extra={"replica": replica.name, "function": function, "error": repr(exc)},
+            )
+            raise ReplicaUnreachable(f"{function} could not be reached", sent=False) from None
+        try:
+            if isinstance(invocation.body, bytes):
+                status, headers = await connection.request(
+                    head, invocation.body, head_only, time_limit + TIMEOUT_GRACE, time_limit
+                )
+            else:
+                async with asyncio.timeout(time_limit + TIMEOUT_GRACE):
                     status, headers = await connection.request(
-                        head, invocation.body, head_only, time_limit + TIMEOUT_GRACE
+                        head, invocation.body, head_only, body_within=time_limit
                     )
-                else:
-                    async with asyncio.timeout(time_limit + TIMEOUT_GRACE):
-                        status, headers = await connection.request(head, invocation.body, head_only)
-                break
-            except TimeoutError:
-                connection.abort()
-                raise InvocationTimeout(
-                    f"{invocation.function} did not answer within {time_limit:g}s"
-                ) from None
-            except FaasError:
-                connection.abort()  # the request body failed (over the size limit, ...)
-                raise
-            except (OSError, http1.ProtocolError) as exc:
-                connection.abort()
-                # A kept-alive connection the replica had closed: nothing was processed.
-                stale = reused and not connection.received_any
-                if stale and attempt == 1 and isinstance(invocation.body, bytes):
-                    continue
-                raise ReplicaUnreachable(
-                    f"replica {replica.name} of {invocation.function} is unreachable: "
-                    f"{type(exc).__name__}"
-                ) from None
+        except TimeoutError:
+            connection.abort()
+            raise InvocationTimeout(f"{function} did not answer within {time_limit:g}s") from None
+        except FaasError:
+            connection.abort()  # the request body failed (over the size limit, ...)
+            raise
+        except OSError as exc:
+            connection.abort()
+            raise _answer_error(exc, function, replica) from None
 
         async def close() -> None:
             self._pool.release(address, connection)
@@ -117,7 +134,7 @@ class ReplicaClient:
         return InvocationResult(
             status=status,
             headers=headers,
-            body=_Stream(connection, invocation.function),
+            body=_Stream(connection, function, replica),
             close=close,
             replica=replica.name,
         )
@@ -139,7 +156,9 @@ class ReplicaClient:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
         if response.status != 200:
-            raise FunctionUnavailable(_failure_reason(body))
+            # Not for callers (the previous code keeps serving): the detail is the message.
+            detail = _failure_reason(body)
+            raise FunctionUnavailable(detail, detail=detail)
 
     async def init(self, replica: Replica, archive: bytes) -> None:
         """Give a warm watchdog its function: code, secrets and settings in one tar archive.
@@ -158,7 +177,9 @@ class ReplicaClient:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
         if response.status == 503:
-            raise FunctionUnavailable(_failure_reason(body))
+            raise FunctionUnavailable(
+                import_failed(replica.function), detail=_failure_reason(body)
+            )
         if response.status != 200:
             raise FaasError(
                 f"warm replica {replica.name} refused its function ({response.status}): "
@@ -184,7 +205,10 @@ class ReplicaClient:
                     if response.status == 200:
                         return
                     if response.status == 503:
-                        raise FunctionUnavailable(_failure_reason(await response.read()))
+                        raise FunctionUnavailable(
+                            import_failed(replica.function),
+                            detail=_failure_reason(await response.read()),
+                        )
             except (aiohttp.ClientError, OSError, TimeoutError):
                 pass
             now = loop.time()
@@ -197,26 +221,31 @@ class ReplicaClient:
 
 
 def _failure_reason(body: bytes) -> str:
+    """What the watchdog says went wrong, with its file and line: for logs and the admin
+    API only (it quotes the function's own exception), bounded (the replica wrote it)."""
     try:
         detail = json.loads(body)
     except ValueError:
+        detail = None
+    if not isinstance(detail, dict):
         return body[:500].decode("utf-8", "replace")
-    error = str(detail.get("error", "the handler failed to load"))
+    error = str(detail.get("error", "the handler failed to load"))[:4000]
     where = detail.get("file")
     if where and detail.get("line"):
         where = f"{where}:{detail['line']}"
-    return f"{error} ({where})" if where else error
+    return f"{error} ({str(where)[:500]})" if where else error
 
 
 class _Stream:
-    """The response body, with a dropped connection translated (not an async generator,
-    see http1.BodyReader)."""
+    """The answer's body, with the replica's failures translated (not an async generator,
+    see http1.Connection.next_chunk)."""
 
-    __slots__ = ("_connection", "_function")
+    __slots__ = ("_connection", "_function", "_replica")
 
-    def __init__(self, connection: http1.Connection, function: str) -> None:
+    def __init__(self, connection: http1.Connection, function: str, replica: Replica) -> None:
         self._connection = connection
         self._function = function
+        self._replica = replica
 
     def __aiter__(self) -> _Stream:
         return self
@@ -224,13 +253,33 @@ class _Stream:
     async def __anext__(self) -> bytes:
         try:
             chunk = await self._connection.next_chunk()
-        except OSError:
-            raise ReplicaUnreachable(
-                f"{self._function}'s replica dropped the response midway"
-            ) from None
+        except http1.BodyTimeout:
+            raise InvocationTimeout(f"{self._function} did not finish its answer in time") from None
+        except OSError as exc:
+            raise _answer_error(exc, self._function, self._replica) from None
         if chunk is None:
             raise StopAsyncIteration
         return chunk
+
+    @property
+    def at_end(self) -> bool:
+        return self._connection.at_end
+
+
+def _answer_error(exc: OSError, function: str, replica: Replica) -> ReplicaUnreachable:
+    """The platform's error for a replica that failed mid-call; the detail goes to the log."""
+    log.warning(
+        "replica answer failed",
+        extra={"replica": replica.name, "function": function, "error": str(exc) or repr(exc)},
+    )
+    if isinstance(exc, http1.AnswerTooLarge):
+        return AnswerRejected(
+            f"{function}'s answer is over the gateway's limit of {exc.limit} bytes "
+            "(gateway.max_response_size)"
+        )
+    if isinstance(exc, http1.ProtocolError):
+        return AnswerRejected(f"{function}'s replica sent a malformed answer")
+    return ReplicaUnreachable(f"{function}'s replica failed before completing its answer")
 
 
 def _request_head(replica: Replica, invocation: Invocation, time_limit: float) -> bytes:

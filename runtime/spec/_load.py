@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath
@@ -13,6 +14,7 @@ from pydantic_core import ErrorDetails
 
 from runtime.errors import Problem, SpecError
 from runtime.spec import _values as v
+from runtime.spec._handlers import handler_problems
 from runtime.spec._model import (
     SPEC_FILENAME,
     ClusterSettings,
@@ -39,22 +41,31 @@ from runtime.spec._schema import (
     checked_parts,
     salvage,
 )
-from runtime.spec._yaml import LineMap, Loc, dotted, read_yaml
+from runtime.spec._yaml import MAX_SPEC_SIZE, TOO_LARGE, LineMap, Loc, dotted, read_yaml
 
 _INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {"environment", "scale", "retry"}
 _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
 _LIST_ERRORS = frozenset({"list_type", "tuple_type"})
 
 
-def load_project(path: Path, *, project_name: str | None = None) -> Project:
+def load_project(
+    path: Path, *, project_name: str | None = None, check_handlers: bool = False
+) -> Project:
     """Load the project described by `path`, a functions.yaml or the directory holding one.
 
     `project_name`, when given, overrides the file's `project` and the name
-    derived from the directory.
+    derived from the directory. `check_handlers` also reads each handler file
+    (see runtime/spec/_handlers.py): wanted by what builds or serves the
+    functions, not by commands that only talk to a running gateway, which must
+    keep working while a handler is being edited.
     """
     file = path / SPEC_FILENAME if path.is_dir() else path
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        with file.open("rb") as handle:  # bounded: a size from stat() is not to be trusted
+            data = handle.read(MAX_SPEC_SIZE + 1)
+        if len(data) > MAX_SPEC_SIZE:
+            raise SpecError([Problem(str(file), None, "", TOO_LARGE)])
+        text = data.decode("utf-8-sig")
     except FileNotFoundError:
         raise SpecError([Problem(str(file), None, "", "file not found")]) from None
     except UnicodeDecodeError as error:
@@ -64,12 +75,21 @@ def load_project(path: Path, *, project_name: str | None = None) -> Project:
         message = f"cannot read the file: {error.strerror}"
         raise SpecError([Problem(str(file), None, "", message)]) from None
     return load_project_text(
-        text, filename=str(file), root=file.resolve().parent, project_name=project_name
+        text,
+        filename=str(file),
+        root=file.resolve().parent,
+        project_name=project_name,
+        check_handlers=check_handlers,
     )
 
 
 def load_project_text(
-    text: str, *, filename: str, root: Path, project_name: str | None = None
+    text: str,
+    *,
+    filename: str,
+    root: Path,
+    project_name: str | None = None,
+    check_handlers: bool = False,
 ) -> Project:
     """Load a project from the text of its functions.yaml; `filename` only labels problems."""
     tree = read_yaml(text, filename)
@@ -97,6 +117,7 @@ def load_project_text(
     name = _project_name(tree.data, document, project_name, root, report)
     if document is not None:
         _check_auth(document, report)
+        _check_admin(document, report)
         _check_events(document, report)
     _check_routes({function: parts.routes for function, parts in checked.items()}, report)
     for function, parts in checked.items():
@@ -105,7 +126,7 @@ def load_project_text(
     if report.problems or document is None or name is None:
         raise report.error()
     root = root.absolute()
-    return Project(
+    project = Project(
         name=name,
         root=root,
         file=root / PurePath(filename).name,
@@ -117,7 +138,11 @@ def load_project_text(
                 for function, raw in document.functions.items()
             }
         ),
+        lines=MappingProxyType(dict(tree.lines.keys)),
     )
+    if check_handlers and (problems := handler_problems(project, filename)):
+        raise SpecError(problems)
+    return project
 
 
 class _Report:
@@ -269,6 +294,7 @@ def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> Functi
         timezone=settings.timezone,
         retry=_merge_retry(raw.retry, defaults.retry),
         max_backlog=settings.max_backlog,
+        callback_secret=settings.callback_secret,
     )
 
 
@@ -278,7 +304,12 @@ def _gateway(raw: RawGateway) -> GatewaySettings:
         host=raw.host,
         port=raw.port,
         max_body_size=raw.max_body_size,
+        max_response_size=raw.max_response_size,
         max_header_size=raw.max_header_size,
+        header_timeout=raw.header_timeout,
+        max_connections=raw.max_connections,
+        admin_host=raw.admin_host,
+        admin_port=raw.admin_port,
         rate_limit=RateLimit(*raw.rate_limit) if raw.rate_limit else None,
         jwt=JwtSettings(
             algorithms=jwt.algorithms,
@@ -298,6 +329,28 @@ def _gateway(raw: RawGateway) -> GatewaySettings:
         result_retention=raw.result_retention,
         warm_pool=raw.warm_pool,
     )
+
+
+def _check_admin(document: RawDocument, report: _Report) -> None:
+    """The admin listener stays on loopback unless `admin_remote` says otherwise on purpose."""
+    gateway = document.gateway
+    if gateway.admin_port == gateway.port:
+        report.at_value(("gateway", "admin_port"), "admin_port must differ from port")
+    if not gateway.admin_remote and not _is_loopback(gateway.admin_host):
+        report.at_value(
+            ("gateway", "admin_host"),
+            f"admin_host {gateway.admin_host} is not a loopback address; "
+            "set gateway.admin_remote: true to serve the admin API there",
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_auth(document: RawDocument, report: _Report) -> None:

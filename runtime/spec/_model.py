@@ -15,7 +15,11 @@ SPEC_VERSION = 1
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+DEFAULT_ADMIN_HOST = "127.0.0.1"
+DEFAULT_ADMIN_PORT = 8081
+DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_MAX_BODY_SIZE = 10 * MiB
+DEFAULT_MAX_RESPONSE_SIZE = 100 * MiB
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 DEFAULT_TIMEOUT = 30.0
@@ -129,12 +133,22 @@ class GatewaySettings:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     max_body_size: int = DEFAULT_MAX_BODY_SIZE
+    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE
+    """Bytes of a function's answer body past which the call ends with 502."""
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
+    """Bytes of a request head (request line and headers) past which it gets 431."""
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    """Seconds a connection has to send a complete request head, else 408."""
+    max_connections: int | None = None
+    """Open caller connections at most; None: derived from the file-descriptor limit."""
+    admin_host: str = DEFAULT_ADMIN_HOST
+    admin_port: int = DEFAULT_ADMIN_PORT
+    """The admin API and dashboard listen here, apart from the functions."""
     rate_limit: RateLimit | None = None
     jwt: JwtSettings | None = None
     tls: TlsSettings | None = None
     admin_remote: bool = False
-    """Answer the admin API (/system, /metrics) on non-loopback addresses too."""
+    """Allow `admin_host` to be other than a loopback address."""
     events_auth: str = DEFAULT_EVENTS_AUTH
     """Who may publish to /events/{topic}: key, jwt or none (the admin token always may)."""
     callback_allow: tuple[str, ...] = ()
@@ -196,6 +210,8 @@ class FunctionSpec:
     retry: RetryPolicy = RetryPolicy()
     max_backlog: int = DEFAULT_MAX_BACKLOG
     """Stored but undelivered events and async calls beyond which new ones get 429."""
+    callback_secret: str | None = None
+    """Secret signing this function's callbacks; None: gateway.callback_secret's key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +222,11 @@ class Project:
     gateway: GatewaySettings
     functions: Mapping[str, FunctionSpec] = field(hash=False)
     cluster: ClusterSettings = ClusterSettings()
+    lines: Mapping[tuple[str | int, ...], int] = field(
+        default_factory=dict, hash=False, compare=False, repr=False
+    )
+    """Where each key is written in `file` (("functions", "hello", "secrets", 0) -> 9), so
+    checks made after loading (handlers, secret values) can name the line."""
 
 
 DEFAULT_GATEWAY = GatewaySettings()

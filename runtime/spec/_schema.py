@@ -23,11 +23,14 @@ from pydantic import (
 
 from runtime.spec import _values as v
 from runtime.spec._model import (
+    DEFAULT_ADMIN_HOST,
+    DEFAULT_ADMIN_PORT,
     DEFAULT_AUTH,
     DEFAULT_BACKOFF,
     DEFAULT_BASE_IMAGE,
     DEFAULT_CPUS,
     DEFAULT_EVENTS_AUTH,
+    DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HOST,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_JWT_LEEWAY,
@@ -37,6 +40,7 @@ from runtime.spec._model import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_MAX_QUEUE,
+    DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_MEMORY,
     DEFAULT_METHODS,
     DEFAULT_NATS_URL,
@@ -129,7 +133,18 @@ class RawGateway(_Raw):
     host: Annotated[str, PlainValidator(v.word("a host name or IP address"))] = DEFAULT_HOST
     port: Annotated[int, PlainValidator(v.integer(1, 65535, noun="a port number"))] = DEFAULT_PORT
     max_body_size: Annotated[int, PlainValidator(v.size)] = DEFAULT_MAX_BODY_SIZE
+    max_response_size: Annotated[int, PlainValidator(v.size)] = DEFAULT_MAX_RESPONSE_SIZE
     max_header_size: Annotated[int, PlainValidator(v.size)] = DEFAULT_MAX_HEADER_SIZE
+    header_timeout: Duration = DEFAULT_HEADER_TIMEOUT
+    max_connections: Annotated[
+        int | None, PlainValidator(v.optional(v.integer(1, noun="a connection count")))
+    ] = None
+    admin_host: Annotated[str, PlainValidator(v.word("a host name or IP address"))] = (
+        DEFAULT_ADMIN_HOST
+    )
+    admin_port: Annotated[int, PlainValidator(v.integer(1, 65535, noun="a port number"))] = (
+        DEFAULT_ADMIN_PORT
+    )
     rate_limit: Annotated[tuple[int, float] | None, PlainValidator(v.optional(v.rate))] = None
     jwt: RawJwt | None = None
     tls: RawTls | None = None
@@ -168,6 +183,7 @@ class RawDefaults(_Raw):
     timezone: Annotated[str, PlainValidator(v.timezone)] = DEFAULT_TIMEZONE
     retry: RetryBlock = RawRetry()
     max_backlog: PositiveCount = DEFAULT_MAX_BACKLOG
+    callback_secret: Annotated[str | None, PlainValidator(v.optional(v.secret_name))] = None
 
 
 class RawFunction(RawDefaults):

@@ -22,7 +22,7 @@ def test_inbound_drops_hop_by_hop_internal_and_connection_listed() -> None:
     ]
 
 
-def test_outbound_keeps_repeated_headers_and_drops_internal() -> None:
+def test_outbound_keeps_repeated_headers_and_drops_internal_and_framing() -> None:
     raw = [
         (b"Set-Cookie", b"a=1"),
         (b"Set-Cookie", b"b=2"),
@@ -30,9 +30,6 @@ def test_outbound_keeps_repeated_headers_and_drops_internal() -> None:
         (b"X-Call-Id", b"from-replica"),
         (b"Keep-Alive", b"timeout=5"),
         (b"Content-Length", b"3"),
+        (b"Transfer-Encoding", b"chunked"),
     ]
-    assert headers.outbound(raw) == [
-        (b"set-cookie", b"a=1"),
-        (b"set-cookie", b"b=2"),
-        (b"content-length", b"3"),
-    ]
+    assert headers.outbound(raw) == [(b"set-cookie", b"a=1"), (b"set-cookie", b"b=2")]
