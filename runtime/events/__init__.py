@@ -4,7 +4,7 @@
     retry.py       done, retry after a backoff, or dead-letter (pure)
     cron.py        schedules, next firing, the missed-run rule (pure)
     allowlist.py   which callback URLs `gateway.callback_allow` permits (pure)
-    signing.py     HMAC-SHA256 signatures of callbacks (pure)
+    signing.py     Standard Webhooks signatures and keys of callbacks (pure)
     queue.py       the WorkQueue protocol every store implements, and its records
     sqlite.py      the default store: one SQLite file under .faas/, WAL, group commit
     delivery.py    the worker: leases due work, invokes functions, records outcomes

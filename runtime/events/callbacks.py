@@ -1,21 +1,35 @@
 """POSTing each finished async call's result to its `X-Callback-Url`, at least once.
 
 The request carries the function's answer as its body (with its
-Content-Type) and these headers:
+Content-Type), signed per Standard Webhooks (see signing.py):
+
+    webhook-id           <call id>:<function>:<status>, the same on every attempt
+    webhook-timestamp    unix seconds when this attempt was sent
+    webhook-signature    v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">
+
+and, for reading convenience only (unsigned: a receiver acts on the id's
+parts, never on these):
 
     X-Call-Id            the call's id, as the 202 gave it
     X-Function-Name      the function called
     X-Function-Status    the function's HTTP status (or the platform's: 504 timeout, ...)
     X-Duration-Seconds   how long the last attempt took
-    X-Faas-Attempt       this callback's attempt number (a receiver dedupes on X-Call-Id)
-    X-Faas-Signature     sha256=<hex HMAC-SHA256 of the body> (see signing.py)
+    X-Faas-Attempt       this callback's attempt number
+
+The key is the function's own (`callback_secret` on the function or in
+`defaults`), else `gateway.callback_secret`, else the project's generated
+one, chosen by the `key` callable at each send.
 
 The callback is owed durably: the call's result and "callback pending" are
 committed together, and a sender that dies mid-POST leaves a lease that
-falls due again. A 2xx answer settles it; a network error, a timeout or a
-status in 408, 429 or 5xx is retried with backoff, up to `ATTEMPTS` times;
-then, or on any other status, the callback is marked failed (the result
-stays readable at `GET /system/calls/{id}`). Redirects are not followed,
+falls due again. A 2xx answer settles it; a network error, a timeout, a
+status in 408, 429 or 5xx, or any exception while preparing or sending
+(a missing secret, a bad stored header) is retried with backoff, up to
+`ATTEMPTS` times; then, or on any other status, the callback is marked
+failed (the result stays readable at `GET /system/calls/{id}`). Attempts
+are counted when a job is leased, so one whose earlier leases ran out
+without an answer (a crash mid-send) is failed, not sent, once it is past
+`ATTEMPTS`: nothing is leased again forever. Redirects are not followed,
 and the target is checked against `gateway.callback_allow` again at send
 time, in case the list changed since the call was stored.
 """
@@ -32,7 +46,7 @@ import aiohttp
 
 from runtime.events import allowlist, signing
 from runtime.events.clock import Clock, SystemClock
-from runtime.events.queue import CallbackJob, CallbackState, WorkQueue
+from runtime.events.queue import CallbackJob, CallbackState, WorkQueue, storable_header
 from runtime.events.retry import backoff
 
 log = logging.getLogger("faas.callbacks")
@@ -45,14 +59,15 @@ CONCURRENCY = 32
 LEASE = TIMEOUT + 20.0
 IDLE_WAIT = 60.0
 RETRIED = frozenset({408, 429, 500, 502, 503, 504})
-USER_AGENT = "faas-callback/1"
+USER_AGENT = "faas-callback/2"
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
 class CallbackSender:
     def __init__(
         self,
         queue: WorkQueue,
-        key: bytes,
+        key: Callable[[str], bytes],
         allowed: Callable[[], tuple[str, ...]],
         *,
         clock: Clock | None = None,
@@ -123,40 +138,49 @@ class CallbackSender:
             self._wake.set()
 
     async def _post(self, job: CallbackJob) -> tuple[CallbackState | None, int | None, str | None]:
+        if job.attempt > ATTEMPTS:
+            return CallbackState.FAILED, None, f"no answer after {ATTEMPTS} attempts"
         problem = allowlist.url_problem(job.url, self._allowed())
         if problem is not None:
             return CallbackState.FAILED, None, problem
-        result = job.result
-        headers = {
-            "Content-Type": next(
-                (v for k, v in result.headers if k == "content-type"), "application/octet-stream"
-            ),
-            "User-Agent": USER_AGENT,
-            "X-Call-Id": job.call_id,
-            "X-Function-Name": job.function,
-            "X-Function-Status": str(result.status),
-            "X-Duration-Seconds": f"{result.duration:.3f}",
-            "X-Faas-Attempt": str(job.attempt),
-            signing.HEADER: signing.sign(self._key, result.body),
-        }
         try:
             async with self._client().post(
                 job.url,
-                data=result.body,
-                headers=headers,
+                data=job.result.body,
+                headers=self._headers(job),
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=TIMEOUT),
             ) as response:
                 status = response.status
                 await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return self._again(job), None, error
+            return self._again(job), None, _describe(exc)
+        except Exception as exc:  # preparing the request failed: still an attempt
+            log.exception("sending a callback failed", extra={"call_id": job.call_id})
+            return self._again(job), None, _describe(exc)
         if 200 <= status < 300:
             return CallbackState.SENT, status, None
         if status in RETRIED:
             return self._again(job), status, f"the target answered {status}"
         return CallbackState.FAILED, status, f"the target answered {status}"
+
+    def _headers(self, job: CallbackJob) -> dict[str, str]:
+        result = job.result
+        content_type = next(
+            (v for k, v in result.headers if k == "content-type" and storable_header(k, v)),
+            DEFAULT_CONTENT_TYPE,
+        )
+        msg_id = signing.message_id(job.call_id, job.function, result.status)
+        return {
+            "Content-Type": content_type,
+            "User-Agent": USER_AGENT,
+            **signing.headers(self._key(job.function), msg_id, self._clock.now(), result.body),
+            "X-Call-Id": job.call_id,
+            "X-Function-Name": job.function,
+            "X-Function-Status": str(result.status),
+            "X-Duration-Seconds": f"{result.duration:.3f}",
+            "X-Faas-Attempt": str(job.attempt),
+        }
 
     def _again(self, job: CallbackJob) -> CallbackState | None:
         return None if job.attempt < ATTEMPTS else CallbackState.FAILED
@@ -174,3 +198,7 @@ class CallbackSender:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -14,6 +14,14 @@ own queue is full never reached a handler: it is put back without counting
 an attempt. Leases last twice the function's timeout (a wait in its queue,
 then the run) plus a margin; every few seconds the loop reclaims any that
 ran out and forgets finished work past its retention.
+
+Anything else that goes wrong while invoking (a bug, an unexpected error
+from below) is an attempt that failed with 500, decided like any other, so
+no delivery is leased again and again without its attempts being counted.
+A result keeps only the headers `queue.storable_header` accepts: one with
+a CR, LF, NUL or other control character, or a name that is no HTTP
+token, is dropped when the result is stored (and the result's error says
+how many), so no later reader, the callback sender first, trips on it.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from collections.abc import Callable
 from runtime import errors
 from runtime.events import retry
 from runtime.events.clock import Clock, SystemClock
-from runtime.events.queue import Delivery, Kind, Pairs, Result, State, WorkQueue
+from runtime.events.queue import Delivery, Kind, Pairs, Result, State, WorkQueue, storable_header
 from runtime.events.topics import CRON_TOPIC
 from runtime.invocation import Invocation, InvocationResult
 from runtime.platform import Platform
@@ -55,6 +63,10 @@ STATUS_BY_ERROR: dict[type[errors.FaasError], int] = {
     errors.InvocationTimeout: 504,
 }
 """The statuses the gateway answers for the same errors (gateway/errors.py)."""
+
+INTERNAL_ERROR = "the platform failed to invoke the function (see the gateway log)"
+"""A result's error for an unexpected exception; its text stays in the log, since a
+dead result's error can reach the callback receiver."""
 
 _DROPPED_RESULT_HEADERS = frozenset(
     {
@@ -202,6 +214,18 @@ class Deliverer:
             self.on_finished(delivery)
 
     async def _invoke(self, delivery: Delivery, began: float) -> Result:
+        try:
+            return await self._invoke_once(delivery, began)
+        except errors.QueueFull:
+            raise
+        except Exception:
+            log.exception(
+                "invoking a delivery failed",
+                extra={"function": delivery.function, "delivery": delivery.id},
+            )
+            return Result(500, error=INTERNAL_ERROR, duration=time.perf_counter() - began)
+
+    async def _invoke_once(self, delivery: Delivery, began: float) -> Result:
         invocation = self._invocation(delivery)
         try:
             answer = await self._platform.invoke(invocation)
@@ -215,9 +239,19 @@ class Deliverer:
             return Result(_status_for(exc), error=str(exc), duration=time.perf_counter() - began)
         finally:
             await answer.close()
-        return Result(
-            answer.status, _result_headers(answer), body, None, time.perf_counter() - began
-        )
+        headers, dropped = _result_headers(answer)
+        error = None
+        if dropped:
+            error = f"{dropped} result header(s) dropped: control characters or an invalid name"
+            log.warning(
+                "dropped result headers that cannot be stored",
+                extra={
+                    "function": delivery.function,
+                    "message_id": delivery.message.id,
+                    "count": dropped,
+                },
+            )
+        return Result(answer.status, headers, body, error, time.perf_counter() - began)
 
     def _invocation(self, delivery: Delivery) -> Invocation:
         message = delivery.message
@@ -272,14 +306,20 @@ def _status_for(exc: errors.FaasError) -> int:
     return next((code for kind, code in STATUS_BY_ERROR.items() if isinstance(exc, kind)), 500)
 
 
-def _result_headers(answer: InvocationResult) -> Pairs:
+def _result_headers(answer: InvocationResult) -> tuple[Pairs, int]:
+    """The headers worth keeping, and how many were dropped as unstorable."""
     pairs = []
+    dropped = 0
     for raw_name, raw_value in answer.headers:
         name = raw_name.decode("latin-1").lower()
         if name in _DROPPED_RESULT_HEADERS or name.startswith("x-faas-"):
             continue
-        pairs.append((name, raw_value.decode("latin-1")))
-    return tuple(pairs)
+        value = raw_value.decode("latin-1")
+        if not storable_header(name, value):
+            dropped += 1
+            continue
+        pairs.append((name, value))
+    return tuple(pairs), dropped
 
 
 def _header(pairs: Pairs, name: str) -> str | None:

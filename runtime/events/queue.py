@@ -20,12 +20,26 @@ publish, so implementations answer them from memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 Pairs = tuple[tuple[str, str], ...]
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def storable_header(name: str, value: str) -> bool:
+    """Whether a header may be kept in a `Result`: a token name, a value without controls.
+
+    Whatever is stored is sent again later (a callback's Content-Type) and
+    shown by the admin API, so a CR, LF, NUL or other control character
+    (tab aside) is refused here, once, rather than by whoever reads it.
+    """
+    return _TOKEN.fullmatch(name) is not None and _CONTROL.search(value) is None
 
 
 class Kind(StrEnum):
@@ -79,6 +93,7 @@ class Result:
 
     status: int
     headers: Pairs = ()
+    """Lower-case names; only pairs that pass `storable_header`."""
     body: bytes = b""
     error: str | None = None
     duration: float = 0.0

@@ -11,17 +11,15 @@ functions.yaml changes subscriptions and limits for the next publish.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
-import secrets
 import uuid
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from runtime.events import allowlist, topics
+from runtime.events import allowlist, signing, topics
 from runtime.events.callbacks import CallbackSender
 from runtime.events.clock import Clock, SystemClock
 from runtime.events.delivery import Deliverer
@@ -65,6 +63,7 @@ class EventService:
         self._scheduling: asyncio.Task[None] | None = None
         self.deliverer: Deliverer | None = None
         self.sender: CallbackSender | None = None
+        self._project_key: bytes | None = None
 
     @property
     def settings(self) -> GatewaySettings:
@@ -83,9 +82,11 @@ class EventService:
             retention=settings.result_retention,
             clock=self._clock,
         )
+        self._project_key = None
+        self.signing_key()  # made (or converted) now, so a receiver can be given it at once
         sender = CallbackSender(
             self.queue,
-            self.signing_key(),
+            self.signing_key,
             lambda: self.settings.callback_allow,
             clock=self._clock,
         )
@@ -143,11 +144,19 @@ class EventService:
         except Exception:
             log.exception("closing the event queue failed; leased work falls due at next start")
 
-    def signing_key(self) -> bytes:
-        """The callback HMAC key: `gateway.callback_secret`, or one generated in .faas/."""
-        if self.settings.callback_secret:
-            return self._secrets.get(self.settings.callback_secret)
-        return generated_key(self._state_dir / CALLBACK_KEY_FILE)
+    def signing_key(self, function: str | None = None) -> bytes:
+        """The key signing `function`'s callbacks, read at each send so a reload applies.
+
+        The function's `callback_secret` (its own or from `defaults`), else
+        `gateway.callback_secret`, else the project's key generated in .faas/.
+        """
+        spec = self.platform.project.functions.get(function) if function else None
+        name = (spec.callback_secret if spec else None) or self.settings.callback_secret
+        if name:
+            return signing.key_from_secret(self._secrets.get(name))
+        if self._project_key is None:
+            self._project_key = generated_key(self._state_dir / CALLBACK_KEY_FILE)
+        return self._project_key
 
     # -- events ------------------------------------------------------------------
 
@@ -228,18 +237,36 @@ class EventService:
 
 
 def generated_key(path: Path) -> bytes:
-    """A random key in an owner-only file, made on first use."""
-    with contextlib.suppress(FileNotFoundError):
-        return path.read_bytes().strip()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
+    """The project's callback key, in an owner-only file as `whsec_<base64>`, made on first use.
+
+    A file from before Standard Webhooks holds a hex string, which was the
+    key's bytes: it is rewritten in whsec form, the key unchanged.
+    """
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
+        text = path.read_bytes().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secret = signing.new_secret()
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return generated_key(path)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secret + "\n")
+        return signing.key_from_secret(secret.encode())
+    key = signing.key_from_secret(text)
+    if not text.startswith(signing.SECRET_PREFIX.encode()):
+        _write_owner_only(path, signing.secret_text(key) + "\n")
+        log.warning("converted the callback key to whsec_ form", extra={"path": str(path)})
+    return key
+
+
+def _write_owner_only(path: Path, content: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-    return key.encode()
+        handle.write(content)
+    temporary.replace(path)
 
 
 def _wake_sender(sender: CallbackSender, delivery: Delivery) -> None:

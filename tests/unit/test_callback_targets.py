@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.events import signing
 from runtime.events.allowlist import entry_problem, url_problem
 
 ALLOW = ["127.0.0.1", "*.example.com", "https://hooks.partner.io/faas", "localhost:9000", "[::1]"]
@@ -76,12 +75,3 @@ def test_empty_allow_list_refuses_everything() -> None:
 )
 def test_entries(entry: str, valid: bool) -> None:
     assert (entry_problem(entry) is None) is valid
-
-
-def test_signature_round_trip() -> None:
-    key, body = b"k" * 32, b'{"ok": true}'
-    signature = signing.sign(key, body)
-    assert signature.startswith("sha256=") and len(signature) == 7 + 64
-    assert signing.verify(key, body, signature)
-    assert not signing.verify(key, body + b" ", signature)
-    assert not signing.verify(b"other", body, signature)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runtime.errors import InvocationTimeout, QueueFull
-from runtime.events.delivery import Deliverer
+from runtime.events.delivery import INTERNAL_ERROR, Deliverer
 from runtime.events.queue import Delivery, Kind, Message, State
 from runtime.events.sqlite import SqliteQueue
 from runtime.invocation import Invocation, InvocationResult
@@ -226,6 +226,52 @@ def test_async_call_results_are_kept_and_capped(tmp_path: Path) -> None:
         assert record.result.headers == (("content-type", "text/plain"),)
         assert record.result.body == b"x" * 100  # max_result_size
         assert queue.next_callback_due() is not None
+
+    scenario(tmp_path, answer, work, spec("a"))
+
+
+def test_unstorable_result_headers_are_dropped_when_the_result_is_stored(
+    tmp_path: Path,
+) -> None:
+    async def answer(invocation: Invocation, count: int) -> tuple[int, dict[str, str], bytes]:
+        headers = {
+            "Content-Type": "text/plain\nx-injected: 1",  # a bare LF
+            "X-Nul": "a\x00b",
+            "X-Cr": "a\rb",
+            "Bad Name": "v",
+            "X-Kept": "yes\tand tab",
+        }
+        return 200, headers, b"out"
+
+    async def work(queue: SqliteQueue, platform: FakePlatform, finished: list[Delivery]) -> None:
+        message = Message("c1", Kind.CALL, time.time(), callback_url="http://h/")
+        await queue.enqueue(message, ["a"], {"a": 10})
+        await until(lambda: len(finished) == 1)
+        record = await queue.call("c1")
+        assert record is not None and record.result is not None
+        assert record.state is State.DONE and record.result.status == 200
+        assert record.result.headers == (("x-kept", "yes\tand tab"),)
+        assert record.result.error is not None and "4 result header(s) dropped" in (
+            record.result.error
+        )
+        assert queue.next_callback_due() is not None  # the callback still goes out
+
+    scenario(tmp_path, answer, work, spec("a"))
+
+
+def test_an_exception_while_invoking_is_a_failed_attempt(tmp_path: Path) -> None:
+    async def answer(invocation: Invocation, count: int) -> tuple[int, dict[str, str], bytes]:
+        raise RuntimeError("a bug below the worker")
+
+    async def work(queue: SqliteQueue, platform: FakePlatform, finished: list[Delivery]) -> None:
+        await queue.enqueue(event(1), ["a"], {"a": 10})
+        await until(lambda: len(finished) == 1)
+        assert len(platform.calls) == 3  # max_attempts, then no more leases
+        (dead,) = await queue.dead_letters()
+        assert (dead.attempts, dead.status) == (3, 500)
+        assert dead.error is not None and INTERNAL_ERROR in dead.error
+        assert "a bug below" not in dead.error  # the text stays in the log
+        assert await queue.counts() == {"a": {"dead": 1}}
 
     scenario(tmp_path, answer, work, spec("a"))
 
