@@ -39,7 +39,14 @@ from faas.cli_common import (
 )
 from runtime.backends import BACKENDS
 from runtime.errors import EngineUnavailable, FaasError
-from runtime.spec import parse_duration
+from runtime.secrets import SecretMissing, SecretStore
+from runtime.spec import (
+    Project,
+    handler_problems,
+    missing_secrets,
+    parse_duration,
+    secret_references,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,6 +66,41 @@ def main() -> None:
       faas down                    stop the gateway and remove every container
       faas init my-project         start a new project
     """
+
+
+def load_checked(spec_file: Path, project: str | None, *, secrets: bool) -> Project:
+    """The project, once what building and serving it needs is known to be there.
+
+    Each handler file must parse and define its function, and (`secrets`) each
+    secret it names must have a value; otherwise exit 2 with every such line,
+    before an image is built or the engine is asked for anything. Commands
+    that only talk to a running gateway use plain `load`: they must keep
+    working while a handler is half edited.
+    """
+    loaded = load(spec_file, project)
+    problems = handler_problems(loaded, str(spec_file))
+    if secrets:
+        store = SecretStore(loaded.root / state.STATE_DIR)  # read only: no directory is made
+        named = {name for _, name in secret_references(loaded)}
+        problems += missing_secrets(loaded, _with_values(store, named), str(spec_file))
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        errors.print(f"[bold red]{spec_file} has {len(problems)} {noun}:[/]", highlight=False)
+        for problem in sorted(problems, key=lambda problem: problem.line or 0):
+            errors.print(f"  {problem}", highlight=False, markup=False)
+        sys.exit(EXIT_INVALID)
+    return loaded
+
+
+def _with_values(store: SecretStore, names: set[str]) -> set[str]:
+    found = set()
+    for name in names:
+        try:
+            store.get(name)
+        except SecretMissing:
+            continue
+        found.add(name)
+    return found
 
 
 @main.command()
@@ -102,7 +144,7 @@ def up(
       faas up --port 9000 -f examples/functions.yaml
     """
     logging_setup.configure(log_level, json_lines=log_json)
-    loaded = load(spec_file, project)
+    loaded = load_checked(spec_file, project, secrets=True)
     from faas.serve import run, serve_platform  # uvicorn and the gateway: only for `up`
 
     def announce(platform: Any, url: str) -> None:
@@ -145,7 +187,7 @@ def build(spec_file: Path, project: str | None, backend: str | None) -> None:
     Unchanged functions are not rebuilt. Useful to warm the cache before `faas up`.
     """
     logging_setup.configure("info")
-    loaded = load(spec_file, project)
+    loaded = load_checked(spec_file, project, secrets=False)  # images need no secret values
     from faas.console import ProgressDisplay
     from runtime.backends import create_backend
     from runtime.platform import Platform

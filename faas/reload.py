@@ -77,7 +77,9 @@ class DevReloader:
         began = time.perf_counter()
         file = self.platform.project.file
         try:
-            project = await asyncio.to_thread(load_project, file, project_name=self.project_name)
+            project = await asyncio.to_thread(
+                load_project, file, project_name=self.project_name, check_handlers=True
+            )
         except SpecError as exc:
             log.error(
                 "functions.yaml is invalid; the last valid configuration keeps serving:\n"

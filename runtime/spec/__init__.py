@@ -5,8 +5,12 @@
 
 Every problem in the file is reported at once, in a SpecError whose Problems
 carry the line and the dotted field (`functions.hello.http[0].methods[1]`).
+What lies outside the file is checked on request: the handler files
+(`check_handlers=True`, or `handler_problems`), and secret values
+(`missing_secrets`, given the names the secret store has values for).
 """
 
+from runtime.spec._handlers import handler_problems
 from runtime.spec._load import load_project, load_project_text
 from runtime.spec._model import (
     DEFAULT_AUTH,
@@ -50,6 +54,7 @@ from runtime.spec._model import (
     ScalePolicy,
     TlsSettings,
 )
+from runtime.spec._secret_refs import missing_secrets, secret_references
 from runtime.spec._values import duration as parse_duration
 from runtime.spec._values import format_size, reserved_prefix
 from runtime.spec._values import size as parse_size
@@ -96,9 +101,12 @@ __all__ = [
     "ScalePolicy",
     "TlsSettings",
     "format_size",
+    "handler_problems",
     "load_project",
     "load_project_text",
+    "missing_secrets",
     "parse_duration",
     "parse_size",
     "reserved_prefix",
+    "secret_references",
 ]

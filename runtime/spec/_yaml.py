@@ -1,4 +1,13 @@
-"""Reading functions.yaml into plain data while remembering the line of every key and value."""
+"""Reading functions.yaml into plain data while remembering the line of every key and value.
+
+The file is untrusted input, read before anything starts, so reading it is
+bounded: at most MAX_SPEC_SIZE characters, MAX_DEPTH levels of nesting, and no
+anchors or aliases. An alias names a node that is already built, so a few
+lines of them can stand for 10^9 values (a "billion laughs"); they are refused
+while the file is composed, at the first `&` or `*`, so nothing is ever
+expanded. What anchors are mostly used for, sharing settings between
+functions, is what `defaults:` is for.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +23,16 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _COLLECTION_TAGS = frozenset({"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"})
 _KINDS = {"bool": "a boolean", "int": "a number", "float": "a number", "null": "null"}
+
+MAX_SPEC_SIZE = 1024 * 1024
+"""Bytes (or characters); a functions.yaml for a thousand functions is a few hundred KiB."""
+TOO_LARGE = "the file is larger than 1MiB, the most a functions.yaml may be; is it the right file?"
+MAX_DEPTH = 64
+"""Nested mappings and lists; functions.yaml needs 6 (functions.f.http[0].methods[0])."""
+ANCHORS_REFUSED = (
+    "YAML anchors and aliases are not supported; write the value out "
+    "(settings shared by several functions go under 'defaults:')"
+)
 
 
 def dotted(loc: Loc) -> str:
@@ -68,12 +87,16 @@ def read_yaml(text: str, filename: str) -> Tree:
     set twice) are returned with the tree instead, so they are reported
     alongside everything else.
     """
-    loader: yaml.SafeLoader | None = None
+    if len(text) > MAX_SPEC_SIZE:
+        raise SpecError([Problem(filename, None, "", TOO_LARGE)])
+    loader: _BoundedLoader | None = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _BoundedLoader(text)
         walker = _Walker(loader, filename)
         node = loader.get_single_node()
         data = None if node is None else walker.walk(node, ())
+    except _Refused as error:
+        raise SpecError([Problem(filename, error.line, "", error.message)]) from None
     except yaml.YAMLError as error:
         line, message = _describe_error(error, text)
         raise SpecError([Problem(filename, line, "", f"invalid YAML: {message}")]) from None
@@ -81,6 +104,41 @@ def read_yaml(text: str, filename: str) -> Tree:
         if loader is not None:
             loader.dispose()
     return Tree(data, walker.lines, tuple(walker.problems))
+
+
+class _Refused(yaml.YAMLError):
+    """Valid YAML that functions.yaml does not accept, found while composing."""
+
+    def __init__(self, event: yaml.Event, message: str) -> None:
+        super().__init__(message)
+        self.line = int(event.start_mark.line) + 1 if event.start_mark else None
+        self.message = message
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader whose composer refuses anchors, aliases and deep nesting.
+
+    The check runs on each event before its node is composed, so an alias is
+    refused before it is ever resolved, let alone expanded.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(event, f"found alias '*{event.anchor}': {ANCHORS_REFUSED}")
+        if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
+            raise _Refused(event, f"found anchor '&{event.anchor}': {ANCHORS_REFUSED}")
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(event, f"nested more than {MAX_DEPTH} levels deep")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _describe_error(error: yaml.YAMLError, text: str) -> tuple[int | None, str]:
@@ -101,34 +159,32 @@ def _line(node: yaml.Node) -> int:
 
 
 class _Walker:
-    def __init__(self, loader: yaml.SafeLoader, filename: str) -> None:
+    def __init__(self, loader: _BoundedLoader, filename: str) -> None:
         self.lines = LineMap()
         self.problems: list[Problem] = []
         self._loader = loader
         self._filename = filename
-        self._open: set[int] = set()
 
     def walk(self, node: yaml.Node, loc: Loc) -> object:
         if not loc:
             self.lines.keys[loc] = _line(node)
         self.lines.values[loc] = _line(node)
-        if id(node) in self._open:
-            raise yaml.MarkedYAMLError(
-                problem="an alias refers to a value that contains it", problem_mark=node.start_mark
-            )
         if isinstance(node, yaml.ScalarNode):
-            return self._loader.construct_object(node)
+            try:
+                return self._loader.construct_object(node)
+            except ValueError as error:  # 2001-13-45, or an int of more than 4300 digits
+                reason = str(error).partition("; use sys.")[0]  # the int digits limit's advice
+                raise yaml.MarkedYAMLError(
+                    problem=f"cannot read {node.value[:40]!r}: {reason}",
+                    problem_mark=node.start_mark,
+                ) from None
         if node.tag not in _COLLECTION_TAGS:
             raise yaml.MarkedYAMLError(
                 problem=f"unsupported tag {node.tag!r}", problem_mark=node.start_mark
             )
-        self._open.add(id(node))
-        try:
-            if isinstance(node, yaml.MappingNode):
-                return self._mapping(node, loc)
-            return [self._item(item, (*loc, index)) for index, item in enumerate(node.value)]
-        finally:
-            self._open.discard(id(node))
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, loc)
+        return [self._item(item, (*loc, index)) for index, item in enumerate(node.value)]
 
     def _item(self, node: yaml.Node, loc: Loc) -> object:
         self.lines.keys[loc] = _line(node)

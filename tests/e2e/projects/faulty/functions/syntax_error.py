@@ -1,6 +1,0 @@
-def handle(event, context):
-    return "fine"
-
-
-def broken(:
-    pass
