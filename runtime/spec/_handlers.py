@@ -26,8 +26,9 @@ from runtime.spec._model import Project
 from runtime.spec._yaml import Loc, dotted
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
-_DYNAMIC_NAMES = frozenset({"globals", "vars", "locals", "exec", "eval", "setattr"})
-_DYNAMIC_ATTRIBUTES = frozenset({"modules", "__dict__", "__setattr__"})
+_NAMESPACE_FUNCTIONS = frozenset({"globals", "exec", "eval"})
+_NAMESPACE_WITHOUT_ARGUMENTS = frozenset({"vars", "locals"})  # vars(obj) is just obj's
+_NAMESPACE_ATTRIBUTES = frozenset({"modules", "__dict__"})  # sys.modules[__name__], mod.__dict__
 _PYTHON = f"Python {sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -39,9 +40,12 @@ def handler_problems(project: Project, filename: str | None = None) -> list[Prob
     """
     label = str(project.file) if filename is None else filename
     problems = []
+    checked: dict[tuple[str, str], str | None] = {}  # several functions may share a file
     for name, function in project.functions.items():
-        message = check_handler(project.root, function.handler_file, function.handler_name)
-        if message is not None:
+        handler = (function.handler_file, function.handler_name)
+        if handler not in checked:
+            checked[handler] = check_handler(project.root, *handler)
+        if (message := checked[handler]) is not None:
             loc: Loc = ("functions", name, "handler")
             problems.append(Problem(label, line_of(project.lines, loc), dotted(loc), message))
     return problems
@@ -123,9 +127,16 @@ def _dynamic(tree: ast.Module, name: str) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, ast.Global) and name in node.names:
             return True
-        if isinstance(node, ast.Name) and node.id in _DYNAMIC_NAMES:
+        if isinstance(node, ast.Name) and node.id in _NAMESPACE_FUNCTIONS:
             return True
-        if isinstance(node, ast.Attribute) and node.attr in _DYNAMIC_ATTRIBUTES:
+        if isinstance(node, ast.Attribute) and node.attr in _NAMESPACE_ATTRIBUTES:
+            return True
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _NAMESPACE_WITHOUT_ARGUMENTS
+            and not node.args
+        ):
             return True
     return False
 

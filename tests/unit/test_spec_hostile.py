@@ -182,6 +182,7 @@ def test_a_nul_byte_is_a_syntax_problem(tmp_path: Path) -> None:
         ("h.py", "class Api:\n    def handle(self, e, c):\n        pass\n", "no top-level"),
         ("h.py", "def f():\n    handle = 1\n    return handle\n", "no top-level function"),
         ("h.py", "f = lambda handle: handle\n", "no top-level function"),
+        ("h.py", "setattr(config, 'handle', 1)\nprint(vars(config))\n", "no top-level"),
     ],
 )
 def test_a_missing_handler_function_is_named(
@@ -214,6 +215,7 @@ LENIENT = {
     "globals()": "globals()['handle'] = make()\n",
     "setattr": "import sys\nsetattr(sys.modules[__name__], 'handle', make())\n",
     "exec": "exec('def handle(e, c): pass')\n",
+    "vars()": "vars()['handle'] = make()\n",
     "module __getattr__": "def __getattr__(name):\n    return make(name)\n",
     "raises on import": "raise RuntimeError('at import')\ndef handle(e, c):\n    pass\n",
     "broken import": "import module_that_is_not_installed\ndef handle(e, c):\n    pass\n",
