@@ -298,6 +298,8 @@ def _secrets(api: Any, project: Project) -> dict[str, tuple[str, str]]:
     for function in project.functions.values():
         names.update(function.secrets)
         names.update(r.webhook_secret for r in function.routes if r.webhook_secret)
+        if function.callback_secret:
+            names.add(function.callback_secret)
     if project.gateway.callback_secret:
         names.add(project.gateway.callback_secret)
     if project.gateway.jwt is not None and project.gateway.jwt.secret:

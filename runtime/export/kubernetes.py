@@ -145,7 +145,8 @@ def warnings(project: Project) -> list[str]:
             "NATS Service, e.g. nats://nats.nats.svc.cluster.local:4222"
         )
     gateway = project.gateway
-    if gateway.callback_allow and gateway.callback_secret is None:
+    unkeyed = any(f.callback_secret is None for f in project.functions.values())
+    if gateway.callback_allow and gateway.callback_secret is None and unkeyed:
         found.append(
             "gateway.callback_secret is not set: each gateway pod would sign callbacks "
             "with its own generated key; name a secret"
@@ -449,6 +450,7 @@ def _gateway_secrets(project: Project) -> list[str]:
     """Secrets the gateway itself reads: webhook signatures, JWT and callback keys."""
     gateway = project.gateway
     names = {route.webhook_secret for f in project.functions.values() for route in f.routes}
+    names |= {f.callback_secret for f in project.functions.values()}
     names |= {gateway.callback_secret, gateway.jwt.secret if gateway.jwt else None}
     return sorted(name for name in names if name)
 
