@@ -19,6 +19,7 @@ from typing import Any
 import docker
 import httpx
 import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from runtime.events import signing
 from tests.conftest import (
@@ -62,7 +63,8 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def by_call(self) -> dict[str, Received]:
-        return {r.headers["x-call-id"]: r for r in list(self.calls)}
+        """Callbacks by the call id in their (signed) webhook-id."""
+        return {signing.parse_message_id(r.headers["webhook-id"])[0]: r for r in list(self.calls)}
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +93,18 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
+KEYED_SECRET = signing.new_secret()
+"""The `keyed` function's own callback key, given to the gateway as FAAS_SECRET_KEYED_CALLBACKS."""
+
+
 @pytest.fixture(scope="module")
 def events(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
-    with running_gateway(docker_client, SPEC, "events", tmp_path_factory.mktemp("logs")) as gw:
-        yield gw
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FAAS_SECRET_KEYED_CALLBACKS", KEYED_SECRET)  # read when the gateway starts
+        with running_gateway(docker_client, SPEC, "events", tmp_path_factory.mktemp("logs")) as gw:
+            yield gw
     forget_queue(gw.project)
 
 
@@ -285,13 +293,28 @@ def test_async_call_posts_a_signed_callback(
 
     callback = wait_for(lambda: receiver.by_call().get(call_id), 20, "the callback")
     assert callback.path == "/done"
+    # what a receiver does: verify the raw body and the webhook-* headers with the package
+    # (which also refuses a timestamp more than 5 minutes off), then trust only the id's parts
+    secret = (HERE / ".faas" / "callback-key").read_text().strip()
+    assert secret.startswith("whsec_")
+    Webhook(secret).verify(callback.body, callback.headers, json_parse=False)
+    assert signing.parse_message_id(callback.headers["webhook-id"]) == (call_id, "work", 200)
+    assert abs(int(callback.headers["webhook-timestamp"]) - time.time()) < 60
+    for name, value in [
+        ("webhook-id", f"{call_id}:work:500"),
+        ("webhook-id", f"{'0' * 32}:work:200"),
+        ("webhook-timestamp", str(int(callback.headers["webhook-timestamp"]) - 1)),
+    ]:
+        with pytest.raises(WebhookVerificationError):
+            Webhook(secret).verify(callback.body, {**callback.headers, name: value})
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(callback.body + b"x", callback.headers)
+    assert "x-faas-signature" not in callback.headers
+    assert callback.headers["x-call-id"] == call_id  # informational copies, unsigned
     assert callback.headers["x-function-name"] == "work"
     assert callback.headers["x-function-status"] == "200"
     assert float(callback.headers["x-duration-seconds"]) >= 0
     assert callback.headers["content-type"] == "application/json"
-    key = (HERE / ".faas" / "callback-key").read_bytes().strip()
-    assert signing.verify(key, callback.body, callback.headers["x-faas-signature"])
-    assert not signing.verify(key, callback.body + b"x", callback.headers["x-faas-signature"])
     result = json.loads(callback.body)
     assert result == {
         "method": "POST",
@@ -312,7 +335,9 @@ def test_async_call_posts_a_signed_callback(
     assert record["result"]["headers"]["x-work"] == "yes"
     assert record["callback"]["response_status"] == 200
     assert events.admin_get("/system/calls/nope").status_code == 404
-    assert client.get(f"/system/calls/{call_id}").status_code == 401  # admin only
+    assert client.get(f"/system/calls/{call_id}").status_code == 404  # admin listener only
+    without_token = httpx.get(f"{events.admin_url}/system/calls/{call_id}", trust_env=False)
+    assert without_token.status_code == 401
 
 
 def test_a_failed_call_reports_its_status_in_the_callback(
@@ -324,7 +349,23 @@ def test_a_failed_call_reports_its_status_in_the_callback(
     )
     call_id = response.json()["call_id"]
     callback = wait_for(lambda: receiver.by_call().get(call_id), 30, "the callback")
-    assert callback.headers["x-function-status"] == "500"  # after 3 attempts
+    assert callback.headers["webhook-id"] == f"{call_id}:work:500"  # after 3 attempts
+    Webhook((HERE / ".faas" / "callback-key").read_text().strip()).verify(
+        callback.body, callback.headers, json_parse=False
+    )
+
+
+def test_a_function_with_its_own_key_signs_with_it(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    response = client.post("/async-function/keyed", headers={"X-Callback-Url": receiver.url})
+    call_id = response.json()["call_id"]
+    callback = wait_for(lambda: receiver.by_call().get(call_id), 30, "the callback")
+    Webhook(KEYED_SECRET).verify(callback.body, callback.headers, json_parse=False)
+    assert callback.headers["webhook-id"] == f"{call_id}:keyed:200"
+    with pytest.raises(WebhookVerificationError):  # not the project's key
+        project_secret = (HERE / ".faas" / "callback-key").read_text().strip()
+        Webhook(project_secret).verify(callback.body, callback.headers, json_parse=False)
 
 
 def test_callback_targets_outside_the_allow_list_are_refused(client: httpx.Client) -> None:
