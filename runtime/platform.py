@@ -26,12 +26,14 @@ from runtime.backends.base import (
     Replica,
     has_warm_pool,
     is_service_backend,
+    lists_containers,
 )
 from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, ReplicaUnreachable
 from runtime.images import code_mount, plan_image, plan_warm_image
 from runtime.invocation import Invocation, InvocationResult
 from runtime.logs import LogHub
 from runtime.pool import FunctionPool, ReplicaHandle
+from runtime.reconcile import Reconciler, Removals
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
 from runtime.scaling.coordination import Coordination, Follower
@@ -75,6 +77,8 @@ class Platform:
         self.client = ReplicaClient(max_answer=project.gateway.max_response_size)
         self.logs = LogHub()
         self.pools: dict[str, FunctionPool] = {}
+        self.removals = Removals(backend)
+        """Containers being removed, with retries (runtime/reconcile.py)."""
         self.autoscaler: Autoscaler
         if is_service_backend(backend):
             if getattr(backend, "scales_itself", False):
@@ -82,6 +86,10 @@ class Platform:
             self.autoscaler = ServiceAutoscaler(self.pools, backend, self.client, coordination)
         else:
             self.autoscaler = Autoscaler(self.pools, backend)
+            if lists_containers(backend):
+                self.autoscaler.reconciler = Reconciler(
+                    backend, self.tracked_containers, self.removals
+                )
         for spec in project.functions.values():
             self.pools[spec.name] = self._new_pool(spec)
         self._autoscaling: asyncio.Task[None] | None = None
@@ -91,7 +99,7 @@ class Platform:
         self._warm_image: str | None = None
 
     def _new_pool(self, spec: FunctionSpec) -> FunctionPool:
-        pool = FunctionPool(spec, self.backend, self.client)
+        pool = FunctionPool(spec, self.backend, self.client, self.removals)
         pool.on_demand = self.autoscaler.wake
         pool.on_replica_started = self._follow_logs
         if self.dev:
@@ -184,6 +192,7 @@ class Platform:
             self._warm_image,
             self._common_limits(),
             mounts if self.dev else (),
+            self.removals,
         )
         for pool in self.pools.values():
             pool.warm = self.warm
@@ -435,6 +444,13 @@ class Platform:
                 f"{pool.spec.name} waited {wait:g}s in its queue without a free replica"
             ) from None
 
+    def tracked_containers(self) -> set[str]:
+        """The containers some pool is responsible for: any other is an orphan."""
+        tracked = set().union(*(pool.container_ids() for pool in self.pools.values()))
+        if self.warm is not None:
+            tracked |= self.warm.container_ids()
+        return tracked
+
     def describe(self) -> list[dict[str, Any]]:
         return [
             {
@@ -482,6 +498,7 @@ class Platform:
         await asyncio.gather(
             *(pool.stop_all() for pool in self.pools.values()), return_exceptions=True
         )
+        await self.removals.close()  # the teardown removes whatever they were retrying
         try:
             if remove_replicas:
                 await self.backend.teardown()

@@ -11,6 +11,11 @@ A cold start takes a watchdog from the project's warm pool when the function
 can be sent to one (runtime/warm_pool.py); otherwise the function keeps one
 replica created ahead (a stopped container, no process), so a cold start is a
 container start, not a create and a start.
+
+Every container of a start is tracked by this pool from the moment the engine
+gives its id (`container_ids`) until it is ready or removed: whatever fails
+after that (the engine, readiness, the import, an observer, the caller's
+cancellation) hands it to `Removals`, which retries; see runtime/reconcile.py.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from runtime.errors import (
     ReplicaStartError,
     ReplicaUnreachable,
 )
+from runtime.reconcile import Removals
 from runtime.replica_client import ReplicaClient
 from runtime.spec import FunctionSpec
 from runtime.warm_pool import WarmPool
@@ -43,9 +49,9 @@ log = logging.getLogger("faas.pool")
 READY_TIMEOUT = 30.0
 SPARE_DELAY = 1.0
 START_FAILURES_BEFORE_FAILED = 3
+"""Consecutive replica start failures (not import errors) after which the function is failed."""
 WARM_ATTEMPTS = 2
 """Warm watchdogs a start tries before it starts a container of its own."""
-"""Consecutive replica start failures (not import errors) after which the function is failed."""
 
 
 class FunctionState(StrEnum):
@@ -67,10 +73,17 @@ ColdStartObserver = Callable[[str, float], None]
 
 
 class FunctionPool:
-    def __init__(self, spec: FunctionSpec, backend: Backend, client: ReplicaClient) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        backend: Backend,
+        client: ReplicaClient,
+        removals: Removals | None = None,
+    ) -> None:
         self.spec = spec
         self.image: str | None = None
         self.error: str | None = None
+        self.error_detail: str | None = None
         self.replicas: list[ReplicaHandle] = []
         self.draining: list[ReplicaHandle] = []
         self.starting = 0
@@ -92,6 +105,11 @@ class FunctionPool:
         """Work waiting outside this pool (async calls, events) that counts toward depth."""
         self._backend = backend
         self._client = client
+        self._removals = removals if removals is not None else Removals(backend)
+        self._pending: set[str] = set()
+        """Containers of starts under way, once the engine has given their id."""
+        self._aside: list[ReplicaHandle] = []
+        """Replicas set aside by `set_aside` until `replica_failed` decides."""
         self._waiters: collections.deque[asyncio.Future[ReplicaHandle]] = collections.deque()
         self._spare: asyncio.Task[CreatedReplica] | None = None
         self._start_failures = 0
@@ -140,10 +158,16 @@ class FunctionPool:
         self.image = image
         self._building = False
 
-    def mark_failed(self, reason: str) -> None:
+    def mark_failed(self, reason: str, detail: str | None = None) -> None:
+        """`reason` is told to callers; `detail` (what failed inside the function) is logged
+        and shown to the admin API only."""
         self.error = reason
+        self.error_detail = detail
         self._building = False
-        log.error("function failed", extra={"function": self.spec.name, "error": reason})
+        extra = {"function": self.spec.name, "error": reason}
+        if detail:
+            extra["detail"] = detail
+        log.error("function failed", extra=extra)
         error = FunctionUnavailable(f"function {self.spec.name} is unavailable: {reason}")
         while self._waiters:
             waiter = self._waiters.popleft()
@@ -189,7 +213,7 @@ class FunctionPool:
         if handle in self.draining:
             if handle.in_flight == 0:
                 self.draining.remove(handle)
-                asyncio.get_running_loop().create_task(self._stop(handle))
+                self._stop(handle)
             return
         self._dispatch()
 
@@ -243,6 +267,16 @@ class FunctionPool:
     def starts_warm(self) -> bool:
         return self.warm is not None and self.warm_code is not None
 
+    def container_ids(self) -> set[str]:
+        """Every container this pool is responsible for now (for the reconcile): its
+        replicas, the ones draining, the starts under way and the spare."""
+        handles = [*self.replicas, *self.draining, *self._aside]
+        ids = {h.replica.id for h in handles} | self._pending
+        spare = self._spare
+        if spare is not None and spare.done() and _succeeded(spare):
+            ids.add(spare.result().id)
+        return ids
+
     def prepare_spare(self) -> None:
         """Create the next replica ahead of need, unless one is being made already.
 
@@ -267,80 +301,77 @@ class FunctionPool:
         return await self._backend.create(self.replica_spec())
 
     async def start_replica(self) -> None:
-        """Start one replica and put it to work once its watchdog answers ready."""
+        """Start one replica and put it to work once its watchdog answers ready.
+
+        Never raises for a failed start (it is logged and counted); every container
+        it made is tracked or being removed when it returns, cancelled or not.
+        """
         if self.starts_warm:
-            assert self.warm is not None
-            began = time.perf_counter()
             for _ in range(WARM_ATTEMPTS):  # one may have died while it waited
-                self.starting += 1  # while it waits for a warm watchdog too, or the
-                try:  # autoscaler would start another for the same demand
-                    taken = await self.warm.take()
-                finally:
-                    self.starting -= 1
-                if taken is None:
-                    break
-                if await self._start_warm(taken, began):
+                started = await self._start_warm()
+                if started is None:
+                    break  # none came in time: a container of its own
+                if started:
                     return
         await self._start_container()
 
-    async def _start_warm(self, taken: Replica, began: float) -> bool:
-        """Give a warm watchdog this function; False when it could not take it."""
+    async def _start_warm(self) -> bool | None:
+        """Start on a warm watchdog: True when started (or the function failed), False
+        when the watchdog could not take it, None when none came."""
         assert self.warm is not None and self.warm_code is not None
+        began = time.perf_counter()
+        # Counted while it waits for a warm watchdog too, or the autoscaler would start
+        # another for the same demand.
         self.starting += 1
-        waited = time.perf_counter() - began
         try:
-            replica, phases = await self.warm.start_on(taken, self.replica_spec(), self.warm_code)
+            started = await self.warm.start(self.replica_spec(), self.warm_code)
         except FunctionUnavailable as exc:
-            self.mark_failed(str(exc))
+            self.mark_failed(str(exc), exc.detail)
             return True
-        except FaasError as exc:
+        except Exception as exc:
             log.warning(
                 "warm watchdog unusable",
-                extra={"function": self.spec.name, "error": str(exc)},
+                extra={"function": self.spec.name, "error": str(exc) or type(exc).__name__},
             )
             return False
         finally:
             self.starting -= 1
-        self.on_replica_started(replica)
-        phases = {"wait_ms": round(waited * 1000, 1), **phases}
-        self._ready(replica, time.perf_counter() - began, phases)
+        if started is None:
+            return None
+        replica, phases = started
+        # The warm pool tracked it up to here; from here it is this pool's.
+        if self._ready(replica, time.perf_counter() - began, phases):
+            self._notify_started(replica)
         return True
 
     async def _start_container(self) -> None:
         self.starting += 1
         began = time.perf_counter()
+        replica_id: str | None = None
         try:
             created = await self._take_spare()
+            replica_id = created.id
+            self._pending.add(replica_id)
             created_at = time.perf_counter()
             replica = await self._backend.start(created)
             started_at = time.perf_counter()
-            self.on_replica_started(replica)
+            self._notify_started(replica)
             loop = asyncio.get_running_loop()
-            try:
-                await self._client.wait_ready(
-                    replica, deadline=loop.time() + READY_TIMEOUT, is_alive=self._check_alive
-                )
-            except BaseException:
-                await asyncio.shield(self._backend.stop(replica.id, grace=0))
-                raise
-        except FunctionUnavailable as exc:
-            self.mark_failed(str(exc))
-            return
-        except FaasError as exc:
-            self._start_failures += 1
-            log.warning(
-                "replica failed to start",
-                extra={
-                    "function": self.spec.name,
-                    "error": str(exc),
-                    "attempt": self._start_failures,
-                },
+            await self._client.wait_ready(
+                replica, deadline=loop.time() + READY_TIMEOUT, is_alive=self._check_alive
             )
-            if self._start_failures >= START_FAILURES_BEFORE_FAILED:
-                self.mark_failed(str(exc))
+        except BaseException as exc:
+            if replica_id is not None:
+                self._pending.discard(replica_id)
+                why = f"a start of {self.spec.name} failed: {type(exc).__name__}"
+                self._removals.remove(replica_id, why=why)
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the container is being removed
+            self._start_failed(exc)
             return
         finally:
             self.starting -= 1
+        self._pending.discard(replica.id)
         ready_at = time.perf_counter()
         self._start_failures = 0
         phases = {
@@ -348,18 +379,56 @@ class FunctionPool:
             "start_ms": round((started_at - created_at) * 1000, 1),
             "ready_ms": round((ready_at - started_at) * 1000, 1),
         }
-        self._ready(replica, ready_at - began, phases)
+        if not self._ready(replica, ready_at - began, phases):
+            return
         # The next spare is created a little later, so that creating it does not compete
         # for the engine and the GIL with the calls this replica is about to serve.
         self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY, self.prepare_spare)
 
-    def _ready(self, replica: Replica, cold_start: float, phases: dict[str, float]) -> None:
-        """A started replica answered ready: put it to work."""
+    def _start_failed(self, exc: Exception) -> None:
+        if isinstance(exc, FunctionUnavailable):
+            self.mark_failed(str(exc), exc.detail)
+            return
+        self._start_failures += 1
+        log.warning(
+            "replica failed to start",
+            extra={
+                "function": self.spec.name,
+                "error": str(exc) or type(exc).__name__,
+                "attempt": self._start_failures,
+            },
+        )
+        if self._start_failures >= START_FAILURES_BEFORE_FAILED:
+            self.mark_failed(str(exc) or type(exc).__name__)
+
+    def _notify_started(self, replica: Replica) -> None:
+        """Tell the observer (log following) that a container runs; its failure is not
+        the replica's."""
+        try:
+            self.on_replica_started(replica)
+        except Exception as exc:
+            log.warning(
+                "following a replica's output failed",
+                extra={"function": self.spec.name, "replica": replica.name, "error": str(exc)},
+            )
+
+    def _ready(self, replica: Replica, cold_start: float, phases: dict[str, float]) -> bool:
+        """A started replica answered ready: put it to work. False when this pool is
+        closed (its function was removed or the gateway stops): it is removed instead."""
+        if self._closed:
+            self._removals.remove(replica.id, why=f"{self.spec.name} is shutting down")
+            return False
         self.last_cold_start = cold_start
         self.last_cold_start_phases = phases
         self.replicas.append(ReplicaHandle(replica))
         self._dispatch()
-        self.on_cold_start(self.spec.name, cold_start)
+        try:
+            self.on_cold_start(self.spec.name, cold_start)
+        except Exception as exc:
+            log.warning(
+                "recording a cold start failed",
+                extra={"function": self.spec.name, "error": str(exc)},
+            )
         log.info(
             "replica ready",
             extra={
@@ -369,9 +438,12 @@ class FunctionPool:
                 **phases,
             },
         )
+        return True
 
     def adopt(self, replica: Replica, cold_start: float) -> None:
         """Put to work a ready replica that the engine started (service backends)."""
+        if self._closed:
+            return  # the engine stops the tasks of a service being removed
         self._start_failures = 0
         self._ready(replica, cold_start, {})
 
@@ -402,18 +474,14 @@ class FunctionPool:
         for handle in chosen:
             self.replicas.remove(handle)
             if handle.in_flight == 0:
-                asyncio.get_running_loop().create_task(self._stop(handle))
+                self._stop(handle)
             else:
                 self.draining.append(handle)
         return chosen
 
-    async def _stop(self, handle: ReplicaHandle) -> None:
-        try:
-            await self._backend.stop(handle.replica.id, grace=self.spec.timeout)
-        except FaasError as exc:
-            log.warning(
-                "stopping replica failed", extra={"replica": handle.replica.name, "error": str(exc)}
-            )
+    def _stop(self, handle: ReplicaHandle) -> None:
+        """Stop an idle replica taken out of service (its calls have finished)."""
+        self._removals.remove(handle.replica.id, grace=self.spec.timeout, why="scaled down")
 
     def set_aside(self, handle: ReplicaHandle) -> bool:
         """A call could not reach the replica: route nothing more to it until
@@ -421,6 +489,7 @@ class FunctionPool:
         if handle not in self.replicas:
             return False
         self.replicas.remove(handle)
+        self._aside.append(handle)
         return True
 
     async def replica_failed(
@@ -431,11 +500,27 @@ class FunctionPool:
         Without setting it aside first, every call queued behind it would be handed
         the dead replica's freed slot, and fail in turn, before the engine answers.
         """
-        status = await self._backend.status(handle.replica.id)
-        if status is not None and status.running:
-            if was_serving and not self._closed and handle not in self.replicas:
-                self.replicas.append(handle)
-                self._dispatch()
+        try:
+            status = await self._backend.status(handle.replica.id)
+            running = status is not None and status.running
+        except Exception as exc:  # unknown counts as running: the health check forgets
+            # it once the engine lists it as gone
+            log.warning(
+                "checking an unreachable replica failed",
+                extra={"function": self.spec.name, "replica": handle.replica.name,
+                       "error": str(exc) or type(exc).__name__},
+            )  # fmt: skip
+            running = True
+        finally:
+            with contextlib.suppress(ValueError):
+                self._aside.remove(handle)
+        if running:
+            if was_serving and handle not in self.replicas:
+                if self._closed:
+                    self._removals.remove(handle.replica.id, why=f"{self.spec.name} stopped")
+                else:
+                    self.replicas.append(handle)
+                    self._dispatch()
             return
         if was_serving:
             self.replicas.append(handle)  # so that `forget` logs and removes it
@@ -453,7 +538,7 @@ class FunctionPool:
             self.replicas.remove(handle)
         else:
             self.draining.remove(handle)
-        asyncio.get_running_loop().create_task(self._backend.stop(handle.replica.id, grace=0))
+        self._removals.remove(handle.replica.id, why="its container exited")
 
     async def reload_code(self) -> tuple[int, str | None]:
         """Ask every ready replica to import the current code; (reloaded, first error)."""
@@ -491,7 +576,7 @@ class FunctionPool:
                 if handle.in_flight:
                     self.draining.append(handle)
                 else:
-                    asyncio.get_running_loop().create_task(self._stop(handle))
+                    self._stop(handle)
         self.prepare_spare()
 
     def discard_spare(self) -> None:
@@ -499,13 +584,14 @@ class FunctionPool:
         spare, self._spare = self._spare, None
         if spare is None:
             return
+        if spare.done():
+            self._discard_created(spare)
+        else:  # a creation under way: removed once the engine answers
+            spare.add_done_callback(self._discard_created)
 
-        async def remove() -> None:
-            with contextlib.suppress(FaasError, asyncio.CancelledError):
-                created = await spare
-                await self._backend.stop(created.id, grace=0)
-
-        asyncio.get_running_loop().create_task(remove())
+    def _discard_created(self, spare: asyncio.Task[CreatedReplica]) -> None:
+        if _succeeded(spare):
+            self._removals.remove(spare.result().id, why="a stale spare replica")
 
     async def stop_all(self) -> None:
         self._closed = True
@@ -518,8 +604,12 @@ class FunctionPool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(error)
-        stops = [self._backend.stop(h.replica.id, grace=2) for h in handles]
-        if self._spare is not None:
-            spare, self._spare = self._spare, None
-            spare.cancel()
+        why = f"{self.spec.name} is shutting down"
+        stops = [self._removals.remove(h.replica.id, grace=2, why=why) for h in handles]
+        self.discard_spare()
         await asyncio.gather(*stops, return_exceptions=True)
+
+
+def _succeeded(task: asyncio.Task[CreatedReplica]) -> bool:
+    """A finished creation that made a container (reading its exception marks it seen)."""
+    return not task.cancelled() and task.exception() is None

@@ -16,6 +16,13 @@ and any start while the pool is empty take the ordinary path.
 In development the code is not sent: every warm watchdog mounts the project's
 code directories read-only where each function's own replica would, so a
 saved file reaches it as it reaches any replica.
+
+The pool never holds more than `size` watchdogs, counting the ready ones, the
+ones being made, and the ones handed to a start that has not yet given them a
+function (`to_start`). A watchdog that fails at any step keeps its place until
+its container is removed, so failures under pressure (an engine refusing calls,
+no file descriptors left) never grow the pool. Every container it makes is
+tracked until it is ready, handed over or removed (runtime/reconcile.py).
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ import time
 from collections.abc import Mapping, Sequence
 
 from runtime.backends.base import Limits, Replica, ReplicaSpec, WarmPoolBackend
-from runtime.errors import FaasError, ReplicaStartError
+from runtime.errors import ReplicaStartError
 from runtime.images import tar_files
+from runtime.reconcile import Removals
 from runtime.replica_client import ReplicaClient
 
 log = logging.getLogger("faas.warm")
@@ -67,6 +75,13 @@ def fits(code: Mapping[str, bytes]) -> bool:
     return sum(len(content) for content in code.values()) <= MAX_CODE_BYTES
 
 
+def to_start(size: int, ready: int, starting: int, handing: int) -> int:
+    """How many warm watchdogs a refill starts: what `size` leaves once the ready ones,
+    the ones on their way (or being removed after failing) and the ones being handed
+    to a start are counted. Waiting starts never add to it: they get the next ready."""
+    return max(0, size - ready - starting - handing)
+
+
 class WarmPool:
     def __init__(
         self,
@@ -76,6 +91,7 @@ class WarmPool:
         image: str,
         limits: Limits,
         code_mounts: Sequence[tuple[str, str]] = (),
+        removals: Removals | None = None,
     ) -> None:
         self.size = size
         self.image = image
@@ -85,37 +101,69 @@ class WarmPool:
         """Development: the code directories every warm watchdog mounts (host, container)."""
         self._backend = backend
         self._client = client
+        self._removals = removals if removals is not None else Removals(backend)
         self._ready: list[Replica] = []
         self._waiting: collections.deque[asyncio.Future[Replica | None]] = collections.deque()
         self._making = 0
+        """Watchdogs on their way, or failed and not yet removed: each holds its place."""
+        self._handing = 0
+        """Watchdogs handed to a start (or to its waiter) and not yet given a function."""
+        self._made: set[str] = set()
+        """Containers being made whose id the engine has given (tracked, not yet ready)."""
+        self._assigning: set[str] = set()
+        """Taken watchdogs being given a function (tracked until the start has them)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._failing = False
+        self._retry_timer: asyncio.TimerHandle | None = None
 
     @property
     def ready(self) -> int:
         return len(self._ready)
 
+    @property
+    def held(self) -> int:
+        """Watchdogs counted against `size`: ready, on their way, being handed over."""
+        return len(self._ready) + self._making + self._handing
+
+    def container_ids(self) -> set[str]:
+        """Every container this pool is responsible for now (for the reconcile)."""
+        return {r.id for r in self._ready} | self._made | self._assigning
+
     def fill(self) -> None:
-        """Start warm watchdogs until `size`, and one for each waiting start, are ready or
-        on their way."""
-        wanted = self.size + len(self._waiting)
-        while not self._closed and not self._failing and self.ready + self._making < wanted:
+        """Start warm watchdogs until `size` are ready, on their way or being handed over."""
+        if self._closed or self._failing:
+            return
+        for _ in range(to_start(self.size, len(self._ready), self._making, self._handing)):
             self._making += 1
             task = asyncio.get_running_loop().create_task(self._make_one())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def take(self, wait: float = TAKE_WAIT) -> Replica | None:
-        """A warm watchdog, now the caller's to assign or stop.
+    async def start(
+        self, spec: ReplicaSpec, code: Mapping[str, bytes], *, wait: float = TAKE_WAIT
+    ) -> tuple[Replica, dict[str, float]] | None:
+        """Take a warm watchdog and make it a replica of `spec`; None when none came.
 
-        When none is ready, waits up to `wait` seconds for one being made (quicker
-        than a container start of its own); None when there is none by then.
+        Returns the replica, now the caller's, and where the time went. Raises
+        FunctionUnavailable when the handler fails to import and FaasError when the
+        watchdog cannot take the function; it is removed in either case, and when the
+        caller is cancelled.
         """
+        began = time.perf_counter()
+        taken = await self._take(wait)
+        if taken is None:
+            return None
+        # From here to the return there is an owner for `taken` at every step.
+        replica, phases = await self._start_on(taken, spec, code)
+        return replica, {"wait_ms": round((phases.pop("taken") - began) * 1000, 1), **phases}
+
+    async def _take(self, wait: float) -> Replica | None:
+        """A ready warm watchdog (counted in `_handing`), waiting up to `wait` seconds for
+        one being made (quicker than a container start of its own)."""
         if self._ready:
-            replica = self._ready.pop(0)
-            self.fill()
-            return replica
+            self._handing += 1
+            return self._ready.pop(0)
         if self._closed or self._failing:
             return None
         waiter: asyncio.Future[Replica | None] = asyncio.get_running_loop().create_future()
@@ -133,7 +181,8 @@ class WarmPool:
                 self._waiting.remove(waiter)
             if taken is None and waiter.done() and not waiter.cancelled():
                 handed = waiter.result()
-                if handed is not None:  # handed over just as we gave up
+                if handed is not None:  # handed over just as we gave up (or were cancelled)
+                    self._handing -= 1
                     self._hand_over(handed)
 
     def _hand_over(self, replica: Replica) -> None:
@@ -141,58 +190,93 @@ class WarmPool:
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
+                self._handing += 1
                 waiter.set_result(replica)
                 return
+        if self._closed:
+            self._removals.remove(replica.id, why="the warm pool is closed")
+            return
         self._ready.append(replica)
 
-    async def start_on(
+    async def _start_on(
         self, replica: Replica, spec: ReplicaSpec, code: Mapping[str, bytes]
     ) -> tuple[Replica, dict[str, float]]:
-        """Make a taken warm watchdog a replica of `spec`: its limits, then its code.
-
-        Returns the replica and where the time went. Raises FunctionUnavailable when
-        the handler fails to import and FaasError when the watchdog cannot take the
-        function; it is stopped in either case.
-        """
-        began = time.perf_counter()
+        """Make a taken warm watchdog a replica of `spec`: its limits, then its code."""
+        taken_at = time.perf_counter()
+        self._assigning.add(replica.id)
+        handing = True
         try:
+            archive = init_archive(spec, code)
             assigned = await self._backend.assign_warm(replica, spec)
             assigned_at = time.perf_counter()
-            await self._client.init(assigned, init_archive(spec, code))
-        except BaseException:
-            await asyncio.shield(self._backend.stop(replica.id, grace=0))
+            # Renamed after its function: it no longer counts against the pool's size.
+            handing = False
+            self._handing -= 1
+            self.fill()
+            await self._client.init(assigned, archive)
+        except BaseException as exc:
+            self._assigning.discard(replica.id)
+            # A watchdog that failed keeps its place until its container is gone.
+            self._removals.remove(
+                replica.id,
+                why=f"a warm start of {spec.function} failed: {type(exc).__name__}",
+                then=self._handed_back if handing else None,
+            )
             raise
+        self._assigning.discard(replica.id)
         phases = {
-            "assign_ms": round((assigned_at - began) * 1000, 1),
+            "taken": taken_at,
+            "assign_ms": round((assigned_at - taken_at) * 1000, 1),
             "init_ms": round((time.perf_counter() - assigned_at) * 1000, 1),
         }
         return assigned, phases
 
+    def _handed_back(self) -> None:
+        self._handing -= 1
+        self.fill()
+
     async def _make_one(self) -> None:
-        replica: Replica | None = None
+        replica_id: str | None = None
         try:
             created = await self._backend.create_warm(
                 self.image, secrets.token_urlsafe(32), self.limits, self.code_mounts
             )
+            replica_id = created.id
+            self._made.add(replica_id)
             replica = await self._backend.start(created)
             loop = asyncio.get_running_loop()
             await self._client.wait_ready(
                 replica, deadline=loop.time() + READY_TIMEOUT, is_alive=self._check_alive
             )
         except BaseException as exc:
-            self._making -= 1
-            if replica is not None:
-                await asyncio.shield(self._backend.stop(replica.id, grace=0))
-            if not isinstance(exc, FaasError):
+            if replica_id is None:
+                self._making -= 1
+            else:  # it keeps its place in the pool until its container is gone
+                self._made.discard(replica_id)
+                self._removals.remove(
+                    replica_id,
+                    why=f"a warm watchdog did not start: {type(exc).__name__}",
+                    then=self._removed,
+                )
+            if not isinstance(exc, Exception):
                 raise
-            log.warning("a warm watchdog did not start", extra={"error": str(exc)})
+            if self._closed:
+                return
+            log.warning(
+                "a warm watchdog did not start",
+                extra={"error": str(exc) or type(exc).__name__},
+            )
             self._fail_for_a_while()
             return
+        self._made.discard(replica.id)
         self._making -= 1
-        if self._closed:
-            await self._backend.stop(replica.id, grace=0)
-            return
         self._hand_over(replica)
+        self.fill()
+
+    def _removed(self) -> None:
+        """A watchdog that failed on its way is gone: its place is free."""
+        self._making -= 1
+        self.fill()
 
     def _fail_for_a_while(self) -> None:
         """Stop making warm watchdogs for RETRY_DELAY; waiting starts take the ordinary path."""
@@ -201,9 +285,11 @@ class WarmPool:
             waiter = self._waiting.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-        asyncio.get_running_loop().call_later(RETRY_DELAY, self._retry)
+        if self._retry_timer is None:
+            self._retry_timer = asyncio.get_running_loop().call_later(RETRY_DELAY, self._retry)
 
     def _retry(self) -> None:
+        self._retry_timer = None
         self._failing = False
         self.fill()
 
@@ -213,8 +299,10 @@ class WarmPool:
             raise ReplicaStartError(f"warm watchdog {replica.name} exited before it was ready")
 
     async def close(self) -> None:
-        """Stop making warm watchdogs and stop the ready ones."""
+        """Stop making warm watchdogs and remove the ready ones."""
         self._closed = True
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
@@ -223,6 +311,5 @@ class WarmPool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         ready, self._ready = self._ready, []
-        await asyncio.gather(
-            *(self._backend.stop(r.id, grace=0) for r in ready), return_exceptions=True
-        )
+        removals = [self._removals.remove(r.id, why="the warm pool is closed") for r in ready]
+        await asyncio.gather(*removals, return_exceptions=True)

@@ -115,7 +115,11 @@ class Backend(Protocol):
         """Build one function image unless its tag already exists; True if it was built."""
 
     async def create(self, spec: ReplicaSpec) -> CreatedReplica:
-        """Create one replica without starting it, so a later start is quicker."""
+        """Create one replica without starting it, so a later start is quicker.
+
+        A caller cancelled while the engine creates it never learns its id: the backend
+        removes what it made once the engine answers.
+        """
 
     async def start(self, created: CreatedReplica) -> Replica:
         """Start a created replica; it may not be ready to serve yet."""
@@ -202,7 +206,8 @@ class WarmPoolBackend(Backend, Protocol):
         """Create (not start) one warm watchdog on the project network, under `limits`.
 
         `code_mounts` ((host path, container path), read-only) are for development,
-        where the code is mounted rather than sent.
+        where the code is mounted rather than sent. Like `create`, a cancelled caller
+        leaves nothing behind.
         """
 
     async def assign_warm(self, replica: Replica, spec: ReplicaSpec) -> Replica:
@@ -212,3 +217,31 @@ class WarmPoolBackend(Backend, Protocol):
 
 def has_warm_pool(backend: Backend) -> TypeGuard[WarmPoolBackend]:
     return hasattr(backend, "assign_warm")
+
+
+@dataclass(frozen=True)
+class ListedContainer:
+    """One container the engine holds for this project, as the reconcile sees it."""
+
+    id: str
+    name: str
+    role: str
+    """"replica" (a function's, or a warm watchdog given one), "warm" or "sandbox"."""
+    created: float
+    """Epoch seconds when the engine created it."""
+    running: bool
+    owner: str | None = None
+    """For a network sandbox: the id of the replica container it holds the network of."""
+
+
+class ContainerListing(Backend, Protocol):
+    """A backend whose replicas are containers the gateway creates itself (docker), so
+    the gateway must also find the ones it lost track of (runtime/reconcile.py)."""
+
+    async def containers(self) -> list[ListedContainer]:
+        """Every container of this project the gateway made: replicas, warm watchdogs,
+        network sandboxes; running or not."""
+
+
+def lists_containers(backend: Backend) -> TypeGuard[ContainerListing]:
+    return hasattr(backend, "containers")

@@ -4,7 +4,9 @@ It wakes on a short interval, and at once when a call starts waiting in a
 queue, so 0 -> 1 does not wait for a tick. Scale-up starts replicas in the
 background; scale-down drains the least busy ones. Every second it also
 compares the pools with what the backend reports and forgets replicas whose
-container has exited, so the next decision replaces them.
+container has exited, so the next decision replaces them; and, with a
+`reconciler` (runtime/reconcile.py), every few seconds it removes the
+containers that no pool tracks, off the scaling path.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from runtime.backends.base import Backend
-from runtime.errors import FaasError
 from runtime.pool import FunctionPool
+from runtime.reconcile import Reconciler
 from runtime.scaling.decide import Decision, History, Observation, decide
 
 log = logging.getLogger("faas.scale")
@@ -48,6 +50,9 @@ class Autoscaler:
         self._histories: dict[str, History] = {name: History() for name in pools}
         self._wake = asyncio.Event()
         self._starts: set[asyncio.Task[None]] = set()
+        self.reconciler: Reconciler | None = None
+        """Removes the containers no pool tracks, when the backend can list them."""
+        self._sweep: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -55,6 +60,7 @@ class Autoscaler:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         next_health_check = loop.time() + self.health_interval
+        next_sweep = loop.time()
         while True:
             try:
                 async with asyncio.timeout(TICK):
@@ -69,8 +75,21 @@ class Autoscaler:
                 next_health_check = now + self.health_interval
                 try:
                     await self.check_health()
-                except FaasError as exc:
-                    log.warning("health check failed", extra={"error": str(exc)})
+                except Exception as exc:  # the engine did not answer: the next one tries again
+                    log.warning("health check failed", extra={"error": str(exc) or repr(exc)})
+            if self.reconciler is not None and now >= next_sweep:
+                next_sweep = now + self.reconciler.interval
+                if self._sweep is None or self._sweep.done():
+                    self._sweep = loop.create_task(self._reconcile_containers(self.reconciler))
+
+    async def _reconcile_containers(self, reconciler: Reconciler) -> None:
+        try:
+            await reconciler.sweep()
+        except Exception as exc:  # the engine did not answer: the next sweep tries again
+            log.warning(
+                "listing the project's containers failed",
+                extra={"error": str(exc) or type(exc).__name__},
+            )
 
     def reconcile(self, pool: FunctionPool, now: float) -> None:
         if pool.error is not None or pool.image is None:
@@ -83,7 +102,7 @@ class Autoscaler:
             for _ in range(desired - current):
                 task = asyncio.get_running_loop().create_task(pool.start_replica())
                 self._starts.add(task)
-                task.add_done_callback(self._starts.discard)
+                task.add_done_callback(self._started)
         elif desired < current:
             desired = current - len(pool.drain(min(current - desired, ready)))
         if desired != current:
@@ -113,7 +132,13 @@ class Autoscaler:
                 if handle.started_at < listed_at and handle.replica.id not in running:
                     pool.forget(handle, "its container exited")
 
+    def _started(self, task: asyncio.Task[None]) -> None:
+        self._starts.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a replica start failed unexpectedly", exc_info=task.exception())
+
     async def stop(self) -> None:
-        for task in list(self._starts):
+        tasks = [*self._starts, *([self._sweep] if self._sweep is not None else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._starts, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

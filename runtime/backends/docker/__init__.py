@@ -4,6 +4,11 @@ docker-py is synchronous, so every call runs in a worker thread; nothing
 here blocks the event loop. Replicas join a per-project bridge network with
 inter-container traffic disabled, and the gateway reaches them by their
 address on that network, which only this host can route to.
+
+A call that creates a container keeps running in its thread when its caller
+is cancelled; the caller never learns the id, so the backend removes what was
+made once the engine answers (`_undoable`). `containers` lists everything the
+project holds for the reconcile (runtime/reconcile.py).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import docker.errors
@@ -22,6 +28,7 @@ import docker.errors
 from runtime.backends.base import (
     CreatedReplica,
     Limits,
+    ListedContainer,
     Replica,
     ReplicaSpec,
     ReplicaStatus,
@@ -29,6 +36,7 @@ from runtime.backends.base import (
 from runtime.backends.docker import containers
 from runtime.backends.docker import logs as container_logs
 from runtime.backends.docker.engine import EngineBackend, engine_errors
+from runtime.errors import EngineUnavailable
 
 log = logging.getLogger("faas.docker")
 
@@ -66,7 +74,42 @@ class DockerBackend(EngineBackend):
 
     async def create(self, spec: ReplicaSpec) -> CreatedReplica:
         await self.prepare()
-        return await self._call(self._create, spec)
+        return await self._undoable(self._create, spec)
+
+    async def _undoable(self, make: Callable[..., CreatedReplica], *args: Any) -> CreatedReplica:
+        """Run `make` in a worker thread; if the caller is cancelled meanwhile, remove
+        what it made once it returns (the caller will never know its id)."""
+        try:
+            future = self._executor.submit(make, *args)
+        except RuntimeError:  # after teardown
+            raise EngineUnavailable(f"the {self.project} backend is closed") from None
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(self._remove_made)
+            raise
+
+    def _remove_made(self, future: Future[CreatedReplica]) -> None:
+        """Done callback (any thread) of a creation whose caller was cancelled."""
+        if future.cancelled() or future.exception() is not None:
+            return  # never started in its thread, or made nothing (it cleans up after itself)
+        created = future.result()
+        with contextlib.suppress(RuntimeError):  # torn down: teardown removed them all
+            self._executor.submit(self._remove_abandoned, created)
+
+    def _remove_abandoned(self, created: CreatedReplica) -> None:
+        try:
+            with engine_errors(f"removing {created.name}"):
+                self._remove_replica(created.id)
+        except EngineUnavailable as exc:
+            log.warning(
+                "removing a container whose start was cancelled failed; left to the reconcile",
+                extra={"container": created.name, "error": str(exc)},
+            )
+            return
+        log.info(
+            "a container whose start was cancelled was removed", extra={"container": created.name}
+        )
 
     def _create(self, spec: ReplicaSpec) -> CreatedReplica:
         """A running network sandbox and, joined to it, the replica's container (not started)."""
@@ -91,7 +134,8 @@ class DockerBackend(EngineBackend):
                     **containers.container_args(spec, self.project, name, replica_id),
                 )
             except BaseException:
-                self._remove(sandbox)
+                with contextlib.suppress(Exception):  # else the reconcile removes it
+                    self._remove(sandbox)
                 raise
         self._sandboxes[created["Id"]] = sandbox
         return CreatedReplica(
@@ -106,7 +150,7 @@ class DockerBackend(EngineBackend):
         self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]] = ()
     ) -> CreatedReplica:
         await self.prepare()
-        return await self._call(self._create_warm, image, token, limits, code_mounts)
+        return await self._undoable(self._create_warm, image, token, limits, code_mounts)
 
     def _create_warm(
         self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]]
@@ -152,7 +196,8 @@ class DockerBackend(EngineBackend):
                 self._api.start(created.id)
                 address = created.address or self._address(self._api.inspect_container(created.id))
             except BaseException:
-                self._remove_replica(created.id)
+                with contextlib.suppress(Exception):  # the caller removes it again
+                    self._remove_replica(created.id)
                 raise
         if created.function:
             log.info(
@@ -231,6 +276,37 @@ class DockerBackend(EngineBackend):
             for c in found
             if containers.LABEL_ROLE not in (c.get("Labels") or {}) or c["Id"] in self._assigned
         ]
+
+    async def containers(self) -> list[ListedContainer]:
+        return await self._call(self._containers)
+
+    def _containers(self) -> list[ListedContainer]:
+        """Replicas, warm watchdogs and network sandboxes of this project; other roles
+        (a deployed gateway's own tasks) are not the backend's to remove."""
+        with engine_errors("listing the project's containers"):
+            found = self._api.containers(
+                all=True, filters={"label": f"{containers.LABEL_PROJECT}={self.project}"}
+            )
+        owners = {sandbox: replica for replica, sandbox in dict(self._sandboxes).items()}
+        listed = []
+        for c in found:
+            labels = c.get("Labels") or {}
+            role = labels.get(containers.LABEL_ROLE, "replica")
+            if role not in ("replica", containers.ROLE_WARM, containers.ROLE_SANDBOX):
+                continue
+            if c["Id"] in self._assigned:
+                role = "replica"
+            listed.append(
+                ListedContainer(
+                    id=c["Id"],
+                    name=c["Names"][0].lstrip("/") if c.get("Names") else c["Id"][:12],
+                    role=role,
+                    created=float(c.get("Created") or 0),
+                    running=c["State"] == "running",
+                    owner=owners.get(c["Id"]),
+                )
+            )
+        return listed
 
     def _function_of(self, container_id: str, labels: dict[str, str]) -> str:
         return self._assigned.get(container_id) or labels.get(containers.LABEL_FUNCTION, "?")
