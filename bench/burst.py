@@ -17,7 +17,7 @@ import time
 import uuid
 
 import aiohttp
-from common import REPO, admin_headers, function_info, gateway
+from common import REPO, admin_headers, admin_url, function_info, gateway
 
 SPEC = REPO / "bench" / "projects" / "burst" / "functions.yaml"
 RESULTS = REPO / "bench" / "results"
@@ -26,6 +26,7 @@ RESULTS = REPO / "bench" / "results"
 async def sample(
     session: aiohttp.ClientSession, began: float, rows: list[dict[str, float]], stop: asyncio.Event
 ) -> None:
+    """Reads /system/functions on the admin listener (the session's base URL)."""
     while not stop.is_set():
         async with session.get("/system/functions") as response:
             functions = (await response.json())["functions"]
@@ -52,9 +53,10 @@ async def burst(
     connector = aiohttp.TCPConnector(limit=concurrency + 2)
     timeout = aiohttp.ClientTimeout(total=60)
     headers = admin_headers(SPEC)  # the sampler reads /system/functions
-    async with aiohttp.ClientSession(
-        url, connector=connector, timeout=timeout, headers=headers
-    ) as session:
+    async with (
+        aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session,
+        aiohttp.ClientSession(admin_url(url, SPEC), timeout=timeout, headers=headers) as admin,
+    ):
 
         async def worker() -> None:
             for _ in remaining:
@@ -67,7 +69,7 @@ async def burst(
 
         stop = asyncio.Event()
         began = time.perf_counter()
-        sampler = asyncio.create_task(sample(session, began, rows, stop))
+        sampler = asyncio.create_task(sample(admin, began, rows, stop))
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         drained = time.perf_counter() - began
         await asyncio.sleep(0.3)

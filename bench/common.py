@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import signal
 import socket
@@ -131,7 +132,7 @@ def gateway(spec: Path, project: str) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "faas", "up", "-f", str(spec), "--project", project,
-         "--port", str(port), "--log-level", "warning"],
+         "--port", str(port), *ADMIN_ANY_PORT, "--log-level", "warning"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -150,9 +151,24 @@ def admin_headers(spec: Path) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+ADMIN_ANY_PORT = ("--admin-port", "0")
+"""For `faas up`: the admin listener on a free port (found again with `admin_url`)."""
+
+
+def admin_url(url: str, spec: Path) -> str:
+    """The admin listener of the gateway serving `url`, from the state it wrote by `spec`."""
+    port = int(url.rsplit(":", 1)[1])
+    for path in (spec.parent / ".faas").glob("gateway-*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads(path.read_text())
+            if state.get("port") == port and state.get("admin_port"):
+                return f"http://127.0.0.1:{state['admin_port']}"
+    raise SystemExit(f"no admin listener recorded for {url} under {spec.parent / '.faas'}")
+
+
 def function_info(url: str, name: str, spec: Path) -> dict[str, object]:
     functions = httpx.get(
-        f"{url}/system/functions", headers=admin_headers(spec), timeout=10
+        f"{admin_url(url, spec)}/system/functions", headers=admin_headers(spec), timeout=10
     ).json()["functions"]
     return next(f for f in functions if f["name"] == name)
 

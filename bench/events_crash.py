@@ -39,7 +39,7 @@ import aiohttp
 import docker
 import httpx
 from aiohttp import web
-from common import REPO, free_port, wait_until_serving
+from common import ADMIN_ANY_PORT, REPO, admin_url, free_port, wait_until_serving
 
 HANDLER = Path(__file__).parent / "projects" / "events" / "functions" / "sink.py"
 CONCURRENCY = 32
@@ -143,7 +143,8 @@ class Gateway:
         with log.open("a") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "faas", "up", "-f", str(spec), "--project", project,
-                 "--port", self.url.rsplit(":", 1)[1], "--log-level", "warning", "--no-reload"],
+                 "--port", self.url.rsplit(":", 1)[1], *ADMIN_ANY_PORT, "--log-level", "warning",
+                 "--no-reload"],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         wait_until_serving(self.process, self.url, f"faas up did not come up; see {log}")
@@ -151,7 +152,9 @@ class Gateway:
     def queue(self, function: str) -> dict[str, int]:
         token = (self.spec.parent / ".faas" / "admin-token").read_text().strip()
         answer = httpx.get(
-            f"{self.url}/system/queue", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            f"{admin_url(self.url, self.spec)}/system/queue",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
         )
         return answer.json()["functions"][function]  # type: ignore[no-any-return]
 

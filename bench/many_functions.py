@@ -26,7 +26,14 @@ from pathlib import Path
 
 import docker
 import httpx
-from common import REPO, admin_headers, free_port, wait_until_serving
+from common import (
+    ADMIN_ANY_PORT,
+    REPO,
+    admin_headers,
+    admin_url,
+    free_port,
+    wait_until_serving,
+)
 
 HANDLER = 'def handle(event, context):\n    return f"hello from {context.function_name}\\n"\n'
 
@@ -112,7 +119,7 @@ def run(functions: int = 100) -> Result:
         began = time.time()
         process = subprocess.Popen(
             [sys.executable, "-m", "faas", "up", "-f", str(spec), "--project", project,
-             "--port", str(port), "--log-level", "warning"],
+             "--port", str(port), *ADMIN_ANY_PORT, "--log-level", "warning"],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
@@ -129,9 +136,9 @@ def run(functions: int = 100) -> Result:
                 for i in range(functions):
                     assert client.get(f"/function/fn{i:03d}").status_code == 200
             headers = admin_headers(spec)
+            listing = f"{admin_url(url, spec)}/system/functions"
             while any(
-                f["replicas"]
-                for f in httpx.get(f"{url}/system/functions", headers=headers).json()["functions"]
+                f["replicas"] for f in httpx.get(listing, headers=headers).json()["functions"]
             ):
                 time.sleep(1)
             after_rss = rss_mib(process.pid)

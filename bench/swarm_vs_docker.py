@@ -46,7 +46,14 @@ from pathlib import Path
 import docker
 import docker.errors
 import httpx
-from common import REPO, free_port, function_info, replica_containers, wait_until_serving
+from common import (
+    ADMIN_ANY_PORT,
+    REPO,
+    free_port,
+    function_info,
+    replica_containers,
+    wait_until_serving,
+)
 
 SPEC = REPO / "bench" / "projects" / "swarm" / "functions.yaml"
 RESULTS = REPO / "bench" / "results" / "swarm_vs_docker.json"
@@ -96,7 +103,7 @@ def gateway(side: Side, log_dir: Path) -> Iterator[str]:
     with log_path.open("w") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "faas", "up", "--no-reload", "--backend", side.backend,
-             "-f", str(SPEC), "--project", side.project, "--port", str(port),
+             "-f", str(SPEC), "--project", side.project, "--port", str(port), *ADMIN_ANY_PORT,
              "--log-level", "info"],
             cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip

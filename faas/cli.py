@@ -109,6 +109,13 @@ def _with_values(store: SecretStore, names: set[str]) -> set[str]:
 @click.option("--host", default=None, help="Address to listen on [default: gateway.host].")
 @click.option("--port", type=int, default=None, help="Port to listen on [default: gateway.port].")
 @click.option(
+    "--admin-port",
+    type=int,
+    default=None,
+    help="Port of the admin API and dashboard, on gateway.admin_host; 0 picks a free one "
+    "[default: gateway.admin_port].",
+)
+@click.option(
     "--backend",
     type=click.Choice(sorted(BACKENDS)),
     default=None,
@@ -128,6 +135,7 @@ def up(
     project: str | None,
     host: str | None,
     port: int | None,
+    admin_port: int | None,
     backend: str | None,
     reload: bool,
     log_json: bool,
@@ -147,7 +155,7 @@ def up(
     loaded = load_checked(spec_file, project, secrets=True)
     from faas.serve import run, serve_platform  # uvicorn and the gateway: only for `up`
 
-    def announce(platform: Any, url: str) -> None:
+    def announce(platform: Any, url: str, admin_url: str) -> None:
         errors.print(f"[bold green]Gateway ready[/] on {url}", highlight=False)
         for name, function in loaded.functions.items():
             routes = ", ".join(f"{' '.join(r.methods)} {r.path}" for r in function.routes)
@@ -157,7 +165,7 @@ def up(
         # the token only on a terminal: stderr of `faas up` often ends up in log files
         token = state.admin_token(loaded.root) if errors.is_terminal else None
         hint = "" if token else "   (`faas ui` prints it with the token)"
-        link = f"  dashboard: {dashboard_url(url, token)}{hint}"
+        link = f"  dashboard: {dashboard_url(admin_url, token)}{hint}"
         errors.print(link, highlight=False, markup=False, soft_wrap=True)  # a URL in one piece
 
     try:
@@ -166,6 +174,7 @@ def up(
                 loaded,
                 host=host or loaded.gateway.host,
                 port=loaded.gateway.port if port is None else port,
+                admin_port=admin_port,
                 backend_name=backend or loaded.cluster.backend,
                 dev=reload,
                 on_ready=announce,
@@ -434,7 +443,7 @@ def show_logs(
     try:
         with httpx.stream(
             "GET",
-            running.url + "/system/logs",
+            running.admin_url + "/system/logs",
             params=params,
             headers={"authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(10, read=None),
@@ -447,7 +456,7 @@ def show_logs(
     except KeyboardInterrupt:
         return
     except httpx.HTTPError as exc:
-        fail(f"lost the gateway at {running.url}: {exc}", EXIT_UNAVAILABLE)
+        fail(f"lost the gateway at {running.admin_url}: {exc}", EXIT_UNAVAILABLE)
 
 
 def _print_log(line: dict[str, Any], as_json: bool) -> None:
@@ -529,7 +538,7 @@ def ui(spec_file: Path, project: str | None, open_browser: bool) -> None:
     token = state.admin_token(loaded.root)
     if token is None:
         fail(f"no admin token in {loaded.root / state.STATE_DIR / 'admin-token'}", EXIT_FAILED)
-    url = dashboard_url(running.url, token)
+    url = dashboard_url(running.admin_url, token)
     click.echo(url)
     if open_browser and not webbrowser.open(url):
         fail("could not open a web browser; open the URL above", EXIT_FAILED)

@@ -83,7 +83,8 @@ def read_data(data: str | None) -> bytes | None:
 def admin_api(
     loaded: Project, running: state.GatewayState, method: str, path: str, **kwargs: Any
 ) -> Any:
-    """Call the admin API with the token `faas up` wrote; exits with a message on failure."""
+    """Call the admin API (on the admin listener) with the token `faas up` wrote; exits
+    with a message on failure."""
     token = state.admin_token(loaded.root)
     headers = {
         **kwargs.pop("headers", {}),
@@ -92,7 +93,7 @@ def admin_api(
     try:
         response = httpx.request(
             method,
-            running.url + path,
+            running.admin_url + path,
             headers=headers,
             timeout=10,
             trust_env=False,
@@ -100,7 +101,7 @@ def admin_api(
             **kwargs,
         )
     except httpx.HTTPError as exc:
-        fail(f"cannot reach the gateway at {running.url}: {exc}", EXIT_UNAVAILABLE)
+        fail(f"cannot reach the admin API at {running.admin_url}: {exc}", EXIT_UNAVAILABLE)
     if response.status_code >= 400:
         try:
             message = response.json().get("error", response.text)

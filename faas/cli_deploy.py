@@ -22,8 +22,8 @@ State: the admin token is made on the host (`.faas/admin-token`, as for
 /srv/.faas/admin-token, mode 0400), as are the project's stored secrets (at
 /srv/.faas/secrets/). The rest of the gateway's `.faas/` (durable queue, API
 keys, callback key) lives in a volume per task slot, on the task's node, so
-it survives a restart of the task there. The admin API answers on loopback
-only (unless `gateway.admin_remote`), which is inside the gateway's
+it survives a restart of the task there. The admin API has a listener of its
+own on loopback (`gateway.admin_host`, `admin_port`), inside the gateway's
 container: `docker exec <container> python3 -m faas ls` talks to it.
 
 Limits: the gateway image is not pushed anywhere, so gateway tasks are pinned

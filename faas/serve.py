@@ -5,6 +5,10 @@ serves: Ctrl-C or SIGTERM during an image build or while serving both end in
 the same shutdown, which removes every container and network of the project.
 A second Ctrl-C makes uvicorn drop open connections at once; the clean-up
 still runs.
+
+Two listeners, each its own uvicorn server on one event loop: the functions'
+(`gateway.host:port`) and the admin API's (`gateway.admin_host:admin_port`),
+so that which socket took a connection is what makes it an admin connection.
 """
 
 from __future__ import annotations
@@ -25,14 +29,15 @@ from faas.cluster import open_shared
 from faas.console import ProgressDisplay
 from faas.reload import DevReloader
 from faas.terminal import ReplicaPrinter
-from gateway.app import ALL_METHODS, Security, create_app
+from gateway.app import ALL_METHODS, Security, create_gateway
 from gateway.keys import KeyStore
-from gateway.protocol import protocol_for
+from gateway.limits import admin_limits, function_limits, raise_descriptor_limit
+from gateway.protocol import GatewayProtocol, protocol_for
 from runtime.backends import create_backend
 from runtime.backends.base import is_service_backend
 from runtime.errors import FaasError
 from runtime.events.service import EventService
-from runtime.logs import HubHandler
+from runtime.logs import HubHandler, redact_log_records
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
 from runtime.spec import Project
@@ -85,23 +90,56 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def listener(app: Any, protocol: type[GatewayProtocol], project: Project) -> GatewayServer:
+    """One uvicorn server for one listener: `protocol` carries its limits."""
+    tls = project.gateway.tls
+    return GatewayServer(
+        uvicorn.Config(
+            app,
+            http=protocol,
+            ws="none",  # no websocket routes: an Upgrade is served as a plain request
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+            server_header=False,
+            ssl_certfile=str(project.root / tls.cert_file) if tls else None,
+            ssl_keyfile=str(project.root / tls.key_file) if tls else None,
+        )
+    )
+
+
 async def serve_platform(
     project: Project,
     *,
     host: str,
     port: int,
+    admin_port: int | None = None,
     backend_name: str = "docker",
     dev: bool = False,
-    on_ready: Callable[[Platform, str], None] | None = None,
+    on_ready: Callable[[Platform, str, str], None] | None = None,
 ) -> None:
-    """Serve `project` until SIGINT/SIGTERM; `dev` mounts code and reloads on every save."""
+    """Serve `project` until SIGINT/SIGTERM; `dev` mounts code and reloads on every save.
+
+    `on_ready(platform, url, admin_url)` once both listeners are bound and deployed.
+    """
     state_dir = state.state_dir(project.root)
     token = state.admin_token(project.root, create=True)
     assert token is not None
     security = Security(KeyStore(state_dir), SecretStore(state_dir), token)
     tls = project.gateway.tls
+    descriptors = raise_descriptor_limit()
+    admin_host = project.gateway.admin_host
     sock = bind(host, port)
+    try:
+        admin_sock = bind(
+            admin_host, project.gateway.admin_port if admin_port is None else admin_port
+        )
+    except FaasError:
+        sock.close()
+        raise
     actual_port = sock.getsockname()[1]
+    actual_admin_port = admin_sock.getsockname()[1]
     backend = create_backend(backend_name, project.name, registry=project.cluster.registry)
     shared = await open_shared(
         project,
@@ -115,31 +153,32 @@ async def serve_platform(
     platform.logs.echo = ReplicaPrinter()
     hub_handler = HubHandler(platform.logs)
     logging.getLogger("faas").addHandler(hub_handler)
+    redact_log_records(platform.redact)  # secret values never reach the gateway's log
     stopping = asyncio.Event()
     events = EventService(platform, state_dir, security.secrets, queue=shared.queue)
-    app = create_app(platform, security, events)
+    gateway = create_gateway(platform, security, events)
     protocol = protocol_for(
-        app.state.function_app, frozenset(ALL_METHODS), project.gateway.max_header_size
+        function_limits(project.gateway, descriptors),
+        gateway.function_fast_path,
+        frozenset(ALL_METHODS),
     )
-    server = GatewayServer(
-        uvicorn.Config(
-            app,
-            http=protocol,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=10,
-            server_header=False,
-            ssl_certfile=str(project.root / tls.cert_file) if tls else None,
-            ssl_keyfile=str(project.root / tls.key_file) if tls else None,
-        )
+    admin_protocol = protocol_for(admin_limits(project.gateway))
+    servers = (
+        listener(gateway.functions, protocol, project),
+        listener(gateway.admin, admin_protocol, project),
     )
 
+    def reconfigure(new: Project) -> None:
+        gateway.reconfigure(new)
+        protocol.limits = function_limits(new.gateway, descriptors)
+        admin_protocol.limits = admin_limits(new.gateway)
+
     def request_stop() -> None:
-        if stopping.is_set():
-            server.force_exit = True
+        for server in servers:
+            if stopping.is_set():
+                server.force_exit = True
+            server.should_exit = True
         stopping.set()
-        server.should_exit = True
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -150,25 +189,32 @@ async def serve_platform(
             if not await _until_stopped(platform.deploy(progress), stopping):
                 return
         await events.start()  # after deploy: queued work and cron go to built functions
-        url = f"{'https' if tls else 'http'}://{host}:{actual_port}"
-        state.write(
-            project.root,
-            state.GatewayState(os.getpid(), host, actual_port, project.name, tls is not None),
+        running = state.GatewayState(
+            os.getpid(),
+            host,
+            actual_port,
+            project.name,
+            tls is not None,
+            admin_host,
+            actual_admin_port,
         )
+        state.write(project.root, running)
         if on_ready is not None:
-            on_ready(platform, url)
+            on_ready(platform, running.url, running.admin_url)
         if dev:
-            reloader = DevReloader(platform, app.state.reconfigure, _log_progress, project.name)
+            reloader = DevReloader(platform, reconfigure, _log_progress, project.name)
             watching = asyncio.create_task(reloader.run(stopping))
         if not stopping.is_set():
-            await server.serve(sockets=[sock])  # returns once request_stop sets should_exit
+            await _serve_all([(servers[0], sock), (servers[1], admin_sock)])  # until stopped
     finally:
         if watching is not None:
             watching.cancel()
             await asyncio.gather(watching, return_exceptions=True)
         log.info("shutting down: removing replicas and network", extra={"project": project.name})
-        server.should_exit = True
+        for server in servers:
+            server.should_exit = True
         sock.close()
+        admin_sock.close()
         await events.close()  # before the platform: deliveries in flight stay leased, not failed
         await shared.close()  # the scaling lease goes at once to another gateway, if any
         # Other gateways keep serving a shared project's services: `faas down` removes them.
@@ -177,6 +223,19 @@ async def serve_platform(
         logging.getLogger("faas").removeHandler(hub_handler)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def _serve_all(listeners: list[tuple[GatewayServer, socket.socket]]) -> None:
+    """Serve each listener; when one server ends (stopped, or failed), end the others too."""
+    tasks = [asyncio.create_task(server.serve(sockets=[sock])) for server, sock in listeners]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for server, _ in listeners:
+            server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        task.result()  # a server that failed says why
 
 
 def _log_progress(task: str, message: str, fraction: float | None) -> None:

@@ -1,7 +1,8 @@
-"""The running gateway's address and pid, kept under the project's `.faas/` directory.
+"""The running gateway's addresses and pid, kept under the project's `.faas/` directory.
 
 `faas up` writes it; `faas ls`, `faas invoke` and `faas down` read it to find
-the platform they act on.
+the platform they act on: the function listener for calls, the admin listener
+(where `faas up --admin-port` put it) for everything else.
 """
 
 from __future__ import annotations
@@ -22,11 +23,28 @@ class GatewayState:
     port: int
     project: str
     tls: bool = False
+    admin_host: str | None = None
+    admin_port: int | None = None
+    """None: a gateway from before the admin listener, serving its admin API on `port`."""
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+        """The function listener."""
+        return self._url(self.host, self.port)
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener: the admin API and the dashboard."""
+        if self.admin_port is None:
+            return self.url
+        return self._url(self.admin_host or self.host, self.admin_port)
+
+    def _url(self, host: str, port: int) -> str:
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
 
 def state_dir(project_root: Path) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,10 +63,20 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
 
 
 class Guard:
-    def __init__(self, project: Project, keys: KeyStore, secrets: SecretStore, admin_token: str):
+    def __init__(
+        self,
+        project: Project,
+        keys: KeyStore,
+        secrets: SecretStore,
+        admin_token: str,
+        *,
+        admin_listener: bool = False,
+    ):
+        """`admin_listener`: this guard serves the admin listener, where the admin token
+        counts (the listener that took the connection decides, not its address)."""
         self._keys = keys
         self._admin_token = admin_token
-        self._admin_remote = project.gateway.admin_remote
+        self._admin_listener = admin_listener
         self._events_auth = project.gateway.events_auth
         self._jwt = project.gateway.jwt
         self._jwt_key = _jwt_key(self._jwt, secrets, project.root) if self._jwt else None
@@ -88,16 +97,15 @@ class Guard:
         self,
         headers: Mapping[str, str],
         client: str,
-        local_address: str | None,
         topic: str,
         subscribers: Sequence[str],
     ) -> Caller:
-        """Who may publish to `topic`: the admin token (where the admin API answers), else
+        """Who may publish to `topic`: the admin token (on the admin listener), else
         `gateway.events_auth`; a key or token must be allowed to call every subscriber."""
         token = _bearer(headers)
         if (
             token is not None
-            and (self._admin_remote or _is_loopback(local_address))
+            and self._admin_listener
             and hmac.compare_digest(token.encode(), self._admin_token.encode())
         ):
             return Caller("admin", BEARER_HEADERS)
@@ -192,9 +200,9 @@ class Guard:
 
     # -- admin ---------------------------------------------------------------
 
-    def admin(self, headers: Mapping[str, str], local_address: str | None) -> None:
-        """The admin API answers only on loopback (unless configured) and only with the token."""
-        if not self._admin_remote and not _is_loopback(local_address):
+    def admin(self, headers: Mapping[str, str]) -> None:
+        """The admin API answers only on the admin listener and only with the token."""
+        if not self._admin_listener:
             raise Denied(404, "not found")
         token = _bearer(headers)
         if token is None:
@@ -202,15 +210,6 @@ class Guard:
         if not hmac.compare_digest(token.encode(), self._admin_token.encode()):
             log.warning("admin authentication failed")
             raise unauthorized("the admin token is not valid")
-
-
-def _is_loopback(address: str | None) -> bool:
-    if not address:
-        return False
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 def _jwt_key(settings: JwtSettings, secrets: SecretStore, root: Path) -> str | bytes:

@@ -1,4 +1,5 @@
-"""The dashboard: a static page at /ui and the admin endpoints it reads.
+"""The dashboard: a static page at /ui and the admin endpoints it reads, on the admin
+listener (its own origin: no function's answer is served from it, see `Sandboxed`).
 
 - `GET /ui` and `/ui/{asset}`: the page (HTML, CSS, JS under gateway/static/),
   served without the admin token: it holds no data. The page takes the token
@@ -11,7 +12,9 @@
 - `/system/functions/{name}/invoke[/{path}]` (admin; GET, POST, PUT, PATCH,
   DELETE): the request, body and query string included, goes to the function
   through the normal proxy, without the function's own auth, rate limit or
-  `public` check: the admin token is enough. The token is not forwarded.
+  `public` check: the admin token is enough. The token is not forwarded, and the
+  answer comes back sandboxed (`Sandboxed`): it is data for the page, never a document
+  that could run in the dashboard's origin.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Message, Receive, Scope, Send
 
-from gateway.errors import error_response
+from gateway.errors import calling, error_response
 from gateway.stats import FunctionStats, Gauges
 
 if TYPE_CHECKING:
@@ -57,6 +61,14 @@ PAGE_HEADERS = {
     "cache-control": "no-cache",
 }
 INVOKE_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+SANDBOX_HEADERS = [
+    (b"content-security-policy", b"sandbox; default-src 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"content-disposition", b"attachment"),
+]
+"""On a function's answer served on the admin origin: opened as a page, it would run in
+an opaque origin of its own, with nothing to load, so it can never reach the token."""
+REPLACED_HEADERS = frozenset({b"set-cookie", *(name for name, _ in SANDBOX_HEADERS)})
 ADMIN_CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
 """Never forwarded by the dashboard's invoke: the admin token stays in the gateway."""
 SAMPLE_TICK = 0.5
@@ -141,9 +153,34 @@ class Dashboard:
         raw = request.scope.get("raw_path")
         full = raw.decode("latin-1") if raw else request.url.path
         below = full.partition(f"/system/functions/{name}/invoke")[2]
-        return await self.proxy.forward(
+        calling.set(name)
+        answer = await self.proxy.forward(
             request, name, below if below.startswith("/") else "/", strip=ADMIN_CREDENTIALS
         )
+        return Sandboxed(answer)
+
+
+class Sandboxed(Response):
+    """A function's answer with its headers made safe for the admin origin (`SANDBOX_HEADERS`
+    in place of the function's own, and no cookies)."""
+
+    def __init__(self, answer: Response) -> None:
+        self.answer = answer
+        self.status_code = answer.status_code
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def sandboxed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                kept = [
+                    (name, value)
+                    for name, value in message.get("headers", ())
+                    if name.lower() not in REPLACED_HEADERS
+                ]
+                message = {**message, "headers": [*kept, *SANDBOX_HEADERS]}
+            await send(message)
+
+        await self.answer(scope, receive, sandboxed)
 
 
 def _load_static() -> dict[str, bytes]:

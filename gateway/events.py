@@ -2,7 +2,7 @@
 
 - `POST /events/{topic}`: store the body as an event for every subscriber,
   answer 202 `{"event_id", "topic", "subscribers"}`. Who may publish:
-  `gateway.events_auth`, or the admin token where the admin API answers.
+  `gateway.events_auth`, or the admin token on the admin listener.
 - `POST /async-function/{name}[/{path}]`: the function's own auth; store
   the call, answer 202 `{"call_id", ...}` (also in `X-Call-Id`). With
   `X-Callback-Url` (checked against `gateway.callback_allow`) the result is
@@ -72,11 +72,8 @@ def event_routes(
         if problem:
             return error_response(400, problem, new_call_id())
         subscribers = events.subscribers(topic)
-        local = request.scope.get("server")
         try:
-            caller = guard().publisher(
-                request.headers, _client(request), local[0] if local else None, topic, subscribers
-            )
+            caller = guard().publisher(request.headers, _client(request), topic, subscribers)
             check_rate(caller)
             body = await proxy.read_body(request)
             content_type = request.headers.get("content-type", DEFAULT_CONTENT_TYPE)

@@ -1,26 +1,43 @@
-"""The gateway's HTTP/1.1 protocol: uvicorn's httptools protocol with a shorter road for calls.
+"""The gateway's HTTP/1.1 server protocol: uvicorn's httptools protocol, with the limits a
+hostile caller meets and a shorter road for calls.
 
-A plain `/function/...` call (nothing that the middleware in front of the
-routes would act on) goes straight to the function endpoint instead of
-through uvicorn's proxy-headers middleware, Starlette's error middleware and
-the header-size check, and its answer leaves in one `transport.write`: status
-line, headers and body together, where the stock protocol writes the head and
-the body separately (one more system call and one more TCP segment per call,
-which showed as the largest single cost in the gateway's profile).
+Limits, on every listener and every request (gateway/limits.py sets them):
 
-Anything else, and any call that carries `X-Forwarded-*` headers or headers
-over `gateway.max_header_size`, takes the full application exactly as before;
-so does everything when uvicorn's protocol lacks the hook used here
-(`_start_asgi_task`, uvicorn >= 0.35), in which case the stock protocol serves.
+- The request head is counted as it arrives. llhttp keeps an unfinished header whole
+  in memory, so past `max_header_size` bytes (request line included) the connection
+  gets 431 and is closed: nothing more is read or held.
+- A head must be complete within `header_timeout` of the connection opening (or of
+  the first byte of a later request on a kept-alive connection), else 408 and close.
+  A kept-alive connection idle between requests is closed silently by uvicorn's
+  keep-alive timeout instead: an answer there could cross a request the client is
+  sending at that moment and be taken as its answer.
+- Past `max_connections` open connections a new one gets 503 and is closed at once.
+- Every answer made here (400 for what llhttp refuses, 408, 431, 503, and 500 when the
+  application fails before answering) is JSON with `X-Call-Id`, and closes.
+
+The shorter road: a plain `/function/...` call (nothing in it that the middleware in
+front of the routes would act on) goes straight to the function endpoint, and its
+answer leaves in one `transport.write`: status line, headers and body together, where
+the stock protocol writes the head and the body separately (one more system call and
+TCP segment per call, the largest single cost in the gateway's profile).
+
+This reaches into uvicorn's private request cycle. `HOOKS` lists what it relies on;
+`missing_hooks()` names whatever a uvicorn release removed, `protocol_for` refuses to
+serve then, and tests/unit/test_protocol.py fails. pyproject.toml pins the tested range.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import httptools
 from starlette.types import ASGIApp, Message
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import (
     HEADER_RE,
     HEADER_VALUE_RE,
@@ -28,30 +45,149 @@ from uvicorn.protocols.http.httptools_impl import (
     HttpToolsProtocol,
     RequestResponseCycle,
 )
+from uvicorn.server import ServerState
 
+from gateway.errors import error_document
 from gateway.fastpath import function_target
+from gateway.limits import ListenerLimits
+from gateway.proxy import new_call_id
 
 log = logging.getLogger("faas.gateway")
 
 DECLINED_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})
 """Headers uvicorn's proxy-headers middleware reads: calls carrying them take the full app."""
 
+HOOKS: dict[str, tuple[str, ...]] = {
+    "HttpToolsProtocol methods": (
+        "_start_asgi_task",
+        "_unset_keepalive_if_required",
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_headers_complete",
+        "on_message_complete",
+        "on_response_complete",
+    ),
+    "HttpToolsProtocol attributes": (
+        "app",
+        "connections",
+        "cycle",
+        "flow",
+        "loop",
+        "parser",
+        "pipeline",
+        "transport",
+    ),
+    "RequestResponseCycle methods": ("run_asgi", "send", "send_500_response"),
+    "RequestResponseCycle attributes": (
+        "chunked_encoding",
+        "default_headers",
+        "disconnected",
+        "expected_content_length",
+        "flow",
+        "keep_alive",
+        "message_event",
+        "on_response",
+        "response_complete",
+        "response_started",
+        "scope",
+        "transport",
+        "waiting_for_100_continue",
+    ),
+}
+"""The private parts of uvicorn's httptools protocol this module uses."""
 
-def takes_fast_path(scope: dict[str, Any], methods: frozenset[str], max_header_size: int) -> bool:
+
+def missing_hooks() -> list[str]:
+    """What of `HOOKS` this uvicorn lacks, by name; empty when all is there."""
+    missing = [
+        f"HttpToolsProtocol.{name}"
+        for name in HOOKS["HttpToolsProtocol methods"]
+        if not callable(getattr(HttpToolsProtocol, name, None))
+    ]
+    missing += [
+        f"RequestResponseCycle.{name}"
+        for name in HOOKS["RequestResponseCycle methods"]
+        if not callable(getattr(RequestResponseCycle, name, None))
+    ]
+    start = getattr(HttpToolsProtocol, "_start_asgi_task", None)
+    if start is not None and list(inspect.signature(start).parameters) != ["self", "cycle", "app"]:
+        missing.append(f"HttpToolsProtocol._start_asgi_task(self, cycle, app), not {start}")
+    for kind, made in (("HttpToolsProtocol", _protocol_instance), ("RequestResponseCycle", _cycle)):
+        try:
+            instance = made()
+        except Exception as exc:  # a changed constructor: name it, whatever it raised
+            missing.append(f"{kind}() as constructed here ({type(exc).__name__}: {exc})")
+            continue
+        missing += [
+            f"{kind}().{name}"
+            for name in HOOKS[f"{kind} attributes"]
+            if not hasattr(instance, name)
+        ]
+    return missing
+
+
+def _protocol_instance() -> object:
+    config = Config(app=_no_app, log_config=None, lifespan="off", ws="none")
+    loop = asyncio.new_event_loop()
+    try:
+        return HttpToolsProtocol(config, ServerState(), {}, _loop=loop)
+    finally:
+        loop.close()
+
+
+def _cycle() -> object:
+    """A cycle made as uvicorn makes it, with every argument left empty."""
+    parameters = list(inspect.signature(RequestResponseCycle).parameters)
+    arguments: dict[str, Any] = dict.fromkeys(parameters)
+    return RequestResponseCycle(**arguments)
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+def takes_fast_path(scope: dict[str, Any], methods: frozenset[str]) -> bool:
     """Whether a call can skip the middleware: nothing in it that the middleware acts on."""
     if scope["method"] not in methods or scope.get("http_version") != "1.1":
         return False
     if function_target(scope) is None:
         return False
-    size = 0
-    for name, value in scope["headers"]:
-        if name in DECLINED_HEADERS:
-            return False
-        size += len(name) + len(value) + 4
-    return size <= max_header_size
+    return not any(name in DECLINED_HEADERS for name, _ in scope["headers"])
 
 
-class FunctionCycle(RequestResponseCycle):
+def refusal(status: int, message: str) -> bytes:
+    """A whole answer made by the protocol itself: JSON, a new call id, and it closes."""
+    call_id = new_call_id()
+    body = error_document(message, call_id)
+    return b"".join(
+        (
+            STATUS_LINE[status],
+            b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
+            b"x-call-id: %s\r\nconnection: close\r\n\r\n" % call_id.encode(),
+            body,
+        )
+    )
+
+
+class GatewayCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, whose own 500 (the app failed before answering)
+    is JSON with a call id like every other answer."""
+
+    async def send_500_response(self) -> None:
+        call_id = new_call_id()
+        body = error_document("internal error in the gateway", call_id)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"x-call-id", call_id.encode()),
+            (b"connection", b"close"),
+        ]
+        await self.send({"type": "http.response.start", "status": 500, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class FunctionCycle(GatewayCycle):
     """uvicorn's request/response cycle, writing the head together with the first body part.
 
     The head is held for at most one turn of the event loop: a body that is not ready
@@ -147,20 +283,200 @@ class FunctionCycle(RequestResponseCycle):
         return content
 
 
+class Throttled:
+    """A warning logged at most once per `every` seconds, with how many were held back."""
+
+    def __init__(self, message: str, every: float = 10.0) -> None:
+        self.message = message
+        self.every = every
+        self._last = -every
+        self._held = 0
+
+    def __call__(self, **extra: Any) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            self._held += 1
+            return
+        log.warning(self.message, extra={**extra, "also_since_last": self._held})
+        self._last, self._held = now, 0
+
+
+@dataclass(frozen=True, slots=True)
+class FastRoad:
+    app: ASGIApp
+    """The function endpoint (gateway.fastpath.FunctionFastPath)."""
+    methods: frozenset[str]
+
+
+class GatewayProtocol(HttpToolsProtocol):
+    """One connection to a listener. The class attributes are the listener's settings:
+    `protocol_for` makes a subclass per listener, and a reload may replace `limits`."""
+
+    limits: ClassVar[ListenerLimits]
+    fast: ClassVar[FastRoad | None] = None
+    """Where plain `/function/` calls go past the middleware; None: no shorter road."""
+    refused: ClassVar[Throttled]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        """Whether the parser is between requests or inside a request head."""
+        self._head_bytes = 0
+        self._heads = 0
+        """Heads completed on this connection: tells whether a slice finished one."""
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refusal: bytes | None = None
+        """The answer that ends this connection, once the response in flight is out."""
+        self._over_cap = False
+
+    # -- connection ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        if len(self.connections) >= self.limits.max_connections:
+            self._over_cap = True  # never counted, never read: answered and closed now
+            transport.write(refusal(503, "the gateway has too many open connections; retry later"))
+            transport.close()
+            self.refused(open=len(self.connections), cap=self.limits.max_connections)
+            return
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        if not self._over_cap:
+            super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._over_cap or self._refusal is not None or self.parser is None:
+            return  # answered already: what else arrives is dropped, not parsed
+        self._unset_keepalive_if_required()
+        self._receive(data)
+
+    def _receive(self, data: bytes) -> None:
+        if not self._in_head:
+            self._feed(data)
+            return
+        if self._head_timer is None:
+            self._arm_head_timer()  # a later request on a kept-alive connection began
+        room = self.limits.max_header_size - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            self._feed(data)
+            return
+        heads = self._heads
+        if room > 0:
+            self._feed(data[:room])
+        if self._refusal is not None or self.transport.is_closing():
+            return
+        if self._heads == heads:  # the head is still unfinished past the limit
+            self._refuse(
+                431,
+                f"the request head (request line and headers) is over the limit of "
+                f"{self.limits.max_header_size} bytes",
+            )
+            return
+        self._receive(data[room:])
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # no upgrades here (websockets are off): served as a plain request, then closed,
+            # since llhttp reads nothing more on this connection
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+        except httptools.HttpParserCallbackError:
+            self._refuse(400, "invalid HTTP request")
+        except httptools.HttpParserError as exc:
+            self._refuse(400, f"invalid HTTP request: {exc}")
+
+    # -- parser callbacks ----------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._heads += 1
+        self._cancel_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._head_bytes = 0
+
+    def on_response_complete(self) -> None:
+        if self._refusal is not None:
+            self._close_with_refusal()
+            return
+        super().on_response_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        fast = self.fast
+        if fast is not None and app is self.app and takes_fast_path(cycle.scope, fast.methods):  # type: ignore[arg-type]
+            cycle.__class__ = FunctionCycle  # same state, the coalescing `send`
+            cycle._head, cycle._flush = [], None  # type: ignore[attr-defined]
+            app = fast.app
+        else:
+            cycle.__class__ = GatewayCycle
+        super()._start_asgi_task(cycle, app)
+
+    # -- refusals ------------------------------------------------------------
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer `status` and close; after the response in flight, if there is one."""
+        self._refusal = refusal(status, message)
+        self._in_head = False
+        self._cancel_head_timer()
+        log.debug("request refused", extra={"status": status, "reason": message})
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.flow.pause_reading()
+            return
+        self._close_with_refusal()
+
+    def _close_with_refusal(self) -> None:
+        if self.transport.is_closing():
+            return
+        if not self.pipeline and self._refusal is not None:
+            # with requests queued behind, an answer would be taken as theirs: close only
+            self.transport.write(self._refusal)
+        self.transport.close()
+
+    def _arm_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if self._in_head and self._refusal is None and not self.transport.is_closing():
+            timeout = self.limits.header_timeout
+            self._refuse(408, f"the request head did not arrive within {timeout:g}s")
+
+
 def protocol_for(
-    function_app: ASGIApp, methods: frozenset[str], max_header_size: int
-) -> type[HttpToolsProtocol]:
-    """A protocol class (uvicorn's `http=`) that hands plain calls to `function_app`."""
-    if not hasattr(HttpToolsProtocol, "_start_asgi_task"):
-        log.warning("this uvicorn has no _start_asgi_task: calls take the full application")
-        return HttpToolsProtocol
+    limits: ListenerLimits,
+    function_app: ASGIApp | None = None,
+    methods: frozenset[str] = frozenset(),
+) -> type[GatewayProtocol]:
+    """A protocol class (uvicorn's `http=`) for one listener.
 
-    class GatewayProtocol(HttpToolsProtocol):
-        def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-            if app is self.app and takes_fast_path(cycle.scope, methods, max_header_size):  # type: ignore[arg-type]
-                cycle.__class__ = FunctionCycle  # same state, the coalescing `send`
-                cycle._head, cycle._flush = [], None  # type: ignore[attr-defined]
-                app = function_app
-            super()._start_asgi_task(cycle, app)
-
-    return GatewayProtocol
+    With `function_app`, plain calls are handed to it past the middleware.
+    """
+    missing = missing_hooks()
+    if missing:
+        raise RuntimeError(
+            "this uvicorn lacks what gateway/protocol.py relies on: "
+            + ", ".join(missing)
+            + "; install the range pinned in pyproject.toml"
+        )
+    return type(
+        "ListenerProtocol",
+        (GatewayProtocol,),
+        {
+            "limits": limits,
+            "fast": FastRoad(function_app, methods) if function_app is not None else None,
+            "refused": Throttled("connection refused: the listener is at its cap"),
+        },
+    )

@@ -114,13 +114,20 @@ class Gateway:
     port: int
     process: subprocess.Popen[str]
     log_path: Path
+    admin_port: int = 0
     stopped: bool = field(default=False)
     scheme: str = "http"
     backend: str = "docker"
 
     @property
     def url(self) -> str:
+        """The function listener."""
         return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener: the admin API and the dashboard."""
+        return f"{self.scheme}://127.0.0.1:{self.admin_port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -132,7 +139,11 @@ class Gateway:
 
     def admin_get(self, path: str) -> httpx.Response:
         return httpx.get(
-            self.url + path, headers=self.admin_headers, timeout=30, trust_env=False, verify=False
+            self.admin_url + path,
+            headers=self.admin_headers,
+            timeout=30,
+            trust_env=False,
+            verify=False,
         )
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -170,16 +181,20 @@ def run_cli(
 
 
 def start_gateway(spec_file: Path, project: str, log_dir: Path, *extra: str) -> Gateway:
+    """`faas up` on a free port, with its admin listener on another."""
     port = free_port()
+    admin_port = free_port()
+    while admin_port == port:
+        admin_port = free_port()
     log_path = log_dir / f"{project}.log"
     with log_path.open("w") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "faas", "up", "-f", str(spec_file), "--project", project,
-             "--port", str(port), *extra],
+             "--port", str(port), "--admin-port", str(admin_port), *extra],
             stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=REPO,
             env={**os.environ, "NO_COLOR": "1"},
         )  # fmt: skip
-    gateway = Gateway(spec_file, project, port, process, log_path)
+    gateway = Gateway(spec_file, project, port, process, log_path, admin_port)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -83,7 +83,7 @@ class Watched:
 
     def assert_clean(self, gateway: Gateway) -> None:
         assert self.errors == []
-        foreign = [url for url in self.requests if not url.startswith(gateway.url + "/")]
+        foreign = [url for url in self.requests if not url.startswith(gateway.admin_url + "/")]
         assert foreign == [], "the page loaded something from elsewhere"
 
 
@@ -92,7 +92,7 @@ def test_dashboard_shows_functions_and_a_scale_from_zero(
 ) -> None:
     watched = Watched(browser.new_page())
     page = watched.page
-    page.goto(f"{gateway.url}/ui#token={token_of(gateway)}")
+    page.goto(f"{gateway.admin_url}/ui#token={token_of(gateway)}")
 
     greet = page.locator('.card[data-function="greet"]')
     report = page.locator('.card[data-function="report"]')
@@ -176,12 +176,12 @@ def test_dashboard_asks_for_the_token_and_shows_when_it_is_refused(
 ) -> None:
     watched = Watched(browser.new_page())  # a new tab: nothing in its sessionStorage
     page = watched.page
-    page.goto(f"{gateway.url}/ui")
+    page.goto(f"{gateway.admin_url}/ui")
     expect(page.locator("#login")).to_be_visible()
     expect(page.locator("#dashboard")).to_be_hidden()
     expect(page.locator("#login-message")).to_contain_text("needs the admin token")
 
-    page.goto(f"{gateway.url}/ui#token=not-the-admin-token")
+    page.goto(f"{gateway.admin_url}/ui#token=not-the-admin-token")
     message = page.locator("#login-message")
     expect(message).to_contain_text("refused this admin token (401")
     expect(message).to_have_attribute("data-kind", "error")
@@ -203,6 +203,6 @@ def test_dashboard_asks_for_the_token_and_shows_when_it_is_refused(
 def test_faas_ui_prints_the_link(gateway: Gateway) -> None:
     result = gateway.cli("ui")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{gateway.url}/ui#token={token_of(gateway)}"
+    assert result.stdout.strip() == f"{gateway.admin_url}/ui#token={token_of(gateway)}"
     assert token_of(gateway) not in gateway.log(), "faas up wrote the admin token to its log"
-    assert f"dashboard: {gateway.url}/ui" in gateway.log()
+    assert f"dashboard: {gateway.admin_url}/ui" in gateway.log()

@@ -212,12 +212,16 @@ def test_tampered_webhook_never_starts_a_container(
     assert len(running_of(docker_client, secure.project, "hook")) == 1
 
 
-def test_admin_api_needs_the_token(secure: Gateway, client: httpx.Client) -> None:
+def test_admin_api_needs_the_token(secure: Gateway) -> None:
+    admin = httpx.Client(base_url=secure.admin_url, timeout=30, trust_env=False)
     for path in ("/system/functions", "/system/keys", "/metrics", "/system/scale-events"):
-        assert client.get(path).status_code == 401
-        wrong = client.get(path, headers={"Authorization": "Bearer wrong"})
+        refused = admin.get(path)
+        assert refused.status_code == 401
+        assert refused.headers["x-call-id"] == refused.json()["call_id"]
+        wrong = admin.get(path, headers={"Authorization": "Bearer wrong"})
         assert wrong.status_code == 401
         assert secure.admin_get(path).status_code == 200
+    admin.close()
     token_file = SPEC.parent / ".faas" / "admin-token"
     assert token_file.stat().st_mode & 0o077 == 0
 
@@ -305,7 +309,8 @@ def test_secret_is_only_in_the_mounted_file(
 def test_admin_api_is_not_served_beyond_loopback(
     docker_client: docker.DockerClient, tmp_path: Path, values: dict[str, str]
 ) -> None:
-    """Listening on every address, the admin API still answers only on loopback."""
+    """Functions listening on every address, the admin listener stays on loopback, and the
+    function listener has no admin API even with the token."""
     import ipaddress
 
     from tests.conftest import start_gateway, unique_project
@@ -320,6 +325,9 @@ def test_admin_api_is_not_served_beyond_loopback(
         assert httpx.get(f"{remote}/healthz", trust_env=False).status_code == 200
         assert httpx.get(f"{remote}/system/functions", headers=headers).status_code == 404
         assert httpx.get(f"{remote}/metrics", headers=headers).status_code == 404
+        assert httpx.get(f"{remote}/ui", headers=headers).status_code == 404
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{bridge}:{gateway.admin_port}/healthz", trust_env=False)
         assert gateway.admin_get("/system/functions").status_code == 200
     finally:
         assert gateway.stop() == 0

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from gateway.app import Security, create_app
+from gateway.app import Gateway, Security, create_gateway
 from gateway.dashboard import dashboard_url
 from gateway.keys import KeyStore
 from runtime.backends.base import Backend
@@ -32,7 +32,7 @@ functions:
 
 
 class Client:
-    """Requests straight into the ASGI app, each on its own event loop, from loopback."""
+    """Requests straight into the ASGI app (the admin listener's), each on its own event loop."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
@@ -53,7 +53,7 @@ class Client:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Client:
+def gateway(tmp_path: Path) -> Gateway:
     (tmp_path / "functions").mkdir()
     (tmp_path / "functions" / "a.py").write_text("def handle(event, context):\n    return 'a'\n")
     (tmp_path / "functions.yaml").write_text(SPEC)
@@ -63,7 +63,19 @@ def client(tmp_path: Path) -> Client:
     security = Security(KeyStore(state), SecretStore(state), TOKEN)
     # nothing here reaches the backend: no function is built
     platform = Platform(project, cast(Backend, object()))
-    return Client(create_app(platform, security))
+    return create_gateway(platform, security)
+
+
+@pytest.fixture
+def client(gateway: Gateway) -> Client:
+    """The admin listener's app, where the dashboard is."""
+    return Client(gateway.admin)
+
+
+@pytest.fixture
+def caller(gateway: Gateway) -> Client:
+    """The function listener's app."""
+    return Client(gateway.functions)
 
 
 def admin() -> dict[str, str]:
@@ -115,10 +127,10 @@ def test_stats_need_the_admin_token(client: Client) -> None:
     assert set(series) == {"t", "ready", "starting", "queue_depth", "in_flight", "calls"}
 
 
-def test_every_call_feeds_the_stats(client: Client) -> None:
+def test_every_call_feeds_the_stats(client: Client, caller: Client) -> None:
     # auth: key by default, so a call without a key is answered 401 by the gateway
     for _ in range(3):
-        assert client.get("/function/public-fn").status_code == 401
+        assert caller.get("/function/public-fn").status_code == 401
     stats = client.get("/system/stats", headers=admin()).json()["functions"]["public-fn"]
     assert (stats["calls"], stats["errors"], stats["error_rate"]) == (3, 0, 0.0)
     assert stats["p50_ms"] is not None and stats["p50_ms"] >= 0
@@ -133,13 +145,14 @@ def test_invoke_needs_the_admin_token(client: Client) -> None:
     assert wrong.status_code == 401
 
 
-def test_invoke_bypasses_the_functions_auth_and_visibility(client: Client) -> None:
+def test_invoke_bypasses_the_functions_auth_and_visibility(client: Client, caller: Client) -> None:
     # not built here: reaching "still being built" (503) means auth and `public` were passed
-    assert client.get("/function/hidden").status_code == 404
+    assert caller.get("/function/hidden").status_code == 404
     for url in ("/system/functions/hidden/invoke", "/system/functions/public-fn/invoke/a/b"):
         answer = client.post(url, content=b"{}", headers=admin())
         assert answer.status_code == 503, answer.text
         assert "being built" in answer.json()["error"]
+        assert answer.headers["content-security-policy"].startswith("sandbox")
     missing = client.post("/system/functions/nope/invoke", headers=admin())
     assert missing.status_code == 404
     stats = client.get("/system/stats", headers=admin()).json()["functions"]["hidden"]

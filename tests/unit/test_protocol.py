@@ -2,15 +2,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+from uvicorn.config import Config
 from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.server import ServerState
 
 from gateway.fastpath import function_target
-from gateway.protocol import FunctionCycle, takes_fast_path
+from gateway.limits import ListenerLimits, connection_cap
+from gateway.protocol import (
+    FunctionCycle,
+    GatewayProtocol,
+    missing_hooks,
+    protocol_for,
+    takes_fast_path,
+)
 
 METHODS = frozenset({"GET", "POST", "HEAD"})
 
@@ -56,8 +67,9 @@ def test_function_target(path: str, raw: bytes | None, expected: tuple[str, str]
 
 
 def test_plain_calls_take_the_fast_path() -> None:
-    assert takes_fast_path(scope(), METHODS, 8192)
-    assert takes_fast_path(scope(method="POST"), METHODS, 8192)
+    assert takes_fast_path(scope(), METHODS)
+    assert takes_fast_path(scope(method="POST"), METHODS)
+    assert takes_fast_path(scope(headers=[(b"x-big", b"x" * 9000)]), METHODS)  # sized already
 
 
 @pytest.mark.parametrize(
@@ -69,23 +81,22 @@ def test_plain_calls_take_the_fast_path() -> None:
         scope(http_version="1.0"),
         scope(headers=[(b"x-forwarded-for", b"203.0.113.9")]),
         scope(headers=[(b"x-forwarded-proto", b"https")]),
-        scope(headers=[(b"x-big", b"x" * 9000)]),  # the full app answers 431
     ],
 )
 def test_calls_the_middleware_acts_on_take_the_full_app(call: dict[str, Any]) -> None:
-    assert not takes_fast_path(call, METHODS, 8192)
-
-
-def test_header_size_counts_as_the_limit_does() -> None:
-    headers = [(b"x-a", b"y" * 96)]  # 3 + 96 + 4 = 103 bytes
-    assert takes_fast_path(scope(headers=headers), METHODS, 103)
-    assert not takes_fast_path(scope(headers=headers), METHODS, 102)
+    assert not takes_fast_path(call, METHODS)
 
 
 class FakeTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.closed = False
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8080)}.get(
+            name, default
+        )
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
@@ -97,10 +108,10 @@ class FakeTransport:
         return self.closed
 
     def pause_reading(self) -> None:
-        pass
+        self.reading = False
 
     def resume_reading(self) -> None:
-        pass
+        self.reading = True
 
 
 def cycle(method: str = "GET", keep_alive: bool = True) -> tuple[FunctionCycle, FakeTransport]:
@@ -198,3 +209,214 @@ async def test_a_body_longer_than_its_length_is_refused() -> None:
     await made.send(start((b"content-length", b"1")))
     with pytest.raises(RuntimeError, match="longer"):
         await made.send(body(b"too long"))
+
+
+# -- uvicorn's private API, pinned ----------------------------------------------------
+
+
+def test_this_uvicorn_has_every_hook_the_protocol_uses() -> None:
+    """Fails on a uvicorn release that changed its request cycle: pin or adapt (pyproject.toml)."""
+    assert missing_hooks() == [], "uvicorn changed what gateway/protocol.py relies on"
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "named"),
+    [
+        (HttpToolsProtocol, "_start_asgi_task", "HttpToolsProtocol._start_asgi_task"),
+        (HttpToolsProtocol, "on_response_complete", "HttpToolsProtocol.on_response_complete"),
+        (RequestResponseCycle, "send_500_response", "RequestResponseCycle.send_500_response"),
+    ],
+)
+def test_a_missing_hook_is_named_and_refuses_to_serve(
+    monkeypatch: pytest.MonkeyPatch, owner: type, name: str, named: str
+) -> None:
+    monkeypatch.delattr(owner, name)
+    assert named in missing_hooks()
+    with pytest.raises(RuntimeError, match=named):
+        protocol_for(LIMITS)
+
+
+def test_a_missing_attribute_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = RequestResponseCycle.__init__
+
+    @functools.wraps(original)
+    def without_flow(self: RequestResponseCycle, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        del self.flow
+
+    monkeypatch.setattr(RequestResponseCycle, "__init__", without_flow)
+    assert missing_hooks() == ["RequestResponseCycle().flow"]
+
+
+# -- limits --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("descriptors", "configured", "cap"),
+    [
+        (20_000, None, 9840),  # (20000 - 256 reserved - 64 admin) // 2
+        (1024, None, 352),
+        (1_048_576, None, 524_128),
+        (20_000, 50, 50),  # a configured cap below the budget stands
+        (1024, 5000, 352),  # above it, the budget wins
+        (300, None, 16),  # never below a floor
+    ],
+)
+def test_connection_cap_leaves_descriptors_for_replicas(
+    descriptors: int, configured: int | None, cap: int
+) -> None:
+    assert connection_cap(descriptors, configured) == cap
+
+
+LIMITS = ListenerLimits(max_header_size=200, header_timeout=0.05, max_connections=3)
+OK_HEAD = b"GET /function/hello HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+class Served:
+    """A gateway protocol on a fake transport, its app recording what reached it."""
+
+    def __init__(self, limits: ListenerLimits = LIMITS, state: ServerState | None = None) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            self.calls.append(scope)
+            body = b"ok"
+            headers = [(b"content-length", b"2")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+        config = Config(app=app, log_config=None, lifespan="off", ws="none")
+        self.protocol: GatewayProtocol = protocol_for(limits)(
+            config, state or ServerState(), {}, _loop=asyncio.get_running_loop()
+        )
+        self.transport = FakeTransport()
+        self.protocol.connection_made(self.transport)  # type: ignore[arg-type]
+
+    @property
+    def output(self) -> bytes:
+        return b"".join(self.transport.writes)
+
+    def answer(self) -> tuple[int, dict[str, Any], bytes]:
+        head, _, body = self.output.partition(b"\r\n\r\n")
+        status = int(head.split(b" ")[1])
+        return status, json.loads(body), head.lower()
+
+
+def assert_refused(served: Served, status: int) -> dict[str, Any]:
+    code, document, head = served.answer()
+    assert code == status
+    assert b"content-type: application/json" in head
+    assert f"x-call-id: {document['call_id']}".encode() in head
+    assert b"connection: close" in head
+    assert served.transport.closed
+    return document
+
+
+@in_loop
+async def test_an_unfinished_head_past_the_limit_is_431_and_nothing_more_is_read() -> None:
+    served = Served()
+    served.protocol.data_received(b"GET /function/hello HTTP/1.1\r\nX-Big: ")
+    served.protocol.data_received(b"a" * 150)  # 187 bytes: under 200, still held
+    assert served.output == b""
+    served.protocol.data_received(b"a" * 10_000)
+    assert "over the limit of 200 bytes" in assert_refused(served, 431)["error"]
+    writes = len(served.transport.writes)
+    served.protocol.data_received(b"a" * 10_000)  # dropped unparsed
+    assert len(served.transport.writes) == writes and served.calls == []
+
+
+@in_loop
+async def test_a_head_within_the_limit_passes_with_its_body_in_the_same_read() -> None:
+    served = Served()
+    head = b"POST /function/hello HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n"
+    served.protocol.data_received(head + b"x" * 1000)  # 1,000 bytes past the limit in total
+    await asyncio.sleep(0.01)
+    assert [c["path"] for c in served.calls] == ["/function/hello"]
+    assert served.output.startswith(b"HTTP/1.1 200 OK") and not served.transport.closed
+
+
+@in_loop
+async def test_each_request_on_a_kept_alive_connection_gets_the_whole_limit() -> None:
+    served = Served()
+    for _ in range(5):
+        served.protocol.data_received(OK_HEAD.replace(b"Host: a", b"Host: " + b"a" * 120))
+        await asyncio.sleep(0.01)
+    assert len(served.calls) == 5 and not served.transport.closed
+
+
+@in_loop
+async def test_a_head_not_complete_in_time_is_408() -> None:
+    served = Served()
+    served.protocol.data_received(b"GET /function/hello HTTP/1.1\r\nHo")
+    await asyncio.sleep(0.2)
+    assert "did not arrive within 0.05s" in assert_refused(served, 408)["error"]
+    assert served.calls == []
+
+
+@in_loop
+async def test_a_connection_that_sends_nothing_is_408() -> None:
+    served = Served()
+    await asyncio.sleep(0.2)
+    assert_refused(served, 408)
+
+
+@in_loop
+async def test_a_kept_alive_connection_idle_between_requests_gets_no_408() -> None:
+    served = Served()
+    served.protocol.data_received(OK_HEAD)
+    await asyncio.sleep(0.2)  # past the head timeout: only uvicorn's keep-alive timer runs
+    assert served.output.startswith(b"HTTP/1.1 200 OK") and not served.transport.closed
+    served.protocol.data_received(OK_HEAD)
+    await asyncio.sleep(0.01)
+    assert len(served.calls) == 2
+
+
+@in_loop
+async def test_connections_past_the_cap_are_503_and_never_read() -> None:
+    state = ServerState()
+    held = [Served(state=state) for _ in range(3)]
+    refused = Served(state=state)
+    assert "too many open connections" in assert_refused(refused, 503)["error"]
+    assert len(state.connections) == 3
+    refused.protocol.data_received(OK_HEAD)
+    refused.protocol.connection_lost(None)
+    assert refused.calls == [] and len(state.connections) == 3
+    held[0].transport.closed = True
+    held[0].protocol.connection_lost(None)
+    assert not Served(state=state).transport.closed  # room again
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (b"FOO / HTTP/1.1\r\nHost: a\r\n\r\n", "Invalid method"),
+        (b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", "header value"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n  b\r\n\r\n", "whitespace"),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "Content-Length",
+        ),
+    ],
+)
+def test_what_llhttp_refuses_is_400_json(request_bytes: bytes, reason: str) -> None:
+    async def run() -> None:
+        served = Served()
+        served.protocol.data_received(request_bytes)
+        assert reason in assert_refused(served, 400)["error"]
+        assert served.calls == []
+
+    asyncio.run(run())
+
+
+@in_loop
+async def test_a_failing_app_answers_500_json() -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("internal detail")
+
+    served = Served()
+    served.protocol.app = failing
+    served.protocol.data_received(OK_HEAD)
+    await asyncio.sleep(0.01)
+    document = assert_refused(served, 500)
+    assert document["error"] == "internal error in the gateway"
