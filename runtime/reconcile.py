@@ -6,18 +6,21 @@ made, or being handed to a start), or `Removals`, which stops and removes it
 with retries. Each start hands a container from one owner to the next without
 an `await` in between, and removes it on any failure, cancellation included.
 
-What can still slip through is what no code path can know about: an engine
-that created a container but whose answer was lost (a connection cut, a file
-descriptor limit reached mid-response), or a removal that failed every retry
-while the engine was unreachable. The `Reconciler` is the safety net for
-those: every few seconds it lists the project's containers and removes the
-ones that no owner tracks and that are older than a grace period (a container
-whose creation is still on its way back is young).
+A removal is retried until the engine confirms it, so a container that failed
+while the engine was unreachable stays tracked (and a warm watchdog keeps its
+place in the warm pool) until it is really gone. What can still slip through
+is what no code path can know about: an engine that created a container but
+whose answer was lost (a connection cut, a file descriptor limit reached
+mid-response), or what an earlier gateway left. The `Reconciler` is the safety
+net for those: every few seconds it lists the project's containers and removes
+the ones that no owner tracks and that are older than a grace period (a
+container whose creation is still on its way back is young).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -26,11 +29,13 @@ from runtime.backends.base import Backend, ContainerListing, ListedContainer
 
 log = logging.getLogger("faas.reconcile")
 
-REMOVE_ATTEMPTS = 4
 REMOVE_BACKOFF = 0.25
-"""Before the 2nd removal attempt; doubled each time (0.25 + 0.5 + 1 s): an engine that
-refused one call under load usually answers the next. After the last attempt the
-container is left to the reconcile, which tries again every sweep."""
+"""Before the 2nd removal attempt; doubled each time up to REMOVE_BACKOFF_MAX: an engine
+that refused one call under load usually answers the next."""
+REMOVE_BACKOFF_MAX = 5.0
+LOGGED_ATTEMPTS = 4
+"""Failed attempts logged one by one; after them, one in LOG_EVERY (once a minute or so)."""
+LOG_EVERY = 12
 SWEEP_INTERVAL = 5.0
 START_GRACE = 60.0
 """A container younger than this is not an orphan: its creation may still be on its way
@@ -56,15 +61,16 @@ def orphans(
 
 
 class Removals:
-    """Containers being stopped and removed in the background, with retries.
+    """Containers being stopped and removed in the background, retried until the engine
+    confirms it (a missing container counts as removed).
 
-    Tracked until the engine confirms the removal (or every attempt failed), so the
-    reconcile does not count them as lost. One per platform, shared by its pools.
+    Tracked meanwhile, so the reconcile does not count them as lost. One per platform,
+    shared by its pools; `close` gives up what is left before the engine teardown.
     """
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
-        self._tasks: dict[str, asyncio.Task[bool]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def ids(self) -> set[str]:
         return set(self._tasks)
@@ -76,12 +82,10 @@ class Removals:
         grace: float = 0.0,
         why: str = "",
         then: Callable[[], None] | None = None,
-    ) -> asyncio.Task[bool]:
-        """Stop and remove a container in the background; `then` runs once it is settled.
-
-        The task's result says whether the engine removed it. A container already
-        being removed is not removed twice.
-        """
+    ) -> asyncio.Task[None]:
+        """Stop and remove a container in the background; `then` runs once it is gone
+        (or the removal was given up at shutdown). A container already being removed is
+        not removed twice."""
         task = self._tasks.get(replica_id)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._remove(replica_id, grace, why))
@@ -91,28 +95,29 @@ class Removals:
             task.add_done_callback(lambda _: then())
         return task
 
-    async def _remove(self, replica_id: str, grace: float, why: str) -> bool:
-        for attempt in range(1, REMOVE_ATTEMPTS + 1):
+    async def _remove(self, replica_id: str, grace: float, why: str) -> None:
+        for attempt in itertools.count(1):
             try:
                 await self._backend.stop(replica_id, grace=grace)
-                return True
             except Exception as exc:  # an engine error, or the OSError it did not wrap
-                last = attempt == REMOVE_ATTEMPTS
-                log.warning(
-                    "removing a container failed; left to the reconcile"
-                    if last
-                    else "removing a container failed; trying again",
-                    extra={
-                        "container": replica_id[:12],
-                        "why": why,
-                        "error": str(exc) or type(exc).__name__,
-                        "attempt": attempt,
-                    },
-                )
-                if last:
-                    return False
-            await asyncio.sleep(REMOVE_BACKOFF * 2 ** (attempt - 1))
-        return False  # pragma: no cover - the loop returns
+                if attempt <= LOGGED_ATTEMPTS or attempt % LOG_EVERY == 0:
+                    log.warning(
+                        "removing a container failed; trying again",
+                        extra={
+                            "container": replica_id[:12],
+                            "why": why,
+                            "error": str(exc) or type(exc).__name__,
+                            "attempt": attempt,
+                        },
+                    )
+            else:
+                if attempt > 1:
+                    log.info(
+                        "container removed",
+                        extra={"container": replica_id[:12], "attempt": attempt},
+                    )
+                return
+            await asyncio.sleep(min(REMOVE_BACKOFF * 2 ** (attempt - 1), REMOVE_BACKOFF_MAX))
 
     async def wait(self) -> None:
         """Until every removal under way is settled."""

@@ -75,11 +75,11 @@ def fits(code: Mapping[str, bytes]) -> bool:
     return sum(len(content) for content in code.values()) <= MAX_CODE_BYTES
 
 
-def to_start(size: int, ready: int, starting: int, handing: int) -> int:
+def to_start(size: int, ready: int, starting: int, handing: int, removing: int) -> int:
     """How many warm watchdogs a refill starts: what `size` leaves once the ready ones,
-    the ones on their way (or being removed after failing) and the ones being handed
-    to a start are counted. Waiting starts never add to it: they get the next ready."""
-    return max(0, size - ready - starting - handing)
+    the ones on their way, the ones being handed to a start and the failed ones not yet
+    removed are counted. Waiting starts never add to it: they get the next ready."""
+    return max(0, size - ready - starting - handing - removing)
 
 
 class WarmPool:
@@ -105,7 +105,9 @@ class WarmPool:
         self._ready: list[Replica] = []
         self._waiting: collections.deque[asyncio.Future[Replica | None]] = collections.deque()
         self._making = 0
-        """Watchdogs on their way, or failed and not yet removed: each holds its place."""
+        """Watchdogs on their way."""
+        self._removing = 0
+        """Watchdogs that failed (on their way or in a start), until their container is gone."""
         self._handing = 0
         """Watchdogs handed to a start (or to its waiter) and not yet given a function."""
         self._made: set[str] = set()
@@ -124,7 +126,7 @@ class WarmPool:
     @property
     def held(self) -> int:
         """Watchdogs counted against `size`: ready, on their way, being handed over."""
-        return len(self._ready) + self._making + self._handing
+        return len(self._ready) + self._making + self._handing + self._removing
 
     def container_ids(self) -> set[str]:
         """Every container this pool is responsible for now (for the reconcile)."""
@@ -134,14 +136,15 @@ class WarmPool:
         """Start warm watchdogs until `size` are ready, on their way or being handed over."""
         if self._closed or self._failing:
             return
-        for _ in range(to_start(self.size, len(self._ready), self._making, self._handing)):
+        wanted = to_start(self.size, len(self._ready), self._making, self._handing, self._removing)
+        for _ in range(wanted):
             self._making += 1
             task = asyncio.get_running_loop().create_task(self._make_one())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def start(
-        self, spec: ReplicaSpec, code: Mapping[str, bytes], *, wait: float = TAKE_WAIT
+        self, spec: ReplicaSpec, code: Mapping[str, bytes], *, wait: float | None = None
     ) -> tuple[Replica, dict[str, float]] | None:
         """Take a warm watchdog and make it a replica of `spec`; None when none came.
 
@@ -151,7 +154,7 @@ class WarmPool:
         caller is cancelled.
         """
         began = time.perf_counter()
-        taken = await self._take(wait)
+        taken = await self._take(TAKE_WAIT if wait is None else wait)
         if taken is None:
             return None
         # From here to the return there is an owner for `taken` at every step.
@@ -166,9 +169,11 @@ class WarmPool:
             return self._ready.pop(0)
         if self._closed or self._failing:
             return None
+        self.fill()
+        if not self._making:
+            return None  # none on its way (the pool's places are held by failed ones)
         waiter: asyncio.Future[Replica | None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
-        self.fill()
         taken: Replica | None = None
         try:
             async with asyncio.timeout(wait):
@@ -216,11 +221,13 @@ class WarmPool:
             await self._client.init(assigned, archive)
         except BaseException as exc:
             self._assigning.discard(replica.id)
-            # A watchdog that failed keeps its place until its container is gone.
+            if handing:  # a watchdog that failed keeps its place until it is gone
+                self._handing -= 1
+                self._removing += 1
             self._removals.remove(
                 replica.id,
                 why=f"a warm start of {spec.function} failed: {type(exc).__name__}",
-                then=self._handed_back if handing else None,
+                then=self._removed if handing else None,
             )
             raise
         self._assigning.discard(replica.id)
@@ -230,10 +237,6 @@ class WarmPool:
             "init_ms": round((time.perf_counter() - assigned_at) * 1000, 1),
         }
         return assigned, phases
-
-    def _handed_back(self) -> None:
-        self._handing -= 1
-        self.fill()
 
     async def _make_one(self) -> None:
         replica_id: str | None = None
@@ -249,10 +252,10 @@ class WarmPool:
                 replica, deadline=loop.time() + READY_TIMEOUT, is_alive=self._check_alive
             )
         except BaseException as exc:
-            if replica_id is None:
-                self._making -= 1
-            else:  # it keeps its place in the pool until its container is gone
+            self._making -= 1
+            if replica_id is not None:  # it keeps its place in the pool until it is gone
                 self._made.discard(replica_id)
+                self._removing += 1
                 self._removals.remove(
                     replica_id,
                     why=f"a warm watchdog did not start: {type(exc).__name__}",
@@ -274,8 +277,8 @@ class WarmPool:
         self.fill()
 
     def _removed(self) -> None:
-        """A watchdog that failed on its way is gone: its place is free."""
-        self._making -= 1
+        """A watchdog that failed is gone: its place is free."""
+        self._removing -= 1
         self.fill()
 
     def _fail_for_a_while(self) -> None:

@@ -385,23 +385,25 @@ def run(test: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 @pytest.mark.parametrize(
-    ("size", "ready", "starting", "handing", "wanted"),
+    ("size", "ready", "starting", "handing", "removing", "wanted"),
     [
-        (2, 0, 0, 0, 2),  # empty: fill it
-        (2, 1, 0, 0, 1),
-        (2, 0, 2, 0, 0),  # both on their way
-        (2, 1, 1, 0, 0),
-        (2, 0, 1, 1, 0),  # one being given a function still counts
-        (2, 0, 3, 0, 0),  # failed ones being removed hold their place: never negative
-        (2, 2, 0, 5, 0),
-        (0, 0, 0, 0, 0),
-        (5, 1, 1, 1, 2),
+        (2, 0, 0, 0, 0, 2),  # empty: fill it
+        (2, 1, 0, 0, 0, 1),
+        (2, 0, 2, 0, 0, 0),  # both on their way
+        (2, 1, 1, 0, 0, 0),
+        (2, 0, 1, 1, 0, 0),  # one being given a function still counts
+        (2, 0, 0, 0, 1, 1),  # a failed one keeps its place until it is gone
+        (2, 0, 0, 0, 2, 0),
+        (2, 0, 3, 0, 1, 0),  # never negative
+        (2, 2, 0, 5, 0, 0),
+        (0, 0, 0, 0, 0, 0),
+        (5, 1, 1, 1, 1, 1),
     ],
 )
 def test_how_many_warm_watchdogs_a_refill_starts(
-    size: int, ready: int, starting: int, handing: int, wanted: int
+    size: int, ready: int, starting: int, handing: int, removing: int, wanted: int
 ) -> None:
-    assert to_start(size, ready, starting, handing) == wanted
+    assert to_start(size, ready, starting, handing, removing) == wanted
 
 
 def listed(id: str, age: float, role: str = "replica", owner: str | None = None) -> ListedContainer:
@@ -521,28 +523,36 @@ def test_a_created_container_whose_answer_was_lost_is_found_by_the_reconcile(
     run(main)
 
 
-def test_a_removal_is_retried_then_left_to_the_reconcile(
+def test_a_removal_is_retried_until_the_engine_answers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def main() -> None:
         r = rig(tmp_path, monkeypatch)
+        failures = reconcile.LOGGED_ATTEMPTS + 3
         r.script.fail("ready", EMFILE)
-        r.script.fail("stop", *[EngineUnavailable("EMFILE")] * reconcile.REMOVE_ATTEMPTS)
+        r.script.fail("stop", *[EngineUnavailable("EMFILE")] * failures)
+        removing = r.script.hold("stop")
         with caplog.at_level(logging.WARNING, logger="faas.reconcile"):
             await r.pool.start_replica()
+            for _ in range(failures):
+                await r.script.entered["stop"].wait()
+                r.script.entered["stop"].clear()
+                # tracked all along: the reconcile leaves it to the removal
+                assert r.untracked() == set()
+                reconciler = Reconciler(
+                    r.engine, r.platform.tracked_containers, r.platform.removals, grace=0.0
+                )
+                assert await reconciler.sweep() == []
+                removing.set()
+                await asyncio.sleep(0)
+                removing.clear()
+            removing.set()
             await r.settle()
-        attempts = [r for r in caplog.records if "removing a container failed" in r.getMessage()]
-        assert len(attempts) == reconcile.REMOVE_ATTEMPTS
-        assert "left to the reconcile" in attempts[-1].getMessage()
-        lost = r.untracked()  # the replica and its sandbox
-        assert len(lost) == 2
-        # once the engine answers again, the sweep removes them (past the grace)
-        reconciler = Reconciler(
-            r.engine, r.platform.tracked_containers, r.platform.removals, grace=0.0
-        )
-        assert {c.id for c in await reconciler.sweep()} == lost
-        await r.settle()
         assert r.engine.alive() == []
+        assert r.engine.stops.count(r.engine.stops[0]) == failures + 1
+        # the first failures are logged one by one, then only now and then
+        attempts = [r for r in caplog.records if "removing a container failed" in r.getMessage()]
+        assert [a.__dict__["attempt"] for a in attempts] == [1, 2, 3, 4]
         r.assert_tracked_once()
         await r.close()
 
@@ -794,6 +804,38 @@ def test_the_warm_pool_never_exceeds_its_size_under_failures(
     run(main)
 
 
+def test_a_failed_watchdog_keeps_its_place_until_it_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the engine cannot remove a failed watchdog, the pool does not replace it:
+    the engine never runs more unassigned watchdogs than the pool's size."""
+
+    async def main() -> None:
+        r = rig(tmp_path, monkeypatch, warm=1, warm_functions=1)
+        await start_warm_pool(r)
+        warm = r.platform.warm
+        assert warm is not None
+        (failed,) = r.engine.alive()
+        r.script.fail("init", ReplicaUnreachable("EMFILE"), ReplicaUnreachable("EMFILE"))
+        r.script.fail("stop", *[EngineUnavailable("EMFILE")] * 5)
+        removing = r.script.hold("stop")
+        task = asyncio.get_running_loop().create_task(r.platform.pools["warm0"].start_replica())
+        await r.script.entered["stop"].wait()
+        for _ in range(20):
+            await asyncio.sleep(0.001)
+            assert failed.id in r.platform.removals.ids()
+            assert warm.held == 1 and r.engine.unassigned() <= 1  # not replaced yet
+        removing.set()
+        await task
+        await r.settle(until=r.warm_full)
+        assert failed.id not in r.engine.boxes
+        assert r.engine.most_unassigned <= 1
+        r.assert_tracked_once()
+        await r.close()
+
+    run(main)
+
+
 def test_waiting_starts_do_not_grow_the_pool(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -875,7 +917,7 @@ def test_removals_retry_and_settle(monkeypatch: pytest.MonkeyPatch) -> None:
         task = removals.remove(box.id, then=lambda: settled.append(True))
         assert removals.remove(box.id) is task  # not removed twice
         assert removals.ids() == {box.id}
-        assert await task is True
+        await task
         assert settled == [True] and removals.ids() == set()
         assert engine.stops == [box.id] * 3 and engine.boxes == {}
 
