@@ -3,6 +3,19 @@
 Only what the gateway and ordinary clients need: Content-Length and chunked request
 bodies, keep-alive, pipelining (answered strictly in order, one request at a time per
 connection), `Expect: 100-continue`. Responses are always framed by Content-Length.
+
+Parsing is strict (RFC 9112), so that every request accepted here means the same to h11
+and to httptools (tests/unit/test_watchdog_parser_fuzz.py checks this byte by byte):
+lines end in CRLF only; the request line is `method SP target SP HTTP/1.0|1.1` with a
+token method and a visible-ASCII target without `#`; field names are tokens and values
+hold no controls but HTAB (so no obs-fold); Content-Length is 1-20 digits, given once;
+Transfer-Encoding is `chunked` only, never with Content-Length nor in HTTP/1.0; chunk
+sizes are 1-16 hex digits and chunk extensions and trailers are checked, then ignored;
+more than one Host is refused. Anything else answers 400 (431, 413, 501, 505) and closes,
+and a head ended by bare LFs is refused as soon as it is seen rather than waited on. Two
+tolerances, both harmless here: an HTTP/1.1 request without Host is accepted (the
+watchdog routes nothing by Host), and empty lines before a request line are skipped
+(RFC 9112 section 2.2).
 """
 
 from __future__ import annotations
@@ -15,11 +28,25 @@ from typing import Protocol
 from .contract import JSON_TYPE, dump_json, new_call_id
 from .logs import log
 
-MAX_HEAD = 64 * 1024
-_MAX_CHUNK_LINE = 4096
+MAX_HEAD = 64 * 1024  # request line and fields, without the blank line; also the trailers
+_MAX_CHUNK_LINE = 4096  # a chunk-size line or a trailer line, without its CRLF
 
-# method SP request-target SP HTTP-version; the target may not hold controls or spaces.
-_REQUEST_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# Visible ASCII but `#`: a fragment is never part of a request target.
+_REQUEST_LINE = re.compile(rf"({_TOKEN}) ([!-\"$-~]+) HTTP/([0-9]\.[0-9])")
+_FIELD_NAME = re.compile(_TOKEN)
+# HTAB, SP, visible ASCII and obs-text; the fast path is str.isprintable().
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_TRAILER_FIELD = re.compile(rf"{_TOKEN}:[\t\x20-\x7e\x80-\xff]*".encode())
+# Field names already seen valid, mapped to their lower case: most requests repeat the
+# same dozen names, so a lookup replaces both the token check and str.lower().
+_NAMES: dict[str, str] = {}
+_NAMES_CACHED = 512
+_NAME_CACHED_LENGTH = 64
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_CHUNK_LINE = re.compile(
+    rb"([0-9A-Fa-f]{1,16})(?:;%s(?:=(?:%s|%s))?)*" % (_TOKEN.encode(), _TOKEN.encode(), _QUOTED)
+)
 
 
 class HttpError(Exception):
@@ -65,8 +92,13 @@ class Request:
         if connection is None:
             self.keep_alive = http11
         else:
-            tokens = connection.lower()
-            self.keep_alive = "close" not in tokens if http11 else "keep-alive" in tokens
+            tokens = _tokens(connection)
+            self.keep_alive = "close" not in tokens and (http11 or "keep-alive" in tokens)
+
+
+def _tokens(value: str) -> set[str]:
+    """The lower-cased members of a comma-separated field value."""
+    return {token.strip(" \t") for token in value.lower().split(",")}
 
 
 # Body states of the parser.
@@ -84,6 +116,7 @@ class RequestParser:
         "_received",
         "_remaining",
         "_request",
+        "_scan",
         "_state",
     )
 
@@ -92,10 +125,11 @@ class RequestParser:
         self._max_body = max_body
         self._state = _HEAD
         self._request: Request | None = None
-        self._remaining = 0  # body bytes still expected (fixed) or left in this chunk
+        self._remaining = 0  # body bytes still expected (fixed), left in this chunk, or trailer
         self._received = 0  # chunked body bytes so far
         self._chunks: list[bytes] = []
         self._continue = False
+        self._scan = 0  # where to resume looking for the end of a partial head
 
     @property
     def buffered(self) -> int:
@@ -136,26 +170,54 @@ class RequestParser:
         buf = self._buf
         if not buf:
             return None
-        while buf[:2] == b"\r\n":  # stray CRLFs between requests are allowed (RFC 9112 2.2)
+        while buf.startswith(b"\r\n"):  # empty lines before a request line (RFC 9112 2.2)
             del buf[:2]
-        end = buf.find(b"\r\n\r\n")
-        if end < 0 or end > MAX_HEAD:
-            if len(buf) > MAX_HEAD:
-                raise HttpError(431, "request head too large")
+        end = buf.find(b"\r\n\r\n", self._scan)
+        if end < 0:
+            self._partial_head()
             return None
+        self._scan = 0
+        if end > MAX_HEAD:
+            self._partial_head()  # the answer it gets when it comes in smaller reads
+            raise HttpError(431, "request head too large")
         head = buf[:end].decode("latin-1")
         del buf[: end + 4]
+
         lines = head.split("\r\n")
         breaks = len(lines) - 1
         if head.count("\n") != breaks or head.count("\r") != breaks:
             raise HttpError(400, "bare CR or LF in request head")
-
         match = _REQUEST_LINE.fullmatch(lines[0])
         if match is None:
             raise HttpError(400, "malformed request line")
-        method, target, major, minor = match.groups()
-        if major != "1":
-            raise HttpError(505, "only HTTP/1.x is supported")
+
+        headers: dict[str, str] = {}
+        faas: dict[str, str] = {}
+        names = _NAMES
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
+            lowered = names.get(name)
+            if lowered is None or not colon:
+                if not colon or _FIELD_NAME.fullmatch(name) is None:
+                    raise HttpError(400, "malformed header line")
+                lowered = name.lower()
+                if len(names) < _NAMES_CACHED and len(name) <= _NAME_CACHED_LENGTH:
+                    names[name] = lowered
+            if not value.isprintable() and _FIELD_VALUE.fullmatch(value) is None:
+                raise HttpError(400, "control character in a header value")
+            value = value.strip(" \t")
+            target_dict = faas if lowered.startswith("x-faas-") else headers
+            previous = target_dict.get(lowered)
+            if previous is None:
+                target_dict[lowered] = value
+            elif lowered == "host":
+                raise HttpError(400, "more than one Host")
+            else:
+                target_dict[lowered] = f"{previous}, {value}"
+
+        method, target, version = match.groups()
+        if version != "1.1" and version != "1.0":
+            raise HttpError(505, "only HTTP/1.0 and HTTP/1.1 are supported")
         path, _, query = target.partition("?")
         if path[:1] != "/":
             path = _origin_path(path)
@@ -164,29 +226,21 @@ class RequestParser:
 
             path = unquote(path)
 
-        headers: dict[str, str] = {}
-        faas: dict[str, str] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            if not colon or not name or " " in name or "\t" in name:
-                raise HttpError(400, "malformed header line")
-            name = name.lower()
-            value = value.strip(" \t")
-            target_dict = faas if name.startswith("x-faas-") else headers
-            previous = target_dict.get(name)
-            target_dict[name] = value if previous is None else f"{previous}, {value}"
-
-        request = Request(method, path, query, minor != "0", headers, faas)
+        http11 = version == "1.1"
+        request = Request(method, path, query, http11, headers, faas)
         length = headers.get("content-length")
         if "transfer-encoding" in headers:
             if length is not None:
                 raise HttpError(400, "both Content-Length and Transfer-Encoding")
+            if not http11:
+                raise HttpError(400, "Transfer-Encoding in an HTTP/1.0 request")
             if headers["transfer-encoding"].lower() != "chunked":
                 raise HttpError(501, "unsupported Transfer-Encoding")
             self._state = _CHUNK_SIZE
             self._received = 0
         elif length is not None and length != "0":
-            if not length.isdigit() or not length.isascii():
+            # digits only: int() would also take "+1", "1_0", " 1" and other scripts' digits
+            if not length.isdigit() or not length.isascii() or len(length) > 20:
                 raise HttpError(400, "invalid Content-Length")
             size = int(length)
             if size > self._max_body:
@@ -196,8 +250,23 @@ class RequestParser:
         else:
             return request
         self._request = request
-        self._continue = headers.get("expect", "").lower() == "100-continue"
+        expect = headers.get("expect")
+        self._continue = expect is not None and http11 and "100-continue" in _tokens(expect)
         return None
+
+    def _partial_head(self) -> None:
+        """Refuse an unfinished head as soon as it has a bare LF or is too large.
+
+        Its CRLFCRLF could only start past MAX_HEAD once it holds MAX_HEAD + 4 bytes, and
+        only bytes below that count for a bare LF: the same answer however it is split.
+        """
+        buf = self._buf
+        limit = MAX_HEAD + 4
+        if _bare_lf(buf, self._scan, min(len(buf), limit)):  # LF-only clients would wait
+            raise HttpError(400, "bare LF in request head")
+        if len(buf) >= limit:
+            raise HttpError(431, "request head too large")
+        self._scan = max(0, len(buf) - 3)
 
     def _read_chunked(self) -> Request | None:
         buf = self._buf
@@ -224,14 +293,23 @@ class RequestParser:
                 continue
             eol = buf.find(b"\r\n")
             if eol < 0:
-                if len(buf) > _MAX_CHUNK_LINE:
+                if b"\n" in buf:
+                    raise HttpError(400, "bare LF in chunked body")
+                if len(buf) > _MAX_CHUNK_LINE + 1:
                     raise HttpError(400, "chunk line too long")
                 return None
+            if eol > _MAX_CHUNK_LINE:
+                raise HttpError(400, "chunk line too long")
             line = bytes(buf[:eol])
             del buf[: eol + 2]
             if state == _TRAILER:
                 if line:
-                    continue  # trailer fields are ignored
+                    if _TRAILER_FIELD.fullmatch(line) is None:
+                        raise HttpError(400, "malformed trailer line")
+                    self._remaining -= eol + 2
+                    if self._remaining < 0:
+                        raise HttpError(431, "trailer section too large")
+                    continue  # trailer fields are checked, then ignored
                 assert self._request is not None
                 request, self._request = self._request, None
                 request.body = b"".join(self._chunks)
@@ -239,21 +317,24 @@ class RequestParser:
                 self._state = _HEAD
                 self._continue = False
                 return request
-            size_text = line.partition(b";")[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                size = -1
-            if size < 0 or not size_text.isalnum():
+            match = _CHUNK_LINE.fullmatch(line)
+            if match is None:
                 raise HttpError(400, "invalid chunk size")
+            size = int(match.group(1), 16)
             if size == 0:
                 self._state = _TRAILER
+                self._remaining = MAX_HEAD
                 continue
             self._received += size
             if self._received > self._max_body:
                 raise HttpError(413, f"request body over the {self._max_body} byte limit")
             self._remaining = size
             self._state = _CHUNK_DATA
+
+
+def _bare_lf(buf: bytearray, start: int, end: int) -> bool:
+    """Whether buf[start:end] holds an LF that no CR precedes."""
+    return buf.count(b"\n", start, end) != buf.count(b"\r\n", max(0, start - 1), end)
 
 
 def _origin_path(target: str) -> str:
