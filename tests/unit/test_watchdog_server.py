@@ -745,3 +745,49 @@ def test_runs_as_a_copied_standalone_package(launcher: Launcher, tmp_path: Path)
     status, headers, body = wd.call("/", method="POST")
     assert (status, headers["Content-Type"], headers["X-A"]) == (201, "application/json", "b")
     assert json.loads(body) == {"leaked": []}
+
+
+# ---------------------------------------------------------------- strict parsing (no smuggling)
+
+SMUGGLED = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Faas-Token: test-token\r\n\r\n"
+ATTACK_HEAD = b"POST /echo HTTP/1.1\r\nHost: x\r\nX-Faas-Token: test-token\r\n"
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        ATTACK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n",
+        ATTACK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n5;a\nb\r\nhello\r\n0\r\n\r\n",
+        ATTACK_HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX: a\nGarbage\r\n\r\n",
+        ATTACK_HEAD + b"Content-Length: 000000000000000000005\r\n\r\nhello",
+        ATTACK_HEAD + b"Host: y\r\nContent-Length: 0\r\n\r\n",
+        ATTACK_HEAD + b"X\x00Y: v\r\nContent-Length: 0\r\n\r\n",
+        ATTACK_HEAD + b"X: a\x0bb\r\nContent-Length: 0\r\n\r\n",
+        b"POST /echo HTTP/1.0\r\nX-Faas-Token: test-token\r\nConnection: keep-alive\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /echo HTTP/1.1\nHost: x\nX-Faas-Token: test-token\n\n",  # refused, not waited on
+    ],
+    ids=[
+        "chunk-0x",
+        "chunk-ext-lf",
+        "trailer",
+        "cl-21-digits",
+        "host-twice",
+        "name-nul",
+        "value-vt",
+        "te-http10",
+        "bare-lf",
+    ],
+)
+def test_ambiguous_framing_is_400_and_what_follows_never_runs(app: Watchdog, attack: bytes) -> None:
+    """Requests that h11 or httptools would read differently are refused, and the bytes
+    after them (a request hidden behind the ambiguity) are never run."""
+    calls_before = json.loads(app.call("/echo")[2])["calls"]
+    with app.raw() as sock, sock.makefile("rb") as stream:
+        sock.sendall(attack + SMUGGLED)
+        status, headers, body = read_response(stream)
+        assert status == 400
+        assert headers["connection"] == "close"
+        assert json.loads(body)["error"]
+        assert stream.read() == b""
+    assert json.loads(app.call("/echo")[2])["calls"] == calls_before + 1
