@@ -43,10 +43,14 @@ _TRAILER_FIELD = re.compile(rf"{_TOKEN}:[\t\x20-\x7e\x80-\xff]*".encode())
 _NAMES: dict[str, str] = {}
 _NAMES_CACHED = 512
 _NAME_CACHED_LENGTH = 64
+# chunk-size *( ";" name [ "=" token / quoted-string ] ), without whitespace (as httptools)
 _QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
 _CHUNK_LINE = re.compile(
     rb"([0-9A-Fa-f]{1,16})(?:;%s(?:=(?:%s|%s))?)*" % (_TOKEN.encode(), _TOKEN.encode(), _QUOTED)
 )
+# Chunk-size lines already seen valid, with their size: streamed bodies repeat a few.
+_SIZES: dict[bytes, int] = {}
+_SIZES_CACHED = 256
 
 
 class HttpError(Exception):
@@ -317,10 +321,14 @@ class RequestParser:
                 self._state = _HEAD
                 self._continue = False
                 return request
-            match = _CHUNK_LINE.fullmatch(line)
-            if match is None:
-                raise HttpError(400, "invalid chunk size")
-            size = int(match.group(1), 16)
+            size = _SIZES.get(line)
+            if size is None:
+                match = _CHUNK_LINE.fullmatch(line)
+                if match is None:
+                    raise HttpError(400, "invalid chunk size")
+                size = int(match.group(1), 16)
+                if len(_SIZES) < _SIZES_CACHED and eol <= 16:
+                    _SIZES[line] = size
             if size == 0:
                 self._state = _TRAILER
                 self._remaining = MAX_HEAD
