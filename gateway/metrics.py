@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.stats import FunctionStats
@@ -54,6 +54,14 @@ class PlatformCollector(Collector):
             in_flight.add_metric([name], pool.in_flight)
             available.add_metric([name], 0 if pool.error or pool.image is None else 1)
         yield from (replicas, queue, in_flight, available)
+        dropped = CounterMetricFamily(
+            "faas_replica_output_dropped_bytes",
+            "Bytes of replica output dropped over the per-replica output limits.",
+            labels=["function"],
+        )
+        for name, count in sorted(self._platform.logs.dropped_bytes.items()):
+            dropped.add_metric([name], count)
+        yield dropped
         warm = self._platform.warm
         if warm is not None:
             yield GaugeMetricFamily(

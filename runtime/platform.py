@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -31,14 +30,15 @@ from runtime.backends.base import (
 from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, ReplicaUnreachable
 from runtime.images import code_mount, plan_image, plan_warm_image
 from runtime.invocation import Invocation, InvocationResult
-from runtime.logs import LogHub
+from runtime.logs import LogHub, ReplicaOutput
 from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.reconcile import Reconciler, Removals
+from runtime.redact import LiveRedactor
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
 from runtime.scaling.coordination import Coordination, Follower
 from runtime.scaling.services import ServiceAutoscaler
-from runtime.secrets import SecretStore
+from runtime.secrets import SecretStore, secret_names
 from runtime.spec import FunctionSpec, Project, ScalePolicy
 from runtime.warm_pool import WarmPool
 
@@ -76,6 +76,9 @@ class Platform:
         """Development: code is mounted into replicas, not baked, and can be reloaded."""
         self.client = ReplicaClient(max_answer=project.gateway.max_response_size)
         self.logs = LogHub()
+        self.redact = LiveRedactor(self._secret_values)
+        """Masks every secret value the project knows, in logs, `describe()` and errors."""
+        self.logs.redact = self.redact
         self.pools: dict[str, FunctionPool] = {}
         self.removals = Removals(backend)
         """Containers being removed, with retries (runtime/reconcile.py)."""
@@ -108,12 +111,13 @@ class Platform:
 
     def _follow_logs(self, replica: Replica) -> None:
         loop = asyncio.get_running_loop()
+        output = ReplicaOutput(self.logs, replica.function, replica.name, loop)
+        self.backend.follow_logs(replica.id, output.feed)
 
-        def on_line(text: str) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: we are shutting down
-                loop.call_soon_threadsafe(self.logs.ingest, replica.function, replica.name, text)
-
-        self.backend.follow_logs(replica.id, on_line)
+    def _secret_values(self) -> list[bytes]:
+        if self.secrets is None:
+            return []
+        return self.secrets.known_values(secret_names(self.project))
 
     def pool(self, name: str) -> FunctionPool:
         try:
@@ -234,7 +238,7 @@ class Platform:
             )
             built = await self.backend.build_image(request, _for_task(progress, name))
         except FaasError as exc:
-            pool.mark_failed(str(exc))
+            pool.mark_failed(self.redact(str(exc)))
             progress(name, f"failed: {exc}", 1.0)
             return
         self._set_built(pool, request)
@@ -296,6 +300,7 @@ class Platform:
         requirements, base image) roll its replicas.
         """
         self.project = project
+        self.redact.refresh()
         self.client.max_answer = project.gateway.max_response_size
         changes = Changes()
         for name in [n for n in self.pools if n not in project.functions]:
@@ -452,6 +457,10 @@ class Platform:
         return tracked
 
     def describe(self) -> list[dict[str, Any]]:
+        """Every function's state for the admin API and `faas ls`, secret values masked."""
+        return self.redact.value(self._describe())  # type: ignore[no-any-return]
+
+    def _describe(self) -> list[dict[str, Any]]:
         return [
             {
                 "name": name,
@@ -464,6 +473,7 @@ class Platform:
                 "in_flight": pool.in_flight,
                 "image": pool.image,
                 "error": pool.error,
+                "error_detail": pool.error_detail if pool.error is not None else None,
                 "reload_error": pool.reload_error,
                 "routes": [
                     {"path": route.path, "methods": list(route.methods)}

@@ -177,9 +177,7 @@ class ReplicaClient:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
         if response.status == 503:
-            raise FunctionUnavailable(
-                import_failed(replica.function), detail=_failure_reason(body)
-            )
+            raise FunctionUnavailable(import_failed(replica.function), detail=_failure_reason(body))
         if response.status != 200:
             raise FaasError(
                 f"warm replica {replica.name} refused its function ({response.status}): "

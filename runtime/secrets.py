@@ -5,7 +5,8 @@ none, from the environment variable `FAAS_SECRET_<NAME>` (upper case, `-` and
 `.` as `_`). Replicas never see secrets in their environment: each secret a
 function names is written to `.faas/run/<project>/secrets/<name>` (a directory
 only the owner can enter) and bind-mounted read-only at `/run/secrets/<name>`.
-Values are never logged and never part of an error message.
+Values are never logged and never part of an error message; what functions
+print or raise is masked by runtime/redact.py, which `known_values` feeds.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.errors import FaasError
+
+if TYPE_CHECKING:
+    from runtime.spec import Project
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
@@ -24,8 +29,11 @@ class SecretMissing(FaasError):
     pass
 
 
+ENV_PREFIX = "FAAS_SECRET_"
+
+
 def env_name(name: str) -> str:
-    return "FAAS_SECRET_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
+    return ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", name.upper())
 
 
 class SecretStore:
@@ -70,6 +78,29 @@ class SecretStore:
             f"or the environment variable {env_name(name)}"
         )
 
+    def known_values(self, names: Iterable[str] = ()) -> list[bytes]:
+        """Every value this store could hand out, for masking them in output: the stored
+        secrets, `names` that only the environment sets, and every FAAS_SECRET_* variable.
+
+        Never raises: a value that cannot be read is one that cannot leak from here.
+        """
+        values: list[bytes] = []
+        try:
+            stored = self.names()
+        except OSError:
+            stored = []
+        for name in {*stored, *names}:
+            try:
+                values.append(self.get(name))
+            except (FaasError, OSError):
+                continue
+        values += [
+            value.encode()
+            for key, value in self._environ.items()
+            if key.startswith(ENV_PREFIX) and value
+        ]
+        return values
+
     def materialize(self, run_dir: Path, names: Iterable[str]) -> dict[str, Path]:
         """Write the named secrets as files a replica can mount; returns name -> host path.
 
@@ -89,6 +120,25 @@ class SecretStore:
             temporary.replace(path)
             paths[name] = path
         return paths
+
+
+def secret_names(project: Project) -> set[str]:
+    """Every secret `project` names: its functions' files, webhook and callback keys, the
+    JWT key and the project's callback key."""
+    names = {name for spec in project.functions.values() for name in spec.secrets}
+    names |= {spec.callback_secret for spec in project.functions.values() if spec.callback_secret}
+    names |= {
+        route.webhook_secret
+        for spec in project.functions.values()
+        for route in spec.routes
+        if route.webhook_secret
+    }
+    gateway = project.gateway
+    if gateway.jwt is not None and gateway.jwt.secret:
+        names.add(gateway.jwt.secret)
+    if gateway.callback_secret:
+        names.add(gateway.callback_secret)
+    return names
 
 
 def _check_name(name: str) -> None:

@@ -132,7 +132,7 @@ class ServiceAutoscaler(Autoscaler):
                 replica, deadline=loop.time() + READY_TIMEOUT, is_alive=self._check_alive
             )
         except FunctionUnavailable as exc:  # the handler does not import: no task will do
-            pool.mark_failed(str(exc))
+            pool.mark_failed(str(exc), exc.detail)
             return
         except FaasError as exc:
             log.warning(

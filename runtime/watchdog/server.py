@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from .config import ConfigError, Settings, load_settings
+from .config import ConfigError, Settings, forget_variable, load_settings
 from .contract import (
     JSON_TYPE,
     Context,
@@ -36,6 +36,10 @@ from .workers import Workers
 READY_PATH = "/_/ready"
 RELOAD_PATH = "/_/reload"
 INIT_PATH = "/_/init"
+
+_UNAVAILABLE = (503, dump_json({"error": "the function's handler failed to import"}))
+"""A call that reaches a replica whose handler did not import: not why (that is for the
+readiness probe and the log; an import-time exception may quote a secret)."""
 
 
 class Watchdog:
@@ -81,8 +85,10 @@ class Watchdog:
             pass  # answered by the warm watchdog itself
         elif request.path == RELOAD_PATH and request.method == "POST":
             conn.respond(*self.reload(), JSON_TYPE, call_id)
-        elif self.handler is None or (request.path == READY_PATH and request.method == "GET"):
+        elif request.path == READY_PATH and request.method == "GET":
             conn.respond(*self._ready, JSON_TYPE, call_id)
+        elif self.handler is None:
+            conn.respond(*_UNAVAILABLE, JSON_TYPE, call_id)
         else:
             self._invoke(conn, request, call_id, self.handler)
 
@@ -138,7 +144,7 @@ class Watchdog:
             handler_name=plan.handler_name,
         )
         self.function_name = self.assigned = plan.function
-        setup_logging(plan.function, settings.log_level)
+        setup_logging(plan.function, settings.log_level, secrets_dir=settings.secrets_dir)
 
         started = time.perf_counter()
         handler, failure = import_handler(settings)
@@ -450,9 +456,10 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         setup_logging(env.get("FAAS_FUNCTION_NAME", "function"))
         log.critical(f"invalid configuration: {exc}")
         return 2
-    setup_logging(settings.function_name, settings.log_level)
-    if env is os.environ:
-        os.environ.pop("FAAS_TOKEN", None)  # the handler has no use for the gateway's secret
+    setup_logging(settings.function_name, settings.log_level, secrets_dir=settings.secrets_dir)
+    if env is os.environ and not forget_variable("FAAS_TOKEN"):
+        # The handler has no use for the gateway's secret; unsetenv alone leaves it readable.
+        log.warning("FAAS_TOKEN could not be erased from /proc/self/environ")
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # user print()s show up promptly
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import Metrics
+from runtime.logs import LogHub
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 
@@ -37,6 +38,7 @@ class _Platform:
         self.pools = {"f": _Pool()}
         self.autoscaler = _Autoscaler()
         self.warm = type("W", (), {"ready": 1})()
+        self.logs = LogHub()
 
 
 def exported_names() -> set[str]:
