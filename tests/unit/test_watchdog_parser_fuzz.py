@@ -29,7 +29,6 @@ import itertools
 import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 from unittest import mock
@@ -885,5 +884,4 @@ def main(baseline_path: str, rounds: int = 200) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     main(sys.argv[1])
