@@ -47,7 +47,7 @@ MAX_BODY = 4096
 T = TypeVar("T")
 
 FUZZ = settings(
-    max_examples=500,
+    max_examples=350,
     deadline=None,
     derandomize=True,
     database=None,
