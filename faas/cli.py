@@ -302,6 +302,20 @@ def list_functions(spec_file: Path, project: str | None, as_json: bool) -> None:
     console.print(table)
 
 
+def invoke_headers(headers: tuple[str, ...], api_key: str | None) -> dict[str, str]:
+    """`-H 'Name: value'` options as a mapping, with `-k` as the bearer credential unless a
+    header already sets Authorization. ValueError names a header that is not 'Name: value'."""
+    result: dict[str, str] = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise ValueError(f"header {header!r} is not 'Name: value'")
+        result[name.strip()] = value.strip()
+    if api_key and not any(name.lower() == "authorization" for name in result):
+        result["Authorization"] = f"Bearer {api_key}"
+    return result
+
+
 @main.command()
 @click.argument("name")
 @file_option
@@ -336,14 +350,10 @@ def invoke(
     loaded = load(spec_file, project)
     running = running_gateway(loaded)
     body = read_data(data)
-    header_map = {}
-    for header in headers:
-        key, sep, value = header.partition(":")
-        if not sep:
-            fail(f"header {header!r} is not 'Name: value'", EXIT_INVALID)
-        header_map[key.strip()] = value.strip()
-    if key:
-        header_map.setdefault("Authorization", f"Bearer {key}")
+    try:
+        header_map = invoke_headers(headers, key)
+    except ValueError as exc:
+        fail(str(exc), EXIT_INVALID)
     verb = method or ("POST" if body is not None else "GET")
     url = f"{running.url}/function/{name}/{path.lstrip('/')}".rstrip("/")
     try:
@@ -360,8 +370,8 @@ def invoke(
         fail(f"cannot reach the gateway at {running.url}: {exc}", EXIT_UNAVAILABLE)
     if include:
         click.echo(f"HTTP {response.status_code} {response.reason_phrase}")
-        for key, value in response.headers.items():
-            click.echo(f"{key}: {value}")
+        for name, value in response.headers.items():
+            click.echo(f"{name}: {value}")
         click.echo()
     sys.stdout.buffer.write(response.content)
     if response.content and not response.content.endswith(b"\n") and sys.stdout.isatty():

@@ -63,6 +63,17 @@ def running_of(client: docker.DockerClient, project: str, function: str) -> list
 # -- API keys --------------------------------------------------------------------
 
 
+def test_invoke_cli_sends_the_key_and_the_headers(secure: Gateway) -> None:
+    """`faas invoke -k KEY -H 'Name: value'`: both reach the gateway (the key authenticates,
+    the header reaches the function)."""
+    key = create_key(secure, "keyed")["key"]
+    result = secure.cli("invoke", "keyed", "-k", key, "-H", "X-Probe: from-cli")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["headers"]["x-probe"] == "from-cli"
+    refused = secure.cli("invoke", "keyed", "-H", "X-Probe: from-cli")
+    assert refused.returncode != 0 and "401" in refused.stdout + refused.stderr
+
+
 def test_api_key_accepted_in_both_headers_and_not_forwarded(
     secure: Gateway, client: httpx.Client
 ) -> None:
