@@ -45,7 +45,8 @@ back to the gateway (twice the 30 s a replica has to become ready)."""
 def orphans(
     listed: Iterable[ListedContainer], tracked: set[str], now: float, grace: float
 ) -> list[ListedContainer]:
-    """The listed containers that nobody tracks and that are past the start grace.
+    """The listed containers that nobody tracks and that are past the start grace (or
+    that the backend itself gave up on).
 
     A network sandbox belongs to the replica it holds the network of: it is kept
     while that replica is tracked, whatever its own id.
@@ -54,7 +55,7 @@ def orphans(
     for container in listed:
         if container.id in tracked or (container.owner is not None and container.owner in tracked):
             continue
-        if now - container.created < grace:
+        if now - container.created < grace and not container.abandoned:
             continue
         found.append(container)
     return found

@@ -232,6 +232,8 @@ class ListedContainer:
     running: bool
     owner: str | None = None
     """For a network sandbox: the id of the replica container it holds the network of."""
+    abandoned: bool = False
+    """The backend made it, failed to remove it and knows nobody else will: no grace."""
 
 
 class ContainerListing(Backend, Protocol):

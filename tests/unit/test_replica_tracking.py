@@ -406,8 +406,10 @@ def test_how_many_warm_watchdogs_a_refill_starts(
     assert to_start(size, ready, starting, handing, removing) == wanted
 
 
-def listed(id: str, age: float, role: str = "replica", owner: str | None = None) -> ListedContainer:
-    return ListedContainer(id, f"faas-demo-x-{id}", role, 1000.0 - age, True, owner)
+def listed(
+    id: str, age: float, role: str = "replica", owner: str | None = None, abandoned: bool = False
+) -> ListedContainer:
+    return ListedContainer(id, f"faas-demo-x-{id}", role, 1000.0 - age, True, owner, abandoned)
 
 
 @pytest.mark.parametrize(
@@ -423,6 +425,7 @@ def listed(id: str, age: float, role: str = "replica", owner: str | None = None)
         (listed("s", 300, "sandbox", owner="a"), set(), True),  # its replica is gone
         (listed("s", 300, "sandbox"), {"a"}, True),  # no known replica: a failed create's
         (listed("s", 1, "sandbox"), set(), False),  # a replica being created next to it
+        (listed("s", 1, "sandbox", abandoned=True), set(), True),  # its create failed
     ],
 )
 def test_which_listed_containers_are_orphans(
@@ -985,6 +988,48 @@ def test_a_cancelled_create_is_removed_once_the_engine_answers(
         # every container the engine made is removed once its answer comes back
         await until(lambda: len(api.removed) == made, "the cancelled creation removed")
         assert sorted(api.removed) == sorted(api.created)
+        await asyncio.to_thread(backend._executor.shutdown, wait=True)
+        await backend.close()
+
+    run(main)
+
+
+class FailingEngineAPI(HeldEngineAPI):
+    """The engine makes the sandbox, then every call fails: no descriptors left."""
+
+    def create_container(self, **kwargs: Any) -> dict[str, str]:
+        if self.created:
+            raise OSError(errno.EMFILE, "Too many open files")
+        self.created.append("sandbox")
+        return {"Id": "sandbox"}
+
+    def remove_container(self, container: str, **_: Any) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    def containers(self, **_: Any) -> list[dict[str, Any]]:
+        labels = {"faas.project": "demo", "faas.function": "f", "faas.role": "sandbox"}
+        return [
+            {"Id": "sandbox", "Names": ["/faas-demo-f-1-net"], "Labels": labels,
+             "State": "running", "Created": int(time.time())}
+        ]  # fmt: skip
+
+
+def test_a_sandbox_a_failed_create_could_not_remove_is_the_reconciles_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from runtime.backends.docker import DockerBackend
+
+    api = FailingEngineAPI()
+    monkeypatch.setattr(docker_engine, "connect", lambda: api)
+
+    async def main() -> None:
+        backend = DockerBackend("demo")
+        with pytest.raises(EngineUnavailable):
+            await backend.create(ReplicaSpec(function="f", image="img", token="t"))
+        (sandbox,) = await backend.containers()
+        assert sandbox.role == "sandbox" and sandbox.abandoned and sandbox.owner is None
+        # no grace: nobody will ever come back for it
+        assert orphans([sandbox], set(), now=time.time(), grace=60.0) == [sandbox]
         await asyncio.to_thread(backend._executor.shutdown, wait=True)
         await backend.close()
 

@@ -60,6 +60,9 @@ class DockerBackend(EngineBackend):
         """Warm watchdog container id -> the function it was given (runtime/warm_pool.py)."""
         self._warm_limits: dict[str, Limits] = {}
         """Unassigned warm watchdog container id -> the limits it was created with."""
+        self._abandoned: set[str] = set()
+        """Containers made here that no caller knows of and that could not be removed
+        (a failed create's sandbox): the reconcile removes them without a grace."""
 
     async def prepare(self) -> None:
         async with self._network_ready:
@@ -102,6 +105,7 @@ class DockerBackend(EngineBackend):
             with engine_errors(f"removing {created.name}"):
                 self._remove_replica(created.id)
         except EngineUnavailable as exc:
+            self._abandoned.add(created.id)
             log.warning(
                 "removing a container whose start was cancelled failed; left to the reconcile",
                 extra={"container": created.name, "error": str(exc)},
@@ -134,8 +138,10 @@ class DockerBackend(EngineBackend):
                     **containers.container_args(spec, self.project, name, replica_id),
                 )
             except BaseException:
-                with contextlib.suppress(Exception):  # else the reconcile removes it
+                try:
                     self._remove(sandbox)
+                except Exception:
+                    self._abandoned.add(sandbox)  # the reconcile's
                 raise
         self._sandboxes[created["Id"]] = sandbox
         return CreatedReplica(
@@ -243,6 +249,7 @@ class DockerBackend(EngineBackend):
         except docker.errors.APIError as exc:
             if exc.status_code != 409:  # 409: removal already in progress
                 raise
+        self._abandoned.discard(container_id)
 
     async def status(self, replica_id: str) -> ReplicaStatus | None:
         return await self._call(self._status, replica_id)
@@ -304,6 +311,7 @@ class DockerBackend(EngineBackend):
                     created=float(c.get("Created") or 0),
                     running=c["State"] == "running",
                     owner=owners.get(c["Id"]),
+                    abandoned=c["Id"] in self._abandoned,
                 )
             )
         return listed
@@ -336,6 +344,7 @@ class DockerBackend(EngineBackend):
         self._sandboxes.clear()
         self._assigned.clear()
         self._warm_limits.clear()
+        self._abandoned.clear()
         return len(found)
 
     def _remove_network(self, network_id: str) -> None:
