@@ -66,7 +66,6 @@ HOOKS: dict[str, tuple[str, ...]] = {
         "data_received",
         "on_headers_complete",
         "on_message_complete",
-        "on_response_complete",
     ),
     "HttpToolsProtocol attributes": (
         "app",
@@ -76,6 +75,7 @@ HOOKS: dict[str, tuple[str, ...]] = {
         "loop",
         "parser",
         "pipeline",
+        "timeout_keep_alive_task",
         "transport",
     ),
     "RequestResponseCycle methods": ("run_asgi", "send", "send_500_response"),
@@ -153,7 +153,10 @@ def takes_fast_path(scope: dict[str, Any], methods: frozenset[str]) -> bool:
         return False
     if function_target(scope) is None:
         return False
-    return not any(name in DECLINED_HEADERS for name, _ in scope["headers"])
+    for name, _ in scope["headers"]:  # noqa: SIM110 (a generator costs more, on every call)
+        if name in DECLINED_HEADERS:
+            return False
+    return True
 
 
 def refusal(status: int, message: str) -> bytes:
@@ -324,7 +327,12 @@ class GatewayProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._heads = 0
         """Heads completed on this connection: tells whether a slice finished one."""
+        self._head_began: float | None = None
+        """When the head being read began (the connection opening, or its first byte);
+        None between requests and once the head is whole."""
         self._head_timer: asyncio.TimerHandle | None = None
+        self._done_reading = False
+        """Answered (or refused at connect): whatever else arrives is dropped unparsed."""
         self._refusal: bytes | None = None
         """The answer that ends this connection, once the response in flight is out."""
         self._over_cap = False
@@ -333,61 +341,73 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if len(self.connections) >= self.limits.max_connections:
-            self._over_cap = True  # never counted, never read: answered and closed now
+            self._over_cap = self._done_reading = True  # never counted: answered, closed
             transport.write(refusal(503, "the gateway has too many open connections; retry later"))
             transport.close()
             self.refused(open=len(self.connections), cap=self.limits.max_connections)
             return
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._head_began = self.loop.time()  # silence counts: the head is due from now
+        self._arm_head_timer(self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         if not self._over_cap:
             super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._over_cap or self._refusal is not None or self.parser is None:
-            return  # answered already: what else arrives is dropped, not parsed
-        self._unset_keepalive_if_required()
-        self._receive(data)
-
-    def _receive(self, data: bytes) -> None:
-        if not self._in_head:
-            self._feed(data)
+        if self._done_reading:
             return
-        if self._head_timer is None:
-            self._arm_head_timer()  # a later request on a kept-alive connection began
-        room = self.limits.max_header_size - self._head_bytes
-        if len(data) <= room:
+        if self.timeout_keep_alive_task is not None:
+            self._unset_keepalive_if_required()
+        if self._in_head:
+            if self._head_began is None:  # a later request on a kept-alive connection began
+                self._head_began = self.loop.time()
+                if self._head_timer is None:
+                    self._arm_head_timer(self.limits.header_timeout)
+            room = self.limits.max_header_size - self._head_bytes
+            if len(data) > room:
+                self._past_the_limit(data, room)
+                return
             self._head_bytes += len(data)
-            self._feed(data)
-            return
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._parser_refused(exc)
+
+    def _past_the_limit(self, data: bytes, room: int) -> None:
+        """Feed what fits; 431 unless that completes the head, else go on with the rest."""
         heads = self._heads
         if room > 0:
             self._feed(data[:room])
-        if self._refusal is not None or self.transport.is_closing():
+        if self._done_reading or self.transport.is_closing():
             return
-        if self._heads == heads:  # the head is still unfinished past the limit
+        if self._heads == heads:
             self._refuse(
                 431,
                 f"the request head (request line and headers) is over the limit of "
                 f"{self.limits.max_header_size} bytes",
             )
             return
-        self._receive(data[room:])
+        self.data_received(data[room:])
 
     def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._parser_refused(exc)
+
+    def _parser_refused(self, exc: Exception) -> None:
+        if isinstance(exc, httptools.HttpParserUpgrade):
             # no upgrades here (websockets are off): served as a plain request, then closed,
             # since llhttp reads nothing more on this connection
             if self.cycle is not None:
                 self.cycle.keep_alive = False
-        except httptools.HttpParserCallbackError:
+        elif isinstance(exc, httptools.HttpParserCallbackError):
             self._refuse(400, "invalid HTTP request")
-        except httptools.HttpParserError as exc:
+        else:
             self._refuse(400, f"invalid HTTP request: {exc}")
 
     # -- parser callbacks ----------------------------------------------------
@@ -395,19 +415,13 @@ class GatewayProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._heads += 1
-        self._cancel_head_timer()
-        super().on_headers_complete()
+        self._head_began = None  # the timer, left running, finds nothing to time out
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
         self._in_head = True
         self._head_bytes = 0
-
-    def on_response_complete(self) -> None:
-        if self._refusal is not None:
-            self._close_with_refusal()
-            return
-        super().on_response_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         fast = self.fast
@@ -424,11 +438,12 @@ class GatewayProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: str) -> None:
         """Answer `status` and close; after the response in flight, if there is one."""
         self._refusal = refusal(status, message)
+        self._done_reading = True
         self._in_head = False
-        self._cancel_head_timer()
         log.debug("request refused", extra={"status": status, "reason": message})
         if self.cycle is not None and not self.cycle.response_complete:
             self.flow.pause_reading()
+            self.cycle.on_response = self._close_with_refusal  # once the response is out
             return
         self._close_with_refusal()
 
@@ -440,18 +455,21 @@ class GatewayProtocol(HttpToolsProtocol):
             self.transport.write(self._refusal)
         self.transport.close()
 
-    def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
+    def _arm_head_timer(self, delay: float) -> None:
+        self._head_timer = self.loop.call_later(delay, self._head_due)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_late(self) -> None:
+    def _head_due(self) -> None:
+        """One timer per connection, re-armed only while a head is being read: a call on
+        a kept-alive connection costs a clock read, not a timer of its own."""
         self._head_timer = None
-        if self._in_head and self._refusal is None and not self.transport.is_closing():
-            timeout = self.limits.header_timeout
+        began = self._head_began
+        if began is None or not self._in_head or self._done_reading:
+            return  # between requests (uvicorn's keep-alive timeout applies) or answered
+        timeout = self.limits.header_timeout
+        left = began + timeout - self.loop.time()
+        if left > 0:
+            self._arm_head_timer(left)
+        elif not self.transport.is_closing():
             self._refuse(408, f"the request head did not arrive within {timeout:g}s")
 
 

@@ -223,7 +223,7 @@ def test_this_uvicorn_has_every_hook_the_protocol_uses() -> None:
     ("owner", "name", "named"),
     [
         (HttpToolsProtocol, "_start_asgi_task", "HttpToolsProtocol._start_asgi_task"),
-        (HttpToolsProtocol, "on_response_complete", "HttpToolsProtocol.on_response_complete"),
+        (HttpToolsProtocol, "on_message_complete", "HttpToolsProtocol.on_message_complete"),
         (RequestResponseCycle, "send_500_response", "RequestResponseCycle.send_500_response"),
     ],
 )
@@ -420,3 +420,37 @@ async def test_a_failing_app_answers_500_json() -> None:
     await asyncio.sleep(0.01)
     document = assert_refused(served, 500)
     assert document["error"] == "internal error in the gateway"
+
+
+@in_loop
+async def test_a_refusal_waits_for_the_response_in_flight() -> None:
+    release = asyncio.Event()
+    served = Served()
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    served.protocol.app = slow
+    served.protocol.data_received(OK_HEAD.replace(b"/function/hello", b"/other"))
+    served.protocol.data_received(b"GET /function/hello HTTP/1.1\r\nX-Big: " + b"a" * 500)
+    await asyncio.sleep(0.01)
+    assert served.output == b"" and not served.transport.closed  # the first answer comes first
+    release.set()
+    await asyncio.sleep(0.01)
+    first, _, second = served.output.partition(b"ok")
+    assert first.startswith(b"HTTP/1.1 200 OK")
+    assert second.startswith(b"HTTP/1.1 431") and served.transport.closed
+
+
+@in_loop
+async def test_an_upgrade_is_served_as_a_plain_request_and_closes() -> None:
+    served = Served()
+    upgrade = b"GET /function/hello HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    served.protocol.data_received(upgrade + OK_HEAD)
+    await asyncio.sleep(0.01)
+    assert len(served.calls) == 1
+    assert b"connection: close" in served.output.lower() and served.transport.closed
