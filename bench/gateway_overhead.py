@@ -7,8 +7,12 @@ alternates wrk runs against the gateway and against the replica itself
 prints requests/s, p50/p99 latency and the gateway/direct ratios (medians).
 
     python bench/gateway_overhead.py [--seconds 5] [--rounds 3] [--connections 1 32] [--uvloop]
+                                     [--baseline GIT-REF]
 
 --uvloop serves the gateway on uvloop, as `faas up` does; without it, on asyncio's own loop.
+--baseline also serves the same project from the code at GIT-REF (a temporary git worktree),
+measured in the same rounds, so a change is compared with what it replaces on one machine
+at one time: "before" and "after" ratios side by side.
 `run()` returns the samples as data (bench/report.py uses it).
 
 Needs wrk (Debian package `wrk`) and a Docker engine (scripts/setup.sh).
@@ -23,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,6 +54,8 @@ class Row:
     connections: int
     gateway: list[Sample] = field(default_factory=list)
     direct: list[Sample] = field(default_factory=list)
+    baseline: list[Sample] = field(default_factory=list)
+    """The gateway of --baseline's code, when asked for."""
 
     @property
     def ratio(self) -> float:
@@ -72,15 +79,17 @@ class Result:
 
 
 @contextlib.contextmanager
-def gateway(project: str, uvloop: bool = False) -> Iterator[str]:
+def gateway(project: str, uvloop: bool = False, tree: Path = REPO) -> Iterator[str]:
+    """`faas up` of the code in `tree` (`python -m faas` imports the tree it runs in)."""
     port = free_port()
     # `faas up` runs on uvloop; FAAS_EVENT_LOOP=asyncio measures asyncio's own loop.
     env = {**os.environ, "FAAS_EVENT_LOOP": "uvloop" if uvloop else "asyncio"}
+    admin = ["--admin-port", str(free_port())] if _has_admin_port(tree) else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "faas", "up", "-f", str(SPEC), "--project", project,
-         "--port", str(port), "--no-reload",
+        [sys.executable, "-m", "faas", "up", "-f", str(tree / SPEC.relative_to(REPO)),
+         "--project", project, "--port", str(port), *admin, "--no-reload",
          "--log-level", "warning"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -89,6 +98,25 @@ def gateway(project: str, uvloop: bool = False) -> Iterator[str]:
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(60)
+
+
+def _has_admin_port(tree: Path) -> bool:
+    """Whether that code's `faas up` takes --admin-port (the admin API on its own listener)."""
+    return "admin-port" in (tree / "faas" / "cli.py").read_text()
+
+
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    """The code at `ref` in a temporary git worktree, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="faas-baseline-") as parent:
+        tree = Path(parent) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-q", str(tree), ref], cwd=REPO, check=True
+        )
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO)
 
 
 def replica_of(project: str, function: str) -> tuple[str, str]:
@@ -102,15 +130,24 @@ def run(
     rounds: int = 3,
     connections: tuple[int, ...] = (1, 32),
     uvloop: bool = False,
+    baseline: str | None = None,
 ) -> Result:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     project = f"bench-{uuid.uuid4().hex[:6]}"
     rows = [Row(c) for c in connections]
-    with gateway(project, uvloop) as url:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(gateway(project, uvloop))
         assert httpx.get(f"{url}/function/hello", timeout=60).status_code == 200
         direct_url, token = replica_of(project, "hello")
         gateway_url = f"{url}/function/hello"
+        baseline_url = None
+        if baseline is not None:
+            old = stack.enter_context(gateway(project + "-base", uvloop, stack.enter_context(
+                checkout(baseline))))  # fmt: skip
+            assert httpx.get(f"{old}/function/hello", timeout=60).status_code == 200
+            baseline_url = f"{old}/function/hello"
+            wrk(baseline_url, 8, 2, {})
         wrk(gateway_url, 8, 2, {})  # warm the connection pools
         for row in rows:
             for _ in range(rounds):
@@ -118,6 +155,8 @@ def run(
                 row.direct.append(
                     wrk(direct_url, row.connections, seconds, {"X-Faas-Token": token})
                 )
+                if baseline_url is not None:
+                    row.baseline.append(wrk(baseline_url, row.connections, seconds, {}))
     return Result(seconds, rounds, os.cpu_count() or 1, rows)
 
 
@@ -137,6 +176,14 @@ def report(result: Result) -> None:
             f"{row.connections:>5} ratio    throughput gateway/direct = {g.rps / d.rps:.2f}, "
             f"p50 added = {g.p50_ms - d.p50_ms:+.3f} ms, p99 added = {g.p99_ms - d.p99_ms:+.3f} ms"
         )
+        if row.baseline:
+            b = median_sample(row.baseline)
+            print(
+                f"{row.connections:>5} baseline {b.rps:>9.0f} {b.p50_ms:>8.3f} {b.p99_ms:>8.3f}"
+                f"   gateway/direct = {b.rps / d.rps:.2f}, p50 added = {b.p50_ms - d.p50_ms:+.3f}"
+                f" ms; this code vs baseline: throughput {g.rps / b.rps:.2f}x,"
+                f" p50 {g.p50_ms - b.p50_ms:+.3f} ms"
+            )
 
 
 def main() -> None:
@@ -145,9 +192,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--uvloop", action="store_true", help="serve the gateway on uvloop")
+    parser.add_argument("--baseline", metavar="GIT-REF", help="also measure the code at this ref")
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}, {args.rounds} rounds x {args.seconds:g}s per cell")
-    report(run(args.seconds, args.rounds, tuple(args.connections), args.uvloop))
+    report(run(args.seconds, args.rounds, tuple(args.connections), args.uvloop, args.baseline))
 
 
 if __name__ == "__main__":
