@@ -340,7 +340,7 @@ class Connection(asyncio.Protocol):
         return self._delivered and self._error is None and self.reusable and not self.closed
 
 
-class Pool:
+class ConnectionPool:
     """Idle keep-alive connections per replica address."""
 
     def __init__(self, max_body: int = 100 * 1024 * 1024) -> None:

@@ -53,8 +53,8 @@ class ReplicaClient:
     def __init__(self, max_connections: int = 512, max_answer: int = 100 * 1024 * 1024) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
-        """For the rare calls (readiness, reload); invocations use the lean `_pool`."""
-        self._pool = http1.Pool(max_answer)
+        """For the rare calls (readiness, reload); invocations use the lean `_connections`."""
+        self._connections = http1.ConnectionPool(max_answer)
 
     def _client(self) -> aiohttp.ClientSession:
         # Created lazily: a session binds to the running event loop.
@@ -76,14 +76,14 @@ class ReplicaClient:
     @property
     def max_answer(self) -> int:
         """Bytes of one answer's body past which the call fails (gateway.max_response_size)."""
-        return self._pool.max_body
+        return self._connections.max_body
 
     @max_answer.setter
     def max_answer(self, size: int) -> None:
-        self._pool.max_body = size
+        self._connections.max_body = size
 
     async def close(self) -> None:
-        self._pool.close()
+        self._connections.close()
         if self._session is not None:
             await self._session.close()
 
@@ -101,7 +101,7 @@ class ReplicaClient:
         address = replica.address
         function = invocation.function
         try:
-            connection = await self._pool.acquire(address, CONNECT_TIMEOUT)
+            connection = await self._connections.acquire(address, CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as exc:
             log.info(
                 "replica unreachable",
@@ -129,7 +129,7 @@ class ReplicaClient:
             raise _answer_error(exc, function, replica) from None
 
         async def close() -> None:
-            self._pool.release(address, connection)
+            self._connections.release(address, connection)
 
         return InvocationResult(
             status=status,

@@ -331,14 +331,14 @@ async def serve(answers: list[bytes], close_after: int | None = None) -> tuple[a
     return server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
-async def shut(pool: http1.Pool, server: asyncio.Server) -> None:
+async def shut(pool: http1.ConnectionPool, server: asyncio.Server) -> None:
     pool.close()
     await asyncio.sleep(0.05)  # let the closed transports finish closing
     server.close()
     await server.wait_closed()
 
 
-async def call(pool: http1.Pool, address: str) -> tuple[int, bytes, http1.Connection]:
+async def call(pool: http1.ConnectionPool, address: str) -> tuple[int, bytes, http1.Connection]:
     connection = await pool.acquire(address, 2.0)
     status, _ = await connection.request(GET, b"", False)
     chunks = []
@@ -351,7 +351,7 @@ async def call(pool: http1.Pool, address: str) -> tuple[int, bytes, http1.Connec
 def test_keep_alive_reuses_one_connection() -> None:
     async def scenario() -> list[tuple[int, bytes, http1.Connection]]:
         server, address = await serve([b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"])
-        pool = http1.Pool()
+        pool = http1.ConnectionPool()
         try:
             return [await call(pool, address) for _ in range(3)]
         finally:
@@ -365,7 +365,7 @@ def test_keep_alive_reuses_one_connection() -> None:
 def test_a_connection_the_replica_closed_while_idle_is_not_reused() -> None:
     async def scenario() -> tuple[bool, bool]:
         server, address = await serve([b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"], 1)
-        pool = http1.Pool()
+        pool = http1.ConnectionPool()
         try:
             _, _, first = await call(pool, address)
             await asyncio.sleep(0.05)  # the server closed the kept-alive connection
@@ -387,7 +387,7 @@ def test_a_head_that_does_not_come_in_time_is_a_timeout() -> None:
 
         server = await asyncio.start_server(silent, "127.0.0.1", 0)
         address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        pool = http1.Pool()
+        pool = http1.ConnectionPool()
         try:
             connection = await pool.acquire(address, 2.0)
             try:
