@@ -25,7 +25,7 @@ from nats.js.api import StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from runtime.events import jetstream_names as names
+from runtime.events.jetstream import names
 
 DEFAULT_STALE_AFTER = 3.0
 _KEY_UNSAFE = re.compile(r"[^-_=a-zA-Z0-9]")

@@ -31,7 +31,7 @@ from nats.js.api import StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from runtime.events import jetstream_names as names
+from runtime.events.jetstream import names
 
 DEFAULT_TTL = 5.0
 SCALER = "scaler"

@@ -45,7 +45,7 @@ from runtime.backends.docker.containers import (
     TMPFS_SIZE,
 )
 from runtime.errors import FaasError
-from runtime.events import jetstream_names
+from runtime.events.jetstream import names as jetstream_names
 from runtime.export import DEFAULT_GATEWAY_IMAGE
 from runtime.images import image_reference
 from runtime.secrets import env_name

@@ -15,8 +15,7 @@ import pytest
 from nats.js.errors import BadRequestError
 
 from runtime.errors import PayloadTooLarge, QueueFull
-from runtime.events import jetstream_names as names
-from runtime.events.jetstream import JetStreamQueue, QueueUnavailable
+from runtime.events.jetstream import JetStreamQueue, QueueUnavailable, names
 from runtime.events.queue import CallbackState, Delivery, Kind, Message, Result, State
 from tests.nats_server import NatsServer
 

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from faas import cli, cli_export
 from runtime.errors import FaasError
-from runtime.events import jetstream_names
+from runtime.events.jetstream import names as jetstream_names
 from runtime.export import kubernetes as k8s
 from runtime.spec import Project, load_project, load_project_text
 

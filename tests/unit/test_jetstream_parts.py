@@ -9,7 +9,7 @@ from typing import cast
 from nats.aio.msg import Msg
 
 from runtime.coordination.depth import DepthReport, decode, encode, gateway_key, total_depth
-from runtime.events.jetstream_codec import (
+from runtime.events.jetstream.codec import (
     CallEntry,
     DeadInfo,
     dead_headers,
@@ -20,8 +20,8 @@ from runtime.events.jetstream_codec import (
     message_headers,
     new_call,
 )
-from runtime.events.jetstream_held import Held, Holdings
-from runtime.events.jetstream_track import Track
+from runtime.events.jetstream.held import Held, Holdings
+from runtime.events.jetstream.track import Track
 from runtime.events.queue import CallbackState, Kind, Message, Result, State
 
 MESSAGE = Message(

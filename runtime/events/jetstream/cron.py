@@ -14,7 +14,7 @@ import hashlib
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from runtime.events.jetstream_streams import CAS_ATTEMPTS, Streams, kv_get
+from runtime.events.jetstream.streams import CAS_ATTEMPTS, Streams, kv_get
 
 
 def _key(function: str, schedule: str) -> str:

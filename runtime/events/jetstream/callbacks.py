@@ -17,11 +17,10 @@ from dataclasses import replace
 from nats.aio.msg import Msg
 from nats.js.errors import KeyWrongLastSequenceError
 
-from runtime.events import jetstream_codec as codec
-from runtime.events import jetstream_names as names
-from runtime.events.jetstream_calls import CallRecords
-from runtime.events.jetstream_held import Held, Holdings
-from runtime.events.jetstream_streams import CALLBACKS, Streams
+from runtime.events.jetstream import codec, names
+from runtime.events.jetstream.calls import CallRecords
+from runtime.events.jetstream.held import Held, Holdings
+from runtime.events.jetstream.streams import CALLBACKS, Streams
 from runtime.events.queue import CallbackJob, CallbackState
 
 log = logging.getLogger("faas.queue")

@@ -1,6 +1,6 @@
 """The durable queue on NATS JetStream, shared by every gateway of a project.
 
-Layout (names from jetstream_names.py; `P` the project, `F` a function):
+Layout (names from names.py; `P` the project, `F` a function):
 
     stream faas_P_F            work queue, subject faas.P.F, one message per delivery;
                                durable pull consumer `workers`, explicit ack,
@@ -59,11 +59,8 @@ What differs from SqliteQueue, and why:
   message id derived from the schedule and time, so JetStream's duplicate
   window keeps one, and `last_fired` only moves forward (compare-and-set).
 
-The parts, each beside this module: jetstream_streams (the connection,
-streams, consumers, pulls and the counts kept of them), jetstream_held (this
-gateway's leases), jetstream_calls (call records), jetstream_dead,
-jetstream_callbacks, jetstream_cron; jetstream_codec and jetstream_names
-say how records are laid out and named.
+The parts are this module's siblings, listed in the package's index
+(__init__.py).
 
 Times (`now`, `due_at`) are epoch seconds from each gateway's clock; they
 decide local lease bookkeeping only, while redelivery and delays run on
@@ -86,15 +83,13 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyWrongLastSequenceError
 
 from runtime.errors import QueueFull
-from runtime.events import jetstream_codec as codec
-from runtime.events import jetstream_cron as cron
-from runtime.events import jetstream_names as names
-from runtime.events.jetstream_callbacks import Callbacks
-from runtime.events.jetstream_calls import CallRecords
-from runtime.events.jetstream_dead import DeadLetters
-from runtime.events.jetstream_held import Held, Holdings, Releases
-from runtime.events.jetstream_streams import CALLBACKS, Streams
-from runtime.events.jetstream_streams import QueueUnavailable as QueueUnavailable  # public
+from runtime.events.jetstream import codec, cron, names
+from runtime.events.jetstream.callbacks import Callbacks
+from runtime.events.jetstream.calls import CallRecords
+from runtime.events.jetstream.dead import DeadLetters
+from runtime.events.jetstream.held import Held, Holdings, Releases
+from runtime.events.jetstream.streams import CALLBACKS, Streams
+from runtime.events.jetstream.streams import QueueUnavailable as QueueUnavailable  # public
 from runtime.events.queue import (
     CallbackJob,
     CallbackState,

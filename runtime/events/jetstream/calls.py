@@ -16,10 +16,9 @@ from dataclasses import replace
 from nats.js.errors import APIError, InvalidKeyError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from runtime.events import jetstream_codec as codec
-from runtime.events import jetstream_names as names
-from runtime.events.jetstream_held import Held
-from runtime.events.jetstream_streams import CAS_ATTEMPTS, QueueUnavailable, Streams, kv_get
+from runtime.events.jetstream import codec, names
+from runtime.events.jetstream.held import Held
+from runtime.events.jetstream.streams import CAS_ATTEMPTS, QueueUnavailable, Streams, kv_get
 from runtime.events.queue import CallbackState, CallRecord, Message, Result, State
 
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from nats.aio.msg import Msg
 
-from runtime.events import jetstream_codec as codec
-from runtime.events.jetstream_streams import Streams, kv_get
-from runtime.events.jetstream_track import Track
+from runtime.events.jetstream import codec
+from runtime.events.jetstream.streams import Streams, kv_get
+from runtime.events.jetstream.track import Track
 from runtime.events.queue import Delivery
 
 

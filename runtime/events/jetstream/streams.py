@@ -3,7 +3,7 @@
 Every gateway creates what is missing when it opens, so whichever starts
 first makes them; a stream found with another configuration is used as it
 is. `pending` and `backlog` are read on every autoscaler tick, so each
-consumer's counts live in a `Track` (jetstream_track.py) refreshed from the
+consumer's counts live in a `Track` (track.py) refreshed from the
 server in the background; listing the project's streams now and then finds
 functions whose work another gateway stored.
 """
@@ -25,9 +25,8 @@ from nats.js.errors import BadRequestError, BucketNotFoundError, KeyNotFoundErro
 from nats.js.kv import KeyValue
 
 from runtime.errors import FaasError, PayloadTooLarge
-from runtime.events import jetstream_codec as codec
-from runtime.events import jetstream_names as names
-from runtime.events.jetstream_track import Track
+from runtime.events.jetstream import codec, names
+from runtime.events.jetstream.track import Track
 from runtime.events.queue import Message
 
 log = logging.getLogger("faas.queue")

@@ -15,10 +15,9 @@ from dataclasses import replace
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import APIError, KeyWrongLastSequenceError, NotFoundError
 
-from runtime.events import jetstream_codec as codec
-from runtime.events import jetstream_names as names
-from runtime.events.jetstream_calls import CallRecords
-from runtime.events.jetstream_streams import Streams
+from runtime.events.jetstream import codec, names
+from runtime.events.jetstream.calls import CallRecords
+from runtime.events.jetstream.streams import Streams
 from runtime.events.queue import DeadLetter, Delivery, Kind, Message, Result
 
 
