@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from runtime.coordination.gateways import SharedCoordination
+from runtime.cluster.gateways import SharedCoordination
 from runtime.events.jetstream import JetStreamQueue
 from runtime.events.queue import WorkQueue
 from runtime.spec import Project

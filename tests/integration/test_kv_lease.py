@@ -7,8 +7,8 @@ import time
 
 import nats
 
-from runtime.coordination.depth import DepthBoard
-from runtime.coordination.lease import KvLease
+from runtime.cluster.depth import DepthBoard
+from runtime.cluster.lease import KvLease
 from tests.nats_server import NatsServer
 
 TTL = 1.0

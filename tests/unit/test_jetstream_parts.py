@@ -8,7 +8,7 @@ from typing import cast
 
 from nats.aio.msg import Msg
 
-from runtime.coordination.depth import DepthReport, decode, encode, gateway_key, total_depth
+from runtime.cluster.depth import DepthReport, decode, encode, gateway_key, total_depth
 from runtime.events.jetstream.codec import (
     CallEntry,
     DeadInfo,

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 
 from nats.js import JetStreamContext
 
-from runtime.coordination.depth import DepthBoard
-from runtime.coordination.lease import KvLease
+from runtime.cluster.depth import DepthBoard
+from runtime.cluster.lease import KvLease
 from runtime.errors import FaasError
 from runtime.scaling.coordination import Demand
 
