@@ -37,7 +37,7 @@ from runtime.backends import create_backend
 from runtime.backends.base import is_service_backend
 from runtime.errors import FaasError
 from runtime.events.service import EventService
-from runtime.logs import HubHandler, redact_log_records
+from runtime.loghub import HubHandler, redact_log_records
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
 from runtime.spec import Project

@@ -8,7 +8,7 @@ import zlib
 from rich.console import Console
 from rich.markup import escape
 
-from runtime.logs import LogLine
+from runtime.loghub import LogLine
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta")
 LEVEL_STYLES = {"warning": "yellow", "error": "bold red", "critical": "bold red"}

@@ -30,7 +30,7 @@ from runtime.backends.base import (
 from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, ReplicaUnreachable
 from runtime.images import code_mount, plan_image, plan_warm_image
 from runtime.invocation import Invocation, InvocationResult
-from runtime.logs import LogHub, ReplicaOutput
+from runtime.loghub import LogHub, ReplicaOutput
 from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.reconcile import Reconciler, Removals
 from runtime.redact import LiveRedactor

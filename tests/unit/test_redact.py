@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.logs import HubHandler, LogHub, RedactingFilter, redact_log_records
+from runtime.loghub import HubHandler, LogHub, RedactingFilter, redact_log_records
 from runtime.redact import MASK, LiveRedactor, Redactor
 from runtime.secrets import SecretStore
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from runtime.backends.docker.logs import LineSplitter, dechunk, frame_payloads
-from runtime.logs import (
+from runtime.loghub import (
     MAX_LINE,
     Dropped,
     LogHub,

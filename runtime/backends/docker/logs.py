@@ -1,7 +1,7 @@
 """Reading a container's output, shared by the docker and swarm backends.
 
 A follow runs in a thread of its own and costs the gateway CPU for every frame
-the engine sends, however much of it the limits in runtime/logs.py then drop:
+the engine sends, however much of it the limits in runtime/loghub.py then drop:
 a function flooding stderr makes the engine send ~50,000 frames a second.
 docker-py's stream reads each frame with two calls through urllib3 (~15 µs a
 frame here), http.client's `read1` one HTTP chunk, that is one frame, a call
@@ -21,7 +21,7 @@ import docker.errors
 from docker.api.client import APIClient
 
 from runtime.backends.docker.engine import engine_errors
-from runtime.logs import MAX_LINE
+from runtime.loghub import MAX_LINE
 
 READ_SIZE = 256 * 1024
 MAX_SIZE_LINE = 1024
