@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from runtime.backends.docker.logs import LineSplitter, dechunk, frame_payloads
+from runtime.backends.docker.log_stream import LineSplitter, dechunk, frame_payloads
 from runtime.loghub import (
     MAX_LINE,
     Dropped,

@@ -34,7 +34,7 @@ from runtime.backends.base import (
     ReplicaStatus,
 )
 from runtime.backends.docker import containers
-from runtime.backends.docker import logs as container_logs
+from runtime.backends.docker import log_stream as container_logs
 from runtime.backends.docker.engine import EngineBackend, engine_errors
 from runtime.errors import EngineUnavailable
 

@@ -39,7 +39,7 @@ from runtime.backends.base import (
     Task,
 )
 from runtime.backends.docker import containers
-from runtime.backends.docker import logs as container_logs
+from runtime.backends.docker import log_stream as container_logs
 from runtime.backends.docker.engine import EngineBackend, engine_errors
 from runtime.backends.swarm import services
 from runtime.errors import EngineUnavailable, FaasError
