@@ -8,6 +8,7 @@ watchdog (token, call id, timeout), so a caller must not be able to set them.
 from __future__ import annotations
 
 from runtime.invocation import RawHeaders
+from runtime.watchdog import wire
 
 HOP_BY_HOP = frozenset(
     {
@@ -22,7 +23,7 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-INTERNAL_PREFIX = b"x-faas-"
+INTERNAL_PREFIX = wire.INTERNAL_PREFIX.encode()
 REQUEST_DROPPED = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 RESPONSE_DROPPED = HOP_BY_HOP | {b"content-length", b"x-call-id", b"server", b"date"}
 """The gateway frames every answer itself: a replica's framing never reaches a caller."""

@@ -32,6 +32,7 @@ from runtime.errors import (
     import_failed,
 )
 from runtime.invocation import Invocation, InvocationResult
+from runtime.watchdog import wire
 
 log = logging.getLogger("faas.replicas")
 
@@ -145,11 +146,11 @@ class ReplicaClient:
         Raises FunctionUnavailable with the file and line when the new code fails to
         load (the replica keeps the previous code), ReplicaUnreachable when it is gone.
         """
-        url = f"http://{replica.address}/_/reload"
+        url = f"http://{replica.address}{wire.RELOAD_PATH}"
         try:
             async with self._client().post(
                 url,
-                headers={"x-faas-token": replica.token},
+                headers={wire.TOKEN_HEADER: replica.token},
                 timeout=aiohttp.ClientTimeout(total=30),
             ) as response:
                 body = await response.read()
@@ -167,8 +168,8 @@ class ReplicaClient:
         answers every call with that failure), FaasError when the watchdog refuses
         the archive, and ReplicaUnreachable when it cannot be reached.
         """
-        url = f"http://{replica.address}/_/init"
-        headers = {"x-faas-token": replica.token, "content-type": "application/x-tar"}
+        url = f"http://{replica.address}{wire.INIT_PATH}"
+        headers = {wire.TOKEN_HEADER: replica.token, "content-type": wire.INIT_CONTENT_TYPE}
         try:
             async with self._client().post(
                 url, data=archive, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
@@ -192,8 +193,8 @@ class ReplicaClient:
         replica exits or is not ready by `deadline` (loop time).
         """
         loop = asyncio.get_running_loop()
-        url = f"http://{replica.address}/_/ready"
-        headers = {"x-faas-token": replica.token}
+        url = f"http://{replica.address}{wire.READY_PATH}"
+        headers = {wire.TOKEN_HEADER: replica.token}
         fast_until = loop.time() + FAST_POLL_SECONDS
         next_liveness_check = loop.time() + 0.5
         timeout = aiohttp.ClientTimeout(total=2.0)
@@ -280,6 +281,11 @@ def _answer_error(exc: OSError, function: str, replica: Replica) -> ReplicaUnrea
     return ReplicaUnreachable(f"{function}'s replica failed before completing its answer")
 
 
+_TOKEN_LINE = f"\r\n{wire.TOKEN_HEADER}: ".encode()
+_CALL_ID_LINE = f"\r\n{wire.CALL_ID_HEADER}: ".encode()
+_TIMEOUT_LINE = f"\r\n{wire.TIMEOUT_HEADER}: ".encode()
+
+
 def _request_head(replica: Replica, invocation: Invocation, time_limit: float) -> bytes:
     """Request line and headers, without the framing header and the blank line."""
     target = invocation.path.encode("latin-1")
@@ -287,9 +293,9 @@ def _request_head(replica: Replica, invocation: Invocation, time_limit: float) -
         target += b"?" + invocation.query
     parts = [
         invocation.method.encode("latin-1"), b" ", target, b" HTTP/1.1\r\nhost: ",
-        replica.address.encode(), b"\r\nx-faas-token: ", replica.token.encode(),
-        b"\r\nx-faas-call-id: ", invocation.call_id.encode(),
-        b"\r\nx-faas-timeout: ", f"{time_limit:g}".encode(), b"\r\n",
+        replica.address.encode(), _TOKEN_LINE, replica.token.encode(),
+        _CALL_ID_LINE, invocation.call_id.encode(),
+        _TIMEOUT_LINE, f"{time_limit:g}".encode(), b"\r\n",
     ]  # fmt: skip
     for name, value in invocation.headers:
         parts += (name, b": ", value, b"\r\n")

@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from . import wire
+
 MIB = 1024 * 1024
 
 
@@ -18,10 +20,10 @@ class Settings:
     handler_file: str
     token: str
     handler_name: str = "handle"
-    code_dir: str = "/app"
+    code_dir: str = wire.CODE_DIR
     function_name: str = "function"
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = wire.PORT
     timeout: float = 30.0
     max_body: int = 10 * MIB
     threads: int = 16
@@ -31,8 +33,8 @@ class Settings:
     log_level: str = "INFO"
     warm: bool = False
     """Started without a function: the gateway assigns one later with POST /_/init."""
-    secrets_dir: str = "/run/secrets"
-    deps_dir: str = "/opt/faas/deps"
+    secrets_dir: str = wire.SECRETS_DIR
+    deps_dir: str = wire.DEPS_DIR
     """Where a warm watchdog writes the requirements it is sent; on PYTHONPATH in the image."""
 
 
@@ -71,27 +73,27 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             problems.append(f"{name}={raw!r} must be 1 or 0")
         return False
 
-    warm = flag("FAAS_WARM")
+    warm = flag(wire.WARM_ENV)
     settings = Settings(
-        handler_file=text("FAAS_HANDLER_FILE", "" if warm else None),
-        token=text("FAAS_TOKEN"),
-        handler_name=text("FAAS_HANDLER_NAME", "handle"),
-        code_dir=text("FAAS_CODE_DIR", "/app"),
-        function_name=text("FAAS_FUNCTION_NAME", "function"),
-        host=text("FAAS_HOST", "0.0.0.0"),
-        port=int(number("FAAS_PORT", 8080, int, 0)),
-        timeout=number("FAAS_TIMEOUT", 30.0, float, 0.001),
-        max_body=int(number("FAAS_MAX_BODY", 10 * MIB, int, 0)),
-        threads=int(number("FAAS_THREADS", 16, int, 1)),
-        shutdown_grace=number("FAAS_SHUTDOWN_GRACE", 10.0, float, 0.0),
-        drain_delay=number("FAAS_DRAIN_DELAY", 0.0, float, 0.0),
-        log_level=text("FAAS_LOG_LEVEL", "INFO").upper(),
+        handler_file=text(wire.HANDLER_FILE_ENV, "" if warm else None),
+        token=text(wire.TOKEN_ENV),
+        handler_name=text(wire.HANDLER_NAME_ENV, "handle"),
+        code_dir=text(wire.CODE_DIR_ENV, wire.CODE_DIR),
+        function_name=text(wire.FUNCTION_NAME_ENV, "function"),
+        host=text(wire.HOST_ENV, "0.0.0.0"),
+        port=int(number(wire.PORT_ENV, wire.PORT, int, 0)),
+        timeout=number(wire.TIMEOUT_ENV, 30.0, float, 0.001),
+        max_body=int(number(wire.MAX_BODY_ENV, 10 * MIB, int, 0)),
+        threads=int(number(wire.THREADS_ENV, 16, int, 1)),
+        shutdown_grace=number(wire.SHUTDOWN_GRACE_ENV, 10.0, float, 0.0),
+        drain_delay=number(wire.DRAIN_DELAY_ENV, 0.0, float, 0.0),
+        log_level=text(wire.LOG_LEVEL_ENV, "INFO").upper(),
         warm=warm,
-        secrets_dir=text("FAAS_SECRETS_DIR", "/run/secrets"),
-        deps_dir=text("FAAS_DEPS_DIR", "/opt/faas/deps"),
+        secrets_dir=text(wire.SECRETS_DIR_ENV, wire.SECRETS_DIR),
+        deps_dir=text(wire.DEPS_DIR_ENV, wire.DEPS_DIR),
     )
     if settings.port > 65535:
-        problems.append(f"FAAS_PORT={settings.port} is out of range")
+        problems.append(f"{wire.PORT_ENV}={settings.port} is out of range")
     if problems:
         raise ConfigError("; ".join(problems))
     return settings

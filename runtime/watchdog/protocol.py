@@ -27,6 +27,7 @@ from typing import Protocol
 
 from .contract import JSON_TYPE, dump_json, new_call_id
 from .logs import log
+from .wire import INTERNAL_PREFIX
 
 MAX_HEAD = 64 * 1024  # request line and fields, without the blank line; also the trailers
 _MAX_CHUNK_LINE = 4096  # a chunk-size line or a trailer line, without its CRLF
@@ -210,7 +211,7 @@ class RequestParser:
             if not value.isprintable() and _FIELD_VALUE.fullmatch(value) is None:
                 raise HttpError(400, "control character in a header value")
             value = value.strip(" \t")
-            target_dict = faas if lowered.startswith("x-faas-") else headers
+            target_dict = faas if lowered.startswith(INTERNAL_PREFIX) else headers
             previous = target_dict.get(lowered)
             if previous is None:
                 target_dict[lowered] = value

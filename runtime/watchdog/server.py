@@ -31,11 +31,20 @@ from .contract import (
 from .loader import Handler, HandlerLoadError, LoadFailure, load_handler, reload_handler
 from .logs import log, setup_logging
 from .protocol import Connection, Request
+from .wire import (
+    ATTEMPT_HEADER,
+    CALL_ID_HEADER,
+    EVENT_ID_HEADER,
+    FUNCTION_NAME_ENV,
+    INIT_PATH,
+    READY_PATH,
+    RELOAD_PATH,
+    TIMEOUT_HEADER,
+    TOKEN_ENV,
+    TOKEN_HEADER,
+    TOPIC_HEADER,
+)
 from .workers import Workers
-
-READY_PATH = "/_/ready"
-RELOAD_PATH = "/_/reload"
-INIT_PATH = "/_/init"
 
 _UNAVAILABLE = (503, dump_json({"error": "the function's handler failed to import"}))
 """A call that reaches a replica whose handler did not import: not why (that is for the
@@ -76,8 +85,8 @@ class Watchdog:
 
     def dispatch(self, conn: Connection, request: Request) -> None:
         faas = request.faas
-        call_id = faas.get("x-faas-call-id") or new_call_id()
-        token = faas.get("x-faas-token")
+        call_id = faas.get(CALL_ID_HEADER) or new_call_id()
+        token = faas.get(TOKEN_HEADER)
         if token is None or not hmac.compare_digest(token.encode("latin-1"), self._token):
             error = "missing X-Faas-Token" if token is None else "invalid X-Faas-Token"
             conn.respond(403, dump_json({"error": error}), JSON_TYPE, call_id)
@@ -185,9 +194,9 @@ class Watchdog:
     def _invoke(self, conn: Connection, request: Request, call_id: str, handler: Handler) -> None:
         faas = request.faas
         timeout = self.timeout
-        if "x-faas-timeout" in faas:
-            timeout = _lower_timeout(faas["x-faas-timeout"], timeout)
-        topic = faas.get("x-faas-topic")
+        if TIMEOUT_HEADER in faas:
+            timeout = _lower_timeout(faas[TIMEOUT_HEADER], timeout)
+        topic = faas.get(TOPIC_HEADER)
         event = Event(
             request.method,
             request.path,
@@ -195,8 +204,8 @@ class Watchdog:
             Headers.wrap(request.headers),
             request.body,
             topic,
-            faas.get("x-faas-event-id"),
-            _attempt(faas.get("x-faas-attempt")) if topic is not None else 1,
+            faas.get(EVENT_ID_HEADER),
+            _attempt(faas.get(ATTEMPT_HEADER)) if topic is not None else 1,
         )
         context = Context(self.function_name, call_id, time.time() + timeout, self.hostname)
         call = Call(self, conn, call_id, timeout)
@@ -453,13 +462,13 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     try:
         settings = load_settings(env)
     except ConfigError as exc:
-        setup_logging(env.get("FAAS_FUNCTION_NAME", "function"))
+        setup_logging(env.get(FUNCTION_NAME_ENV, "function"))
         log.critical(f"invalid configuration: {exc}")
         return 2
     setup_logging(settings.function_name, settings.log_level, secrets_dir=settings.secrets_dir)
-    if env is os.environ and not forget_variable("FAAS_TOKEN"):
+    if env is os.environ and not forget_variable(TOKEN_ENV):
         # The handler has no use for the gateway's secret; unsetenv alone leaves it readable.
-        log.warning("FAAS_TOKEN could not be erased from /proc/self/environ")
+        log.warning(f"{TOKEN_ENV} could not be erased from /proc/self/environ")
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)  # user print()s show up promptly
 

@@ -1,7 +1,8 @@
 """A warm watchdog's function archive: checked in full first, then written out.
 
 A warm watchdog is a watchdog started without a function (FAAS_WARM=1); at a cold start the
-gateway sends it one with `POST /_/init`, as one uncompressed tar archive:
+gateway sends it one with `POST /_/init`, as one uncompressed tar archive (the layout is
+part of the host <-> watchdog contract, wire.py):
 
     init.json       {"function": str, "handler_file": str,
                      "handler_name": str (default "handle"), "environment": {str: str}}
@@ -28,6 +29,8 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from .wire import INIT_CODE, INIT_DEPS, INIT_SECRETS, INIT_SETTINGS, InitSettings
+
 
 class ArchiveError(ValueError):
     """The archive is unusable; the message says why (it is sent back to the gateway)."""
@@ -53,8 +56,9 @@ class InitPlan:
     secrets: list[FileToWrite] = field(default_factory=list)
 
 
-_KEYS = frozenset({"function", "handler_file", "handler_name", "environment"})
-_KINDS = "expected init.json, app/<path>, deps/<path> or secrets/<name>"
+_KEYS = frozenset(InitSettings.__annotations__)
+_CODE, _DEPS, _SECRETS = (prefix.rstrip("/") for prefix in (INIT_CODE, INIT_DEPS, INIT_SECRETS))
+_KINDS = f"expected {INIT_SETTINGS}, {INIT_CODE}<path>, {INIT_DEPS}<path> or {INIT_SECRETS}<name>"
 
 
 def parse_archive(data: bytes) -> InitPlan:
@@ -74,15 +78,15 @@ def parse_archive(data: bytes) -> InitPlan:
                 reader = archive.extractfile(member)
                 assert reader is not None  # always a reader for a regular file
                 content = reader.read()
-                if parts == ["init.json"]:
+                if parts == [INIT_SETTINGS]:
                     if settings is not None:
-                        raise ArchiveError("init.json appears twice")
+                        raise ArchiveError(f"{INIT_SETTINGS} appears twice")
                     settings = content
-                elif len(parts) > 1 and parts[0] in ("app", "deps"):
+                elif len(parts) > 1 and parts[0] in (_CODE, _DEPS):
                     mode = 0o755 if member.mode & 0o100 else 0o644
-                    into = code if parts[0] == "app" else deps
+                    into = code if parts[0] == _CODE else deps
                     into.append(FileToWrite("/".join(parts[1:]), content, mode))
-                elif len(parts) > 1 and parts[0] == "secrets":
+                elif len(parts) > 1 and parts[0] == _SECRETS:
                     if len(parts) > 2:
                         raise ArchiveError(f"{member.name!r}: a secret name cannot contain '/'")
                     secrets.append(FileToWrite(parts[1], content, 0o400))
@@ -91,10 +95,10 @@ def parse_archive(data: bytes) -> InitPlan:
     except (tarfile.TarError, EOFError) as exc:
         raise ArchiveError(f"not a valid tar archive: {exc}") from None
     if settings is None:
-        raise ArchiveError("init.json is missing")
-    _check_unique(code, "app/")
-    _check_unique(deps, "deps/")
-    _check_unique(secrets, "secrets/")
+        raise ArchiveError(f"{INIT_SETTINGS} is missing")
+    _check_unique(code, INIT_CODE)
+    _check_unique(deps, INIT_DEPS)
+    _check_unique(secrets, INIT_SECRETS)
     return InitPlan(**_read_settings(settings), code=code, deps=deps, secrets=secrets)
 
 

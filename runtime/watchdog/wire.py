@@ -1,0 +1,110 @@
+"""The host <-> watchdog contract: every name both sides of a replica's edge must agree on.
+
+The gateway side (runtime/replica_client.py, the backends, the warm pool, the image
+builder, the exporters) imports this as `runtime.watchdog.wire`; the watchdog imports
+it as `.wire`, and images carry it in the package `faas_watchdog`. Each value is on
+the wire of images already built: changing one is a protocol change, not a rename.
+Standard library only, importing nothing the watchdog does not load anyway (`typing`).
+
+HTTP/1.1, every request carrying the replica's token in TOKEN_HEADER:
+
+    GET  READY_PATH    200 once the handler imported (a warm watchdog: once it
+                       started), 503 with the import failure as JSON
+    POST RELOAD_PATH   import the handler's current code again (development)
+    POST INIT_PATH     a warm watchdog's function, as an init archive (below)
+    anything else      an invocation
+
+Request headers under INTERNAL_PREFIX are the platform's own channel: the watchdog
+keeps them out of the handler's `event.headers`, and the gateway strips them from
+what callers send and from what replicas answer.
+
+Environment (set at container creation): TOKEN_ENV, HANDLER_FILE_ENV, ... below;
+the watchdog reads them in config.py and erases TOKEN_ENV from its own environment.
+
+Init archive (INIT_CONTENT_TYPE, one uncompressed tar; parsed by warm.py):
+
+    init.json       InitSettings, as JSON
+    app/<path>      the code, written to the code directory (CODE_DIR)
+    deps/<path>     the requirements, written to the deps directory (DEPS_DIR)
+    secrets/<name>  a secret, written to the secrets directory (SECRETS_DIR), mode 0o400
+
+The image builder names the code and requirements of a function image the same way
+(`app/`, `deps/`), so what it collects for an image is what a warm watchdog is sent.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+# -- paths -------------------------------------------------------------------------
+
+CONTROL_PREFIX = "/_/"
+"""The watchdog's own paths; never an invocation's (functions.yaml reserves it)."""
+READY_PATH = "/_/ready"
+RELOAD_PATH = "/_/reload"
+INIT_PATH = "/_/init"
+
+# -- headers (lower case, as both sides compare them) -----------------------------------
+
+INTERNAL_PREFIX = "x-faas-"
+TOKEN_HEADER = "x-faas-token"
+"""The replica's secret, compared in constant time; without it every path answers 403."""
+CALL_ID_HEADER = "x-faas-call-id"
+TIMEOUT_HEADER = "x-faas-timeout"
+"""Seconds the call may take; the watchdog only ever lowers its own limit with it."""
+TOPIC_HEADER = "x-faas-topic"
+"""Present on event and cron deliveries: the handler's `event.topic`."""
+EVENT_ID_HEADER = "x-faas-event-id"
+ATTEMPT_HEADER = "x-faas-attempt"
+
+# -- environment ---------------------------------------------------------------------
+
+ENV_PREFIX = "FAAS_"
+"""The watchdog's variables; a function's own environment cannot use the prefix."""
+TOKEN_ENV = "FAAS_TOKEN"
+HANDLER_FILE_ENV = "FAAS_HANDLER_FILE"
+"""Relative to the code directory; required unless WARM_ENV is set."""
+HANDLER_NAME_ENV = "FAAS_HANDLER_NAME"
+FUNCTION_NAME_ENV = "FAAS_FUNCTION_NAME"
+CODE_DIR_ENV = "FAAS_CODE_DIR"
+DEPS_DIR_ENV = "FAAS_DEPS_DIR"
+SECRETS_DIR_ENV = "FAAS_SECRETS_DIR"
+HOST_ENV = "FAAS_HOST"
+PORT_ENV = "FAAS_PORT"
+TIMEOUT_ENV = "FAAS_TIMEOUT"
+MAX_BODY_ENV = "FAAS_MAX_BODY"
+THREADS_ENV = "FAAS_THREADS"
+SHUTDOWN_GRACE_ENV = "FAAS_SHUTDOWN_GRACE"
+DRAIN_DELAY_ENV = "FAAS_DRAIN_DELAY"
+LOG_LEVEL_ENV = "FAAS_LOG_LEVEL"
+WARM_ENV = "FAAS_WARM"
+"""`1`: start with no function and wait for POST INIT_PATH."""
+
+# -- the image's layout --------------------------------------------------------------
+
+PORT = 8080
+"""Where a replica's watchdog listens inside its container."""
+PACKAGE = "faas_watchdog"
+"""The name images give this package (`python3 -m faas_watchdog`)."""
+CODE_DIR = "/app"
+DEPS_DIR = "/opt/faas/deps"
+"""On the image's PYTHONPATH; a warm watchdog writes the requirements it is sent here."""
+SECRETS_DIR = "/run/secrets"
+
+# -- the init archive ----------------------------------------------------------------
+
+INIT_CONTENT_TYPE = "application/x-tar"
+INIT_SETTINGS = "init.json"
+INIT_CODE = "app/"
+INIT_DEPS = "deps/"
+INIT_SECRETS = "secrets/"
+
+
+class InitSettings(TypedDict):
+    """init.json. The watchdog also accepts it without `handler_name` (then "handle")
+    and `environment` (then none); any other key is refused."""
+
+    function: str
+    handler_file: str
+    handler_name: str
+    environment: dict[str, str]
