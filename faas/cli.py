@@ -20,8 +20,7 @@ import click
 import httpx
 from rich.table import Table
 
-from faas import cli_access, cli_deploy, cli_events, cli_export, scaffold, state
-from faas import logs as logging_setup
+from faas import cli_access, cli_deploy, cli_events, cli_export, logging_setup, scaffold, state
 from faas.cli_common import (
     EXIT_FAILED,
     EXIT_INVALID,

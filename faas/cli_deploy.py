@@ -130,7 +130,7 @@ def deploy(
       faas deploy --port 9000 --replicas 2
       faas deploy --remove             remove the gateway and every function service
     """
-    from faas import logs as logging_setup
+    from faas import logging_setup
 
     logging_setup.configure("warning")
     loaded = load(spec_file, project)
