@@ -26,7 +26,7 @@ import time
 from typing import Protocol
 
 from .contract import JSON_TYPE, dump_json, new_call_id
-from .logs import log
+from .json_log import log
 from .wire import INTERNAL_PREFIX
 
 MAX_HEAD = 64 * 1024  # request line and fields, without the blank line; also the trailers

@@ -28,8 +28,8 @@ from .contract import (
     new_call_id,
     to_reply,
 )
+from .json_log import log, setup_logging
 from .loader import Handler, HandlerLoadError, LoadFailure, load_handler, reload_handler
-from .logs import log, setup_logging
 from .protocol import Connection, Request
 from .wire import (
     ATTEMPT_HEADER,

@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from .logs import log
+from .json_log import log
 
 
 class Workers:

@@ -17,8 +17,8 @@ import pytest
 from runtime.watchdog import Context, Event, Response
 from runtime.watchdog.config import ConfigError, load_settings
 from runtime.watchdog.contract import ConversionError, Headers, Reply, new_call_id, to_reply
+from runtime.watchdog.json_log import JsonFormatter
 from runtime.watchdog.loader import HandlerLoadError, LoadFailure, load_handler
-from runtime.watchdog.logs import JsonFormatter
 from runtime.watchdog.protocol import HttpError, RequestParser, render_response
 
 JSON = "application/json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.watchdog.logs import secret_mask
+from runtime.watchdog.json_log import secret_mask
 from tests.unit.test_watchdog_server import TOKEN, Launcher
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
