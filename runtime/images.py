@@ -5,6 +5,13 @@ function's code directory, its resolved requirements), so an unchanged
 function keeps its image and `faas up` skips the build, and functions that
 share a code directory and requirements share one image. The build context is
 assembled here as a tar archive; the backend only hands it to the engine.
+
+Where the watchdog finds things in an image (code, requirements, its own package,
+its port) is part of the host <-> watchdog contract, runtime/watchdog/wire.py: the
+context names code `app/...` and requirements `deps/...` as a warm watchdog's init
+archive does, so `ImageRequest.code` is what a warm start sends. `walk_files`,
+`files_digest` and `tar_files` are the context-building steps other images (the
+gateway's, runtime/backends/swarm/gateway_image.py) share.
 """
 
 from __future__ import annotations
@@ -22,27 +29,32 @@ from runtime.backends.base import ImageRequest
 from runtime.errors import FunctionUnavailable
 from runtime.requirements import PYTHON_VERSION
 from runtime.spec import FunctionSpec, Project
+from runtime.watchdog import wire
 
 WATCHDOG_DIR = Path(__file__).resolve().parent / "watchdog"
-CODE_DIR = "/app"
-DEPS_DIR = "/opt/faas/deps"
+CODE_DIR = wire.CODE_DIR
+DEPS_DIR = wire.DEPS_DIR
+WATCHDOG_ROOT = "/opt/faas"
+"""Holds the watchdog's package; on PYTHONPATH with the requirements (DEPS_DIR)."""
 SKIPPED_NAMES = {"__pycache__", "node_modules"}
+CODE = PurePosixPath(wire.INIT_CODE)
+DEPS = PurePosixPath(wire.INIT_DEPS)
 
 DOCKERFILE = """\
 FROM {base}
-{deps}COPY faas_watchdog/ /opt/faas/faas_watchdog/
-COPY app/ {code_dir}/
+{deps}COPY {package}/ {root}/{package}/
+COPY {code}/ {code_dir}/
 # Byte-compile now: the root filesystem is read-only at run time. A syntax error
 # in the user's code must not fail the build: the watchdog reports it with its line.
-RUN python3 -m compileall -q /opt/faas && (python3 -m compileall -q {code_dir} || true)
-ENV PYTHONPATH=/opt/faas:/opt/faas/deps PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \\
-    HOME=/tmp FAAS_CODE_DIR={code_dir}
+RUN python3 -m compileall -q {root} && (python3 -m compileall -q {code_dir} || true)
+ENV PYTHONPATH={root}:{deps_dir} PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \\
+    HOME=/tmp {code_dir_env}={code_dir}
 WORKDIR {code_dir}
 USER 10001:10001
-EXPOSE 8080
-CMD ["python3", "-m", "faas_watchdog"]
+EXPOSE {port}
+CMD ["python3", "-m", "{package}"]
 """
-DEPS_LINE = "COPY deps/ /opt/faas/deps/\n"
+DEPS_LINE = f"COPY {DEPS}/ {DEPS_DIR}/\n"
 
 RequirementsResolver = Callable[[Path], Path]
 
@@ -77,13 +89,12 @@ def plan_image(
     handler = project.root / function.handler_file
     if not handler.is_file():
         raise FunctionUnavailable(f"handler file {function.handler_file} not found")
-    files: dict[str, bytes] = {"app/.keep": b""}
+    files: dict[str, bytes] = {f"{CODE}/.keep": b""}
     code = code_root(function)
     if bake_code:
-        for relative, path in _walk(project.root / code, PurePosixPath("app") / code):
+        for relative, path in walk_files(project.root / code, CODE / code):
             files[relative] = path.read_bytes()
-    for relative, path in _walk(WATCHDOG_DIR, PurePosixPath("faas_watchdog")):
-        files[relative] = path.read_bytes()
+    files.update(watchdog_files())
     deps_key = ""
     bytecode: dict[str, bytes] = {}
     if function.requirements:
@@ -92,26 +103,23 @@ def plan_image(
             raise FunctionUnavailable(f"requirements file {function.requirements} not found")
         deps_dir = resolve_requirements(requirements)
         deps_key = deps_dir.name
-        for relative, path in _walk(deps_dir, PurePosixPath("deps")):
+        for relative, path in walk_files(deps_dir, DEPS):
             files[relative] = path.read_bytes()
-        files.setdefault("deps/.keep", b"")
+        files.setdefault(f"{DEPS}/.keep", b"")
         bytecode = deps_bytecode(deps_dir)
-    dockerfile = DOCKERFILE.format(
-        base=base_image_id,
-        deps=DEPS_LINE if function.requirements else "",
-        code_dir=CODE_DIR,
-    )
-    files["Dockerfile"] = dockerfile.encode()
-    digest = _digest(files, extra=deps_key)
+    files["Dockerfile"] = _dockerfile(base_image_id, with_deps=bool(function.requirements))
+    digest = files_digest(files, extra=deps_key)
     # Content-addressed, and free of the function's name and handler (those are given to
     # each replica at creation): functions with the same code directory and requirements
     # share one image, so a project of 100 functions builds one image, not 100.
     tag = f"faas-function:{digest[:16]}"
     code_files = {
-        name: content for name, content in files.items() if name.startswith(("app/", "deps/"))
+        name: content
+        for name, content in files.items()
+        if name.startswith((wire.INIT_CODE, wire.INIT_DEPS))
     }
     code_files.update(bytecode)
-    return ImageRequest(function=function.name, tag=tag, context=_tar(files), code=code_files)
+    return ImageRequest(function=function.name, tag=tag, context=tar_files(files), code=code_files)
 
 
 def deps_bytecode(deps_dir: Path) -> dict[str, bytes]:
@@ -134,7 +142,7 @@ def deps_bytecode(deps_dir: Path) -> dict[str, bytes]:
         )
         marker.touch()
     return {
-        f"deps/{path.relative_to(deps_dir).as_posix()}": path.read_bytes()
+        f"{DEPS}/{path.relative_to(deps_dir).as_posix()}": path.read_bytes()
         for path in sorted(deps_dir.rglob("__pycache__/*.pyc"))
     }
 
@@ -145,21 +153,39 @@ def plan_warm_image(base_image_id: str) -> ImageRequest:
     Its /app and /opt/faas/deps are empty; at run time tmpfs mounts there receive a
     function's code and requirements.
     """
-    files: dict[str, bytes] = {"app/.keep": b"", "deps/.keep": b""}
-    for relative, path in _walk(WATCHDOG_DIR, PurePosixPath("faas_watchdog")):
-        files[relative] = path.read_bytes()
-    dockerfile = DOCKERFILE.format(base=base_image_id, deps=DEPS_LINE, code_dir=CODE_DIR)
-    files["Dockerfile"] = dockerfile.encode()
-    digest = _digest(files, extra="warm")
-    return ImageRequest(function="", tag=f"faas-warm:{digest[:16]}", context=_tar(files))
+    files: dict[str, bytes] = {f"{CODE}/.keep": b"", f"{DEPS}/.keep": b""}
+    files.update(watchdog_files())
+    files["Dockerfile"] = _dockerfile(base_image_id, with_deps=True)
+    digest = files_digest(files, extra="warm")
+    return ImageRequest(function="", tag=f"faas-warm:{digest[:16]}", context=tar_files(files))
 
 
-def tar_files(files: Mapping[str, bytes]) -> bytes:
-    """An uncompressed tar of `files` (name -> content), in name order."""
-    return _tar(files)
+def watchdog_files() -> dict[str, bytes]:
+    """The watchdog's sources, under the package name images run it as."""
+    return {
+        relative: path.read_bytes()
+        for relative, path in walk_files(WATCHDOG_DIR, PurePosixPath(wire.PACKAGE))
+    }
 
 
-def _walk(directory: Path, prefix: PurePosixPath) -> Iterator[tuple[str, Path]]:
+def _dockerfile(base_image_id: str, *, with_deps: bool) -> bytes:
+    return DOCKERFILE.format(
+        base=base_image_id,
+        deps=DEPS_LINE if with_deps else "",
+        package=wire.PACKAGE,
+        root=WATCHDOG_ROOT,
+        code=CODE,
+        code_dir=CODE_DIR,
+        code_dir_env=wire.CODE_DIR_ENV,
+        deps_dir=DEPS_DIR,
+        port=wire.PORT,
+    ).encode()
+
+
+def walk_files(directory: Path, prefix: PurePosixPath) -> Iterator[tuple[str, Path]]:
+    """(name in a context, file) for every file a context takes from `directory` (or the
+    file `directory` itself), in name order: no bytecode, editor backups, hidden files,
+    `__pycache__` or `node_modules`."""
     if directory.is_file():
         yield str(prefix), directory
         return
@@ -171,7 +197,8 @@ def _walk(directory: Path, prefix: PurePosixPath) -> Iterator[tuple[str, Path]]:
             yield str(prefix / relative.as_posix()), path
 
 
-def _digest(files: dict[str, bytes], extra: str) -> str:
+def files_digest(files: Mapping[str, bytes], extra: str) -> str:
+    """A hash of names and contents (and `extra`): what an image's tag is made of."""
     digest = hashlib.sha256(extra.encode())
     for name in sorted(files):
         digest.update(name.encode() + b"\0")
@@ -179,7 +206,8 @@ def _digest(files: dict[str, bytes], extra: str) -> str:
     return digest.hexdigest()
 
 
-def _tar(files: Mapping[str, bytes]) -> bytes:
+def tar_files(files: Mapping[str, bytes]) -> bytes:
+    """An uncompressed tar of `files` (name -> content), in name order."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name in sorted(files):

@@ -41,6 +41,7 @@ from runtime.errors import ReplicaStartError
 from runtime.images import tar_files
 from runtime.reconcile import Removals
 from runtime.replica_client import ReplicaClient
+from runtime.watchdog import wire
 
 log = logging.getLogger("faas.warm")
 
@@ -57,17 +58,17 @@ them in memory (tmpfs), counted against the function's memory limit."""
 
 def init_archive(spec: ReplicaSpec, code: Mapping[str, bytes]) -> bytes:
     """What a warm watchdog is sent: init.json, the code under app/, secrets under secrets/."""
-    settings = {
+    settings: wire.InitSettings = {
         "function": spec.function,
         "handler_file": spec.handler_file,
         "handler_name": spec.handler_name,
         "environment": dict(spec.environment),
     }
     files = {name: content for name, content in code.items() if not name.endswith("/.keep")}
-    files["init.json"] = json.dumps(settings).encode()
+    files[wire.INIT_SETTINGS] = json.dumps(settings).encode()
     for name, path in spec.secret_files.items():
         with open(path, "rb") as secret:
-            files[f"secrets/{name}"] = secret.read()
+            files[f"{wire.INIT_SECRETS}{name}"] = secret.read()
     return tar_files(files)
 
 

@@ -43,6 +43,7 @@ from runtime.events.queue import Delivery, Kind, Pairs, Result, State, WorkQueue
 from runtime.events.topics import CRON_TOPIC
 from runtime.invocation import Invocation, InvocationResult
 from runtime.platform import Platform
+from runtime.watchdog import wire
 
 log = logging.getLogger("faas.events")
 
@@ -264,9 +265,9 @@ class Deliverer:
             call_id = uuid.uuid4().hex
             topic = message.topic if message.kind is Kind.EVENT else CRON_TOPIC
             headers += [
-                (b"x-faas-topic", (topic or "").encode()),
-                (b"x-faas-event-id", message.id.encode()),
-                (b"x-faas-attempt", str(delivery.attempt).encode()),
+                (wire.TOPIC_HEADER.encode(), (topic or "").encode()),
+                (wire.EVENT_ID_HEADER.encode(), message.id.encode()),
+                (wire.ATTEMPT_HEADER.encode(), str(delivery.attempt).encode()),
             ]
         return Invocation(
             function=delivery.function,
@@ -312,7 +313,7 @@ def _result_headers(answer: InvocationResult) -> tuple[Pairs, int]:
     dropped = 0
     for raw_name, raw_value in answer.headers:
         name = raw_name.decode("latin-1").lower()
-        if name in _DROPPED_RESULT_HEADERS or name.startswith("x-faas-"):
+        if name in _DROPPED_RESULT_HEADERS or name.startswith(wire.INTERNAL_PREFIX):
             continue
         value = raw_value.decode("latin-1")
         if not storable_header(name, value):

@@ -50,7 +50,7 @@ from runtime.export import DEFAULT_GATEWAY_IMAGE
 from runtime.images import image_reference
 from runtime.secrets import env_name
 from runtime.spec import SPEC_FILENAME, FunctionSpec, GiB, KiB, MiB, Project, parse_size
-from runtime.watchdog.server import READY_PATH
+from runtime.watchdog import wire
 
 Manifest = dict[str, Any]
 
@@ -283,11 +283,10 @@ def _tmp_volume() -> dict[str, Any]:
 
 
 def _ready_command() -> list[str]:
-    url = f"http://127.0.0.1:{REPLICA_PORT}{READY_PATH}"
+    url = f"http://127.0.0.1:{REPLICA_PORT}{wire.READY_PATH}"
+    token = f"{{{wire.TOKEN_HEADER.title()!r}: os.environ[{wire.TOKEN_ENV!r}]}}"
     script = (
-        "import os, urllib.request as r; "
-        f"r.urlopen(r.Request({url!r}, headers={{'X-Faas-Token': os.environ['FAAS_TOKEN']}}), "
-        "timeout=1)"
+        f"import os, urllib.request as r; r.urlopen(r.Request({url!r}, headers={token}), timeout=1)"
     )
     return ["python3", "-c", script]
 
@@ -297,14 +296,14 @@ def _deployment(project: Project, ns: str, function: FunctionSpec, image: str) -
         {"name": key, "value": value} for key, value in function.environment.items()
     ]
     env += [
-        {"name": "FAAS_FUNCTION_NAME", "value": function.name},
-        {"name": "FAAS_HANDLER_FILE", "value": function.handler_file},
-        {"name": "FAAS_HANDLER_NAME", "value": function.handler_name},
-        {"name": "FAAS_PORT", "value": str(REPLICA_PORT)},
-        {"name": "FAAS_DRAIN_DELAY", "value": str(DRAIN_DELAY)},
-        {"name": "FAAS_SHUTDOWN_GRACE", "value": f"{function.timeout:g}"},
+        {"name": wire.FUNCTION_NAME_ENV, "value": function.name},
+        {"name": wire.HANDLER_FILE_ENV, "value": function.handler_file},
+        {"name": wire.HANDLER_NAME_ENV, "value": function.handler_name},
+        {"name": wire.PORT_ENV, "value": str(REPLICA_PORT)},
+        {"name": wire.DRAIN_DELAY_ENV, "value": str(DRAIN_DELAY)},
+        {"name": wire.SHUTDOWN_GRACE_ENV, "value": f"{function.timeout:g}"},
         {
-            "name": "FAAS_TOKEN",  # the watchdog drops it from the handler's environment
+            "name": wire.TOKEN_ENV,  # the watchdog drops it from the handler's environment
             "valueFrom": {
                 "secretKeyRef": {"name": token_secret_name(project.name), "key": "token"}
             },

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runtime.backends.base import Limits, ReplicaSpec
-from runtime.images import CODE_DIR, DEPS_DIR
+from runtime.watchdog import wire
 
 LABEL_PROJECT = "faas.project"
 LABEL_FUNCTION = "faas.function"
@@ -22,10 +22,10 @@ ROLE_WARM = "warm"
 """A watchdog with no function yet; once assigned it serves one (runtime/warm_pool.py)."""
 SANDBOX_MEMORY = 8 * 1024 * 1024
 
-REPLICA_PORT = 8080
+REPLICA_PORT = wire.PORT
 REPLICA_USER = "10001:10001"
 TMPFS_SIZE = "64m"
-SECRETS_DIR = "/run/secrets"
+SECRETS_DIR = wire.SECRETS_DIR
 WARM_CODE_SIZE = "16m"
 WARM_DEPS_SIZE = "32m"
 
@@ -124,11 +124,13 @@ def replica_environment(spec: ReplicaSpec) -> dict[str, str]:
     """The function's environment and what the watchdog needs to load and guard it."""
     environment = dict(spec.environment)
     environment.update(
-        FAAS_FUNCTION_NAME=spec.function,
-        FAAS_HANDLER_FILE=spec.handler_file,
-        FAAS_HANDLER_NAME=spec.handler_name,
-        FAAS_TOKEN=spec.token,
-        FAAS_PORT=str(REPLICA_PORT),
+        {
+            wire.FUNCTION_NAME_ENV: spec.function,
+            wire.HANDLER_FILE_ENV: spec.handler_file,
+            wire.HANDLER_NAME_ENV: spec.handler_name,
+            wire.TOKEN_ENV: spec.token,
+            wire.PORT_ENV: str(REPLICA_PORT),
+        }
     )
     return environment
 
@@ -165,10 +167,10 @@ def warm_args(project: str, image: str, token: str, name: str) -> dict[str, Any]
         "name": name,
         "user": REPLICA_USER,
         "environment": {
-            "FAAS_WARM": "1",
-            "FAAS_TOKEN": token,
-            "FAAS_PORT": str(REPLICA_PORT),
-            "FAAS_FUNCTION_NAME": "warm",
+            wire.WARM_ENV: "1",
+            wire.TOKEN_ENV: token,
+            wire.PORT_ENV: str(REPLICA_PORT),
+            wire.FUNCTION_NAME_ENV: "warm",
         },
         "labels": {LABEL_PROJECT: project, LABEL_ROLE: ROLE_WARM},
         "stop_signal": "SIGTERM",
@@ -188,9 +190,9 @@ def warm_host_config_args(
         SECRETS_DIR: f"rw,noexec,nosuid,nodev,size=1m,{owned},mode=0700",
     }
     # Requirements may hold compiled extensions, which a noexec mount could not load.
-    tmpfs[DEPS_DIR] = f"rw,nosuid,nodev,size={WARM_DEPS_SIZE},{owned},mode=0755"
+    tmpfs[wire.DEPS_DIR] = f"rw,nosuid,nodev,size={WARM_DEPS_SIZE},{owned},mode=0755"
     if not code_mounts:
-        tmpfs[CODE_DIR] = f"rw,noexec,nosuid,nodev,size={WARM_CODE_SIZE},{owned},mode=0755"
+        tmpfs[wire.CODE_DIR] = f"rw,noexec,nosuid,nodev,size={WARM_CODE_SIZE},{owned},mode=0755"
     return {
         **hardening,
         "network_mode": network_name(project),

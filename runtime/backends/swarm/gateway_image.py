@@ -32,7 +32,7 @@ from runtime.backends.base import ImageRequest
 from runtime.backends.docker import containers
 from runtime.backends.swarm import services
 from runtime.errors import FaasError
-from runtime.images import RequirementsResolver, _digest, _tar, _walk, code_root
+from runtime.images import RequirementsResolver, code_root, files_digest, tar_files, walk_files
 from runtime.spec import Project
 
 ROOT = "/opt/faas-gateway"
@@ -133,17 +133,17 @@ def plan_gateway_image(
             "terminate TLS in front of the published port"
         )
     files: dict[str, bytes] = {"cache/.keep": b"", "deps/.keep": b""}
-    for relative, path in _walk(gateway_deps, PurePosixPath("deps")):
+    for relative, path in walk_files(gateway_deps, PurePosixPath("deps")):
         files[relative] = path.read_bytes()
     files.update(_dist_info())
     for package in PACKAGES:
         directory = _package_directory(package)
-        for relative, path in _walk(directory, PurePosixPath("packages") / package):
+        for relative, path in walk_files(directory, PurePosixPath("packages") / package):
             files[relative] = path.read_bytes()
     files["project/functions.yaml"] = spec_file.read_bytes()
     for function in project.functions.values():
         code = code_root(function)
-        for relative, path in _walk(project.root / code, PurePosixPath("project") / code):
+        for relative, path in walk_files(project.root / code, PurePosixPath("project") / code):
             files[relative] = path.read_bytes()
         if function.requirements:
             requirements = project.root / function.requirements
@@ -151,7 +151,7 @@ def plan_gateway_image(
             resolved = resolve(requirements)
             # An empty resolution must exist too: the gateway finds the cache by directory.
             files[f"cache/deps/{resolved.name}/.keep"] = b""
-            for relative, path in _walk(resolved, PurePosixPath("cache/deps") / resolved.name):
+            for relative, path in walk_files(resolved, PurePosixPath("cache/deps") / resolved.name):
                 files[relative] = path.read_bytes()
     dockerfile = DOCKERFILE.format(
         base=base_image_id,
@@ -161,8 +161,8 @@ def plan_gateway_image(
         command='["' + '", "'.join(command(project.name)) + '"]',
     )
     files["Dockerfile"] = dockerfile.encode()
-    tag = f"faas-{ROLE}:{_digest(files, extra='')[:16]}"
-    return ImageRequest(function=ROLE, tag=tag, context=_tar(files))
+    tag = f"faas-{ROLE}:{files_digest(files, extra='')[:16]}"
+    return ImageRequest(function=ROLE, tag=tag, context=tar_files(files))
 
 
 def _package_directory(package: str) -> Path:

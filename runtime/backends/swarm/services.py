@@ -15,6 +15,7 @@ from typing import Any
 
 from runtime.backends.base import ReplicaSpec, Task
 from runtime.backends.docker import containers
+from runtime.watchdog import wire
 
 LABEL_SPEC = "faas.spec"
 """Hash of the settings a service was made from: equal hashes need no update."""
@@ -120,7 +121,7 @@ def service_args(
     reach replicas on its own host.
     """
     environment = containers.replica_environment(spec)
-    environment["FAAS_DRAIN_DELAY"] = str(DRAIN_DELAY)
+    environment[wire.DRAIN_DELAY_ENV] = str(DRAIN_DELAY)
     uid, gid = containers.REPLICA_USER.split(":")
     mounts: list[dict[str, Any]] = [
         {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": TMPFS_BYTES}}
@@ -182,7 +183,7 @@ def token_of(service: dict[str, Any]) -> str | None:
     env = service["Spec"]["TaskTemplate"]["ContainerSpec"].get("Env") or []
     for entry in env:
         key, _, value = entry.partition("=")
-        if key == "FAAS_TOKEN":
+        if key == wire.TOKEN_ENV:
             return str(value)
     return None
 
