@@ -37,7 +37,7 @@ from gateway.ratelimit import RateLimiter
 from runtime.errors import FaasError, FunctionNotFound
 from runtime.events.queue import CallRecord, DeadLetter, State
 from runtime.events.service import EventService
-from runtime.events.topics import topic_problem
+from runtime.spec.topics import topic_problem
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Admin = Callable[[Endpoint], Endpoint]

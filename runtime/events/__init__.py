@@ -1,9 +1,6 @@
 """Durable work: published events, async calls and cron firings, delivered at least once.
 
-    topics.py      topic names, subscription patterns and matching (pure)
     retry.py       done, retry after a backoff, or dead-letter (pure)
-    cron.py        schedules, next firing, the missed-run rule (pure)
-    allowlist.py   which callback URLs `gateway.callback_allow` permits (pure)
     signing.py     Standard Webhooks signatures and keys of callbacks (pure)
     clock.py       time as an input, so tests pass a fake clock
     queue.py       the WorkQueue protocol every store implements, and its records
@@ -16,6 +13,7 @@
     scheduler.py   fires cron schedules into the queue
     service.py     all of the above behind one object for the gateway and `faas up`
 
-This package imports nothing heavy at import time, so the spec loader can
-use its pure checks.
+Topics, cron schedules and callback allow-lists are languages of
+functions.yaml, so their grammar and meaning live in runtime/spec/ (topics.py,
+cron.py, allowlist.py): this package reads the spec, the spec never imports it.
 """

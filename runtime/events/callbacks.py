@@ -44,7 +44,8 @@ from collections.abc import Callable
 
 import aiohttp
 
-from runtime.events import allowlist, signing
+from runtime.events import signing
+from runtime.spec import allowlist
 from runtime.events.clock import Clock, SystemClock
 from runtime.events.queue import CallbackJob, CallbackState, WorkQueue, storable_header
 from runtime.events.retry import backoff

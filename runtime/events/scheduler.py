@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 from runtime.events.clock import Clock, SystemClock
-from runtime.events.cron import Schedule, missed_fire, next_fire
+from runtime.spec.cron import Schedule, missed_fire, next_fire
 from runtime.events.queue import Kind, Message, WorkQueue
-from runtime.events.topics import CRON_TOPIC
+from runtime.spec.topics import CRON_TOPIC
 from runtime.spec import FunctionSpec
 
 log = logging.getLogger("faas.cron")

@@ -19,7 +19,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from runtime.events import allowlist, signing, topics
+from runtime.events import signing
+from runtime.spec import allowlist, topics
 from runtime.events.callbacks import CallbackSender
 from runtime.events.clock import Clock, SystemClock
 from runtime.events.delivery import Deliverer

@@ -8,6 +8,11 @@ carry the line and the dotted field (`functions.hello.http[0].methods[1]`).
 What lies outside the file is checked on request: the handler files
 (`check_handlers=True`, or `handler_problems`), and secret values
 (`missing_secrets`, given the names the secret store has values for).
+
+Three of its value languages are public modules, pure, because the runtime
+uses them past loading too: `topics` (topic names, subscription patterns,
+matching), `cron` (schedules and when they fire), `allowlist` (which callback
+URLs `gateway.callback_allow` permits).
 """
 
 from runtime.spec._handlers import handler_problems

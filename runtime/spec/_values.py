@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import PureWindowsPath
 from typing import NamedTuple, TypeVar
 
-from runtime.events import allowlist, cron, topics
+from runtime.spec import allowlist, cron, topics
 from runtime.spec._model import (
     DEFAULT_HANDLER_NAME,
     HTTP_METHODS,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.events.allowlist import entry_problem, url_problem
+from runtime.spec.allowlist import entry_problem, url_problem
 
 ALLOW = ["127.0.0.1", "*.example.com", "https://hooks.partner.io/faas", "localhost:9000", "[::1]"]
 

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from runtime.events.cron import (
+from runtime.spec.cron import (
     Schedule,
     missed_fire,
     next_fire,

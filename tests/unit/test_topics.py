@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.events.topics import matches, pattern_problem, subscribers, topic_problem
+from runtime.spec.topics import matches, pattern_problem, subscribers, topic_problem
 
 
 @pytest.mark.parametrize(
