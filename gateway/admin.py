@@ -11,7 +11,7 @@ where functions answer; each needs the admin token as well.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -21,11 +21,9 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import error_response
 from gateway.keys import KeyStore
 from gateway.metrics import CONTENT_TYPE, Metrics
+from gateway.routing import Guarded
 from runtime.errors import FaasError, FunctionNotFound
 from runtime.platform import Platform
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-Guarded = Callable[[Endpoint], Endpoint]
 
 
 class AdminApi:

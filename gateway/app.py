@@ -2,14 +2,11 @@
 
 The function listener (`gateway.host:port`) is for callers:
 
-- `/function/{name}[/{path}]`, any method: the function itself (OpenFaaS style);
-  the function sees the remainder of the path. Functions with `public: false`
-  are not found here.
-- The `http:` triggers of functions.yaml: one route per path; each method goes
-  to the function that declared it, others get 405 with `Allow`. A trigger with
-  `webhook_secret` is checked by its signature, before any replica is woken.
+- `/function/{name}[/{path}]` and the `http:` triggers of functions.yaml
+  (gateway/calls.py).
 - `/events/{topic}` and `/async-function/...` (gateway/events.py).
-- Every call passes the function's `auth` and the per-caller rate limit first.
+- Every call passes the function's `auth` and the per-caller rate limit first
+  (gateway/access.py, gateway/ratelimit.py).
 
 The admin listener (`gateway.admin_host:admin_port`, loopback by default) is for
 the operator: the admin API (`/system/*`, `/metrics`, gateway/admin.py), the
@@ -24,9 +21,7 @@ reverse proxy on the same host makes every caller look local).
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -37,58 +32,27 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
+from gateway.access import AccessControl, Security
 from gateway.admin import AdminApi
-from gateway.auth import Caller, Denied, Guard
+from gateway.calls import Calls
 from gateway.dashboard import Dashboard
-from gateway.errors import calling, error_response, response_for
+from gateway.errors import error_response, response_for
 from gateway.events import event_routes
 from gateway.fastpath import FunctionFastPath
-from gateway.keys import KeyStore
 from gateway.metrics import Metrics
 from gateway.proxy import Proxy, new_call_id
-from gateway.ratelimit import RateLimiter
-from runtime.errors import FaasError, FunctionNotFound
+from gateway.routing import ALL_METHODS
 from runtime.events.service import EventService
 from runtime.platform import Platform
-from runtime.secrets import SecretStore
 from runtime.spec import Project
-from runtime.spec import Route as Trigger
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+__all__ = ["ALL_METHODS", "Gateway", "Reload", "Security", "create_gateway"]
 
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+METHODS = frozenset(ALL_METHODS)
 ADMIN_EVENT_ROUTES = ("/system/", "/events/")
 """Of gateway/events.py's routes, those the admin listener serves: the admin API for
 stored work, and publishing (with the admin token). The function listener serves all
 but the admin API."""
-
-
-@dataclass(frozen=True)
-class Security:
-    """The gateway's view of the project's `.faas/` state: keys, secrets, admin token."""
-
-    keys: KeyStore
-    secrets: SecretStore
-    admin_token: str
-
-
-@dataclass(frozen=True)
-class Access:
-    """Who may do what, made anew from each functions.yaml a reload serves."""
-
-    guard: Guard
-    """The function listener's: the admin token means nothing there."""
-    admin_guard: Guard
-    limiter: RateLimiter | None
-
-    @classmethod
-    def of(cls, project: Project, security: Security) -> Access:
-        keys, secrets, token = security.keys, security.secrets, security.admin_token
-        return cls(
-            Guard(project, keys, secrets, token),
-            Guard(project, keys, secrets, token, admin_listener=True),
-            RateLimiter(project.gateway.rate_limit) if project.gateway.rate_limit else None,
-        )
 
 
 @dataclass(frozen=True)
@@ -100,81 +64,27 @@ class Gateway:
     admin: Starlette
     """The admin listener's application."""
     reconfigure: Callable[[Project], None]
-    """Serve a new functions.yaml: routes, auth and limits; listening settings stay."""
+    """Serve a new functions.yaml (a `Reload`)."""
 
 
-class Calls:
-    """The function listener's calls: `/function/...` and the declared `http:` triggers."""
+@dataclass(frozen=True, eq=False)
+class Reload:
+    """Serves a new functions.yaml: routes, auth and limits; listening settings stay."""
 
-    def __init__(self, platform: Platform, proxy: Proxy, access: Callable[[], Access]) -> None:
-        self.platform = platform
-        self.proxy = proxy
-        self.access = access
+    access: AccessControl
+    proxy: Proxy
+    functions: Starlette
+    fixed: list[BaseRoute]
+    """The function listener's routes that no functions.yaml changes."""
+    calls: Calls
+    events: EventService | None
 
-    def routes(self, project: Project) -> list[BaseRoute]:
-        by_path: dict[str, dict[str, tuple[str, Trigger]]] = defaultdict(dict)
-        for function in project.functions.values():
-            for trigger in function.routes:
-                for method in trigger.methods:
-                    by_path[trigger.path][method] = (function.name, trigger)
-        return [
-            Route("/function/{name}", self.function_root, methods=ALL_METHODS),
-            Route("/function/{name}/{path:path}", self.function_path, methods=ALL_METHODS),
-            *(
-                Route(path, self.declared(triggers), methods=ALL_METHODS)
-                for path, triggers in by_path.items()
-            ),
-        ]
-
-    async def function(self, request: Request, name: str, below: str) -> Response:
-        """`below` is the path as the caller encoded it: the replica gets it as sent."""
-        return await self.invoke(request, name, below, None)
-
-    async def function_root(self, request: Request) -> Response:
-        return await self.function(request, request.path_params["name"], "/")
-
-    async def function_path(self, request: Request) -> Response:
-        below = _raw_path(request).removeprefix("/function/").partition("/")[2]
-        return await self.function(request, request.path_params["name"], "/" + below)
-
-    def declared(self, triggers: dict[str, tuple[str, Trigger]]) -> Endpoint:
-        allow = ", ".join(sorted(triggers))
-
-        async def dispatch(request: Request) -> Response:
-            target = triggers.get(request.method)
-            if target is None:
-                message = f"{request.method} is not allowed here; allowed: {allow}"
-                return error_response(405, message, new_call_id(), {"allow": allow})
-            return await self.invoke(request, target[0], _raw_path(request), target[1])
-
-        return dispatch
-
-    async def invoke(
-        self, request: Request, name: str, path: str, trigger: Trigger | None
-    ) -> Response:
-        began = time.perf_counter()
-        access = self.access()
-        try:
-            function = self.platform.function(name)
-            if trigger is None and not function.public:
-                raise FunctionNotFound(f"no function named {name!r}")
-            calling.set(name)
-            client = request.client.host if request.client else "?"
-            body = None
-            if trigger is not None and trigger.webhook_secret:
-                body = await self.proxy.read_body(request)
-                caller = access.guard.verify_webhook(
-                    trigger.webhook_secret, body, request.headers, name, client
-                )
-            else:
-                caller = access.guard.authenticate(request.headers, client, function)
-            _check_rate(access.limiter, caller)
-        except Denied as denied:
-            self.proxy.observe(name, denied.status, began)
-            return error_response(denied.status, denied.message, new_call_id(), denied.headers)
-        except FaasError as exc:
-            return response_for(exc, new_call_id())
-        return await self.proxy.forward(request, name, path, body=body, strip=caller.consumed)
+    def __call__(self, new: Project) -> None:
+        self.access.serve(new)
+        self.proxy.max_body_size = new.gateway.max_body_size
+        self.functions.router.routes[:] = [*self.fixed, *self.calls.routes(new)]
+        if self.events is not None:
+            self.events.reconfigure()
 
 
 def create_gateway(
@@ -183,55 +93,41 @@ def create_gateway(
     """Both applications over one platform, metrics, proxy and set of keys."""
     metrics = Metrics(platform)
     proxy = Proxy(platform, platform.project.gateway.max_body_size, metrics)
-    access = Access.of(platform.project, security)
-    calls = Calls(platform, proxy, lambda: access)
+    access = AccessControl(platform.project, security)
+    calls = Calls(platform, proxy, access)
     dashboard = Dashboard(platform, proxy, metrics.stats)
     dashboard.start_sampling()
 
-    def admin(endpoint: Endpoint) -> Endpoint:
-        async def guarded(request: Request) -> Response:
-            try:
-                access.admin_guard.admin(request.headers)
-            except Denied as denied:
-                return error_response(denied.status, denied.message, headers=denied.headers)
-            return await endpoint(request)
-
-        return guarded
-
-    def work(guard: Callable[[], Guard], admin_listener: bool) -> list[BaseRoute]:
-        if events is None:
-            return []
-        routes = event_routes(events, guard, lambda: access.limiter, proxy, admin)
-        if admin_listener:
-            return [r for r in routes if _path(r).startswith(ADMIN_EVENT_ROUTES)]
-        return [r for r in routes if not _path(r).startswith("/system/")]
-
     health = Route("/healthz", healthz, methods=["GET"])
-    fixed = [health, *work(lambda: access.guard, admin_listener=False)]
-    methods = frozenset(ALL_METHODS)
+    fixed = [health, *_work_routes(events, access, proxy, admin_listener=False)]
     functions = _json_app(
         [*fixed, *calls.routes(platform.project)],
-        [Middleware(FunctionFastPath, endpoint=calls.function, methods=methods)],
+        [Middleware(FunctionFastPath, endpoint=calls.function, methods=METHODS)],
     )
-    function_fast_path = FunctionFastPath(functions, calls.function, methods)
+    function_fast_path = FunctionFastPath(functions, calls.function, METHODS)
     admin_app = _json_app(
         [
             health,
-            *AdminApi(platform, security.keys, metrics).routes(admin),
-            *work(lambda: access.admin_guard, admin_listener=True),
-            *dashboard.routes(admin),
+            *AdminApi(platform, security.keys, metrics).routes(access.admin_only),
+            *_work_routes(events, access, proxy, admin_listener=True),
+            *dashboard.routes(access.admin_only),
         ]
     )
+    reload = Reload(access, proxy, functions, fixed, calls, events)
+    return Gateway(functions, function_fast_path, admin_app, reload)
 
-    def reconfigure(new: Project) -> None:
-        nonlocal access
-        access = Access.of(new, security)
-        proxy.max_body_size = new.gateway.max_body_size
-        functions.router.routes[:] = [*fixed, *calls.routes(new)]
-        if events is not None:
-            events.reconfigure()
 
-    return Gateway(functions, function_fast_path, admin_app, reconfigure)
+def _work_routes(
+    events: EventService | None, access: AccessControl, proxy: Proxy, *, admin_listener: bool
+) -> list[BaseRoute]:
+    """gateway/events.py's routes that one listener serves, checked by that listener's guard."""
+    if events is None:
+        return []
+    guard = access.admin_guard if admin_listener else access.guard
+    routes = event_routes(events, guard, access.limiter, proxy, access.admin_only)
+    if admin_listener:
+        return [r for r in routes if _path(r).startswith(ADMIN_EVENT_ROUTES)]
+    return [r for r in routes if not _path(r).startswith("/system/")]
 
 
 def _json_app(routes: list[BaseRoute], middleware: list[Middleware] | None = None) -> Starlette:
@@ -277,18 +173,3 @@ async def internal_error(request: Request, exc: Exception) -> Response:
 
 def _path(route: BaseRoute) -> str:
     return str(getattr(route, "path", ""))
-
-
-def _raw_path(request: Request) -> str:
-    raw = request.scope.get("raw_path")
-    return raw.decode("latin-1") if raw else request.url.path
-
-
-def _check_rate(limiter: RateLimiter | None, caller: Caller) -> None:
-    if limiter is None or not caller.rate_limited:
-        return
-    wait = limiter.take(caller.identity, time.monotonic())
-    if wait > 0:
-        raise Denied(
-            429, "rate limit exceeded; retry later", {"retry-after": str(max(1, round(wait)))}
-        )

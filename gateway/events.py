@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -30,17 +29,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import headers as header_rules
-from gateway.auth import Caller, Denied, Guard
+from gateway.auth import Denied, Guard
 from gateway.errors import error_response, response_for
 from gateway.proxy import Proxy, new_call_id
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, check_rate
+from gateway.routing import Guarded, client_host, raw_path
 from runtime.errors import FaasError, FunctionNotFound
 from runtime.events.queue import CallRecord, DeadLetter, State
 from runtime.events.service import EventService
 from runtime.spec.topics import topic_problem
-
-Endpoint = Callable[[Request], Awaitable[Response]]
-Admin = Callable[[Endpoint], Endpoint]
 
 CALLBACK_HEADER = b"x-callback-url"
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -51,20 +48,10 @@ def event_routes(
     guard: Callable[[], Guard],
     limiter: Callable[[], RateLimiter | None],
     proxy: Proxy,
-    admin: Admin,
+    admin: Guarded,
 ) -> list[BaseRoute]:
     """`guard` and `limiter` are read per request: a reloaded functions.yaml replaces them."""
     platform = events.platform
-
-    def check_rate(caller: Caller) -> None:
-        limiter_now = limiter()
-        if limiter_now is None or not caller.rate_limited:
-            return
-        wait = limiter_now.take(caller.identity, time.monotonic())
-        if wait > 0:
-            raise Denied(
-                429, "rate limit exceeded; retry later", {"retry-after": str(max(1, round(wait)))}
-            )
 
     async def publish(request: Request) -> Response:
         topic = request.path_params["topic"]
@@ -73,8 +60,8 @@ def event_routes(
             return error_response(400, problem, new_call_id())
         subscribers = events.subscribers(topic)
         try:
-            caller = guard().publisher(request.headers, _client(request), topic, subscribers)
-            check_rate(caller)
+            caller = guard().publisher(request.headers, client_host(request), topic, subscribers)
+            check_rate(limiter(), caller)
             body = await proxy.read_body(request)
             content_type = request.headers.get("content-type", DEFAULT_CONTENT_TYPE)
             event_id = await events.publish(topic, body, content_type, subscribers)
@@ -90,13 +77,13 @@ def event_routes(
 
     async def submit(request: Request) -> Response:
         name = request.path_params["name"]
-        below = _raw_path(request).removeprefix("/async-function/").partition("/")[2]
+        below = raw_path(request).removeprefix("/async-function/").partition("/")[2]
         try:
             function = platform.function(name)
             if not function.public:
                 raise FunctionNotFound(f"no function named {name!r}")
-            caller = guard().authenticate(request.headers, _client(request), function)
-            check_rate(caller)
+            caller = guard().authenticate(request.headers, client_host(request), function)
+            check_rate(limiter(), caller)
             callback = request.headers.get("x-callback-url")
             if callback is not None:
                 problem = events.callback_problem(callback)
@@ -134,7 +121,7 @@ def event_routes(
             return error_response(404, f"no async call {call_id!r} (or it has expired)")
         try:
             function = platform.function(record.function)
-            guard().authenticate(request.headers, _client(request), function)
+            guard().authenticate(request.headers, client_host(request), function)
         except Denied as denied:
             return error_response(denied.status, denied.message, call_id, denied.headers)
         except FaasError as exc:
@@ -266,15 +253,6 @@ def _body_view(body: bytes) -> dict[str, str]:
         return {"body": body.decode("utf-8")}
     except UnicodeDecodeError:
         return {"body_base64": base64.b64encode(body).decode()}
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "?"
-
-
-def _raw_path(request: Request) -> str:
-    raw = request.scope.get("raw_path")
-    return raw.decode("latin-1") if raw else request.url.path
 
 
 def _int(text: str) -> int | None:

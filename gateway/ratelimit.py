@@ -1,13 +1,16 @@
 """Per-caller rate limits: a token bucket per identity, refilled continuously.
 
-`requests` per `per` seconds, with bursts up to `requests`. Pure apart from
-the clock, which callers pass in.
+`requests` per `per` seconds, with bursts up to `requests`. `RateLimiter` is
+pure apart from the clock, which callers pass in; `check_rate` is how every
+route applies it, so a limited caller gets the same 429 wherever it calls.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+from gateway.auth import Caller, Denied
 from runtime.spec import RateLimit
 
 MAX_TRACKED = 100_000
@@ -46,3 +49,14 @@ class RateLimiter:
             del self._buckets[identity]
         if len(self._buckets) >= MAX_TRACKED:
             self._buckets.clear()
+
+
+def check_rate(limiter: RateLimiter | None, caller: Caller) -> None:
+    """Raises a 429 `Denied` with `Retry-After` (whole seconds) when `caller` is over its limit."""
+    if limiter is None or not caller.rate_limited:
+        return
+    wait = limiter.take(caller.identity, time.monotonic())
+    if wait > 0:
+        raise Denied(
+            429, "rate limit exceeded; retry later", {"retry-after": str(max(1, round(wait)))}
+        )

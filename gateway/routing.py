@@ -1,0 +1,28 @@
+"""What the gateway's routes share: their types, the methods calls take, and request facts.
+
+Paths are read as the caller sent them (`raw_path`): a replica gets the bytes it
+was called with, not Starlette's decoded form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Guarded = Callable[[Endpoint], Endpoint]
+"""Wraps an admin endpoint in the admin token check."""
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+"""The methods a function call may use."""
+
+
+def raw_path(request: Request) -> str:
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if raw else request.url.path
+
+
+def client_host(request: Request) -> str:
+    return request.client.host if request.client else "?"
