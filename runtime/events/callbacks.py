@@ -45,10 +45,10 @@ from collections.abc import Callable
 import aiohttp
 
 from runtime.events import signing
-from runtime.spec import allowlist
 from runtime.events.clock import Clock, SystemClock
 from runtime.events.queue import CallbackJob, CallbackState, WorkQueue, storable_header
 from runtime.events.retry import backoff
+from runtime.spec import allowlist
 
 log = logging.getLogger("faas.callbacks")
 

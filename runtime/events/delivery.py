@@ -40,9 +40,9 @@ from runtime import errors
 from runtime.events import retry
 from runtime.events.clock import Clock, SystemClock
 from runtime.events.queue import Delivery, Kind, Pairs, Result, State, WorkQueue, storable_header
-from runtime.spec.topics import CRON_TOPIC
 from runtime.invocation import Invocation, InvocationResult
 from runtime.platform import Platform
+from runtime.spec.topics import CRON_TOPIC
 from runtime.watchdog import wire
 
 log = logging.getLogger("faas.events")

@@ -21,10 +21,10 @@ from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 from runtime.events.clock import Clock, SystemClock
-from runtime.spec.cron import Schedule, missed_fire, next_fire
 from runtime.events.queue import Kind, Message, WorkQueue
-from runtime.spec.topics import CRON_TOPIC
 from runtime.spec import FunctionSpec
+from runtime.spec.cron import Schedule, missed_fire, next_fire
+from runtime.spec.topics import CRON_TOPIC
 
 log = logging.getLogger("faas.cron")
 

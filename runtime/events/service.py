@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from runtime.events import signing
-from runtime.spec import allowlist, topics
 from runtime.events.callbacks import CallbackSender
 from runtime.events.clock import Clock, SystemClock
 from runtime.events.delivery import Deliverer
@@ -38,7 +37,7 @@ from runtime.events.scheduler import Scheduler
 from runtime.events.sqlite import SqliteQueue, queue_path
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
-from runtime.spec import GatewaySettings
+from runtime.spec import GatewaySettings, allowlist, topics
 
 log = logging.getLogger("faas.events")
 
