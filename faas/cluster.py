@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from runtime.cluster.gateways import SharedCoordination
-from runtime.events.jetstream import JetStreamQueue
+from runtime.events.jetstream.store import JetStreamQueue
 from runtime.events.queue import WorkQueue
 from runtime.spec import Project
 

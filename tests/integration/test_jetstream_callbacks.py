@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 
 from runtime.events import callbacks, signing
 from runtime.events.callbacks import CallbackSender
-from runtime.events.jetstream import JetStreamQueue
+from runtime.events.jetstream.store import JetStreamQueue
 from runtime.events.queue import CallbackState, Kind, Message, Result, State
 from tests.nats_server import NatsServer
 

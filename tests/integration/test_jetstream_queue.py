@@ -15,7 +15,8 @@ import pytest
 from nats.js.errors import BadRequestError
 
 from runtime.errors import PayloadTooLarge, QueueFull
-from runtime.events.jetstream import JetStreamQueue, QueueUnavailable, names
+from runtime.events.jetstream import names
+from runtime.events.jetstream.store import JetStreamQueue, QueueUnavailable
 from runtime.events.queue import CallbackState, Delivery, Kind, Message, Result, State
 from tests.nats_server import NatsServer
 
@@ -257,7 +258,7 @@ def test_the_other_gateway_sees_work_and_counts_converge(nats_server: NatsServer
 
 HOLDER = """
 import asyncio, sys, time
-from runtime.events.jetstream import JetStreamQueue
+from runtime.events.jetstream.store import JetStreamQueue
 
 async def main():
     queue = JetStreamQueue(sys.argv[1], "demo")

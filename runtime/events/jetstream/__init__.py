@@ -11,13 +11,7 @@
     codec.py       how records are laid out in messages and KV entries (pure)
     names.py       names of a project's streams, subjects and buckets (pure)
 
-`JetStreamQueue` is the entry; the other modules are its parts, except
+`store.JetStreamQueue` is the entry; the other modules are its parts, except
 `names`, which the Kubernetes exporter and the shared gateway state use too.
+This file imports nothing, so reading `names` costs the exporter no NATS client.
 """
-
-from __future__ import annotations
-
-from runtime.events.jetstream.store import JetStreamQueue
-from runtime.events.jetstream.streams import QueueUnavailable
-
-__all__ = ["JetStreamQueue", "QueueUnavailable"]
