@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import click
@@ -18,7 +17,7 @@ from faas.cli_common import (
 )
 from runtime.errors import EngineUnavailable, FaasError
 from runtime.export import DEFAULT_GATEWAY_IMAGE
-from runtime.spec import Project
+from runtime.export.tags import image_tags
 
 
 @click.group()
@@ -91,31 +90,3 @@ def kubernetes(
     for name, manifests in k8s.files(found).items():
         (out / name).write_text(k8s.dump(manifests), encoding="utf-8")
         errors.print(f"wrote {out / name}", highlight=False)
-
-
-def image_tags(project: Project) -> dict[str, str]:
-    """Each function's image tag, computed as `faas build` computes it (no build here).
-
-    The tag hashes the base image's id, so the engine must have the base images.
-    """
-    from runtime import requirements
-    from runtime.backends import create_backend
-    from runtime.images import plan_image
-
-    bases = sorted({function.base_image for function in project.functions.values()})
-
-    async def base_ids() -> dict[str, str | None]:
-        backend = create_backend("docker", project.name)
-        try:
-            return {base: await backend.image_id(base) for base in bases}
-        finally:
-            await backend.close()
-
-    ids = asyncio.run(base_ids())
-    missing = [base for base, found in ids.items() if found is None]
-    if missing:
-        raise FaasError(f"no base image {', '.join(missing)} here: run `faas build` first")
-    return {
-        name: plan_image(project, spec, ids[spec.base_image] or "", requirements.resolve).tag
-        for name, spec in project.functions.items()
-    }

@@ -1,6 +1,7 @@
 """Deployment descriptions of a project for platforms other than `faas up`.
 
     kubernetes.py   Deployments, Services, KEDA ScaledObjects, the gateway (pure)
+    tags.py         each function's image tag, as `faas build` names it (asks the engine)
 
 Kept free of imports, so that the CLI can name the defaults without loading an exporter.
 """

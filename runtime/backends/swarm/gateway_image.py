@@ -1,4 +1,4 @@
-"""The gateway's own image and Swarm service, for `faas deploy`.
+"""The gateway's own image and Swarm service, for `faas deploy` (deploy.py).
 
 The image holds this package (faas, gateway, runtime) on top of the base image,
 with its dependencies resolved on the host by pip for cp311 manylinux
@@ -30,7 +30,7 @@ from typing import Any
 
 from runtime.backends.base import ImageRequest
 from runtime.backends.docker import containers
-from runtime.backends.swarm import services
+from runtime.backends.swarm import ADDRESS_MODE_ENV, services
 from runtime.errors import FaasError
 from runtime.images import RequirementsResolver, code_root, files_digest, tar_files, walk_files
 from runtime.spec import Project
@@ -47,6 +47,8 @@ IPVS = Path("/proc/sys/net/ipv4/vs")
 """Present when this kernel has IPVS, which the routing mesh balances connections with."""
 STOP_GRACE = 20.0
 """Seconds a stopping gateway has to finish calls in flight and close its queue."""
+PROJECT_ENV = "FAAS_PROJECT"
+"""The `faas` CLI's --project: `docker exec <gateway> python3 -m faas ls` finds the project."""
 
 DOCKERFILE = """\
 FROM {base}
@@ -207,7 +209,7 @@ def service_args(
     container_spec = {
         "Image": image,
         "Command": command(project),
-        "Env": ["FAAS_SWARM_ADDRESS=overlay"],
+        "Env": [f"{ADDRESS_MODE_ENV}=overlay", f"{PROJECT_ENV}={project}"],
         "Labels": labels,
         "Mounts": [
             # The engine's API: the gateway creates, scales and removes function services.

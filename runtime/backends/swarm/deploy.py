@@ -1,0 +1,414 @@
+"""The gateway itself as a Swarm service (`faas deploy`), so requests can enter on any node.
+
+`deploy_gateway` builds the function images (pushed when `cluster.registry` is set)
+and a gateway image (gateway_image.py), creates each function's overlay network,
+then a service `faas-<project>-gateway` running `faas up --backend swarm` with
+`FAAS_SWARM_ADDRESS=overlay`: attached to every function's overlay network, it
+reaches their tasks by overlay address. Its port is published through the routing
+mesh, so every node of the swarm answers on it and hands the connection to a
+gateway task, wherever that runs.
+
+The gateway creates, scales and removes the function services itself, so it
+gets the engine's API: the Docker socket is bind-mounted into it. Whoever
+controls that socket controls the engine (root on the node, and through Swarm,
+every service of the cluster), so the gateway service is exactly as privileged
+as the engine: its tasks run only on manager nodes (a worker's engine cannot
+manage services anyway), and anything that could take over the gateway process
+(a bug in it, a malicious dependency) could take over the node. Function
+replicas never get the socket; they stay as hardened as with `faas up`.
+
+State: the admin token (made by the caller, `.faas/admin-token` as for `faas up`)
+is handed to the gateway as a Swarm secret (mounted at /srv/.faas/admin-token,
+mode 0400), as are the project's stored secrets (at /srv/.faas/secrets/). The
+rest of the gateway's `.faas/` (durable queue, API keys, callback key) lives in a
+volume per task slot, on the task's node, so it survives a restart of the task
+there. The admin API has a listener of its own on loopback (`gateway.admin_host`,
+`admin_port`), inside the gateway's container: `docker exec <container> python3 -m
+faas ls` talks to it.
+
+Limits: the gateway image is not pushed anywhere, so gateway tasks are pinned to
+the node that built it; with the default SQLite queue each gateway task keeps its
+own queue (use `cluster.queue: nats` for several replicas sharing work);
+`gateway.tls` is refused (terminate TLS in front of the published port).
+
+The function images are built here with the backend's image verbs, not through a
+`Platform`: deploying needs the images only, not pools, a replica client or an
+autoscaler. They are planned by runtime/images.py exactly as `faas build` plans
+them, so the gateway inside finds them by the same tags. Engine calls block; the
+two entry points run them in threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+from docker.api.client import APIClient
+
+from runtime import requirements
+from runtime.backends.base import ProgressCallback
+from runtime.backends.docker import containers, images
+from runtime.backends.docker.engine import connect, engine_errors
+from runtime.backends.swarm import SwarmBackend, gateway_image, services
+from runtime.backends.swarm.gateway_image import default_publish_mode
+from runtime.errors import FaasError
+from runtime.images import plan_image
+from runtime.secrets import SecretMissing, SecretStore
+from runtime.spec import DEFAULT_BASE_IMAGE, Project
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DeployProgress",
+    "GatewayOptions",
+    "Removed",
+    "default_publish_mode",
+    "deploy_gateway",
+    "remove_gateway",
+]
+
+DEFAULT_TIMEOUT = 180.0
+REMOVE_TIMEOUT = 60.0
+CRASH_LIMIT = 3
+"""Failed gateway tasks of the new image after which waiting stops."""
+BUILD_PARALLELISM = 4
+DeployProgress = Callable[[str, str, float | None], None]
+"""(task, message, fraction done or None), as faas.console.ProgressDisplay takes; called
+from worker threads too."""
+
+
+@dataclass(frozen=True)
+class GatewayOptions:
+    port: int = 8080
+    """Published on every node (`ingress`) or on the gateway's node (`host`)."""
+    replicas: int = 1
+    publish_mode: str = "ingress"
+    """`ingress` (the routing mesh) or `host`; `default_publish_mode()` picks for this host."""
+    ready_timeout: float = DEFAULT_TIMEOUT
+    """Seconds to wait for the new gateway to answer GET /healthz."""
+
+
+@dataclass(frozen=True)
+class Removed:
+    gateway_tasks: int
+    replicas: int
+    volumes: int
+
+
+async def deploy_gateway(
+    project: Project,
+    spec_file: Path,
+    options: GatewayOptions,
+    *,
+    admin_token: str,
+    secrets: SecretStore,
+    progress: DeployProgress,
+) -> str:
+    """Build, create or update the gateway service, wait until it answers; returns its URL.
+
+    `secrets` is the project's secret store: the values the gateway needs go to it as
+    Swarm secrets. Raises FaasError when a function's image does not build or the
+    gateway does not answer, EngineUnavailable when the engine fails or is no manager.
+    """
+    backend = SwarmBackend(project.name, registry=project.cluster.registry)
+    try:
+        failures = await build_function_images(backend, project, progress)
+    finally:
+        await backend.close()
+    if failures:
+        raise FaasError("some functions did not build:\n  " + "\n  ".join(failures))
+    return await asyncio.to_thread(
+        _deploy, project, spec_file, options, admin_token, secrets, progress
+    )
+
+
+async def build_function_images(
+    backend: SwarmBackend, project: Project, progress: DeployProgress
+) -> list[str]:
+    """Every function's image as `faas build` makes it; returns `function: why` of those
+    that did not build. Engine failures (no manager, no base image) raise."""
+    await backend.prepare()  # checks that this engine is a Swarm manager
+    base_ids: dict[str, str] = {}
+    for base in sorted({function.base_image for function in project.functions.values()}):
+        await backend.ensure_base_image(base, _task(progress, "base"))
+        found = await backend.image_id(base)
+        assert found is not None  # ensure_base_image made it
+        base_ids[base] = found
+    limit = asyncio.Semaphore(BUILD_PARALLELISM)
+    failures: list[str] = []
+
+    async def build(name: str) -> None:
+        function = project.functions[name]
+        async with limit:
+            try:
+                request = await asyncio.to_thread(
+                    plan_image,
+                    project,
+                    function,
+                    base_ids[function.base_image],
+                    requirements.resolve,
+                )
+                built = await backend.build_image(request, _task(progress, name))
+            except FaasError as exc:
+                failures.append(f"{name}: {exc}")
+                progress(name, f"failed: {exc}", 1.0)
+                return
+        progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
+
+    await asyncio.gather(*(build(name) for name in project.functions))
+    return sorted(failures)
+
+
+async def remove_gateway(project: Project) -> Removed:
+    """Remove the gateway service, then the project's services, networks, secrets, volumes."""
+    api = connect()
+    try:
+        gateway_tasks = await asyncio.to_thread(_remove_service, api, project.name)
+        backend = SwarmBackend(project.name)
+        try:
+            replicas = await backend.teardown()
+        finally:
+            await backend.close()
+        volumes = await asyncio.to_thread(_remove_volumes, api, project.name)
+        return Removed(gateway_tasks, replicas, volumes)
+    finally:
+        api.close()
+
+
+# -- deploying, in a thread ------------------------------------------------------------
+
+
+def _deploy(
+    project: Project,
+    spec_file: Path,
+    options: GatewayOptions,
+    admin_token: str,
+    store: SecretStore,
+    progress: DeployProgress,
+) -> str:
+    api = connect()
+    try:
+        tag = _build_gateway_image(api, project, spec_file, progress)
+        with engine_errors("creating the functions' overlay networks"):
+            for function in project.functions:
+                args = services.network_args(project.name, function)
+                if not any(n["Name"] == args["name"] for n in api.networks(names=[args["name"]])):
+                    api.create_network(**args)
+            progress("networks", f"{len(project.functions)} overlay network(s)", 1.0)
+            secrets = _ensure_secrets(api, project, admin_token, store)
+            swarm = api.info().get("Swarm") or {}
+            wanted = gateway_image.service_args(
+                project.name,
+                tag,
+                functions=list(project.functions),
+                port=options.port,
+                replicas=options.replicas,
+                secrets=secrets,
+                node_id=swarm.get("NodeID"),  # its image is on this node only
+                publish_mode=options.publish_mode,
+            )
+            name = wanted["name"]
+            existing = _service(api, name)
+            if existing is None:
+                api.create_service(**wanted)
+                progress("service", f"created {name}", 1.0)
+            else:
+                api.update_service(existing["ID"], existing["Version"]["Index"], **wanted)
+                progress("service", f"updated {name}", 1.0)
+        return _wait_ready(api, name, tag, options, progress)
+    finally:
+        api.close()
+
+
+def _build_gateway_image(
+    api: APIClient, project: Project, spec_file: Path, progress: DeployProgress
+) -> str:
+    report = _task(progress, "gateway")
+    report("resolving the gateway's dependencies (pip, on this host)", None)
+    deps = gateway_image.resolve_gateway_requirements(requirements.resolve)
+    base = DEFAULT_BASE_IMAGE
+    with engine_errors(f"preparing base image {base}"):
+        images.ensure_base_image(api, base, report)
+        base_id = images.image_id(api, base)
+    assert base_id is not None
+    report("assembling the gateway image", None)
+    request = gateway_image.plan_gateway_image(
+        project, spec_file, base_id, deps, requirements.resolve
+    )
+    with engine_errors(f"building image {request.tag}"):
+        built = images.build_function_image(api, request, report)
+    report(f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
+    return request.tag
+
+
+def _ensure_secrets(
+    api: APIClient, project: Project, admin_token: str, store: SecretStore
+) -> dict[str, tuple[str, str]]:
+    """Path in the container -> Swarm (id, name): the admin token and the stored secrets."""
+    values = {f"{gateway_image.STATE_DIR}/admin-token": ("admin-token", admin_token.encode())}
+    for name in sorted(_gateway_secret_names(project, store)):
+        with contextlib.suppress(SecretMissing):  # the gateway reports it, as `faas up` does
+            values[f"{gateway_image.STATE_DIR}/secrets/{name}"] = (name, store.get(name))
+    found: dict[str, tuple[str, str]] = {}
+    for target, (name, content) in values.items():
+        swarm_name = services.secret_name(project.name, name, content)
+        existing = api.secrets(filters={"name": swarm_name})
+        match = next((s for s in existing if s["Spec"]["Name"] == swarm_name), None)
+        if match is None:
+            match = api.create_secret(
+                swarm_name, content, labels={containers.LABEL_PROJECT: project.name}
+            )
+        found[target] = (str(match["ID"]), swarm_name)
+    return found
+
+
+def _gateway_secret_names(project: Project, store: SecretStore) -> set[str]:
+    """Every secret the gateway may read: the store's, and those functions.yaml names."""
+    names = set(store.names())
+    for function in project.functions.values():
+        names.update(function.secrets)
+        names.update(r.webhook_secret for r in function.routes if r.webhook_secret)
+        if function.callback_secret:
+            names.add(function.callback_secret)
+    if project.gateway.callback_secret:
+        names.add(project.gateway.callback_secret)
+    if project.gateway.jwt is not None and project.gateway.jwt.secret:
+        names.add(project.gateway.jwt.secret)
+    return names
+
+
+def _service(api: APIClient, name: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = api.inspect_service(name)
+    except docker.errors.NotFound:
+        return None
+    return found
+
+
+def _wait_ready(
+    api: APIClient, name: str, image: str, options: GatewayOptions, progress: DeployProgress
+) -> str:
+    """Until `replicas` tasks of the new image run and /healthz answers through the mesh."""
+    url = f"http://127.0.0.1:{options.port}"
+    deadline = time.monotonic() + options.ready_timeout
+    last_error = ""
+    progress("gateway", "waiting for the gateway's task", 0.0)
+    while time.monotonic() < deadline:
+        tasks = api.tasks(filters={"service": name, "desired-state": "running"})
+        current = [t for t in tasks if t["Spec"]["ContainerSpec"]["Image"] == image]
+        running = [t for t in current if t["Status"]["State"] == "running"]
+        failed = [
+            task
+            for task in api.tasks(filters={"service": name})
+            if task["Status"]["State"] in ("failed", "rejected")
+            and task["Spec"]["ContainerSpec"]["Image"] == image
+        ]
+        if failed:
+            last_error = failed[-1]["Status"].get("Err") or failed[-1]["Status"]["State"]
+        if len(failed) >= CRASH_LIMIT:
+            break  # a crash loop: say so now rather than at the timeout
+        if len(running) >= options.replicas:
+            progress("gateway", "task running; waiting for GET /healthz", 0.5)
+            if _healthy(options.port):
+                progress("gateway", f"answering on {url}", 1.0)
+                return url
+        else:
+            states = ", ".join(sorted(t["Status"]["State"] for t in current)) or "none yet"
+            progress("gateway", f"tasks: {states}", 0.2)
+        time.sleep(0.5)
+    detail = f" (last task error: {last_error})" if last_error else ""
+    logs = _service_logs(api, name)
+    late = time.monotonic() >= deadline
+    what = f"did not answer within {options.ready_timeout:.0f} s" if late else "kept failing"
+    raise FaasError(
+        f"the gateway {what} on {url}/healthz{detail}"
+        + (f"; its last output:\n{logs}" if logs else "")
+        + f"\n(`faas deploy --remove -f ... --project ...` removes it; "
+        f"`docker service ps {name} --no-trunc` shows its tasks)"
+    )
+
+
+def _healthy(port: int) -> bool:
+    """GET /healthz on this host's published port answers 200 (no proxy is consulted)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+def _service_logs(api: APIClient, name: str) -> str:
+    with contextlib.suppress(Exception):
+        raw = api.service_logs(name, stdout=True, stderr=True, tail=15)
+        return b"".join(raw).decode(errors="replace").strip()
+    return ""
+
+
+# -- removing, in a thread -------------------------------------------------------------
+
+
+def _remove_service(api: APIClient, project: str) -> int:
+    """Remove the gateway service and wait for its containers; returns its running tasks."""
+    label = f"{containers.LABEL_PROJECT}={project}"
+    gateway_label = [label, f"{containers.LABEL_ROLE}={gateway_image.ROLE}"]
+    with engine_errors(f"removing the gateway of project {project}"):
+        name = gateway_image.service_name(project)
+        service = _service(api, name)
+        tasks = api.tasks(filters={"service": name}) if service else []
+        if service is not None:
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_service(service["ID"])
+        # Its secrets and networks are in use until its containers are gone.
+        _until(
+            lambda: not api.containers(all=True, filters={"label": gateway_label}),
+            gateway_image.STOP_GRACE + 15,
+        )
+    return sum(1 for t in tasks if t["Status"]["State"] == "running")
+
+
+def _remove_volumes(api: APIClient, project: str) -> int:
+    """Once the project's containers are gone, remove its volumes; returns how many."""
+    label = f"{containers.LABEL_PROJECT}={project}"
+    with engine_errors(f"removing the volumes of project {project}"):
+        _until(lambda: not api.containers(all=True, filters={"label": label}), REMOVE_TIMEOUT)
+        volumes = 0
+        deadline = time.monotonic() + REMOVE_TIMEOUT
+        while True:
+            for volume in api.volumes(filters={"label": label}).get("Volumes") or []:
+                try:
+                    api.remove_volume(volume["Name"])
+                    volumes += 1
+                except docker.errors.NotFound:
+                    pass
+                except docker.errors.APIError:  # in use: its container is still going
+                    continue
+            if not api.volumes(filters={"label": label}).get("Volumes"):
+                return volumes
+            if time.monotonic() > deadline:
+                raise FaasError(f"volumes of project {project} are still in use")
+            time.sleep(0.5)
+
+
+def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def _task(progress: DeployProgress, task: str) -> ProgressCallback:
+    def report(message: str, fraction: float | None) -> None:
+        progress(task, message, fraction)
+
+    return report
