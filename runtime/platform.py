@@ -41,6 +41,7 @@ from runtime.scaling.services import ServiceAutoscaler
 from runtime.secrets import SecretStore, secret_names
 from runtime.spec import FunctionSpec, Project, ScalePolicy
 from runtime.warm_pool import WarmPool
+from runtime.watchdog import wire
 
 log = logging.getLogger("faas.platform")
 
@@ -220,7 +221,7 @@ class Platform:
         if self.dev:  # warm watchdogs mount the code, if this function's directory is theirs
             if self.warm is not None:
                 eligible = eligible and pool.code_mount in self.warm.code_mounts
-            code = {name: content for name, content in code.items() if name.startswith("deps/")}
+            code = {n: content for n, content in code.items() if n.startswith(wire.INIT_DEPS)}
         pool.warm_code = code if eligible else None
         if self.warm is not None:
             pool.warm = self.warm
