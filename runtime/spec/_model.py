@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.watchdog import wire
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
@@ -45,9 +47,9 @@ RESERVED_PATH_PREFIXES = (
     "/ui",
     "/metrics",
     "/healthz",
-    "/_/",
+    wire.CONTROL_PREFIX,  # the watchdog's own paths
 )
-RESERVED_ENV_PREFIX = "FAAS_"
+RESERVED_ENV_PREFIX = wire.ENV_PREFIX
 
 
 DEFAULT_AUTH = "key"
