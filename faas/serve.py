@@ -34,13 +34,13 @@ from gateway.keys import KeyStore
 from gateway.limits import admin_limits, function_limits, raise_descriptor_limit
 from gateway.protocol import GatewayProtocol, protocol_for
 from runtime.backends import create_backend
-from runtime.backends.base import is_service_backend
 from runtime.errors import FaasError
 from runtime.events.service import EventService
 from runtime.loghub import HubHandler, redact_log_records
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
 from runtime.spec import Project
+from runtime.supply import shares_replicas
 
 log = logging.getLogger("faas.up")
 
@@ -144,7 +144,7 @@ async def serve_platform(
     shared = await open_shared(
         project,
         actual_port,
-        coordinate=is_service_backend(backend),
+        coordinate=shares_replicas(backend),
         local_demand=lambda: {name: pool.local_demand() for name, pool in platform.pools.items()},
     )
     platform = Platform(

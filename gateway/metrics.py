@@ -8,13 +8,14 @@ base units (seconds), `_total` on counters.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.stats import FunctionStats
+from runtime.observers import PoolObserver
 from runtime.platform import Platform
 from runtime.scaling.autoscaler import ScaleEvent
 
@@ -62,12 +63,12 @@ class PlatformCollector(Collector):
         for name, count in sorted(self._platform.logs.dropped_bytes.items()):
             dropped.add_metric([name], count)
         yield dropped
-        warm = self._platform.warm
+        warm = self._platform.supply.warm_ready
         if warm is not None:
             yield GaugeMetricFamily(
                 "faas_warm_pool_ready",
                 "Warm watchdogs ready for a cold start, shared by the project's functions.",
-                value=warm.ready,
+                value=warm,
             )
 
 
@@ -104,9 +105,8 @@ class Metrics:
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self.stats = FunctionStats()
         """Rates, errors and latencies over the last minute, for the dashboard."""
-        for pool in platform.pools.values():
-            pool.on_cold_start = self.cold_start
-        platform.autoscaler.on_scale = self.scaled
+        # One observer for every function, those a functions.yaml reload adds included.
+        platform.observe(_Observer(self))
 
     def observe_call(self, function: str, status: int, seconds: float) -> None:
         # once per call: the labelled children are looked up once per (function, status)
@@ -130,3 +130,16 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Observer(PoolObserver):
+    """What the platform reports that the metrics count."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def cold_start(self, function: str, seconds: float, phases: Mapping[str, float]) -> None:
+        self._metrics.cold_start(function, seconds)
+
+    def scaled(self, event: ScaleEvent) -> None:
+        self._metrics.scaled(event)

@@ -1,47 +1,51 @@
 """The running platform: every function's pool, its images, and the calls into them.
 
 `deploy` prepares the engine (network, base images, function images built
-in parallel), `invoke` sends one call to a replica, `shutdown` removes
-everything the project started. The gateway talks only to this class.
+in parallel), `invoke` sends one call to a replica, `apply` moves to a new
+functions.yaml, `shutdown` removes everything the project started. The
+gateway talks only to this class.
+
+Where replicas come from is the replica supply's (runtime/supply/), chosen once
+here from the backend's kind; nothing below asks which kind it is. Each pool
+(runtime/pool.py) is the function's call queue; what pools report goes to one
+observer list (runtime/observers.py), shared by every pool, so an observer
+added once also hears about the functions a reload adds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from runtime import requirements, warm_pool
-from runtime.backends.base import (
-    DEFAULT_PIDS,
-    Backend,
-    ImageRequest,
-    Limits,
-    ProgressCallback,
-    Replica,
-    has_warm_pool,
-    is_service_backend,
-    lists_containers,
+from runtime import requirements
+from runtime.backends.base import AnyBackend, ImageRequest, Replica
+from runtime.errors import (
+    FaasError,
+    FunctionNotFound,
+    FunctionUnavailable,
+    InvocationTimeout,
+    ReplicaUnreachable,
 )
-from runtime.errors import FaasError, FunctionNotFound, InvocationTimeout, ReplicaUnreachable
-from runtime.images import code_mount, plan_image, plan_warm_image
+from runtime.images import code_mount, plan_image
 from runtime.invocation import Invocation, InvocationResult
 from runtime.loghub import LogHub, ReplicaOutput
+from runtime.observers import Observers, PoolObserver
 from runtime.pool import FunctionPool, ReplicaHandle
-from runtime.reconcile import Reconciler, Removals
 from runtime.redact import LiveRedactor
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.autoscaler import Autoscaler
-from runtime.scaling.coordination import Coordination, Follower
-from runtime.scaling.services import ServiceAutoscaler
+from runtime.scaling.coordination import Coordination
 from runtime.secrets import SecretStore, secret_names
 from runtime.spec import FunctionSpec, Project, ScalePolicy
-from runtime.warm_pool import WarmPool
-from runtime.watchdog import wire
+from runtime.supply import FunctionProgress, Recipe, ReplicaSupply, supply_for
+from runtime.supply.base import for_task
+
+__all__ = ["Changes", "FunctionProgress", "Platform"]
 
 log = logging.getLogger("faas.platform")
 
@@ -49,11 +53,6 @@ BUILD_PARALLELISM = 4
 COLD_START_WAIT = 30.0
 UNSENT_ATTEMPTS = 3
 """Replicas a call may try when it cannot connect to them (it was never delivered)."""
-SERVICE_ATTEMPTS = 3
-SERVICE_RETRY_DELAY = 1.0
-
-FunctionProgress = Callable[[str, str, float | None], None]
-"""(function or "base", message, fraction done) for progress displays."""
 
 
 def _quiet(_task: str, _message: str, _fraction: float | None) -> None:
@@ -64,56 +63,74 @@ class Platform:
     def __init__(
         self,
         project: Project,
-        backend: Backend,
+        backend: AnyBackend,
         secrets: SecretStore | None = None,
         *,
         dev: bool = False,
         coordination: Coordination | None = None,
+        supply: ReplicaSupply | None = None,
+        client: ReplicaClient | None = None,
     ) -> None:
+        """`supply` and `client` replace the ones `backend` would get (tests)."""
         self.project = project
         self.backend = backend
         self.secrets = secrets
         self.dev = dev
         """Development: code is mounted into replicas, not baked, and can be reloaded."""
-        self.client = ReplicaClient(max_answer=project.gateway.max_response_size)
+        if client is None:
+            client = ReplicaClient(max_answer=project.gateway.max_response_size)
+        self.client = client
         self.logs = LogHub()
         self.redact = LiveRedactor(self._secret_values)
         """Masks every secret value the project knows, in logs, `describe()` and errors."""
         self.logs.redact = self.redact
+        if supply is None:
+            warm_pool = project.gateway.warm_pool
+            supply = supply_for(backend, client, warm_pool=warm_pool, coordination=coordination)
+        self.supply = supply
         self.pools: dict[str, FunctionPool] = {}
-        self.removals = Removals(backend)
-        """Containers being removed, with retries (runtime/reconcile.py)."""
-        self.autoscaler: Autoscaler
-        if is_service_backend(backend):
-            if getattr(backend, "scales_itself", False):
-                coordination = Follower()
-            self.autoscaler = ServiceAutoscaler(self.pools, backend, self.client, coordination)
-        else:
-            self.autoscaler = Autoscaler(self.pools, backend)
-            if lists_containers(backend):
-                self.autoscaler.reconciler = Reconciler(
-                    backend, self.tracked_containers, self.removals
-                )
-        for spec in project.functions.values():
-            self.pools[spec.name] = self._new_pool(spec)
-        self._autoscaling: asyncio.Task[None] | None = None
+        self.observers = Observers()
+        """Everything pools report goes here; add to it with `observe`."""
+        self.autoscaler = Autoscaler(self.pools, self.supply, self.observers)
+        self._history = _History(self)
+        self.observe(self.autoscaler)  # a call starting to wait wakes it
+        self.observe(self._history)
+        self._backlogs: list[Callable[[str], int]] = []
+        self._secret_files: dict[str, Mapping[str, Path]] = {}
         self._base_ids: dict[str, str] = {}
-        self.warm: WarmPool | None = None
-        """The project's warm watchdogs (runtime/warm_pool.py), once their image is built."""
-        self._warm_image: str | None = None
+        self._autoscaling: asyncio.Task[None] | None = None
+        for spec in project.functions.values():
+            self._add_pool(spec)
 
-    def _new_pool(self, spec: FunctionSpec) -> FunctionPool:
-        pool = FunctionPool(spec, self.backend, self.client, self.removals)
-        pool.on_demand = self.autoscaler.wake
-        pool.on_replica_started = self._follow_logs
-        if self.dev:
-            pool.code_mount = code_mount(self.project, spec)
+    def _add_pool(self, spec: FunctionSpec) -> FunctionPool:
+        pool = FunctionPool(
+            spec, self.observers, take_back=self.supply.take_back, backlog=self._backlog
+        )
+        self.pools[spec.name] = pool
+        self.supply.add(pool)
         return pool
 
-    def _follow_logs(self, replica: Replica) -> None:
-        loop = asyncio.get_running_loop()
-        output = ReplicaOutput(self.logs, replica.function, replica.name, loop)
-        self.backend.follow_logs(replica.id, output.feed)
+    def observe(self, observer: PoolObserver) -> None:
+        """Tell `observer` what every function reports, including functions added later."""
+        self.observers.add(observer)
+
+    def count_backlog(self, backlog: Callable[[str], int]) -> Callable[[], None]:
+        """Count `backlog(function)` (work waiting elsewhere: async calls, events) toward
+        every function's queue depth; returns what stops counting it."""
+        self._backlogs.append(backlog)
+
+        def stop() -> None:
+            if backlog in self._backlogs:
+                self._backlogs.remove(backlog)
+
+        return stop
+
+    def _backlog(self, function: str) -> int:
+        return sum(backlog(function) for backlog in self._backlogs)
+
+    def demand(self, function: str) -> None:
+        """Work for `function` started waiting outside its queue: scale it now."""
+        self.observers.demand(function)
 
     def _secret_values(self) -> list[bytes]:
         if self.secrets is None:
@@ -131,16 +148,15 @@ class Platform:
 
     async def deploy(self, progress: FunctionProgress = _quiet) -> None:
         """Build every function's image, start autoscaling, wait for `scale.min` replicas."""
-        await self.build(progress)
-        await self._start_warm_pool(progress)
-        for pool in self.pools.values():
+        pools = list(self.pools.values())
+        for pool in pools:
             self._mount_secrets(pool)
-        await asyncio.gather(*(self._prepare_replicas(pool) for pool in self.pools.values()))
+        await self.build(progress)
+        await self.supply.start(pools, progress)
+        await asyncio.gather(*(self.supply.prepare(pool) for pool in pools))
         self._autoscaling = asyncio.get_running_loop().create_task(self.autoscaler.run())
         self.autoscaler.wake()
-        await asyncio.gather(
-            *(self._wait_for_minimum(pool, progress) for pool in self.pools.values())
-        )
+        await asyncio.gather(*(self._wait_for_minimum(pool, progress) for pool in pools))
 
     async def build(self, progress: FunctionProgress = _quiet) -> None:
         """Make sure every function's image exists.
@@ -149,12 +165,13 @@ class Platform:
         build regardless. Engine failures (no engine, no base image) raise.
         """
         await self.backend.prepare()
-        await self._build_all(list(self.pools.values()), progress)
-        await self._build_warm_image(progress)
+        pools = list(self.pools.values())
+        await self._build_all(pools, progress)
+        await self.supply.build(pools, self._base_ids, progress)
 
     async def _build_all(self, pools: list[FunctionPool], progress: FunctionProgress) -> None:
         for base in sorted({pool.spec.base_image for pool in pools} - set(self._base_ids)):
-            await self.backend.ensure_base_image(base, _for_task(progress, "base"))
+            await self.backend.ensure_base_image(base, for_task(progress, "base"))
             base_id = await self.backend.image_id(base)
             assert base_id is not None
             self._base_ids[base] = base_id
@@ -162,88 +179,35 @@ class Platform:
 
         async def build(pool: FunctionPool) -> None:
             async with limit:
-                await self._build(pool, self._base_ids[pool.spec.base_image], progress)
+                await self._build(pool, progress)
 
         await asyncio.gather(*(build(pool) for pool in pools))
 
-    def _warm_base(self) -> str | None:
-        """The base image warm watchdogs run on: the one most functions use."""
-        bases = collections.Counter(pool.spec.base_image for pool in self.pools.values())
-        return bases.most_common(1)[0][0] if bases else None
+    async def _plan(self, pool: FunctionPool) -> ImageRequest:
+        base_id = self._base_ids.get(pool.spec.base_image) or ""
+        return await asyncio.to_thread(
+            plan_image, self.project, pool.spec, base_id, requirements.resolve,
+            bake_code=not self.dev,
+        )  # fmt: skip
 
-    async def _build_warm_image(self, progress: FunctionProgress) -> None:
-        base = self._warm_base()
-        if not has_warm_pool(self.backend) or self.project.gateway.warm_pool == 0 or base is None:
-            return
-        request = plan_warm_image(self._base_ids[base])
-        try:
-            await self.backend.build_image(request, _for_task(progress, "warm pool"))
-        except FaasError as exc:
-            progress("warm pool", f"failed, functions start on new containers: {exc}", 1.0)
-            return
-        self._warm_image = request.tag
-
-    async def _start_warm_pool(self, progress: FunctionProgress) -> None:
-        size = self.project.gateway.warm_pool
-        if self._warm_image is None or not has_warm_pool(self.backend):
-            return
-        if not any(pool.warm_code is not None for pool in self.pools.values()):
-            return  # every function needs its own image: warm watchdogs would only idle
-        mounts = sorted({code_mount(self.project, p.spec) for p in self.pools.values()})
-        self.warm = WarmPool(
-            self.backend,
-            self.client,
-            size,
-            self._warm_image,
-            self._common_limits(),
-            mounts if self.dev else (),
-            self.removals,
-        )
-        for pool in self.pools.values():
-            pool.warm = self.warm
-        self.warm.fill()
-        progress("warm pool", f"starting {size} warm watchdog(s)", 1.0)
-
-    def _common_limits(self) -> Limits:
-        """The limits most functions that start warm run under: warm watchdogs start under
-        them, so starting those functions needs no update of the limits."""
-        limits = collections.Counter(
-            (p.spec.memory, p.spec.cpus, DEFAULT_PIDS)
-            for p in self.pools.values()
-            if p.warm_code is not None
-        )
-        return Limits(*limits.most_common(1)[0][0])
-
-    def _set_built(self, pool: FunctionPool, request: ImageRequest) -> None:
-        pool.mark_built(request.tag)
-        code = request.code
-        eligible = pool.spec.base_image == self._warm_base() and warm_pool.fits(code)
-        if self.dev:  # warm watchdogs mount the code, if this function's directory is theirs
-            if self.warm is not None:
-                eligible = eligible and pool.code_mount in self.warm.code_mounts
-            code = {n: content for n, content in code.items() if n.startswith(wire.INIT_DEPS)}
-        pool.warm_code = code if eligible else None
-        if self.warm is not None:
-            pool.warm = self.warm
-
-    async def _build(self, pool: FunctionPool, base_id: str, progress: FunctionProgress) -> None:
+    async def _build(self, pool: FunctionPool, progress: FunctionProgress) -> None:
         name = pool.spec.name
         try:
-            request = await asyncio.to_thread(
-                plan_image,
-                self.project,
-                pool.spec,
-                base_id,
-                requirements.resolve,
-                bake_code=not self.dev,
-            )
-            built = await self.backend.build_image(request, _for_task(progress, name))
+            request = await self._plan(pool)
+            built = await self.backend.build_image(request, for_task(progress, name))
         except FaasError as exc:
             pool.mark_failed(self.redact(str(exc)))
             progress(name, f"failed: {exc}", 1.0)
             return
-        self._set_built(pool, request)
+        self._built(pool, request)
         progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
+
+    def _built(self, pool: FunctionPool, request: ImageRequest) -> None:
+        """The function's image exists: its replicas are made from it from now on."""
+        mount = code_mount(self.project, pool.spec) if self.dev else None
+        secret_files = self._secret_files.get(pool.name, {})
+        self.supply.use(pool, Recipe(request.tag, request.code, secret_files, mount))
+        pool.mark_built(request.tag)
 
     def set_scale(self, name: str, minimum: int, maximum: int) -> ScalePolicy:
         """Override a function's replica bounds until functions.yaml is next applied."""
@@ -262,8 +226,25 @@ class Platform:
     async def reload_code(self, names: list[str]) -> dict[str, tuple[int, str | None]]:
         """Have the replicas of `names` import their current code: name -> (replicas, error)."""
         pools = [self.pools[n] for n in names if n in self.pools]
-        results = await asyncio.gather(*(pool.reload_code() for pool in pools))
+        results = await asyncio.gather(*(self._reload(pool) for pool in pools))
         return {pool.spec.name: result for pool, result in zip(pools, results, strict=True)}
+
+    async def _reload(self, pool: FunctionPool) -> tuple[int, str | None]:
+        """Ask every ready replica to import the current code; (reloaded, first error)."""
+        error: str | None = None
+        reloaded = 0
+        for handle in pool.replicas:
+            try:
+                await self.client.reload(handle.replica)
+                reloaded += 1
+            except FunctionUnavailable as exc:
+                error = error or str(exc)
+            except ReplicaUnreachable:
+                continue  # it is going away; its successor imports the new code
+        self._history.reload_errors[pool.name] = error
+        if error is None and pool.error is not None and not pool.replicas:
+            pool.clear_failure()  # a failed import was fixed: the next call starts afresh
+        return reloaded, error
 
     async def rebuild(self, names: list[str], progress: FunctionProgress = _quiet) -> list[str]:
         """Build the images of `names` again (requirements changed) and roll those that changed.
@@ -276,20 +257,16 @@ class Platform:
             pool = self.pools.get(name)
             if pool is None:
                 continue
-            base_id = self._base_ids.get(pool.spec.base_image) or ""
             try:
-                request = await asyncio.to_thread(
-                    plan_image, self.project, pool.spec, base_id, requirements.resolve,
-                    bake_code=not self.dev,
-                )  # fmt: skip
-                await self.backend.build_image(request, _for_task(progress, name))
+                request = await self._plan(pool)
+                await self.backend.build_image(request, for_task(progress, name))
             except FaasError as exc:
                 progress(name, f"rebuild failed, the previous image keeps serving: {exc}", 1.0)
                 continue
             if request.tag != pool.image:
-                self._set_built(pool, request)
-                pool.error = None
-                await self._replace_replicas(pool)
+                self._built(pool, request)
+                pool.clear_failure()
+                await self.supply.replace(pool)
                 rolled.append(name)
         return rolled
 
@@ -305,15 +282,16 @@ class Platform:
         self.client.max_answer = project.gateway.max_response_size
         changes = Changes()
         for name in [n for n in self.pools if n not in project.functions]:
-            await self.pools.pop(name).stop_all()
-            await self._remove_replicas(name)
+            await self.supply.remove(self.pools.pop(name))
+            self.autoscaler.forget(name)
+            self._history.forget(name)
+            self._secret_files.pop(name, None)
             changes.removed.append(name)
         added: list[FunctionPool] = []
         for name, spec in project.functions.items():
             existing = self.pools.get(name)
             if existing is None:
-                self.pools[name] = self._new_pool(spec)
-                added.append(self.pools[name])
+                added.append(self._add_pool(spec))
                 changes.added.append(name)
             elif spec != existing.spec:
                 before, existing.spec = existing.spec, spec
@@ -321,57 +299,24 @@ class Platform:
                 if _replica_inputs(before) != _replica_inputs(spec):
                     changes.rolled.append(name)
         if added:
-            await self._build_all(added, progress)
             for pool in added:
                 self._mount_secrets(pool)
-                await self._prepare_replicas(pool)
+            await self._build_all(added, progress)
+            for pool in added:
+                await self.supply.prepare(pool)
         for name in changes.rolled:
             pool = self.pools[name]
-            pool.code_mount = code_mount(project, pool.spec) if self.dev else None
             self._mount_secrets(pool)
             await self._build_all([pool], progress)
-            await self._replace_replicas(pool)
+            await self.supply.replace(pool)
         self.autoscaler.wake()
         return changes
 
-    async def _prepare_replicas(self, pool: FunctionPool) -> None:
-        """Get a function ready to start replicas: a spare container, or its service."""
-        if pool.error is not None or pool.image is None:
-            return
-        if not is_service_backend(self.backend):
-            pool.prepare_spare()
-            return
-        for attempt in range(1, SERVICE_ATTEMPTS + 1):
-            try:
-                await self.backend.ensure_service(pool.replica_spec())
-                return
-            except FaasError as exc:
-                if attempt == SERVICE_ATTEMPTS:
-                    pool.mark_failed(str(exc))
-                    return
-                # An engine under load (a swarm manager mid-election, a busy daemon) can
-                # refuse one write; failing the function for good would be out of proportion.
-                log.warning(
-                    "making the function's service failed; trying again",
-                    extra={"function": pool.spec.name, "error": str(exc), "attempt": attempt},
-                )
-                await asyncio.sleep(SERVICE_RETRY_DELAY * attempt)
-
-    async def _replace_replicas(self, pool: FunctionPool) -> None:
-        """New image or settings: successors start before their predecessors stop."""
-        if is_service_backend(self.backend):
-            await self._prepare_replicas(pool)  # the engine rolls the service's tasks
-        else:
-            await pool.roll()
-
-    async def _remove_replicas(self, function: str) -> None:
-        if is_service_backend(self.backend):
-            assert isinstance(self.autoscaler, ServiceAutoscaler)
-            self.autoscaler.forget_function(function)
-            await self.backend.remove_service(function)
-
     def _mount_secrets(self, pool: FunctionPool) -> None:
+        """Write the function's secrets where its replicas mount them (before its build,
+        which makes its `Recipe`)."""
         names = pool.spec.secrets
+        self._secret_files[pool.name] = {}
         if not names or pool.error is not None:
             return
         if self.secrets is None:
@@ -379,7 +324,7 @@ class Platform:
             return
         run_dir = self.project.root / ".faas" / "run" / self.project.name / pool.spec.name
         try:
-            pool.secret_files = self.secrets.materialize(run_dir, names)
+            self._secret_files[pool.name] = self.secrets.materialize(run_dir, names)
         except FaasError as exc:
             pool.mark_failed(str(exc))
 
@@ -403,7 +348,8 @@ class Platform:
         """Send one call to a ready replica (starting one if needed) and return its answer.
 
         The answer's body streams; the replica counts the call as in flight
-        until the caller awaits `result.close()`.
+        until the caller awaits `result.close()`. At most once: a call is sent to
+        another replica only when it could not connect to the first (`sent=False`).
         """
         pool = self.pool(invocation.function)
         timeout = pool.spec.timeout
@@ -416,7 +362,7 @@ class Platform:
             except ReplicaUnreachable as exc:
                 serving = pool.set_aside(handle)
                 pool.release(handle)
-                await pool.replica_failed(handle, exc, was_serving=serving)
+                await self.supply.unreachable(pool, handle, exc, was_serving=serving)
                 # A call that could not even connect (its replica died as it was handed
                 # out) is not lost: it waits for another replica.
                 if exc.sent or attempt == UNSENT_ATTEMPTS:
@@ -441,7 +387,7 @@ class Platform:
         # none ready it waits for the start, which the engine may make slow (a failed
         # start answers at once).
         limit = pool.spec.timeout
-        wait = limit if pool.replicas else max(limit, COLD_START_WAIT)
+        wait = limit if pool.ready_count else max(limit, COLD_START_WAIT)
         try:
             async with asyncio.timeout(wait):
                 return await pool.acquire()
@@ -450,18 +396,12 @@ class Platform:
                 f"{pool.spec.name} waited {wait:g}s in its queue without a free replica"
             ) from None
 
-    def tracked_containers(self) -> set[str]:
-        """The containers some pool is responsible for: any other is an orphan."""
-        tracked = set().union(*(pool.container_ids() for pool in self.pools.values()))
-        if self.warm is not None:
-            tracked |= self.warm.container_ids()
-        return tracked
-
     def describe(self) -> list[dict[str, Any]]:
         """Every function's state for the admin API and `faas ls`, secret values masked."""
         return self.redact.value(self._describe())  # type: ignore[no-any-return]
 
     def _describe(self) -> list[dict[str, Any]]:
+        history = self._history
         return [
             {
                 "name": name,
@@ -475,7 +415,7 @@ class Platform:
                 "image": pool.image,
                 "error": pool.error,
                 "error_detail": pool.error_detail if pool.error is not None else None,
-                "reload_error": pool.reload_error,
+                "reload_error": history.reload_errors.get(name),
                 "routes": [
                     {"path": route.path, "methods": list(route.methods)}
                     for route in pool.spec.routes
@@ -486,10 +426,7 @@ class Platform:
                     "target_concurrency": pool.spec.scale.target_concurrency,
                     "idle_timeout": pool.spec.scale.idle_timeout,
                 },
-                "last_cold_start_ms": (
-                    round(pool.last_cold_start * 1000, 1) if pool.last_cold_start else None
-                ),
-                "last_cold_start_phases": pool.last_cold_start_phases,
+                **history.last_cold_start(name),
             }
             for name, pool in self.pools.items()
         ]
@@ -503,19 +440,45 @@ class Platform:
         if self._autoscaling is not None:
             self._autoscaling.cancel()
             await asyncio.gather(self._autoscaling, return_exceptions=True)
-        await self.autoscaler.stop()
-        if self.warm is not None:
-            await self.warm.close()
-        await asyncio.gather(
-            *(pool.stop_all() for pool in self.pools.values()), return_exceptions=True
-        )
-        await self.removals.close()  # the teardown removes whatever they were retrying
+        await self.supply.stop()
         try:
             if remove_replicas:
                 await self.backend.teardown()
         finally:
             await self.client.close()
             await self.backend.close()
+
+
+class _History(PoolObserver):
+    """What `describe` tells beyond the pools' state: the last cold start and the last
+    reload error of each function; and every started replica's output, followed."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+        self.cold_starts: dict[str, tuple[float, dict[str, float]]] = {}
+        self.reload_errors: dict[str, str | None] = {}
+        """Why the last code reload failed (the previous code keeps serving), if it did."""
+
+    def replica_started(self, replica: Replica) -> None:
+        platform = self._platform
+        output = ReplicaOutput(
+            platform.logs, replica.function, replica.name, asyncio.get_running_loop()
+        )
+        platform.backend.follow_logs(replica.id, output.feed)
+
+    def cold_start(self, function: str, seconds: float, phases: Mapping[str, float]) -> None:
+        self.cold_starts[function] = (seconds, dict(phases))
+
+    def last_cold_start(self, function: str) -> dict[str, Any]:
+        seconds, phases = self.cold_starts.get(function, (0.0, {}))
+        return {
+            "last_cold_start_ms": round(seconds * 1000, 1) if seconds else None,
+            "last_cold_start_phases": phases,
+        }
+
+    def forget(self, function: str) -> None:
+        self.cold_starts.pop(function, None)
+        self.reload_errors.pop(function, None)
 
 
 @dataclass
@@ -545,10 +508,3 @@ def _replica_inputs(spec: FunctionSpec) -> tuple[object, ...]:
         spec.base_image,
         spec.secrets,
     )
-
-
-def _for_task(progress: FunctionProgress, task: str) -> ProgressCallback:
-    def report(message: str, fraction: float | None) -> None:
-        progress(task, message, fraction)
-
-    return report

@@ -1,8 +1,9 @@
 """Every container the engine made for this gateway is tracked, or it is removed.
 
-A container belongs to exactly one owner at a time: the function pool it serves
-(ready, draining, being started, or its spare), the warm pool (ready or being
-made, or being handed to a start), or `Removals`, which stops and removes it
+A container belongs to exactly one owner at a time: the function it serves
+(its pool's replicas, ready or draining, or its starts and spare in
+runtime/supply/starts.py), the warm pool (ready or being made, or being
+handed to a start), or `Removals`, which stops and removes it
 with retries. Each start hands a container from one owner to the next without
 an `await` in between, and removes it on any failure, cancellation included.
 
@@ -25,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 
-from runtime.backends.base import Backend, ContainerListing, ListedContainer
+from runtime.backends.base import ContainerBackend, ListedContainer
 
 log = logging.getLogger("faas.reconcile")
 
@@ -69,7 +70,7 @@ class Removals:
     shared by its pools; `close` gives up what is left before the engine teardown.
     """
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: ContainerBackend) -> None:
         self._backend = backend
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -139,7 +140,7 @@ class Reconciler:
 
     def __init__(
         self,
-        backend: ContainerListing,
+        backend: ContainerBackend,
         tracked: Callable[[], set[str]],
         removals: Removals,
         *,

@@ -3,7 +3,7 @@
 A cold start on a fresh container costs a container start (~90 ms here) and a
 Python start with the watchdog's imports (~60-80 ms). A warm watchdog has paid
 both already: at a cold start the gateway takes one, gives it the function's
-limits (`WarmPoolBackend.assign_warm`), sends it the function's code, secrets
+limits (`ContainerBackend.assign_warm`), sends it the function's code, secrets
 and settings in one request (`ReplicaClient.init`), and calls it once its
 handler is imported: a few tens of milliseconds.
 
@@ -36,7 +36,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
-from runtime.backends.base import Limits, Replica, ReplicaSpec, WarmPoolBackend
+from runtime.backends.base import ContainerBackend, Limits, Replica, ReplicaSpec
 from runtime.errors import ReplicaStartError
 from runtime.images import tar_files
 from runtime.reconcile import Removals
@@ -86,16 +86,20 @@ def to_start(size: int, ready: int, starting: int, handing: int, removing: int) 
 class WarmPool:
     def __init__(
         self,
-        backend: WarmPoolBackend,
+        backend: ContainerBackend,
         client: ReplicaClient,
         size: int,
         image: str,
         limits: Limits,
         code_mounts: Sequence[tuple[str, str]] = (),
         removals: Removals | None = None,
+        *,
+        base: str = "",
     ) -> None:
         self.size = size
         self.image = image
+        self.base = base
+        """The base image `image` was built on: only functions on it can start here."""
         self.limits = limits
         """What warm watchdogs start under: a function with the same limits skips an update."""
         self.code_mounts = tuple(code_mounts)

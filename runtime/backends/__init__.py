@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from runtime.backends.base import Backend
+from runtime.backends.base import AnyBackend
 from runtime.errors import FaasError
 
 BACKENDS = {
@@ -14,7 +14,7 @@ BACKENDS = {
 }
 
 
-def create_backend(name: str, project: str, *, registry: str | None = None) -> Backend:
+def create_backend(name: str, project: str, *, registry: str | None = None) -> AnyBackend:
     """The backend called `name`; `registry` is where images are pushed (not for docker)."""
     try:
         target = BACKENDS[name]
@@ -24,5 +24,5 @@ def create_backend(name: str, project: str, *, registry: str | None = None) -> B
     module_name, _, class_name = target.partition(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
     options = {"registry": registry} if name != "docker" else {}
-    backend: Backend = backend_class(project, **options)
+    backend: AnyBackend = backend_class(project, **options)
     return backend

@@ -1,15 +1,24 @@
-"""The contract every backend implements.
+"""The contract every backend implements, in three protocols.
 
-A backend starts, stops and lists replicas and reports their address. It
-makes no scaling decisions and knows nothing about HTTP routing: the runtime
-decides how many replicas a function needs, the backend makes it so.
+`Backend` is what every engine does: images, a replica's status and output,
+teardown. Beyond it an engine is one of two kinds, and says which in `kind`:
+
+- `ContainerBackend` ("containers": docker): the gateway creates, starts and
+  stops each replica itself, and can run warm watchdogs;
+- `ServiceBackend` ("services": swarm, kubernetes): the engine keeps each
+  function's replica count and runs the replicas (tasks) itself; the gateway
+  sets counts and lists tasks.
+
+A backend makes no scaling decisions and knows nothing about HTTP routing:
+the runtime decides how many replicas a function needs, and a replica supply
+(runtime/supply/, chosen once by `kind`) makes it so with these verbs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol, TypeGuard
+from typing import Literal, NamedTuple, Protocol
 
 ProgressCallback = Callable[[str, float | None], None]
 """Reports a long operation: (message, fraction done in 0..1 or None when unknown)."""
@@ -97,13 +106,22 @@ class ImageRequest:
     `deps/...` -> content), which a warm watchdog is sent instead (runtime/warm_pool.py)."""
 
 
+ReplicaKind = Literal["containers", "services"]
+"""How an engine runs replicas; it picks the replica supply (runtime/supply/)."""
+
+
 class Backend(Protocol):
-    """One engine's way of running replicas. All verbs are safe to call concurrently."""
+    """What every engine does, whichever kind. All verbs are safe to call concurrently."""
 
     project: str
 
+    @property
+    def kind(self) -> ReplicaKind:
+        """ "containers" (`ContainerBackend`) or "services" (`ServiceBackend`)."""
+
     async def prepare(self) -> None:
-        """Create what replicas need before the first one starts (networks)."""
+        """Create what replicas need before the first one starts (networks), or check
+        that the engine can run them."""
 
     async def ensure_base_image(self, image: str, progress: ProgressCallback) -> None:
         """Make `image` available locally: present, pulled, or built from distro packages."""
@@ -114,24 +132,8 @@ class Backend(Protocol):
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         """Build one function image unless its tag already exists; True if it was built."""
 
-    async def create(self, spec: ReplicaSpec) -> CreatedReplica:
-        """Create one replica without starting it, so a later start is quicker.
-
-        A caller cancelled while the engine creates it never learns its id: the backend
-        removes what it made once the engine answers.
-        """
-
-    async def start(self, created: CreatedReplica) -> Replica:
-        """Start a created replica; it may not be ready to serve yet."""
-
-    async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
-        """Stop and remove one replica; missing replicas are not an error."""
-
     async def status(self, replica_id: str) -> ReplicaStatus | None:
         """Whether the replica is still running, and its exit code if not."""
-
-    async def replicas(self) -> list[ReplicaStatus]:
-        """Every replica of this project, running or not."""
 
     async def logs(self, replica_id: str, *, tail: int = 50) -> str:
         """The last lines a replica wrote to stdout and stderr."""
@@ -141,7 +143,7 @@ class Backend(Protocol):
         removed."""
 
     async def teardown(self) -> int:
-        """Remove every container and network of this project; returns containers removed."""
+        """Remove every replica and network of this project; returns replicas removed."""
 
     async def close(self) -> None:
         """Release the engine connection."""
@@ -164,12 +166,19 @@ class Task:
 
 
 class ServiceBackend(Backend, Protocol):
-    """A backend whose engine keeps each function's replica count (Docker Swarm services).
+    """An engine that keeps each function's replica count (Swarm services, Kubernetes
+    Deployments) and runs the replicas itself.
 
-    The autoscaler sets the count; the engine decides which replicas to start
-    and which to stop, and every gateway learns them by listing `tasks`. The
-    per-replica verbs of `Backend` (`create`, `start`) are not used with it.
+    A gateway sets the count; the engine decides which replicas to start and
+    which to stop, and every gateway learns them by listing `tasks`.
     """
+
+    @property
+    def kind(self) -> Literal["services"]: ...
+
+    @property
+    def scales_itself(self) -> bool:
+        """The engine also decides the counts (KEDA): gateways only follow its tasks."""
 
     async def ensure_service(self, spec: ReplicaSpec) -> None:
         """Create the function's service at zero replicas, or update it to `spec`.
@@ -186,37 +195,6 @@ class ServiceBackend(Backend, Protocol):
 
     async def tasks(self) -> list[Task]:
         """Every task of this project's services that runs or is about to."""
-
-
-def is_service_backend(backend: Backend) -> TypeGuard[ServiceBackend]:
-    return hasattr(backend, "set_replicas")
-
-
-class WarmPoolBackend(Backend, Protocol):
-    """A backend that can run watchdogs with no function yet, and give one a function.
-
-    A warm watchdog runs from a function-less image with the replica hardening and
-    a tmpfs where its function's code will go; `assign_warm` gives it one
-    function's limits (memory, CPU, pids) before that function's code reaches it.
-    """
-
-    async def create_warm(
-        self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]] = ()
-    ) -> CreatedReplica:
-        """Create (not start) one warm watchdog on the project network, under `limits`.
-
-        `code_mounts` ((host path, container path), read-only) are for development,
-        where the code is mounted rather than sent. Like `create`, a cancelled caller
-        leaves nothing behind.
-        """
-
-    async def assign_warm(self, replica: Replica, spec: ReplicaSpec) -> Replica:
-        """Give a started warm watchdog `spec`'s limits (unless it has them) and name it
-        after the function; from then on it is a replica of `spec.function`."""
-
-
-def has_warm_pool(backend: Backend) -> TypeGuard[WarmPoolBackend]:
-    return hasattr(backend, "assign_warm")
 
 
 @dataclass(frozen=True)
@@ -236,14 +214,51 @@ class ListedContainer:
     """The backend made it, failed to remove it and knows nobody else will: no grace."""
 
 
-class ContainerListing(Backend, Protocol):
-    """A backend whose replicas are containers the gateway creates itself (docker), so
-    the gateway must also find the ones it lost track of (runtime/reconcile.py)."""
+class ContainerBackend(Backend, Protocol):
+    """An engine whose replicas are containers the gateway creates, starts and stops
+    itself (docker), one by one; it also runs warm watchdogs (runtime/warm_pool.py),
+    and lists what it made so the gateway finds what it lost track of
+    (runtime/reconcile.py)."""
+
+    @property
+    def kind(self) -> Literal["containers"]: ...
+
+    async def create(self, spec: ReplicaSpec) -> CreatedReplica:
+        """Create one replica without starting it, so a later start is quicker.
+
+        A caller cancelled while the engine creates it never learns its id: the backend
+        removes what it made once the engine answers.
+        """
+
+    async def start(self, created: CreatedReplica) -> Replica:
+        """Start a created replica (or warm watchdog); it may not be ready to serve yet."""
+
+    async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
+        """Stop and remove one replica; missing replicas are not an error."""
+
+    async def replicas(self) -> list[ReplicaStatus]:
+        """Every replica of this project, running or not."""
 
     async def containers(self) -> list[ListedContainer]:
         """Every container of this project the gateway made: replicas, warm watchdogs,
         network sandboxes; running or not."""
 
+    async def create_warm(
+        self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]] = ()
+    ) -> CreatedReplica:
+        """Create (not start) one warm watchdog on the project network, under `limits`:
+        a function-less image with the replica hardening and a tmpfs where its
+        function's code will go.
 
-def lists_containers(backend: Backend) -> TypeGuard[ContainerListing]:
-    return hasattr(backend, "containers")
+        `code_mounts` ((host path, container path), read-only) are for development,
+        where the code is mounted rather than sent. Like `create`, a cancelled caller
+        leaves nothing behind.
+        """
+
+    async def assign_warm(self, replica: Replica, spec: ReplicaSpec) -> Replica:
+        """Give a started warm watchdog `spec`'s limits (unless it has them) and name it
+        after the function; from then on it is a replica of `spec.function`."""
+
+
+AnyBackend = ContainerBackend | ServiceBackend
+"""A backend of either kind; `kind` tells which."""

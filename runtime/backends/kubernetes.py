@@ -14,19 +14,18 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from typing import Literal
 
 from runtime.backends.base import (
-    CreatedReplica,
     ImageRequest,
     ProgressCallback,
-    Replica,
     ReplicaSpec,
     ReplicaStatus,
     Task,
 )
 from runtime.backends.docker.containers import REPLICA_PORT
-from runtime.errors import EngineUnavailable, FaasError
+from runtime.errors import EngineUnavailable
 
 NAMESPACE_ENV = "FAAS_NAMESPACE"
 TOKEN_ENV = "FAAS_REPLICA_TOKEN"
@@ -76,6 +75,7 @@ def tasks_from(
 
 
 class KubernetesBackend:
+    kind: Literal["services"] = "services"
     scales_itself = True
     """The autoscaler only follows: KEDA decides each Deployment's replicas."""
 
@@ -137,23 +137,11 @@ class KubernetesBackend:
     async def _lookup(self, function: str) -> list[str]:
         return await asyncio.to_thread(self._resolve, service_host(function, self._namespace))
 
-    async def create(self, spec: ReplicaSpec) -> CreatedReplica:
-        raise FaasError("Kubernetes starts the replicas; the gateway only finds them")
-
-    async def start(self, created: CreatedReplica) -> Replica:
-        raise FaasError("Kubernetes starts the replicas; the gateway only finds them")
-
-    async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
-        """Nothing to do: Kubernetes stops pods."""
-
     async def status(self, replica_id: str) -> ReplicaStatus | None:
         if replica_id not in self._running:
             return None
         function = replica_id.partition("/")[0]
         return ReplicaStatus(id=replica_id, name=replica_id, function=function, running=True)
-
-    async def replicas(self) -> list[ReplicaStatus]:
-        return _statuses(await self.tasks())
 
     async def logs(self, replica_id: str, *, tail: int = 50) -> str:
         return ""  # `kubectl logs` has them
@@ -166,7 +154,3 @@ class KubernetesBackend:
 
     async def close(self) -> None:
         pass
-
-
-def _statuses(tasks: Iterable[Task]) -> list[ReplicaStatus]:
-    return [ReplicaStatus(t.id, t.name, t.function, t.running) for t in tasks]

@@ -1,9 +1,9 @@
 """Durable work as one object: what `faas up` starts and stops, and what the gateway calls.
 
 It owns the queue, the delivery worker, the callback sender and the cron
-scheduler, and ties them to the platform: each pool counts the queue's due
-backlog toward its depth (so a function at zero with work waiting is
-started), and work falling due wakes both the worker and the pool's
+scheduler, and ties them to the platform: every function counts the queue's
+due backlog toward its depth (so a function at zero with work waiting is
+started), and work falling due wakes both the worker and the function's
 autoscaler. The project is read from the platform each time, so a reloaded
 functions.yaml changes subscriptions and limits for the next publish.
 """
@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class EventService:
         self.deliverer: Deliverer | None = None
         self.sender: CallbackSender | None = None
         self._project_key: bytes | None = None
+        self._uncount: Callable[[], None] = lambda: None
 
     @property
     def settings(self) -> GatewaySettings:
@@ -93,18 +94,15 @@ class EventService:
         deliverer.on_finished = functools.partial(_wake_sender, sender)
         self.deliverer, self.sender = deliverer, sender
         self.queue.on_due = self._on_due
+        # Every function's queue depth counts its due backlog, functions added later too.
+        self._uncount = self.platform.count_backlog(self.queue.pending)
         self._spawn(deliverer.run())
         self._spawn(sender.run())
         self.reconfigure()
 
     def reconfigure(self) -> None:
-        """Follow the platform's project (at start, and after a reload of functions.yaml).
-
-        Every pool counts its due backlog toward its queue depth (new pools
-        too), and the scheduler restarts with the schedules as they now are.
-        """
-        for name, pool in self.platform.pools.items():
-            pool.backlog = functools.partial(self.queue.pending, name)
+        """Follow the platform's project (at start, and after a reload of functions.yaml):
+        the scheduler restarts with the schedules as they now are."""
         if self._scheduling is not None:
             self._scheduling.cancel()
         scheduler = Scheduler(self.queue, self.platform.project.functions.values(), self._clock)
@@ -121,9 +119,8 @@ class EventService:
     def _on_due(self, function: str) -> None:
         if self.deliverer is not None:
             self.deliverer.wake()
-        pool = self.platform.pools.get(function)
-        if pool is not None:
-            pool.on_demand()
+        if function in self.platform.pools:
+            self.platform.demand(function)
 
     async def close(self) -> None:
         """Stop firing and delivering; work still leased falls due at the next start.
@@ -131,6 +128,7 @@ class EventService:
         Never raises: the platform's own shutdown (removing containers) comes next.
         """
         try:
+            self._uncount()
             if self.deliverer is not None:
                 await self.deliverer.stop()
             if self.sender is not None:

@@ -17,6 +17,7 @@ from runtime.backends.base import Backend
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
 from runtime.spec import load_project
+from runtime.supply.memory import MemorySupply
 
 TOKEN = "admin-token-for-tests"
 SPEC = """\
@@ -62,7 +63,7 @@ def gateway(tmp_path: Path) -> Gateway:
     state.mkdir()
     security = Security(KeyStore(state), SecretStore(state), TOKEN)
     # nothing here reaches the backend: no function is built
-    platform = Platform(project, cast(Backend, object()))
+    platform = Platform(project, cast(Backend, object()), supply=MemorySupply())
     return create_gateway(platform, security)
 
 

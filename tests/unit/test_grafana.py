@@ -14,10 +14,6 @@ from runtime.loghub import LogHub
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 
 
-class _Autoscaler:
-    on_scale = None
-
-
 class _Pool:
     replicas: tuple[object, ...] = ()
     draining: tuple[object, ...] = ()
@@ -25,20 +21,23 @@ class _Pool:
     in_flight = 0
     error = None
     image = "faas-function:x"
-    on_cold_start = None
 
     def depth(self) -> int:
         return 0
 
 
 class _Platform:
-    """Just what Metrics reads: one function's pool, an autoscaler to hook into."""
+    """Just what Metrics reads: one function's pool, a supply with a warm pool, and the
+    observer list to join."""
 
     def __init__(self) -> None:
         self.pools = {"f": _Pool()}
-        self.autoscaler = _Autoscaler()
-        self.warm = type("W", (), {"ready": 1})()
+        self.supply = type("S", (), {"warm_ready": 1})()
         self.logs = LogHub()
+        self.observers: list[object] = []
+
+    def observe(self, observer: object) -> None:
+        self.observers.append(observer)
 
 
 def exported_names() -> set[str]:

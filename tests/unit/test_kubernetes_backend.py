@@ -7,9 +7,13 @@ import asyncio
 import pytest
 
 from runtime.backends import create_backend
-from runtime.backends.base import ReplicaSpec, is_service_backend
+from runtime.backends.base import ReplicaSpec
 from runtime.backends.kubernetes import KubernetesBackend, service_host, tasks_from
 from runtime.errors import EngineUnavailable
+from runtime.replica_client import ReplicaClient
+from runtime.scaling.coordination import Follower
+from runtime.supply import supply_for
+from runtime.supply.services import ServiceSupply
 
 
 def test_tasks_follow_the_dns_answer_and_keep_their_first_sighting() -> None:
@@ -41,7 +45,9 @@ def test_backend_lists_pods_counts_them_and_never_scales(monkeypatch: pytest.Mon
     monkeypatch.setenv("FAAS_REPLICA_TOKEN", "secret")
     answers = {"hello.shop.svc.cluster.local": ["10.1.0.7"], "echo.shop.svc.cluster.local": []}
     backend = KubernetesBackend("shop", resolver=lambda name: answers.get(name, []))
-    assert is_service_backend(backend) and backend.scales_itself
+    # a service supply that only follows: KEDA sets the counts
+    supply = supply_for(backend, ReplicaClient())
+    assert isinstance(supply, ServiceSupply) and isinstance(supply.coordination, Follower)
 
     async def run() -> None:
         await backend.prepare()

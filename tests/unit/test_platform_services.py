@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime import platform as platform_module
-from runtime.backends.base import ReplicaSpec, Task
+from runtime.backends.base import ImageRequest, ReplicaSpec, Task
 from runtime.errors import EngineUnavailable
 from runtime.platform import Platform
 from runtime.spec import load_project_text
+from runtime.supply import services as services_module
 
 SPEC = """\
 version: 1
@@ -23,9 +23,12 @@ functions:
 
 
 class FlakyServices:
-    """Just the service verbs `Platform` calls here; the first `failures` writes are refused."""
+    """Just the service verbs the service supply calls here; the first `failures` writes
+    are refused."""
 
     project = "demo"
+    kind = "services"
+    scales_itself = False
 
     def __init__(self, failures: int) -> None:
         self.failures = failures
@@ -45,13 +48,13 @@ class FlakyServices:
 def prepared(failures: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[
     FlakyServices, str | None
 ]:  # fmt: skip
-    monkeypatch.setattr(platform_module, "SERVICE_RETRY_DELAY", 0.0)
+    monkeypatch.setattr(services_module, "SERVICE_RETRY_DELAY", 0.0)
     project = load_project_text(SPEC, filename="functions.yaml", root=tmp_path)
     backend = FlakyServices(failures)
     platform = Platform(project, backend)  # type: ignore[arg-type]
     pool = platform.pools["hello"]
-    pool.mark_built("faas-function:test")
-    asyncio.run(platform._prepare_replicas(pool))
+    platform._built(pool, ImageRequest("hello", "faas-function:test", b""))
+    asyncio.run(platform.supply.prepare(pool))
     return backend, pool.error
 
 
@@ -65,5 +68,5 @@ def test_the_function_fails_once_every_attempt_was_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend, error = prepared(5, tmp_path, monkeypatch)
-    assert backend.calls == platform_module.SERVICE_ATTEMPTS
+    assert backend.calls == services_module.SERVICE_ATTEMPTS
     assert error is not None and "out of sequence" in error

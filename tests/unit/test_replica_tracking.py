@@ -1,6 +1,7 @@
 """No replica is ever untracked, and the warm pool never exceeds its size, whatever fails.
 
-A `Platform` runs on an in-memory engine and replica client whose every step can be
+A `Platform` with the container supply (runtime/supply/containers.py) runs on an
+in-memory engine and replica client whose every step can be
 made to fail (the engine made a container but its answer was lost, no file
 descriptors left, an import error, a timeout, a failing observer) or be held so that
 the caller can be cancelled there. After each start, every container the engine
@@ -20,12 +21,10 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
-from runtime import platform as platform_module
-from runtime import pool as pool_module
 from runtime import reconcile
 from runtime import warm_pool as warm_module
 from runtime.backends.base import (
@@ -45,11 +44,15 @@ from runtime.errors import (
     ReplicaStartError,
     ReplicaUnreachable,
 )
+from runtime.observers import PoolObserver
 from runtime.platform import Platform
 from runtime.pool import FunctionPool
 from runtime.reconcile import Reconciler, Removals, orphans
-from runtime.scaling.autoscaler import Autoscaler
+from runtime.replica_client import ReplicaClient
 from runtime.spec import load_project_text
+from runtime.supply import Recipe
+from runtime.supply import starts as starts_module
+from runtime.supply.containers import ContainerSupply
 from runtime.warm_pool import to_start
 
 T = TypeVar("T")
@@ -123,6 +126,7 @@ class Engine:
     """
 
     project = "demo"
+    kind = "containers"
 
     def __init__(self, script: Script) -> None:
         self.script = script
@@ -298,10 +302,14 @@ class Rig:
     def pool(self) -> FunctionPool:
         return self.platform.pools["cold"]
 
+    @property
+    def supply(self) -> ContainerSupply:
+        return cast(ContainerSupply, self.platform.supply)
+
     def untracked(self) -> set[str]:
         """Containers in the engine that no pool tracks and that are not being removed
         (a network sandbox is its replica's)."""
-        tracked = self.platform.tracked_containers() | self.platform.removals.ids()
+        tracked = self.supply.tracked() | self.supply.removals.ids()
         return {
             box.id
             for box in self.engine.alive()
@@ -309,24 +317,25 @@ class Rig:
         }
 
     def assert_tracked_once(self) -> None:
-        owners: list[set[str]] = [p.container_ids() for p in self.platform.pools.values()]
-        if self.platform.warm is not None:
-            owners.append(self.platform.warm.container_ids())
-        owners.append(self.platform.removals.ids())
+        supply = self.supply
+        owners = [supply.container_ids(p) for p in self.platform.pools.values()]
+        if supply.warm is not None:
+            owners.append(supply.warm.container_ids())
+        owners.append(supply.removals.ids())
         for first, second in itertools.combinations(owners, 2):
             assert not first & second, "a container tracked twice"
         assert self.untracked() == set()
 
     def warm_full(self) -> bool:
-        warm = self.platform.warm
+        warm = self.supply.warm
         return warm is not None and warm.ready == warm.size
 
     async def settle(self, until: Callable[[], object] = lambda: True) -> None:
         """Let background removals (and, with `until`, refills) finish."""
         for _ in range(2000):
-            await self.platform.removals.wait()
+            await self.supply.removals.wait()
             await asyncio.sleep(0.001)
-            if not self.platform.removals.ids() and until():
+            if not self.supply.removals.ids() and until():
                 return
         raise AssertionError("the platform did not settle")
 
@@ -343,8 +352,7 @@ def rig(
 ) -> Rig:
     monkeypatch.setattr(reconcile, "REMOVE_BACKOFF", 0.0)
     monkeypatch.setattr(warm_module, "RETRY_DELAY", 0.01)
-    monkeypatch.setattr(pool_module, "SPARE_DELAY", 0.0)
-    monkeypatch.setattr(platform_module, "ReplicaClient", Client)
+    monkeypatch.setattr(starts_module, "SPARE_DELAY", 0.0)
     (tmp_path / "functions").mkdir(exist_ok=True)
     (tmp_path / "functions" / "hello.py").write_text("def handle(event, context):\n    return 1\n")
     extra = "".join(f"  warm{n}:\n    handler: functions/hello.py\n" for n in range(warm_functions))
@@ -354,17 +362,20 @@ def rig(
     script = Script()
     Client.script = script
     engine = Engine(script)
-    platform = Platform(project, engine)
+    platform = Platform(project, engine, client=cast(ReplicaClient, Client()))  # type: ignore[arg-type]
     for pool in platform.pools.values():
-        pool.mark_built("faas-function:test")
+        platform._built(pool, ImageRequest(pool.name, "faas-function:test", b""))
     return Rig(platform, engine, script)
 
 
 async def start_warm_pool(r: Rig, *, wait: bool = True) -> None:
-    for name, pool in r.platform.pools.items():
-        pool.warm_code = {"app/hello.py": b"x"} if name.startswith("warm") else None
-    r.platform._warm_image = "faas-warm:test"
-    await r.platform._start_warm_pool(lambda *_: None)
+    pools = list(r.platform.pools.values())
+    for pool in pools:
+        r.supply.use(pool, Recipe("faas-function:test", code={"app/hello.py": b"x"}))
+        if not pool.name.startswith("warm"):
+            r.supply._starts(pool).warm_code = None  # as for a function too large to send
+    r.supply._warm_image, r.supply._warm_base = "faas-warm:test", pools[0].spec.base_image
+    await r.supply.start(pools, lambda *_: None)
     if wait:
         await r.settle(until=r.warm_full)
 
@@ -460,7 +471,7 @@ def test_a_container_start_failing_at_any_step_leaves_nothing_untracked(
         step, error = CONTAINER_FAULTS[fault]
         r.script.fail(step, error)
         r.script.fail("stop", *[EngineUnavailable("stopping: EMFILE")] * stop_failures)
-        await r.pool.start_replica()  # a failed start is logged, not raised
+        await r.supply.start_replica(r.pool)  # a failed start is logged, not raised
         assert r.pool.starting == 0
         await r.settle()
         r.assert_tracked_once()
@@ -479,12 +490,15 @@ def test_an_observer_that_fails_does_not_lose_the_replica(
     async def main() -> None:
         r = rig(tmp_path, monkeypatch)
 
-        def broken(*_: object) -> None:
-            raise OSError(errno.EMFILE, "Too many open files")
+        class Broken(PoolObserver):
+            def replica_started(self, *_: object) -> None:
+                raise OSError(errno.EMFILE, "Too many open files")
 
-        r.pool.on_replica_started = broken
-        r.pool.on_cold_start = broken
-        await r.pool.start_replica()
+            def cold_start(self, *_: object) -> None:
+                raise OSError(errno.EMFILE, "Too many open files")
+
+        r.platform.observe(Broken())
+        await r.supply.start_replica(r.pool)
         (handle,) = r.pool.replicas
         assert r.engine.boxes[handle.replica.id].running
         await r.settle()
@@ -500,13 +514,11 @@ def test_a_created_container_whose_answer_was_lost_is_found_by_the_reconcile(
     async def main() -> None:
         r = rig(tmp_path, monkeypatch)
         r.script.fail("create_answer", EMFILE)
-        await r.pool.start_replica()
+        await r.supply.start_replica(r.pool)
         await r.settle()
         lost = r.untracked()  # nobody can know them but the engine
         assert sorted(r.engine.boxes[c].role for c in lost) == ["replica", "sandbox"]
-        reconciler = Reconciler(
-            r.engine, r.platform.tracked_containers, r.platform.removals, grace=0.0
-        )
+        reconciler = Reconciler(r.engine, r.supply.tracked, r.supply.removals, grace=0.0)
         with caplog.at_level(logging.WARNING, logger="faas.reconcile"):
             found = await reconciler.sweep()
             await r.settle()
@@ -518,8 +530,8 @@ def test_a_created_container_whose_answer_was_lost_is_found_by_the_reconcile(
         assert {record.__dict__["container"] for record in records} == {c.name for c in found}
         # a young one is left alone: its creation may still be on its way back
         r.script.fail("create_answer", EMFILE)
-        await r.pool.start_replica()
-        assert await Reconciler(r.engine, r.platform.tracked_containers, r.platform.removals)\
+        await r.supply.start_replica(r.pool)
+        assert await Reconciler(r.engine, r.supply.tracked, r.supply.removals)\
             .sweep() == []  # fmt: skip
         await r.close()
 
@@ -536,15 +548,13 @@ def test_a_removal_is_retried_until_the_engine_answers(
         r.script.fail("stop", *[EngineUnavailable("EMFILE")] * failures)
         removing = r.script.hold("stop")
         with caplog.at_level(logging.WARNING, logger="faas.reconcile"):
-            await r.pool.start_replica()
+            await r.supply.start_replica(r.pool)
             for _ in range(failures):
                 await r.script.entered["stop"].wait()
                 r.script.entered["stop"].clear()
                 # tracked all along: the reconcile leaves it to the removal
                 assert r.untracked() == set()
-                reconciler = Reconciler(
-                    r.engine, r.platform.tracked_containers, r.platform.removals, grace=0.0
-                )
+                reconciler = Reconciler(r.engine, r.supply.tracked, r.supply.removals, grace=0.0)
                 assert await reconciler.sweep() == []
                 removing.set()
                 await asyncio.sleep(0)
@@ -573,7 +583,7 @@ def test_a_container_start_cancelled_at_any_step_leaves_nothing_untracked(
         if step == "stop":  # cancelled while the failed start's container is removed
             r.script.fail("ready", EMFILE)
         release = r.script.hold(step)
-        task = asyncio.get_running_loop().create_task(r.pool.start_replica())
+        task = asyncio.get_running_loop().create_task(r.supply.start_replica(r.pool))
         await r.script.entered[step].wait()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -593,10 +603,10 @@ def test_a_start_that_ends_after_its_function_was_removed_is_removed(
     async def main() -> None:
         r = rig(tmp_path, monkeypatch)
         release = r.script.hold("ready")
-        task = asyncio.get_running_loop().create_task(r.pool.start_replica())
+        task = asyncio.get_running_loop().create_task(r.supply.start_replica(r.pool))
         await r.script.entered["ready"].wait()
         pool = r.platform.pools.pop("cold")  # as `apply` does for a removed function
-        await pool.stop_all()
+        await r.supply.remove(pool)
         release.set()
         await task
         await r.settle()
@@ -626,7 +636,6 @@ def test_a_caller_going_away_does_not_orphan_the_start(
         await asyncio.sleep(0.05)
         loop_task.cancel()
         await asyncio.gather(loop_task, return_exceptions=True)
-        await scaler.stop()
         await r.settle()
         r.assert_tracked_once()
         assert len(r.pool.replicas) == 1
@@ -656,16 +665,16 @@ def test_a_warm_start_failing_at_any_step_leaves_nothing_untracked(
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=1)
         await start_warm_pool(r)
         pool = r.platform.pools["warm0"]
-        assert r.platform.warm is not None and r.platform.warm.ready == 2
+        assert r.supply.warm is not None and r.supply.warm.ready == 2
         step, error = WARM_FAULTS[fault]
         # both warm attempts fail the same way
         r.script.fail(step, error, error)
         r.script.fail("stop", *[EngineUnavailable("stopping: EMFILE")] * stop_failures)
-        await pool.start_replica()
+        await r.supply.start_replica(pool)
         await r.settle(until=r.warm_full)
         r.assert_tracked_once()
         assert r.engine.most_unassigned <= 2
-        assert r.platform.warm.held <= 2
+        assert r.supply.warm.held <= 2
         if isinstance(error, FunctionUnavailable):
             assert pool.error is not None and pool.replicas == []
         else:  # two warm watchdogs failed: the start took a container of its own
@@ -688,7 +697,7 @@ def test_a_warm_start_cancelled_while_it_gives_the_watchdog_a_function(
         await start_warm_pool(r)
         (taken,) = r.engine.alive()
         release = r.script.hold(step)
-        task = asyncio.get_running_loop().create_task(pool.start_replica())
+        task = asyncio.get_running_loop().create_task(r.supply.start_replica(pool))
         await r.script.entered[step].wait()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -714,9 +723,9 @@ def test_a_start_cancelled_while_it_waits_for_a_watchdog_on_its_way(
         pool = r.platform.pools["warm0"]
         release = r.script.hold(step)
         await start_warm_pool(r, wait=False)
-        warm = r.platform.warm
+        warm = r.supply.warm
         assert warm is not None
-        task = asyncio.get_running_loop().create_task(pool.start_replica())
+        task = asyncio.get_running_loop().create_task(r.supply.start_replica(pool))
         await until(lambda: warm._waiting, "the start waits for the watchdog")
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -739,7 +748,7 @@ def test_closing_the_warm_pool_while_it_makes_a_watchdog_leaves_nothing(
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=1)
         release = r.script.hold(step)
         await start_warm_pool(r, wait=False)
-        warm = r.platform.warm
+        warm = r.supply.warm
         assert warm is not None
         await r.script.entered[step].wait()
         await warm.close()
@@ -761,7 +770,7 @@ def test_the_warm_pool_never_exceeds_its_size_under_failures(
         monkeypatch.setattr(warm_module, "TAKE_WAIT", 0.005)
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=8)
         await start_warm_pool(r)
-        warm = r.platform.warm
+        warm = r.supply.warm
         assert warm is not None
         r.script.fail("ready_warm", EMFILE, None, ReplicaStartError("exited"), None, EMFILE)
         r.script.fail("init", ReplicaUnreachable("EMFILE"), None, EMFILE)
@@ -778,7 +787,7 @@ def test_the_warm_pool_never_exceeds_its_size_under_failures(
 
         watcher = asyncio.get_running_loop().create_task(watch())
         starts = [
-            asyncio.get_running_loop().create_task(pool.start_replica())
+            asyncio.get_running_loop().create_task(r.supply.start_replica(pool))
             for name, pool in r.platform.pools.items()
             if name.startswith("warm")
             for _ in range(2)
@@ -794,9 +803,7 @@ def test_the_warm_pool_never_exceeds_its_size_under_failures(
         assert r.engine.most_unassigned <= 2
         # the one whose creation's answer was lost is untracked: the reconcile's
         assert len(r.untracked()) <= 1
-        await Reconciler(
-            r.engine, r.platform.tracked_containers, r.platform.removals, grace=0.0
-        ).sweep()
+        await Reconciler(r.engine, r.supply.tracked, r.supply.removals, grace=0.0).sweep()
         await r.settle(until=r.warm_full)
         r.assert_tracked_once()
         started = sum(len(p.replicas) for p in r.platform.pools.values())
@@ -816,17 +823,19 @@ def test_a_failed_watchdog_keeps_its_place_until_it_is_removed(
     async def main() -> None:
         r = rig(tmp_path, monkeypatch, warm=1, warm_functions=1)
         await start_warm_pool(r)
-        warm = r.platform.warm
+        warm = r.supply.warm
         assert warm is not None
         (failed,) = r.engine.alive()
         r.script.fail("init", ReplicaUnreachable("EMFILE"), ReplicaUnreachable("EMFILE"))
         r.script.fail("stop", *[EngineUnavailable("EMFILE")] * 5)
         removing = r.script.hold("stop")
-        task = asyncio.get_running_loop().create_task(r.platform.pools["warm0"].start_replica())
+        task = asyncio.get_running_loop().create_task(
+            r.supply.start_replica(r.platform.pools["warm0"])
+        )
         await r.script.entered["stop"].wait()
         for _ in range(20):
             await asyncio.sleep(0.001)
-            assert failed.id in r.platform.removals.ids()
+            assert failed.id in r.supply.removals.ids()
             assert warm.held == 1 and r.engine.unassigned() <= 1  # not replaced yet
         removing.set()
         await task
@@ -851,14 +860,14 @@ def test_waiting_starts_do_not_grow_the_pool(
         await start_warm_pool(r)
         slow = r.script.hold("ready_warm")
         starts = [
-            asyncio.get_running_loop().create_task(pool.start_replica())
+            asyncio.get_running_loop().create_task(r.supply.start_replica(pool))
             for name, pool in r.platform.pools.items()
             if name.startswith("warm")
         ]
         await asyncio.gather(*starts)  # 2 warm, 4 gave up waiting and took containers
         slow.set()
         await r.settle(until=r.warm_full)
-        assert r.platform.warm is not None and r.platform.warm.ready == 2
+        assert r.supply.warm is not None and r.supply.warm.ready == 2
         assert r.engine.most_unassigned <= 2
         r.assert_tracked_once()
         await r.close()
@@ -875,8 +884,7 @@ def test_the_autoscaler_sweeps_orphans_off_its_path(
     async def main() -> None:
         r = rig(tmp_path, monkeypatch)
         scaler = r.platform.autoscaler
-        assert isinstance(scaler, Autoscaler) and scaler.reconciler is not None
-        scaler.reconciler.grace = 0.0
+        r.supply.reconciler.grace = 0.0
         stray = r.engine._make("replica", "cold")  # e.g. left by an earlier run
         stray.running = True
         loop_task = asyncio.get_running_loop().create_task(scaler.run())
@@ -886,7 +894,6 @@ def test_the_autoscaler_sweeps_orphans_off_its_path(
             await asyncio.sleep(0.01)
         loop_task.cancel()
         await asyncio.gather(loop_task, return_exceptions=True)
-        await scaler.stop()
         assert stray.id not in r.engine.boxes
         await r.close()
 
@@ -898,10 +905,8 @@ def test_a_sweep_that_cannot_list_tries_again_later(
 ) -> None:
     async def main() -> None:
         r = rig(tmp_path, monkeypatch)
-        scaler = r.platform.autoscaler
-        assert scaler.reconciler is not None
         r.script.fail("list", EngineUnavailable("listing: EMFILE"))
-        await scaler._reconcile_containers(scaler.reconciler)  # logged, not raised
+        await r.supply.sweep()  # logged, not raised
         await r.close()
 
     run(main)

@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal
 
 import docker.errors
 
@@ -48,6 +48,8 @@ last was ready no sooner than when starting them two by two."""
 
 
 class DockerBackend(EngineBackend):
+    kind: Literal["containers"] = "containers"
+
     def __init__(self, project: str) -> None:
         super().__init__(project, workers=16, thread_name="docker")
         self._network = containers.network_name(project)

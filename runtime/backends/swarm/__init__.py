@@ -25,15 +25,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker.errors
 
 from runtime.backends.base import (
-    CreatedReplica,
     ImageRequest,
     ProgressCallback,
-    Replica,
     ReplicaSpec,
     ReplicaStatus,
     Task,
@@ -60,6 +58,10 @@ UPDATE_ATTEMPTS = 5
 
 
 class SwarmBackend(EngineBackend):
+    kind: Literal["services"] = "services"
+    scales_itself = False
+    """The gateway that leads sets each service's count (see runtime/scaling/coordination.py)."""
+
     def __init__(self, project: str, *, registry: str | None = None) -> None:
         super().__init__(project, workers=8, thread_name="swarm")
         self.registry = registry
@@ -349,16 +351,7 @@ class SwarmBackend(EngineBackend):
                 return str(network["Id"])
         return ""
 
-    # -- the per-replica verbs ---------------------------------------------------------
-
-    async def create(self, spec: ReplicaSpec) -> CreatedReplica:
-        raise FaasError("the swarm backend starts replicas through services, not one by one")
-
-    async def start(self, created: CreatedReplica) -> Replica:
-        raise FaasError("the swarm backend starts replicas through services, not one by one")
-
-    async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
-        """Nothing to do: the service's replica count decides which tasks run."""
+    # -- one task ------------------------------------------------------------------
 
     async def status(self, replica_id: str) -> ReplicaStatus | None:
         return await self._call(self._status, replica_id)
@@ -383,12 +376,6 @@ class SwarmBackend(EngineBackend):
             running=running,
             exit_code=None if running else exit_code,
         )
-
-    async def replicas(self) -> list[ReplicaStatus]:
-        return [
-            ReplicaStatus(id=task.id, name=task.name, function=task.function, running=task.running)
-            for task in await self.tasks()
-        ]
 
     async def logs(self, replica_id: str, *, tail: int = 50) -> str:
         container_id = self._containers.get(replica_id)

@@ -1,0 +1,59 @@
+"""Replica supplies: where a function's replicas come from.
+
+The platform and the autoscaler ask a `ReplicaSupply` (base.py) for replicas
+and never learn which kind of engine runs them. One supply per kind of
+backend, chosen once, here, from the backend's `kind`:
+
+- containers.py  `ContainerSupply`: containers the gateway creates, starts and
+                 stops itself (docker): a spare made ahead, warm watchdogs
+                 (runtime/warm_pool.py), removals with retries and the orphan
+                 sweep (runtime/reconcile.py)
+- starts.py      `ContainerStarts`: one function's container starts, readiness, rolls
+- services.py    `ServiceSupply`: a service per function whose count the engine
+                 keeps (swarm, kubernetes): set counts (the leading gateway only),
+                 adopt and retire the tasks the engine runs
+- memory.py      `MemorySupply`: replicas in memory, for tests without an engine
+- base.py        the protocol, `Recipe` (what replicas are made from)
+
+A new engine or sandbox runtime is a backend of an existing kind (a setting
+of its supply) or a new supply here, never a branch in the platform.
+"""
+
+from __future__ import annotations
+
+from runtime.backends.base import AnyBackend, Backend
+from runtime.replica_client import ReplicaClient
+from runtime.scaling.coordination import Coordination, Follower
+from runtime.supply.base import FunctionProgress, Recipe, ReplicaSupply
+from runtime.supply.containers import ContainerSupply
+from runtime.supply.services import ServiceSupply
+
+__all__ = [
+    "FunctionProgress",
+    "Recipe",
+    "ReplicaSupply",
+    "shares_replicas",
+    "supply_for",
+]
+
+
+def supply_for(
+    backend: AnyBackend,
+    client: ReplicaClient,
+    *,
+    warm_pool: int = 0,
+    coordination: Coordination | None = None,
+) -> ReplicaSupply:
+    """The supply for `backend`'s kind. `warm_pool`: warm watchdogs to keep (containers);
+    `coordination`: who sets counts among the gateways sharing the services."""
+    if backend.kind == "services":
+        if backend.scales_itself:
+            coordination = Follower()
+        return ServiceSupply(backend, client, coordination)
+    return ContainerSupply(backend, client, warm_pool=warm_pool)
+
+
+def shares_replicas(backend: Backend) -> bool:
+    """Whether the gateways of a project share this backend's replicas (services), so
+    they must agree on who sets the counts."""
+    return backend.kind == "services"
