@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from gateway.app import Gateway, Security, create_gateway
 from gateway.dashboard import dashboard_url
 from gateway.keys import KeyStore
-from runtime.backends.base import Backend
+from runtime.backends.base import AnyBackend
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
 from runtime.spec import load_project
@@ -63,7 +63,7 @@ def gateway(tmp_path: Path) -> Gateway:
     state.mkdir()
     security = Security(KeyStore(state), SecretStore(state), TOKEN)
     # nothing here reaches the backend: no function is built
-    platform = Platform(project, cast(Backend, object()), supply=MemorySupply())
+    platform = Platform(project, cast(AnyBackend, object()), supply=MemorySupply())
     return create_gateway(platform, security)
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import pytest
 
@@ -126,7 +126,7 @@ class Engine:
     """
 
     project = "demo"
-    kind = "containers"
+    kind: Literal["containers"] = "containers"
 
     def __init__(self, script: Script) -> None:
         self.script = script
@@ -362,7 +362,7 @@ def rig(
     script = Script()
     Client.script = script
     engine = Engine(script)
-    platform = Platform(project, engine, client=cast(ReplicaClient, Client()))  # type: ignore[arg-type]
+    platform = Platform(project, engine, client=cast(ReplicaClient, Client()))
     for pool in platform.pools.values():
         platform._built(pool, ImageRequest(pool.name, "faas-function:test", b""))
     return Rig(platform, engine, script)
