@@ -123,7 +123,7 @@ class Dashboard:
 
     def sample(self, *, force: bool = False) -> bool:
         gauges = {
-            name: Gauges(len(pool.replicas), pool.starting, pool.depth(), pool.in_flight)
+            name: Gauges(pool.ready_count, pool.starting, pool.depth(), pool.in_flight)
             for name, pool in self.platform.pools.items()
         }
         return self.stats.sample(gauges, force=force)

@@ -48,7 +48,7 @@ class PlatformCollector(Collector):
             labels=["function"],
         )
         for name, pool in self._platform.pools.items():
-            replicas.add_metric([name, "ready"], len(pool.replicas))
+            replicas.add_metric([name, "ready"], pool.ready_count)
             replicas.add_metric([name, "starting"], pool.starting)
             replicas.add_metric([name, "draining"], len(pool.draining))
             queue.add_metric([name], pool.depth())

@@ -334,10 +334,10 @@ class Platform:
             return
         name = pool.spec.name
         progress(name, f"waiting for {wanted} replica(s)", 0.0)
-        while len(pool.replicas) < wanted and pool.error is None:
+        while pool.ready_count < wanted and pool.error is None:
             await asyncio.sleep(0.05)
             progress(
-                name, f"{len(pool.replicas)}/{wanted} replica(s) ready", len(pool.replicas) / wanted
+                name, f"{pool.ready_count}/{wanted} replica(s) ready", pool.ready_count / wanted
             )
         if pool.error is not None:
             progress(name, f"failed: {pool.error}", 1.0)
@@ -406,7 +406,7 @@ class Platform:
             {
                 "name": name,
                 "state": pool.state.value,
-                "replicas": len(pool.replicas),
+                "replicas": pool.ready_count,
                 "replica_names": [handle.replica.name for handle in pool.replicas],
                 "starting": pool.starting,
                 "draining": len(pool.draining),

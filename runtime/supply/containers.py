@@ -164,14 +164,14 @@ class ContainerSupply:
         if pool.error is not None or pool.image is None:
             return None
         starting = max(0, pool.starting - self._starts(pool).replacing)
-        return Observation(now, pool.depth(), pool.in_flight, len(pool.replicas), starting)
+        return Observation(now, pool.depth(), pool.in_flight, pool.ready_count, starting)
 
     def scale(self, pool: FunctionPool, current: int, desired: int) -> int:
         if desired > current:
             for _ in range(desired - current):
                 self._spawn(self._starts(pool).start())
             return desired
-        drained = pool.drain(min(current - desired, len(pool.replicas)))
+        drained = pool.drain(min(current - desired, pool.ready_count))
         return current - len(drained)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:

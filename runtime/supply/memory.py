@@ -116,14 +116,14 @@ class MemorySupply:
     def observe(self, pool: FunctionPool, now: float) -> Observation | None:
         if pool.error is not None or pool.image is None:
             return None
-        return Observation(now, pool.depth(), pool.in_flight, len(pool.replicas), pool.starting)
+        return Observation(now, pool.depth(), pool.in_flight, pool.ready_count, pool.starting)
 
     def scale(self, pool: FunctionPool, current: int, desired: int) -> int:
         if desired > current:
             for _ in range(desired - current):
                 self._spawn(self.start_replica(pool))
             return desired
-        return current - len(pool.drain(min(current - desired, len(pool.replicas))))
+        return current - len(pool.drain(min(current - desired, pool.ready_count)))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -120,7 +120,7 @@ class ServiceSupply:
         if pool.image is None:
             return None
         current = self.counts.get(pool.name, 0)
-        ready = min(len(pool.replicas), current)
+        ready = min(pool.ready_count, current)
         pool.starting = current - ready
         if not self.coordination.leads() or (pool.error is not None and current == 0):
             return None
@@ -129,7 +129,7 @@ class ServiceSupply:
 
     def scale(self, pool: FunctionPool, current: int, desired: int) -> int:
         name = pool.name
-        pool.starting = max(0, desired - min(len(pool.replicas), current))
+        pool.starting = max(0, desired - min(pool.ready_count, current))
         self.counts[name] = desired
         previous = self._settings.get(name)
         self._settings[name] = asyncio.get_running_loop().create_task(

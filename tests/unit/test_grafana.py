@@ -15,7 +15,7 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.js
 
 
 class _Pool:
-    replicas: tuple[object, ...] = ()
+    ready_count = 0
     draining: tuple[object, ...] = ()
     starting = 0
     in_flight = 0
