@@ -420,6 +420,8 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         HttpToolsProtocol.on_message_complete(self)
+        # Counting starts again with the next read: what follows this message in the
+        # read being parsed (a pipelined head) goes uncounted, at most one read (256 KiB).
         self._in_head = True
         self._head_bytes = 0
 
