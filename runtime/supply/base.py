@@ -16,6 +16,12 @@ itself or tasks an engine runs for a service. The calls, in a function's life:
     replace(pool)              new image or settings: roll its replicas
     remove(pool)               the function is gone
     stop()                     the platform stops
+
+Why a protocol rather than one backend interface with optional verbs: the two
+kinds differ in what the gateway does, not only in how the engine is called
+(it starts each container and keeps spares and warm watchdogs; or it sets a
+count and learns which tasks run). Each kind's way lives in one place, and the
+pool (runtime/pool.py) stays the call queue only, testable on `MemorySupply`.
 """
 
 from __future__ import annotations

@@ -351,7 +351,7 @@ class SwarmBackend(EngineBackend):
                 return str(network["Id"])
         return ""
 
-    # -- one task ------------------------------------------------------------------
+    # -- one task --------------------------------------------------------------------
 
     async def status(self, replica_id: str) -> ReplicaStatus | None:
         return await self._call(self._status, replica_id)
