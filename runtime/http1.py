@@ -17,8 +17,8 @@ on top of it this module enforces what the watchdog is allowed to send:
 Nothing of the replica's framing reaches a caller: the gateway frames every
 answer itself (gateway/proxy.py). Body bytes are buffered only up to
 `HIGH_WATER`; past it the replica's socket is not read until the consumer
-drains below `LOW_WATER`, so a caller that does not read holds up its own
-replica, never the gateway's memory.
+takes what is buffered (`next_chunk` hands it all out at once), so a caller
+that does not read holds up its own replica, never the gateway's memory.
 
 Requests are written in one buffer; connections are pooled per replica and
 kept alive. A request goes to a second connection only when the first
@@ -38,7 +38,6 @@ from runtime.invocation import Body, RawHeaders
 MAX_HEAD = 64 * 1024
 MAX_HEADERS = 256
 HIGH_WATER = 256 * 1024
-LOW_WATER = 64 * 1024
 IDLE_PER_REPLICA = 128
 NO_BODY_STATUSES = frozenset({204, 304})
 
