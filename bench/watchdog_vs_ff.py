@@ -317,7 +317,7 @@ def run(
             raise SystemExit(f"{tool} is not installed (apt-get install wrk util-linux)")
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs 2 cores: one for the servers, one for wrk")
-    api = connect()
+    api, _ = connect()
     try:
         base_id = str(api.inspect_image(BASE_IMAGE)["Id"])
     except docker.errors.ImageNotFound:

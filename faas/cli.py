@@ -27,6 +27,7 @@ from faas.cli_common import (
     EXIT_UNAVAILABLE,
     admin_api,
     console,
+    engine_option,
     errors,
     fail,
     file_long_option,
@@ -35,6 +36,7 @@ from faas.cli_common import (
     project_option,
     read_data,
     running_gateway,
+    with_engine,
 )
 from runtime.backends import BACKENDS
 from runtime.errors import EngineUnavailable, FaasError
@@ -120,6 +122,7 @@ def _with_values(store: SecretStore, names: set[str]) -> set[str]:
     default=None,
     help="Where replicas run: docker or swarm [default: cluster.backend, else docker].",
 )
+@engine_option
 @click.option(
     "--reload/--no-reload",
     default=True,
@@ -136,6 +139,7 @@ def up(
     port: int | None,
     admin_port: int | None,
     backend: str | None,
+    engine: str | None,
     reload: bool,
     log_json: bool,
     log_level: str,
@@ -151,7 +155,7 @@ def up(
       faas up --port 9000 -f examples/functions.yaml
     """
     logging_setup.configure(log_level, json_lines=log_json)
-    loaded = load_checked(spec_file, project, secrets=True)
+    loaded = with_engine(load_checked(spec_file, project, secrets=True), engine)
     from faas.serve import run, serve_platform  # uvicorn and the gateway: only for `up`
 
     def announce(platform: Any, url: str, admin_url: str) -> None:
@@ -189,22 +193,21 @@ def up(
 @file_option
 @project_option
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None)
-def build(spec_file: Path, project: str | None, backend: str | None) -> None:
+@engine_option
+def build(spec_file: Path, project: str | None, backend: str | None, engine: str | None) -> None:
     """Build the base image and every function's image, then exit.
 
     Unchanged functions are not rebuilt. Useful to warm the cache before `faas up`.
     """
     logging_setup.configure("info")
-    loaded = load_checked(spec_file, project, secrets=False)  # images need no secret values
+    # images need no secret values
+    loaded = with_engine(load_checked(spec_file, project, secrets=False), engine)
     from faas.console import ProgressDisplay
-    from runtime.backends import create_backend
+    from runtime.backends import backend_for
     from runtime.platform import Platform
 
     async def run() -> list[str]:
-        name = backend or loaded.cluster.backend
-        platform = Platform(
-            loaded, create_backend(name, loaded.name, registry=loaded.cluster.registry)
-        )
+        platform = Platform(loaded, backend_for(loaded, backend))
         try:
             with ProgressDisplay(f"Building project {loaded.name}") as progress:
                 await platform.build(progress)
@@ -226,12 +229,15 @@ def build(spec_file: Path, project: str | None, backend: str | None) -> None:
 @project_option
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the gateway.")
 @click.option("--backend", type=click.Choice(sorted(BACKENDS)), default=None)
-def down(spec_file: Path, project: str | None, timeout: float, backend: str | None) -> None:
+@engine_option
+def down(
+    spec_file: Path, project: str | None, timeout: float, backend: str | None, engine: str | None
+) -> None:
     """Stop the running gateway and remove every container and network of the project.
 
     Also removes what a gateway that crashed left behind.
     """
-    loaded = load(spec_file, project)
+    loaded = with_engine(load(spec_file, project), engine)
     running = state.read(loaded.root, loaded.name)
     if running is not None:
         os.kill(running.pid, signal.SIGTERM)
@@ -239,10 +245,10 @@ def down(spec_file: Path, project: str | None, timeout: float, backend: str | No
         while state.read(loaded.root, loaded.name) is not None and time.monotonic() < deadline:
             time.sleep(0.1)
         errors.print(f"stopped gateway (pid {running.pid})")
-    from runtime.backends import create_backend
+    from runtime.backends import backend_for
 
     async def teardown() -> int:
-        engine = create_backend(backend or loaded.cluster.backend, loaded.name)
+        engine = backend_for(loaded, backend)
         try:
             return await engine.teardown()
         finally:

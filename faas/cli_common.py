@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.console import Console
 from faas import state
 from runtime.errors import SpecError
 from runtime.spec import Project, load_project
+from runtime.spec._values import ENGINES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,6 +49,22 @@ project_option = click.option(
 def fail(message: str, code: int) -> NoReturn:
     errors.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.exit(code)
+
+
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default=None,
+    help="The container engine: docker (also rootless and Docker Desktop) or podman "
+    "[default: cluster.engine, else docker]. DOCKER_HOST / CONTAINER_HOST say where it is.",
+)
+
+
+def with_engine(project: Project, engine: str | None) -> Project:
+    """`project` with the engine the command line chose, if it chose one."""
+    if engine is None:
+        return project
+    return dataclasses.replace(project, cluster=dataclasses.replace(project.cluster, engine=engine))
 
 
 def load(spec_file: Path, project: str | None) -> Project:

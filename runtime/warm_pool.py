@@ -95,8 +95,11 @@ class WarmPool:
         removals: Removals | None = None,
         *,
         base: str = "",
+        isolation: str = "container",
     ) -> None:
         self.size = size
+        self.isolation = isolation
+        """What its watchdogs run under: only functions with this isolation start here."""
         self.image = image
         self.base = base
         """The base image `image` was built on: only functions on it can start here."""
@@ -247,7 +250,7 @@ class WarmPool:
         replica_id: str | None = None
         try:
             created = await self._backend.create_warm(
-                self.image, secrets.token_urlsafe(32), self.limits, self.code_mounts
+                self.image, secrets.token_urlsafe(32), self.limits, self.code_mounts, self.isolation
             )
             replica_id = created.id
             self._made.add(replica_id)

@@ -54,6 +54,8 @@ class ReplicaSpec:
     """Secret name -> host file, mounted read-only at /run/secrets/<name>."""
     code_mount: tuple[str, str] | None = None
     """(host path, container path) of code mounted read-only, in development."""
+    isolation: str = "container"
+    """container (the engine's default runtime) or gvisor (a user-space kernel, runsc)."""
 
     @property
     def limits(self) -> Limits:
@@ -244,11 +246,16 @@ class ContainerBackend(Backend, Protocol):
         network sandboxes; running or not."""
 
     async def create_warm(
-        self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]] = ()
+        self,
+        image: str,
+        token: str,
+        limits: Limits,
+        code_mounts: Sequence[tuple[str, str]] = (),
+        isolation: str = "container",
     ) -> CreatedReplica:
-        """Create (not start) one warm watchdog on the project network, under `limits`:
-        a function-less image with the replica hardening and a tmpfs where its
-        function's code will go.
+        """Create (not start) one warm watchdog on the project network, under `limits`
+        and `isolation` (ReplicaSpec's): a function-less image with the replica
+        hardening and a tmpfs where its function's code will go.
 
         `code_mounts` ((host path, container path), read-only) are for development,
         where the code is mounted rather than sent. Like `create`, a cancelled caller

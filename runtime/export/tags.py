@@ -16,13 +16,13 @@ def image_tags(project: Project) -> dict[str, str]:
     import asyncio
 
     from runtime import requirements
-    from runtime.backends import create_backend
+    from runtime.backends import backend_for
     from runtime.images import plan_image
 
     bases = sorted({function.base_image for function in project.functions.values()})
 
     async def base_ids() -> dict[str, str | None]:
-        backend = create_backend("docker", project.name)
+        backend = backend_for(project, "docker")
         try:
             return {base: await backend.image_id(base) for base in bases}
         finally:

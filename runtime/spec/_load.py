@@ -295,6 +295,7 @@ def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> Functi
         retry=_merge_retry(raw.retry, defaults.retry),
         max_backlog=settings.max_backlog,
         callback_secret=settings.callback_secret,
+        isolation=settings.isolation,
     )
 
 

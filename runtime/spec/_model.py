@@ -65,6 +65,7 @@ DEFAULT_MAX_BACKLOG = 10_000
 DEFAULT_EVENTS_AUTH = "key"
 DEFAULT_RESULT_RETENTION = 3600.0
 DEFAULT_WARM_POOL = 2
+DEFAULT_ISOLATION = "container"
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,12 @@ class ClusterSettings:
     queue: str = "sqlite"
     """sqlite (embedded, one gateway) or nats (NATS JetStream, shared by several gateways)."""
     nats_url: str = DEFAULT_NATS_URL
+    engine: str = "docker"
+    """docker (Docker Engine, rootless Docker, Docker Desktop) or podman: which API the
+    docker backend looks for when DOCKER_HOST / CONTAINER_HOST do not say."""
+    replica_access: str = "auto"
+    """How the gateway dials replicas: auto, address (their IP on the project network)
+    or published (a port published on 127.0.0.1); auto picks what works here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +221,9 @@ class FunctionSpec:
     """Stored but undelivered events and async calls beyond which new ones get 429."""
     callback_secret: str | None = None
     """Secret signing this function's callbacks; None: gateway.callback_secret's key."""
+    isolation: str = DEFAULT_ISOLATION
+    """container (runc: namespaces, seccomp, no capabilities) or gvisor (runsc: a user-space
+    kernel between the function and the host's)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from runtime.spec._model import (
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HOST,
     DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_ISOLATION,
     DEFAULT_JWT_LEEWAY,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BACKLOG,
@@ -165,6 +166,10 @@ class RawCluster(_Raw):
     registry: Annotated[str | None, PlainValidator(v.optional(v.registry))] = None
     queue: Annotated[str, PlainValidator(v.one_of("a queue", v.QUEUES))] = "sqlite"
     nats_url: Annotated[str, PlainValidator(v.nats_url)] = DEFAULT_NATS_URL
+    engine: Annotated[str, PlainValidator(v.one_of("an engine", v.ENGINES))] = "docker"
+    replica_access: Annotated[
+        str, PlainValidator(v.one_of("a replica access", v.REPLICA_ACCESS))
+    ] = "auto"
 
 
 class RawDefaults(_Raw):
@@ -184,6 +189,9 @@ class RawDefaults(_Raw):
     retry: RetryBlock = RawRetry()
     max_backlog: PositiveCount = DEFAULT_MAX_BACKLOG
     callback_secret: Annotated[str | None, PlainValidator(v.optional(v.secret_name))] = None
+    isolation: Annotated[str, PlainValidator(v.one_of("an isolation", v.ISOLATIONS))] = (
+        DEFAULT_ISOLATION
+    )
 
 
 class RawFunction(RawDefaults):

@@ -310,6 +310,9 @@ def auth_mode(value: object) -> str:
 
 BACKENDS = ("docker", "swarm", "kubernetes")
 QUEUES = ("sqlite", "nats")
+ENGINES = ("docker", "podman")
+REPLICA_ACCESS = ("auto", "address", "published")
+ISOLATIONS = ("container", "gvisor")
 
 
 def one_of(noun: str, choices: tuple[str, ...]) -> Callable[[object], str]:

@@ -82,6 +82,7 @@ class Recipe:
             timeout=spec.timeout,
             secret_files={name: str(path) for name, path in self.secret_files.items()},
             code_mount=self.code_mount,
+            isolation=spec.isolation,
         )
 
 

@@ -48,8 +48,8 @@ class ContainerSupply:
         self.removals = Removals(backend)
         """Containers being removed, with retries."""
         self.reconciler = Reconciler(backend, self.tracked, self.removals)
-        self.warm: WarmPool | None = None
-        """The project's warm watchdogs, once started (`start`)."""
+        self.warm: dict[str, WarmPool] = {}
+        """The project's warm watchdogs by isolation (container, gvisor), once started."""
         self._client = client
         self._warm_size = warm_pool
         self._warm_image: str | None = None
@@ -61,7 +61,7 @@ class ContainerSupply:
 
     @property
     def warm_ready(self) -> int | None:
-        return self.warm.ready if self.warm is not None else None
+        return sum(pool.ready for pool in self.warm.values()) if self.warm else None
 
     def _starts(self, pool: FunctionPool) -> ContainerStarts:
         return self._functions[pool.name]
@@ -70,7 +70,7 @@ class ContainerSupply:
 
     def add(self, pool: FunctionPool) -> None:
         starts = ContainerStarts(pool, self.backend, self._client, self.removals)
-        starts.warm = self.warm
+        starts.warm_pools = self.warm
         self._functions[pool.name] = starts
 
     def use(self, pool: FunctionPool, recipe: Recipe) -> None:
@@ -101,36 +101,38 @@ class ContainerSupply:
         self._warm_image, self._warm_base = request.tag, base
 
     async def start(self, pools: Sequence[FunctionPool], progress: FunctionProgress) -> None:
-        """Start the warm watchdogs, unless no function could start on one."""
+        """Start warm watchdogs for each isolation some function could start on them with."""
         image, base = self._warm_image, self._warm_base
-        if image is None or base is None or self.warm is not None:
+        if image is None or base is None or self.warm:
             return
         functions = [self._starts(pool) for pool in pools]
         takers = [
             s for s in functions if s.warm_code is not None and s.pool.spec.base_image == base
         ]
-        if not takers:
-            return  # every function needs its own image: warm watchdogs would only idle
+        # Without takers every function needs its own image: warm watchdogs would only idle.
         mounts = {s.recipe.code_mount for s in functions if s.recipe is not None}
-        # The limits most takers run under: warm watchdogs start under them, so starting
-        # those functions needs no update of the limits.
-        limits = collections.Counter(
-            (s.pool.spec.memory, s.pool.spec.cpus, DEFAULT_PIDS) for s in takers
-        ).most_common(1)[0][0]
-        self.warm = WarmPool(
-            self.backend,
-            self._client,
-            self._warm_size,
-            image,
-            Limits(*limits),
-            sorted(mount for mount in mounts if mount is not None),
-            self.removals,
-            base=base,
-        )
-        for starts in self._functions.values():
-            starts.warm = self.warm
-        self.warm.fill()
-        progress("warm pool", f"starting {self._warm_size} warm watchdog(s)", 1.0)
+        for isolation in sorted({s.pool.spec.isolation for s in takers}):
+            # The limits most takers run under: warm watchdogs start under them, so
+            # starting those functions needs no update of the limits.
+            limits = collections.Counter(
+                (s.pool.spec.memory, s.pool.spec.cpus, DEFAULT_PIDS)
+                for s in takers
+                if s.pool.spec.isolation == isolation
+            ).most_common(1)[0][0]
+            self.warm[isolation] = WarmPool(
+                self.backend,
+                self._client,
+                self._warm_size,
+                image,
+                Limits(*limits),
+                sorted(mount for mount in mounts if mount is not None),
+                self.removals,
+                base=base,
+                isolation=isolation,
+            )
+            progress("warm pool", f"starting {self._warm_size} warm watchdog(s) ({isolation})", 1.0)
+        for warm in self.warm.values():
+            warm.fill()
 
     async def prepare(self, pool: FunctionPool) -> None:
         if pool.error is None and pool.image is not None:
@@ -240,8 +242,8 @@ class ContainerSupply:
         """The containers some function or the warm pool is responsible for: any other
         (not being removed) is an orphan."""
         tracked = set().union(*(s.container_ids() for s in self._functions.values()))
-        if self.warm is not None:
-            tracked |= self.warm.container_ids()
+        for warm in self.warm.values():
+            tracked |= warm.container_ids()
         return tracked
 
     async def stop(self) -> None:
@@ -249,8 +251,7 @@ class ContainerSupply:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        if self.warm is not None:
-            await self.warm.close()
+        await asyncio.gather(*(warm.close() for warm in self.warm.values()))
         functions = list(self._functions.values())
         await asyncio.gather(*(self._close(s.pool, s) for s in functions), return_exceptions=True)
         await self.removals.close()  # the teardown removes whatever they were retrying

@@ -51,8 +51,8 @@ class ContainerStarts:
         self.pool = pool
         self.recipe: Recipe | None = None
         """What its replicas are made from; None until its image is built."""
-        self.warm: WarmPool | None = None
-        """The project's warm watchdogs, once they run (`ContainerSupply.start`)."""
+        self.warm_pools: Mapping[str, WarmPool] = {}
+        """The project's warm watchdogs by isolation, once they run (`ContainerSupply.start`)."""
         self.warm_code: Mapping[str, bytes] | None = None
         """The code a warm watchdog is sent (`app/...`; only `deps/...` in development,
         where warm watchdogs mount the code); None: it cannot start on one."""
@@ -66,6 +66,11 @@ class ContainerStarts:
         self._spare: asyncio.Task[CreatedReplica] | None = None
         self._spare_timer: asyncio.TimerHandle | None = None
         self._failures = 0
+
+    @property
+    def warm(self) -> WarmPool | None:
+        """The warm pool this function's replicas can start from (its isolation's)."""
+        return self.warm_pools.get(self.pool.spec.isolation)
 
     @property
     def starts_warm(self) -> bool:

@@ -38,6 +38,7 @@ from runtime.backends.base import (
     ReplicaStatus,
 )
 from runtime.backends.docker import engine as docker_engine
+from runtime.backends.docker.profile import EngineProfile
 from runtime.errors import (
     EngineUnavailable,
     FunctionUnavailable,
@@ -187,7 +188,12 @@ class Engine:
         return CreatedReplica(box.id, box.name, spec.function, spec.token, address="10.0.0.1:80")
 
     async def create_warm(
-        self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]] = ()
+        self,
+        image: str,
+        token: str,
+        limits: Limits,
+        code_mounts: Sequence[tuple[str, str]] = (),
+        isolation: str = "container",
     ) -> CreatedReplica:
         await self.script.step("create_warm")
         box = self._make("warm", "")
@@ -319,15 +325,14 @@ class Rig:
     def assert_tracked_once(self) -> None:
         supply = self.supply
         owners = [supply.container_ids(p) for p in self.platform.pools.values()]
-        if supply.warm is not None:
-            owners.append(supply.warm.container_ids())
+        owners.extend(warm.container_ids() for warm in supply.warm.values())
         owners.append(supply.removals.ids())
         for first, second in itertools.combinations(owners, 2):
             assert not first & second, "a container tracked twice"
         assert self.untracked() == set()
 
     def warm_full(self) -> bool:
-        warm = self.supply.warm
+        warm = self.supply.warm.get("container")
         return warm is not None and warm.ready == warm.size
 
     async def settle(self, until: Callable[[], object] = lambda: True) -> None:
@@ -665,7 +670,7 @@ def test_a_warm_start_failing_at_any_step_leaves_nothing_untracked(
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=1)
         await start_warm_pool(r)
         pool = r.platform.pools["warm0"]
-        assert r.supply.warm is not None and r.supply.warm.ready == 2
+        assert r.supply.warm["container"].ready == 2
         step, error = WARM_FAULTS[fault]
         # both warm attempts fail the same way
         r.script.fail(step, error, error)
@@ -674,7 +679,7 @@ def test_a_warm_start_failing_at_any_step_leaves_nothing_untracked(
         await r.settle(until=r.warm_full)
         r.assert_tracked_once()
         assert r.engine.most_unassigned <= 2
-        assert r.supply.warm.held <= 2
+        assert r.supply.warm["container"].held <= 2
         if isinstance(error, FunctionUnavailable):
             assert pool.error is not None and pool.replicas == []
         else:  # two warm watchdogs failed: the start took a container of its own
@@ -723,7 +728,7 @@ def test_a_start_cancelled_while_it_waits_for_a_watchdog_on_its_way(
         pool = r.platform.pools["warm0"]
         release = r.script.hold(step)
         await start_warm_pool(r, wait=False)
-        warm = r.supply.warm
+        warm = r.supply.warm["container"]
         assert warm is not None
         task = asyncio.get_running_loop().create_task(r.supply.start_replica(pool))
         await until(lambda: warm._waiting, "the start waits for the watchdog")
@@ -748,7 +753,7 @@ def test_closing_the_warm_pool_while_it_makes_a_watchdog_leaves_nothing(
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=1)
         release = r.script.hold(step)
         await start_warm_pool(r, wait=False)
-        warm = r.supply.warm
+        warm = r.supply.warm["container"]
         assert warm is not None
         await r.script.entered[step].wait()
         await warm.close()
@@ -770,7 +775,7 @@ def test_the_warm_pool_never_exceeds_its_size_under_failures(
         monkeypatch.setattr(warm_module, "TAKE_WAIT", 0.005)
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=8)
         await start_warm_pool(r)
-        warm = r.supply.warm
+        warm = r.supply.warm["container"]
         assert warm is not None
         r.script.fail("ready_warm", EMFILE, None, ReplicaStartError("exited"), None, EMFILE)
         r.script.fail("init", ReplicaUnreachable("EMFILE"), None, EMFILE)
@@ -823,7 +828,7 @@ def test_a_failed_watchdog_keeps_its_place_until_it_is_removed(
     async def main() -> None:
         r = rig(tmp_path, monkeypatch, warm=1, warm_functions=1)
         await start_warm_pool(r)
-        warm = r.supply.warm
+        warm = r.supply.warm["container"]
         assert warm is not None
         (failed,) = r.engine.alive()
         r.script.fail("init", ReplicaUnreachable("EMFILE"), ReplicaUnreachable("EMFILE"))
@@ -867,7 +872,7 @@ def test_waiting_starts_do_not_grow_the_pool(
         await asyncio.gather(*starts)  # 2 warm, 4 gave up waiting and took containers
         slow.set()
         await r.settle(until=r.warm_full)
-        assert r.supply.warm is not None and r.supply.warm.ready == 2
+        assert r.supply.warm["container"].ready == 2
         assert r.engine.most_unassigned <= 2
         r.assert_tracked_once()
         await r.close()
@@ -965,6 +970,9 @@ class HeldEngineAPI:
     def networks(self, **_: Any) -> list[Any]:
         return [{"Id": "net"}]
 
+    def inspect_network(self, name: str) -> dict[str, Any]:
+        return {"IPAM": {"Config": [{"Subnet": "10.0.0.0/24", "Gateway": "10.0.0.1"}]}}
+
     def close(self) -> None: ...
 
 
@@ -975,10 +983,11 @@ def test_a_cancelled_create_is_removed_once_the_engine_answers(
     from runtime.backends.docker import DockerBackend
 
     api = HeldEngineAPI()
-    monkeypatch.setattr(docker_engine, "connect", lambda: api)
+    profile = EngineProfile("Docker Engine", "20.10")
+    monkeypatch.setattr(docker_engine, "connect", lambda engine: (api, profile))
 
     async def main() -> None:
-        backend = DockerBackend("demo")
+        backend = DockerBackend("demo", access="address")
         creating = (
             backend.create_warm("img", "t", Limits(64 * 1024 * 1024, 1.0, 64))
             if warm
@@ -1025,10 +1034,11 @@ def test_a_sandbox_a_failed_create_could_not_remove_is_the_reconciles_at_once(
     from runtime.backends.docker import DockerBackend
 
     api = FailingEngineAPI()
-    monkeypatch.setattr(docker_engine, "connect", lambda: api)
+    profile = EngineProfile("Docker Engine", "20.10")
+    monkeypatch.setattr(docker_engine, "connect", lambda engine: (api, profile))
 
     async def main() -> None:
-        backend = DockerBackend("demo")
+        backend = DockerBackend("demo", access="address")
         with pytest.raises(EngineUnavailable):
             await backend.create(ReplicaSpec(function="f", image="img", token="t"))
         (sandbox,) = await backend.containers()

@@ -1,9 +1,13 @@
 """The Docker Engine backend: one container per replica, through the docker SDK.
 
 docker-py is synchronous, so every call runs in a worker thread; nothing
-here blocks the event loop. Replicas join a per-project bridge network with
-inter-container traffic disabled, and the gateway reaches them by their
-address on that network, which only this host can route to.
+here blocks the event loop. The same code drives Docker Engine (rootful or
+rootless), Docker Desktop and Podman through the Docker API (see
+runtime/backends/docker/profile.py). Replicas join a per-project bridge
+network with inter-container traffic disabled. The gateway reaches them by
+their address on that network, which only this host can route to; where the
+host cannot route there (rootless engines, Docker Desktop's VM), each replica
+publishes its port on the host's 127.0.0.1 and the gateway dials that.
 
 A call that creates a container keeps running in its thread when its caller
 is cancelled; the caller never learns the id, so the backend removes what was
@@ -18,6 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -36,6 +41,12 @@ from runtime.backends.base import (
 from runtime.backends.docker import containers
 from runtime.backends.docker import log_stream as container_logs
 from runtime.backends.docker.engine import EngineBackend, engine_errors
+from runtime.backends.docker.profile import (
+    PODMAN_ULIMITS,
+    Engine,
+    ReplicaAccess,
+    replica_access,
+)
 from runtime.errors import EngineUnavailable
 
 log = logging.getLogger("faas.docker")
@@ -50,8 +61,14 @@ last was ready no sooner than when starting them two by two."""
 class DockerBackend(EngineBackend):
     kind: Literal["containers"] = "containers"
 
-    def __init__(self, project: str) -> None:
-        super().__init__(project, workers=16, thread_name="docker")
+    def __init__(
+        self, project: str, *, engine: Engine = "docker", access: ReplicaAccess = "auto"
+    ) -> None:
+        super().__init__(project, workers=16, thread_name="docker", engine=engine)
+        self._access = access
+        self._options = containers.EngineOptions(
+            ulimits=PODMAN_ULIMITS if self.profile.podman else ()
+        )
         self._network = containers.network_name(project)
         self._network_ready = asyncio.Lock()
         self._has_network = False
@@ -72,10 +89,25 @@ class DockerBackend(EngineBackend):
                 await self._call(self._create_network)
                 self._has_network = True
 
+    @property
+    def published(self) -> bool:
+        """Replicas are dialed at a port published on 127.0.0.1 (known after `prepare`)."""
+        return self._options.published
+
     def _create_network(self) -> None:
         with engine_errors(f"creating network {self._network}"):
             if not self._api.networks(names=[self._network]):
                 self._api.create_network(**containers.network_args(self.project))
+            attrs = self._api.inspect_network(self._network)
+        gateway = _network_gateway(attrs)
+        mode = replica_access(self._access, self.profile, _is_local_address(gateway))
+        self._options = dataclasses.replace(self._options, published=mode == "published")
+        log.info(
+            "replicas reached at their published port on 127.0.0.1"
+            if self.published
+            else "replicas reached at their address on the project network",
+            extra={"engine": self.profile.describe(), "network_gateway": gateway or "?"},
+        )
 
     async def create(self, spec: ReplicaSpec) -> CreatedReplica:
         await self.prepare()
@@ -123,17 +155,18 @@ class DockerBackend(EngineBackend):
         name = containers.container_name(self.project, spec.function)
         api = self._api
         with engine_errors(f"creating a replica of {spec.function}"):
+            options = self._options
             sandbox = api.create_container(
                 host_config=api.create_host_config(
-                    **containers.sandbox_host_config_args(self.project)
+                    **containers.sandbox_host_config_args(self.project, options)
                 ),
-                **containers.sandbox_args(spec, self.project, name),
+                **containers.sandbox_args(spec, self.project, name, options),
             )["Id"]
             try:
                 api.start(sandbox)
                 address = self._address(api.inspect_container(sandbox))
                 host_config = api.create_host_config(
-                    **containers.host_config_args(spec, self.project, sandbox=sandbox)
+                    **containers.host_config_args(spec, self.project, sandbox, options)
                 )
                 created = api.create_container(
                     host_config=host_config,
@@ -155,22 +188,35 @@ class DockerBackend(EngineBackend):
         )
 
     async def create_warm(
-        self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]] = ()
+        self,
+        image: str,
+        token: str,
+        limits: Limits,
+        code_mounts: Sequence[tuple[str, str]] = (),
+        isolation: str = "container",
     ) -> CreatedReplica:
         await self.prepare()
-        return await self._undoable(self._create_warm, image, token, limits, code_mounts)
+        return await self._undoable(self._create_warm, image, token, limits, code_mounts, isolation)
 
     def _create_warm(
-        self, image: str, token: str, limits: Limits, code_mounts: Sequence[tuple[str, str]]
+        self,
+        image: str,
+        token: str,
+        limits: Limits,
+        code_mounts: Sequence[tuple[str, str]],
+        isolation: str,
     ) -> CreatedReplica:
         name = containers.warm_name(self.project)
         api = self._api
+        options = self._options
         with engine_errors("creating a warm watchdog"):
             created = api.create_container(
                 host_config=api.create_host_config(
-                    **containers.warm_host_config_args(self.project, limits, code_mounts)
+                    **containers.warm_host_config_args(
+                        self.project, limits, code_mounts, isolation, options
+                    )
                 ),
-                **containers.warm_args(self.project, image, token, name),
+                **containers.warm_args(self.project, image, token, name, options),
             )
         self._warm_limits[created["Id"]] = limits
         return CreatedReplica(id=created["Id"], name=name, function="", token=token)
@@ -222,6 +268,11 @@ class DockerBackend(EngineBackend):
         )
 
     def _address(self, attrs: dict[str, Any]) -> str:
+        if self.published:
+            address = containers.published_address(attrs)
+            if address is None:
+                raise EngineUnavailable(f"the engine published no port for {attrs['Name']}")
+            return address
         network = attrs["NetworkSettings"]["Networks"][self._network]
         return f"{network['IPAddress']}:{containers.REPLICA_PORT}"
 
@@ -363,6 +414,27 @@ class DockerBackend(EngineBackend):
                 if "active endpoints" not in str(exc) or time.monotonic() > deadline:
                     raise
             time.sleep(0.2)
+
+
+def _network_gateway(attrs: dict[str, Any]) -> str | None:
+    """The gateway address of a network, from its inspect; None when it names none."""
+    for config in (attrs.get("IPAM") or {}).get("Config") or ():
+        if config.get("Gateway"):
+            return str(config["Gateway"]).partition("/")[0]
+    return None
+
+
+def _is_local_address(address: str | None) -> bool:
+    """Whether `address` is one of this host's own: only then can it bind to it."""
+    if address is None:
+        return False
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((address, 0))
+        except OSError:
+            return False
+    return True
 
 
 def _status_from_inspect(attrs: dict[str, Any], function: str) -> ReplicaStatus:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from runtime.backends.base import Limits, ReplicaSpec
+from runtime.backends.docker.profile import ISOLATION_RUNTIMES
 from runtime.watchdog import wire
 
 LABEL_PROJECT = "faas.project"
@@ -28,6 +30,20 @@ TMPFS_SIZE = "64m"
 SECRETS_DIR = wire.SECRETS_DIR
 WARM_CODE_SIZE = "16m"
 WARM_DEPS_SIZE = "32m"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """What differs between engines in the containers made (runtime/backends/docker/profile.py)."""
+
+    published: bool = False
+    """Replicas publish their port on the host's 127.0.0.1 (a port the engine picks) and
+    are dialed there: for engines whose bridge networks the host cannot route to."""
+    ulimits: tuple[dict[str, Any], ...] = ()
+    """Resource limits every container sets explicitly (Podman needs them)."""
+
+
+PUBLISHED_HOST = "127.0.0.1"
 
 
 def network_name(project: str) -> str:
@@ -49,7 +65,9 @@ def network_args(project: str) -> dict[str, Any]:
     }
 
 
-def sandbox_args(spec: ReplicaSpec, project: str, name: str) -> dict[str, Any]:
+def sandbox_args(
+    spec: ReplicaSpec, project: str, name: str, options: EngineOptions = EngineOptions()
+) -> dict[str, Any]:
     """A network sandbox: holds one replica's network namespace on the project network.
 
     It runs `sleep` from the function's own image, as unprivileged as the replica.
@@ -67,11 +85,41 @@ def sandbox_args(spec: ReplicaSpec, project: str, name: str) -> dict[str, Any]:
             LABEL_ROLE: ROLE_SANDBOX,
         },
         "use_config_proxy": False,
+        **_exposed(options),
     }
 
 
-def sandbox_host_config_args(project: str) -> dict[str, Any]:
+def _exposed(options: EngineOptions) -> dict[str, Any]:
+    """Create arguments of the container that owns a replica's network namespace."""
+    return {"ports": [REPLICA_PORT]} if options.published else {}
+
+
+def _published(options: EngineOptions) -> dict[str, Any]:
+    """Host config of that container: the replica port on 127.0.0.1, any free host port.
+
+    Loopback only: no other machine can reach it, and a container reaching the host
+    through its bridge gateway does not match the binding either.
+    """
+    if not options.published:
+        return {}
+    return {"port_bindings": {REPLICA_PORT: (PUBLISHED_HOST, None)}}
+
+
+def published_address(attrs: dict[str, Any]) -> str | None:
+    """host:port the engine published the replica port on, from an inspect; None if none."""
+    bindings = (attrs["NetworkSettings"].get("Ports") or {}).get(f"{REPLICA_PORT}/tcp") or ()
+    for binding in bindings:
+        if binding.get("HostPort"):
+            return f"{PUBLISHED_HOST}:{binding['HostPort']}"
+    return None
+
+
+def sandbox_host_config_args(
+    project: str, options: EngineOptions = EngineOptions()
+) -> dict[str, Any]:
     return {
+        **_published(options),
+        "ulimits": list(options.ulimits) or None,
         "network_mode": network_name(project),
         "read_only": True,
         "cap_drop": ["ALL"],
@@ -84,17 +132,29 @@ def sandbox_host_config_args(project: str) -> dict[str, Any]:
     }
 
 
-def host_config_args(spec: ReplicaSpec, project: str, sandbox: str | None = None) -> dict[str, Any]:
+def host_config_args(
+    spec: ReplicaSpec,
+    project: str,
+    sandbox: str | None = None,
+    options: EngineOptions = EngineOptions(),
+) -> dict[str, Any]:
     return {
-        **_hardening(spec.memory, spec.cpus, spec.pids),
-        "network_mode": f"container:{sandbox}" if sandbox else network_name(project),
+        **_hardening(spec.limits, spec.isolation, options),
+        **({"network_mode": f"container:{sandbox}"} if sandbox else _own_network(project, options)),
         "binds": _binds(spec),
     }
 
 
-def _hardening(memory: int, cpus: float, pids: int) -> dict[str, Any]:
+def _own_network(project: str, options: EngineOptions) -> dict[str, Any]:
+    return {"network_mode": network_name(project), **_published(options)}
+
+
+def _hardening(limits: Limits, isolation: str, options: EngineOptions) -> dict[str, Any]:
     """What every replica runs under: see ARCHITECTURE.md, "Containers"."""
+    memory, cpus, pids = limits
     return {
+        "runtime": ISOLATION_RUNTIMES[isolation],
+        "ulimits": list(options.ulimits) or None,
         "read_only": True,
         "tmpfs": {"/tmp": f"rw,noexec,nosuid,size={TMPFS_SIZE}"},
         "cap_drop": ["ALL"],
@@ -136,6 +196,7 @@ def replica_environment(spec: ReplicaSpec) -> dict[str, str]:
 
 
 def container_args(spec: ReplicaSpec, project: str, name: str, replica_id: str) -> dict[str, Any]:
+    """Create arguments of a replica (its network namespace is its sandbox's)."""
     return {
         "image": spec.image,
         "name": name,
@@ -156,7 +217,9 @@ def warm_name(project: str) -> str:
     return f"faas-{project}.warm-{secrets.token_hex(3)}"
 
 
-def warm_args(project: str, image: str, token: str, name: str) -> dict[str, Any]:
+def warm_args(
+    project: str, image: str, token: str, name: str, options: EngineOptions = EngineOptions()
+) -> dict[str, Any]:
     """A watchdog with no function: the replica hardening, function-neutral limits.
 
     Its code directory and secrets directory are tmpfs mounts owned by the replica
@@ -175,16 +238,21 @@ def warm_args(project: str, image: str, token: str, name: str) -> dict[str, Any]
         "labels": {LABEL_PROJECT: project, LABEL_ROLE: ROLE_WARM},
         "stop_signal": "SIGTERM",
         "use_config_proxy": False,
+        **_exposed(options),
     }
 
 
 def warm_host_config_args(
-    project: str, limits: Limits, code_mounts: Sequence[tuple[str, str]]
+    project: str,
+    limits: Limits,
+    code_mounts: Sequence[tuple[str, str]],
+    isolation: str = "container",
+    options: EngineOptions = EngineOptions(),
 ) -> dict[str, Any]:
     """Development mounts the project's code read-only (`code_mounts`: (host, container));
     otherwise the code directory is a tmpfs that receives one function's code."""
     owned = f"uid={REPLICA_USER.partition(':')[0]},gid={REPLICA_USER.partition(':')[2]}"
-    hardening = _hardening(*limits)
+    hardening = _hardening(limits, isolation, options)
     tmpfs = {
         **hardening["tmpfs"],
         SECRETS_DIR: f"rw,noexec,nosuid,nodev,size=1m,{owned},mode=0700",
@@ -195,7 +263,7 @@ def warm_host_config_args(
         tmpfs[wire.CODE_DIR] = f"rw,noexec,nosuid,nodev,size={WARM_CODE_SIZE},{owned},mode=0755"
     return {
         **hardening,
-        "network_mode": network_name(project),
+        **_own_network(project, options),
         "tmpfs": tmpfs,
         "binds": {host: {"bind": container, "mode": "ro"} for host, container in code_mounts},
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -14,26 +15,47 @@ from docker.api.client import APIClient
 
 from runtime.backends.base import ImageRequest, ProgressCallback
 from runtime.backends.docker import images
+from runtime.backends.docker.profile import (
+    Engine,
+    EngineProfile,
+    engine_help,
+    engine_url,
+    profile_of,
+    unsupported,
+)
 from runtime.errors import EngineUnavailable
 
 T = TypeVar("T")
 
-ENGINE_HELP = (
-    "no Docker engine answers. Start one (on Debian as root: `apt-get install docker.io` "
-    "then `dockerd`; scripts/ensure-docker.sh does both), or point DOCKER_HOST at one."
-)
 
+def connect(engine: Engine = "docker", timeout: float = 60.0) -> tuple[APIClient, EngineProfile]:
+    """A low-level client for `engine` where the environment says it is, and what it is.
 
-def connect(timeout: float = 60.0) -> APIClient:
-    """A low-level client for the engine named by the environment, checked with a ping."""
+    Raises EngineUnavailable saying what to start or set when nothing answers there,
+    and what is missing when something answers that cannot serve the platform.
+    """
+    url = engine_url(engine, os.environ)
+    tls = docker.utils.kwargs_from_env().get("tls") if engine == "docker" else None
     try:
         client = docker.APIClient(
-            **docker.utils.kwargs_from_env(), timeout=timeout, version="auto", max_pool_size=32
+            base_url=url, tls=tls, timeout=timeout, version="auto", max_pool_size=32
         )
-        client.ping()
+        version, info = client.version(), client.info()
     except docker.errors.DockerException as exc:
-        raise EngineUnavailable(f"{ENGINE_HELP} ({exc})") from None
-    return client
+        raise EngineUnavailable(f"{engine_help(engine, url)} ({_reason(exc)})") from None
+    except OSError as exc:
+        raise EngineUnavailable(f"{engine_help(engine, url)} ({exc})") from None
+    why = unsupported(version)
+    if why is not None:
+        client.close()
+        raise EngineUnavailable(f"the engine at {url} cannot serve faas: {why}")
+    return client, profile_of(version, info, url)
+
+
+def _reason(exc: docker.errors.DockerException) -> str:
+    """The last cause in docker-py's nested connection errors, not the whole chain."""
+    text = str(exc)
+    return text.rpartition("(")[2].rstrip(")") if "Connection aborted" in text else text
 
 
 @contextlib.contextmanager
@@ -54,9 +76,11 @@ class EngineBackend:
     """What the docker and swarm backends share: one engine connection, the worker
     threads its blocking SDK calls run in, and the image verbs."""
 
-    def __init__(self, project: str, *, workers: int, thread_name: str) -> None:
+    def __init__(
+        self, project: str, *, workers: int, thread_name: str, engine: Engine = "docker"
+    ) -> None:
         self.project = project
-        self._api = connect()
+        self._api, self.profile = connect(engine)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=thread_name)
 
     async def _call(self, function: Callable[..., T], *args: Any) -> T:

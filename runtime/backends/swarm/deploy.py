@@ -167,7 +167,7 @@ async def build_function_images(
 
 async def remove_gateway(project: Project) -> Removed:
     """Remove the gateway service, then the project's services, networks, secrets, volumes."""
-    api = connect()
+    api, _ = connect()
     try:
         gateway_tasks = await asyncio.to_thread(_remove_service, api, project.name)
         backend = SwarmBackend(project.name)
@@ -192,7 +192,7 @@ def _deploy(
     store: SecretStore,
     progress: DeployProgress,
 ) -> str:
-    api = connect()
+    api, _ = connect()
     try:
         tag = _build_gateway_image(api, project, spec_file, progress)
         with engine_errors("creating the functions' overlay networks"):
