@@ -25,6 +25,7 @@ from faas.cli_common import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_UNAVAILABLE,
+    access_option,
     admin_api,
     console,
     engine_option,
@@ -32,6 +33,7 @@ from faas.cli_common import (
     fail,
     file_long_option,
     file_option,
+    isolation_option,
     load,
     project_option,
     read_data,
@@ -123,6 +125,8 @@ def _with_values(store: SecretStore, names: set[str]) -> set[str]:
     help="Where replicas run: docker or swarm [default: cluster.backend, else docker].",
 )
 @engine_option
+@access_option
+@isolation_option
 @click.option(
     "--reload/--no-reload",
     default=True,
@@ -140,6 +144,8 @@ def up(
     admin_port: int | None,
     backend: str | None,
     engine: str | None,
+    access: str | None,
+    isolation: str | None,
     reload: bool,
     log_json: bool,
     log_level: str,
@@ -155,7 +161,7 @@ def up(
       faas up --port 9000 -f examples/functions.yaml
     """
     logging_setup.configure(log_level, json_lines=log_json)
-    loaded = with_engine(load_checked(spec_file, project, secrets=True), engine)
+    loaded = with_engine(load_checked(spec_file, project, secrets=True), engine, access, isolation)
     from faas.serve import run, serve_platform  # uvicorn and the gateway: only for `up`
 
     def announce(platform: Any, url: str, admin_url: str) -> None:

@@ -15,7 +15,7 @@ from rich.console import Console
 from faas import state
 from runtime.errors import SpecError
 from runtime.spec import Project, load_project
-from runtime.spec._values import ENGINES
+from runtime.spec._values import ENGINES, ISOLATIONS, REPLICA_ACCESS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,11 +60,43 @@ engine_option = click.option(
 )
 
 
-def with_engine(project: Project, engine: str | None) -> Project:
-    """`project` with the engine the command line chose, if it chose one."""
-    if engine is None:
-        return project
-    return dataclasses.replace(project, cluster=dataclasses.replace(project.cluster, engine=engine))
+access_option = click.option(
+    "--replica-access",
+    "access",
+    type=click.Choice(REPLICA_ACCESS),
+    default=None,
+    help="How the gateway dials replicas: at their address on the project network or at a "
+    "port published on 127.0.0.1 [default: cluster.replica_access, else auto].",
+)
+isolation_option = click.option(
+    "--isolation",
+    type=click.Choice(ISOLATIONS),
+    default=None,
+    help="Run every function under this isolation (gvisor: in a gVisor sandbox) "
+    "[default: each function's `isolation`].",
+)
+
+
+def with_engine(
+    project: Project,
+    engine: str | None,
+    access: str | None = None,
+    isolation: str | None = None,
+) -> Project:
+    """`project` with what the command line chose: the engine, how replicas are reached,
+    and an isolation for every function."""
+    cluster = project.cluster
+    if engine is not None:
+        cluster = dataclasses.replace(cluster, engine=engine)
+    if access is not None:
+        cluster = dataclasses.replace(cluster, replica_access=access)
+    functions = project.functions
+    if isolation is not None:
+        functions = {
+            name: dataclasses.replace(function, isolation=isolation)
+            for name, function in functions.items()
+        }
+    return dataclasses.replace(project, cluster=cluster, functions=functions)
 
 
 def load(spec_file: Path, project: str | None) -> Project:

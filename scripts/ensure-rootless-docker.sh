@@ -153,10 +153,8 @@ else
     pgrep -u "$user" -x dockerd >/dev/null || rm -f "$runtime_dir/docker.pid" # left by a crash or reboot
 
     # As dockerd-rootless.sh, plus: Docker takes the range it publishes from inside its network namespace.
-    child='echo "$FAAS_PORT_RANGE" >/proc/sys/net/ipv4/ip_local_port_range ||
-  { echo "error: cannot set ip_local_port_range to $FAAS_PORT_RANGE" >&2; exit 1; }
-rm -f /run/docker /run/containerd /run/xtables.lock
-exec dockerd "$@"'
+    # (one line, so that RootlessKit's log of it stays one line)
+    child='echo "$FAAS_PORT_RANGE" >/proc/sys/net/ipv4/ip_local_port_range || { echo "error: cannot set ip_local_port_range to $FAAS_PORT_RANGE" >&2; exit 1; }; rm -f /run/docker /run/containerd /run/xtables.lock; exec dockerd "$@"'
     log_offset="$(stat -c %s "$logfile" 2>/dev/null || echo 0)"
     echo "==== $(date -u +%FT%TZ) ensure-rootless-docker.sh starting rootless dockerd as $user" >>"$logfile"
     say "starting rootless dockerd as $user (log: $logfile)"
@@ -180,7 +178,7 @@ exec dockerd "$@"'
   if ! answers; then
     this_start="$(tail -c "+$((log_offset + 1))" "$logfile")"
     last="$(grep -E 'level=(fatal|error)|error:|failed' <<<"$this_start" |
-      grep -vE 'child exited|parsing message from fd' | tail -n 1)"
+      grep -vE 'child exited|parsing message from fd|error: command \[' | tail -n 1)"
     last="$(echo "${last:-$(tail -n 1 <<<"$this_start")}" | cut -c1-300)"
     kill -0 "$pid" 2>/dev/null && die "rootless dockerd (pid $pid) did not answer at $url within 60 s: ${last:-see $logfile}"
     rm -f "$pidfile"
