@@ -77,6 +77,7 @@ if [ "$(cat /proc/sys/kernel/unprivileged_userns_clone 2>/dev/null || echo 1)" =
 fi
 
 # One run at a time; the lock's descriptor is closed for the daemon, which would hold it.
+mkdir -p /run/lock
 exec 9>/run/lock/faas-rootless-docker.lock
 flock -w 300 9 || die "another ensure-rootless-docker.sh has held the lock for 5 minutes"
 
@@ -91,9 +92,9 @@ if [ "${#need_packages[@]}" -gt 0 ]; then
     die "${need_packages[*]} missing and there is no apt-get; install them and run this again"
   say "installing ${need_packages[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null ||
-    die "apt-get install ${need_packages[*]} failed"
+  apt-get update -qq >/dev/null 2>&1 || true
+  apt_out="$(apt-get install -y -qq --no-install-recommends "${need_packages[@]}" 2>&1)" ||
+    die "apt-get install ${need_packages[*]} failed: $(tail -n 1 <<<"$apt_out")"
 fi
 command -v docker >/dev/null || die "no docker CLI on PATH (apt-get install docker.io)"
 
@@ -177,9 +178,9 @@ else
   done
   if ! answers; then
     this_start="$(tail -c "+$((log_offset + 1))" "$logfile")"
-    last="$(grep -E 'level=(fatal|error)|error:|failed' <<<"$this_start" |
-      grep -vE 'child exited|parsing message from fd|error: command \[' | tail -n 1)"
-    last="$(echo "${last:-$(tail -n 1 <<<"$this_start")}" | cut -c1-300)"
+    # the last line that is neither progress nor RootlessKit saying that its child exited
+    last="$(grep -vE '^====|level=(debug|info|warning)|child exited|parsing message from fd|error: command \[|^[[:space:]]*$' \
+      <<<"$this_start" | tail -n 1 | cut -c1-300 || true)"
     kill -0 "$pid" 2>/dev/null && die "rootless dockerd (pid $pid) did not answer at $url within 60 s: ${last:-see $logfile}"
     rm -f "$pidfile"
     die "rootless dockerd exited: ${last:-see $logfile}"

@@ -39,6 +39,8 @@ from .wire import (
     INIT_PATH,
     READY_PATH,
     RELOAD_PATH,
+    REPLICA_GID,
+    REPLICA_UID,
     TIMEOUT_HEADER,
     TOKEN_ENV,
     TOKEN_HEADER,
@@ -138,6 +140,7 @@ class Watchdog:
         settings = self.settings
         try:
             warm.apply(plan, settings.code_dir, settings.secrets_dir, settings.deps_dir)
+            warm.become_replica_user(REPLICA_UID, REPLICA_GID)
         except OSError as exc:
             log.error(f"cannot write the function's files: {exc}")
             return 500, dump_json({"error": f"cannot write the function's files: {exc}"})

@@ -90,6 +90,11 @@ CODE_DIR = "/app"
 DEPS_DIR = "/opt/faas/deps"
 """On the image's PYTHONPATH; a warm watchdog writes the requirements it is sent here."""
 SECRETS_DIR = "/run/secrets"
+REPLICA_UID = 10001
+REPLICA_GID = 10001
+"""Who function code runs as. A warm watchdog starts as root (with only the capabilities
+to change user), writes what it is sent into root-owned directories, and becomes this
+user before it imports the handler: the function cannot write or re-permit its files."""
 
 # -- the init archive ----------------------------------------------------------------
 

@@ -94,9 +94,11 @@ def test_cold_start_on_a_warm_watchdog(
     assert report["secrets"] == {"db-password": secret}
     assert report["environment"]["GREETING"] == "hi"
     assert "FAAS_TOKEN" not in report["environment"]
-    # the hardening of any replica
+    # the hardening of any replica: the watchdog left root before the function loaded
     assert report["uid"] == 10001 and report["gid"] == 10001
-    assert report["cap_eff"] == "0000000000000000"
+    assert report["cap_eff"] == report["cap_prm"] == "0000000000000000"
+    # its files are root's: it can neither write them nor give itself the permission
+    assert report["chmod_own_code"] == dict.fromkeys(report["chmod_own_code"], False)
     assert report["no_new_privs"] == "1"
     assert report["writable"] == {
         "/app/x": False,
@@ -118,7 +120,9 @@ def test_cold_start_on_a_warm_watchdog(
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges" in host["SecurityOpt"]
-    assert attrs["Config"]["User"] == "10001:10001"
+    # started as root with only the capabilities to leave it (the report above)
+    assert attrs["Config"]["User"] == "0:0"
+    assert sorted(cap.removeprefix("CAP_") for cap in host["CapAdd"]) == ["SETGID", "SETUID"]
     assert secret not in json.dumps(attrs)
 
     rows = {f["name"]: f for f in json.loads(warm.cli("ls", "--json").stdout)["functions"]}

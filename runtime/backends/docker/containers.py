@@ -222,13 +222,15 @@ def warm_args(
 ) -> dict[str, Any]:
     """A watchdog with no function: the replica hardening, function-neutral limits.
 
-    Its code directory and secrets directory are tmpfs mounts owned by the replica
-    user, since the function's code and secrets arrive after the start.
+    It starts as root, able only to change user (`warm_host_config_args`): it writes
+    the function's code, requirements and secrets into root-owned tmpfs mounts,
+    then becomes the replica user for good before the function's code is imported
+    (runtime/watchdog/warm.py), so the function cannot change its own files.
     """
     return {
         "image": image,
         "name": name,
-        "user": REPLICA_USER,
+        "user": "0:0",
         "environment": {
             wire.WARM_ENV: "1",
             wire.TOKEN_ENV: token,
@@ -250,19 +252,24 @@ def warm_host_config_args(
     options: EngineOptions = EngineOptions(),
 ) -> dict[str, Any]:
     """Development mounts the project's code read-only (`code_mounts`: (host, container));
-    otherwise the code directory is a tmpfs that receives one function's code."""
-    owned = f"uid={REPLICA_USER.partition(':')[0]},gid={REPLICA_USER.partition(':')[2]}"
+    otherwise the code directory is a tmpfs that receives one function's code.
+
+    The tmpfs mounts belong to root; the only capabilities are the two the watchdog
+    needs to become the replica user, and that change clears them.
+    """
     hardening = _hardening(limits, isolation, options)
+    owned = "uid=0,gid=0,mode=0755"
     tmpfs = {
         **hardening["tmpfs"],
-        SECRETS_DIR: f"rw,noexec,nosuid,nodev,size=1m,{owned},mode=0700",
+        SECRETS_DIR: f"rw,noexec,nosuid,nodev,size=1m,{owned}",
     }
     # Requirements may hold compiled extensions, which a noexec mount could not load.
-    tmpfs[wire.DEPS_DIR] = f"rw,nosuid,nodev,size={WARM_DEPS_SIZE},{owned},mode=0755"
+    tmpfs[wire.DEPS_DIR] = f"rw,nosuid,nodev,size={WARM_DEPS_SIZE},{owned}"
     if not code_mounts:
-        tmpfs[wire.CODE_DIR] = f"rw,noexec,nosuid,nodev,size={WARM_CODE_SIZE},{owned},mode=0755"
+        tmpfs[wire.CODE_DIR] = f"rw,noexec,nosuid,nodev,size={WARM_CODE_SIZE},{owned}"
     return {
         **hardening,
+        "cap_add": ["SETUID", "SETGID"],
         **_own_network(project, options),
         "tmpfs": tmpfs,
         "binds": {host: {"bind": container, "mode": "ro"} for host, container in code_mounts},

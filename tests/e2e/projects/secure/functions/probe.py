@@ -30,6 +30,22 @@ def _reaches(target):
         return False
 
 
+def _can_chmod(path):
+    try:
+        os.chmod(path, 0o777)
+        return True
+    except OSError:
+        return False
+
+
+def _code_files():
+    root = os.environ.get("FAAS_CODE_DIR", "/app")
+    found = []
+    for directory, _, files in os.walk(root):
+        found += [os.path.relpath(os.path.join(directory, f), root) for f in files]
+    return sorted(found)
+
+
 def handle(event, context):
     secrets = {}
     if os.path.isdir("/run/secrets"):
@@ -41,6 +57,9 @@ def handle(event, context):
         "uid": os.getuid(),
         "gid": os.getgid(),
         "cap_eff": _status("CapEff"),
+        "cap_prm": _status("CapPrm"),
+        "chmod_own_code": {p: _can_chmod(p) for p in (__file__, os.path.dirname(__file__))},
+        "code_files": _code_files(),
         "no_new_privs": _status("NoNewPrivs"),
         "writable": {p: _writable(p) for p in ("/app/x", "/etc/x", "/opt/faas/x", "/run/x", "/tmp/x")},
         "reaches_peer": _reaches(peer) if peer else None,
