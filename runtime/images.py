@@ -22,11 +22,12 @@ import io
 import py_compile
 import sys
 import tarfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 from runtime.backends.base import ImageRequest
 from runtime.errors import FunctionUnavailable
+from runtime.own_code import own_files, walk_files
 from runtime.requirements import PYTHON_VERSION
 from runtime.spec import FunctionSpec, Project
 from runtime.watchdog import wire
@@ -36,7 +37,6 @@ CODE_DIR = wire.CODE_DIR
 DEPS_DIR = wire.DEPS_DIR
 WATCHDOG_ROOT = "/opt/faas"
 """Holds the watchdog's package; on PYTHONPATH with the requirements (DEPS_DIR)."""
-SKIPPED_NAMES = {"__pycache__", "node_modules"}
 CODE = PurePosixPath(wire.INIT_CODE)
 DEPS = PurePosixPath(wire.INIT_DEPS)
 
@@ -90,10 +90,10 @@ def plan_image(
     if not handler.is_file():
         raise FunctionUnavailable(f"handler file {function.handler_file} not found")
     files: dict[str, bytes] = {f"{CODE}/.keep": b""}
-    code = code_root(function)
     if bake_code:
-        for relative, path in walk_files(project.root / code, CODE / code):
-            files[relative] = path.read_bytes()
+        others = [f.handler_file for f in project.functions.values() if f.name != function.name]
+        for own in own_files(project.root, function.handler_file, others, function.include):
+            files[str(CODE / own)] = (project.root / own).read_bytes()
     files.update(watchdog_files())
     deps_key = ""
     bytecode: dict[str, bytes] = {}
@@ -110,8 +110,8 @@ def plan_image(
     files["Dockerfile"] = _dockerfile(base_image_id, with_deps=bool(function.requirements))
     digest = files_digest(files, extra=deps_key)
     # Content-addressed, and free of the function's name and handler (those are given to
-    # each replica at creation): functions with the same code directory and requirements
-    # share one image, so a project of 100 functions builds one image, not 100.
+    # each replica at creation): functions with the same code and requirements share one
+    # image; in development (code mounted) every function with the same requirements does.
     tag = f"faas-function:{digest[:16]}"
     code_files = {
         name: content
@@ -180,21 +180,6 @@ def _dockerfile(base_image_id: str, *, with_deps: bool) -> bytes:
         deps_dir=DEPS_DIR,
         port=wire.PORT,
     ).encode()
-
-
-def walk_files(directory: Path, prefix: PurePosixPath) -> Iterator[tuple[str, Path]]:
-    """(name in a context, file) for every file a context takes from `directory` (or the
-    file `directory` itself), in name order: no bytecode, editor backups, hidden files,
-    `__pycache__` or `node_modules`."""
-    if directory.is_file():
-        yield str(prefix), directory
-        return
-    for path in sorted(directory.rglob("*")):
-        relative = path.relative_to(directory)
-        if any(part in SKIPPED_NAMES or part.startswith(".") for part in relative.parts):
-            continue
-        if path.is_file() and path.suffix not in {".pyc", ".pyo"} and not path.name.endswith("~"):
-            yield str(prefix / relative.as_posix()), path
 
 
 def files_digest(files: Mapping[str, bytes], extra: str) -> str:

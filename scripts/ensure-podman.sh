@@ -3,9 +3,10 @@
 # the base image. On Debian-like hosts as root, installs podman (netavark network
 # backend) with apt-get and starts `podman system service` in the background; run
 # as another user, starts a rootless service for that user (podman must already be
-# installed, and the user needs /etc/subuid and /etc/subgid ranges). Copies the
-# base image from Docker when Podman lacks it and Docker has it. Prints the socket
-# URL last: use it as DOCKER_HOST.
+# installed, the user needs /etc/subuid and /etc/subgid ranges, and a home outside
+# /var/lib, which rootless bridge networks cannot see). Copies the base image from
+# Docker when Podman lacks it and Docker has it. Prints the socket URL last: use it
+# as DOCKER_HOST (or CONTAINER_HOST).
 #   Usage: scripts/ensure-podman.sh [BASE_IMAGE]      (default python:3.11-slim-bookworm)
 set -euo pipefail
 
@@ -55,10 +56,15 @@ else
       "one uid, and replicas run as 10001 (as root: usermod --add-subuids 100000-165535" \
       "--add-subgids 100000-165535 $(id -un))" >&2
   fi
+  if [ "$(id -u)" -ne 0 ] && [[ "$HOME" == /var/lib/* ]]; then
+    echo "warning: HOME=$HOME is under /var/lib, which rootless bridge networks hide:" \
+      "containers on them fail with \"unable to find network\"" >&2
+  fi
   mkdir -p "$(dirname "$socket")"
   rm -f "$socket" # a stale socket from a service that is gone
   echo "podman: starting podman system service (log: $logfile)"
   setsid podman system service --time=0 "$url" >>"$logfile" 2>&1 </dev/null &
+  service_pid=$!
   for _ in $(seq 1 60); do
     service_answers && break
     sleep 0.5
@@ -69,6 +75,13 @@ else
     exit 1
   fi
   echo "podman: service is running"
+  # Podman 4.3 as root fails every container that does not set nofile and nproc
+  # ulimits itself ("error setting rlimit type 7"); the values cannot exceed these.
+  if [ -r "/proc/$service_pid/limits" ]; then
+    awk '/^Max open files/ {n=$5} /^Max processes/ {p=$4}
+      END {print "podman: the service allows container ulimits up to nofile=" n " nproc=" p}' \
+      "/proc/$service_pid/limits"
+  fi
 fi
 
 if podman image exists "$base_image"; then
@@ -82,8 +95,11 @@ elif command -v docker >/dev/null && timeout 10 docker image inspect "$base_imag
     exit 1
   fi
   echo "podman: copied $base_image"
-else
+elif command -v docker >/dev/null && timeout 10 docker info >/dev/null 2>&1; then
   echo "podman: $base_image is missing here and in Docker; the platform will try to pull it"
+else
+  echo "podman: $base_image is missing and no Docker answers for $(id -un) to copy it from;" \
+    "the platform will try to pull it (or: docker save $base_image | podman load)"
 fi
 
 echo "$url"

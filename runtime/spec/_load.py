@@ -296,6 +296,7 @@ def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> Functi
         max_backlog=settings.max_backlog,
         callback_secret=settings.callback_secret,
         isolation=settings.isolation,
+        include=raw.include,
     )
 
 

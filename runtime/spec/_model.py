@@ -221,6 +221,9 @@ class FunctionSpec:
     """Stored but undelivered events and async calls beyond which new ones get 429."""
     callback_secret: str | None = None
     """Secret signing this function's callbacks; None: gateway.callback_secret's key."""
+    include: tuple[str, ...] = ()
+    """Files and directories (project-relative) its replicas get besides its own code
+    (runtime/own_code.py): data files, modules imported by name at run time."""
     isolation: str = DEFAULT_ISOLATION
     """container (runc: namespaces, seccomp, no capabilities) or gvisor (runsc: a user-space
     kernel between the function and the host's)."""

@@ -198,6 +198,9 @@ class RawFunction(RawDefaults):
     handler: Annotated[v.HandlerRef, PlainValidator(v.handler)]
     http: Annotated[tuple[RawRoute, ...], _empty_if_null(())] = ()
     requirements: Annotated[str | None, PlainValidator(v.optional(v.project_path))] = None
+    include: Annotated[
+        tuple[Annotated[str, PlainValidator(v.project_path)], ...], _empty_if_null(())
+    ] = ()
     secrets: Annotated[tuple[SecretName, ...], _empty_if_null(())] = ()
     events: Annotated[
         tuple[Annotated[str, PlainValidator(v.topic_pattern)], ...], _empty_if_null(())

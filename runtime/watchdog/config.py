@@ -36,6 +36,8 @@ class Settings:
     secrets_dir: str = wire.SECRETS_DIR
     deps_dir: str = wire.DEPS_DIR
     """Where a warm watchdog writes the requirements it is sent; on PYTHONPATH in the image."""
+    run_as: tuple[int, int] | None = None
+    """(uid, gid) a warm watchdog becomes before it imports its function; None: stays."""
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -73,6 +75,16 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             problems.append(f"{name}={raw!r} must be 1 or 0")
         return False
 
+    def user(name: str) -> tuple[int, int] | None:
+        raw = environ.get(name, "").strip()
+        if not raw:
+            return None
+        uid, _, gid = raw.partition(":")
+        if not (uid.isdigit() and gid.isdigit()):
+            problems.append(f"{name}={raw!r} must be uid:gid (numbers)")
+            return None
+        return int(uid), int(gid)
+
     warm = flag(wire.WARM_ENV)
     settings = Settings(
         handler_file=text(wire.HANDLER_FILE_ENV, "" if warm else None),
@@ -91,6 +103,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         warm=warm,
         secrets_dir=text(wire.SECRETS_DIR_ENV, wire.SECRETS_DIR),
         deps_dir=text(wire.DEPS_DIR_ENV, wire.DEPS_DIR),
+        run_as=user(wire.RUN_AS_ENV),
     )
     if settings.port > 65535:
         problems.append(f"{wire.PORT_ENV}={settings.port} is out of range")

@@ -39,8 +39,6 @@ from .wire import (
     INIT_PATH,
     READY_PATH,
     RELOAD_PATH,
-    REPLICA_GID,
-    REPLICA_UID,
     TIMEOUT_HEADER,
     TOKEN_ENV,
     TOKEN_HEADER,
@@ -139,8 +137,16 @@ class Watchdog:
             return 400, dump_json({"error": str(exc)})
         settings = self.settings
         try:
-            warm.apply(plan, settings.code_dir, settings.secrets_dir, settings.deps_dir)
-            warm.become_replica_user(REPLICA_UID, REPLICA_GID)
+            run_as = settings.run_as
+            warm.apply(
+                plan,
+                settings.code_dir,
+                settings.secrets_dir,
+                settings.deps_dir,
+                for_another_user=run_as is not None,
+            )
+            if run_as is not None:
+                warm.become(*run_as)
         except OSError as exc:
             log.error(f"cannot write the function's files: {exc}")
             return 500, dump_json({"error": f"cannot write the function's files: {exc}"})

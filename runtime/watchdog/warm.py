@@ -9,8 +9,8 @@ part of the host <-> watchdog contract, wire.py):
     app/<path>      the code, written to <code dir>/<path>
     deps/<path>     the function's requirements, written to <deps dir>/<path>
                     (a directory on the watchdog's PYTHONPATH)
-    secrets/<name>  written to <secrets dir>/<name>, mode 0o400 (0o444 when the
-                    watchdog writes as root, for the user it becomes)
+    secrets/<name>  written to <secrets dir>/<name>, mode 0o400 (0o444 when written
+                    as root for the user the watchdog becomes)
 
 Only regular files are taken (directory members are ignored, links refused) and
 nothing is extracted by `tarfile`, so no member can land outside those three
@@ -103,15 +103,16 @@ def parse_archive(data: bytes) -> InitPlan:
     return InitPlan(**_read_settings(settings), code=code, deps=deps, secrets=secrets)
 
 
-def apply(plan: InitPlan, code_dir: str, secrets_dir: str, deps_dir: str) -> None:
+def apply(
+    plan: InitPlan, code_dir: str, secrets_dir: str, deps_dir: str, *, for_another_user: bool
+) -> None:
     """Write the code, requirements and secrets; raises OSError (the plan is valid).
 
     The code and requirements then lose their write permissions, files and
     directories alike, as on the read-only filesystem of an image. Written as root
-    (`become_replica_user` follows), they belong to root: the function cannot
-    restore the permissions either.
+    for another user (`become` follows), they belong to root: the function cannot
+    restore the permissions either, and its secrets are readable by all.
     """
-    as_root = os.geteuid() == 0
     for files, directory in ((plan.code, code_dir), (plan.deps, deps_dir)):
         for file in files:
             target = os.path.join(directory, file.path)
@@ -122,24 +123,23 @@ def apply(plan: InitPlan, code_dir: str, secrets_dir: str, deps_dir: str) -> Non
     if plan.secrets:
         os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
     for file in plan.secrets:
-        readable = FileToWrite(file.path, file.data, 0o444) if as_root else file
+        readable = FileToWrite(file.path, file.data, 0o444) if for_another_user else file
         _write(os.path.join(secrets_dir, file.path), readable)
     with contextlib.suppress(FileNotFoundError):  # nothing more is written there either
-        os.chmod(secrets_dir, 0o555 if as_root else 0o500)
+        os.chmod(secrets_dir, 0o555 if for_another_user else 0o500)
 
 
-def become_replica_user(uid: int, gid: int) -> bool:
-    """Leave root for good before function code runs; False when not root to begin with.
+def become(uid: int, gid: int) -> None:
+    """Leave root for good before function code runs (raises OSError if it cannot).
 
     setresuid from root to another user clears every capability (permitted and
     effective), and `no-new-privileges` keeps execve from granting any back.
     """
-    if os.geteuid() != 0:
-        return False
+    if (os.geteuid(), os.getegid()) == (uid, gid):
+        return
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    return True
 
 
 def _drop_write_permissions(root: str) -> None:

@@ -79,6 +79,9 @@ DRAIN_DELAY_ENV = "FAAS_DRAIN_DELAY"
 LOG_LEVEL_ENV = "FAAS_LOG_LEVEL"
 WARM_ENV = "FAAS_WARM"
 """`1`: start with no function and wait for POST INIT_PATH."""
+RUN_AS_ENV = "FAAS_RUN_AS"
+"""`uid:gid` a warm watchdog started as root becomes once it has written its function's
+files, before it imports the handler (REPLICA_UID below)."""
 
 # -- the image's layout --------------------------------------------------------------
 
@@ -94,7 +97,8 @@ REPLICA_UID = 10001
 REPLICA_GID = 10001
 """Who function code runs as. A warm watchdog starts as root (with only the capabilities
 to change user), writes what it is sent into root-owned directories, and becomes this
-user before it imports the handler: the function cannot write or re-permit its files."""
+user (RUN_AS_ENV) before it imports the handler: the function cannot write or re-permit
+its files."""
 
 # -- the init archive ----------------------------------------------------------------
 

@@ -33,7 +33,9 @@ def secret() -> str:
 def warm(
     docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory, secret: str
 ) -> Iterator[Gateway]:
-    with running_gateway(docker_client, SPEC, "warm", tmp_path_factory.mktemp("logs")) as gateway:
+    logs = tmp_path_factory.mktemp("logs")
+    # --no-reload: the code is sent to the warm watchdog, not mounted (development)
+    with running_gateway(docker_client, SPEC, "warm", logs, "--no-reload") as gateway:
         yield gateway
 
 
@@ -94,6 +96,8 @@ def test_cold_start_on_a_warm_watchdog(
     assert report["secrets"] == {"db-password": secret}
     assert report["environment"]["GREETING"] == "hi"
     assert "FAAS_TOKEN" not in report["environment"]
+    # its own code only: not the other handler in functions/ (echo.py)
+    assert report["code_files"] == ["functions/probe.py"]
     # the hardening of any replica: the watchdog left root before the function loaded
     assert report["uid"] == 10001 and report["gid"] == 10001
     assert report["cap_eff"] == report["cap_prm"] == "0000000000000000"

@@ -280,6 +280,9 @@ def test_a_warm_watchdog_takes_the_archive_the_warm_pool_makes(start: Any, tmp_p
             wire.CODE_DIR_ENV: str(tmp_path / "app"),
             wire.DEPS_DIR_ENV: str(tmp_path / "deps"),
             wire.SECRETS_DIR_ENV: str(secrets_dir),
+            # stays this test's user: its temporary files are not the replica user's to read
+            # (the change of user is tested on a real engine, tests/e2e/test_warm_pool.py)
+            wire.RUN_AS_ENV: f"{os.getuid()}:{os.getgid()}",
         },
     )
 

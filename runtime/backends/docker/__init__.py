@@ -102,6 +102,12 @@ class DockerBackend(EngineBackend):
         gateway = _network_gateway(attrs)
         mode = replica_access(self._access, self.profile, _is_local_address(gateway))
         self._options = dataclasses.replace(self._options, published=mode == "published")
+        if not self.profile.enforces_limits:
+            log.warning(
+                "this engine does not enforce memory, CPU or process limits (no cgroups: "
+                "rootless Docker needs cgroup v2 and systemd); replicas run without them",
+                extra={"engine": self.profile.describe()},
+            )
         log.info(
             "replicas reached at their published port on 127.0.0.1"
             if self.published
@@ -228,7 +234,8 @@ class DockerBackend(EngineBackend):
         api = self._api
         name = containers.assigned_name(self.project, spec.function, replica.name)
         with engine_errors(f"giving a warm watchdog the limits of {spec.function}"):
-            if self._warm_limits.pop(replica.id, None) != spec.limits:
+            limits = self._warm_limits.pop(replica.id, None)
+            if limits != spec.limits and self.profile.enforces_limits:
                 # docker-py's update_container knows neither NanoCpus nor PidsLimit.
                 response = api._post_json(
                     api._url("/containers/{0}/update", replica.id),

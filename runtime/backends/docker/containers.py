@@ -25,7 +25,7 @@ ROLE_WARM = "warm"
 SANDBOX_MEMORY = 8 * 1024 * 1024
 
 REPLICA_PORT = wire.PORT
-REPLICA_USER = "10001:10001"
+REPLICA_USER = f"{wire.REPLICA_UID}:{wire.REPLICA_GID}"
 TMPFS_SIZE = "64m"
 SECRETS_DIR = wire.SECRETS_DIR
 WARM_CODE_SIZE = "16m"
@@ -236,6 +236,7 @@ def warm_args(
             wire.TOKEN_ENV: token,
             wire.PORT_ENV: str(REPLICA_PORT),
             wire.FUNCTION_NAME_ENV: "warm",
+            wire.RUN_AS_ENV: REPLICA_USER,
         },
         "labels": {LABEL_PROJECT: project, LABEL_ROLE: ROLE_WARM},
         "stop_signal": "SIGTERM",

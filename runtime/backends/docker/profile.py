@@ -50,6 +50,10 @@ class EngineProfile:
     runtimes: frozenset[str] = field(default_factory=frozenset)
     remote: bool = False
     """The API is reached over TCP or SSH: containers run on another machine."""
+    enforces_limits: bool = True
+    """False where the engine has no cgroups to use (rootless Docker without cgroup v2
+    and systemd): it records memory, CPU and process limits but cannot apply them,
+    and refuses to change them on a running container."""
 
     @property
     def podman(self) -> bool:
@@ -79,6 +83,7 @@ def profile_of(version: Mapping[str, Any], info: Mapping[str, Any], base_url: st
         rootless=any(option.startswith("name=rootless") for option in security),
         runtimes=frozenset(info.get("Runtimes") or ()),
         remote=not base_url.startswith(("unix:", "npipe:", "http+unix:")),
+        enforces_limits=info.get("CgroupDriver") != "none" and info.get("MemoryLimit") is not False,
     )
 
 

@@ -32,7 +32,8 @@ from runtime.backends.base import ImageRequest
 from runtime.backends.docker import containers
 from runtime.backends.swarm import ADDRESS_MODE_ENV, services
 from runtime.errors import FaasError
-from runtime.images import RequirementsResolver, code_root, files_digest, tar_files, walk_files
+from runtime.images import RequirementsResolver, code_root, files_digest, tar_files
+from runtime.own_code import walk_files
 from runtime.spec import Project
 
 ROOT = "/opt/faas-gateway"
