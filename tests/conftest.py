@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,8 +180,14 @@ def run_cli(
     )
 
 
-def start_gateway(spec_file: Path, project: str, log_dir: Path, *extra: str) -> Gateway:
-    """`faas up` on a free port, with its admin listener on another."""
+def start_gateway(
+    spec_file: Path,
+    project: str,
+    log_dir: Path,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+) -> Gateway:
+    """`faas up` on a free port, with its admin listener on another (`env`: added to ours)."""
     port = free_port()
     admin_port = free_port()
     while admin_port == port:
@@ -192,7 +198,7 @@ def start_gateway(spec_file: Path, project: str, log_dir: Path, *extra: str) -> 
             [sys.executable, "-m", "faas", "up", "-f", str(spec_file), "--project", project,
              "--port", str(port), "--admin-port", str(admin_port), *extra],
             stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={**os.environ, "NO_COLOR": "1", **(env or {})},
         )  # fmt: skip
     gateway = Gateway(spec_file, project, port, process, log_path, admin_port)
     deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -212,11 +218,17 @@ def start_gateway(spec_file: Path, project: str, log_dir: Path, *extra: str) -> 
 
 @contextlib.contextmanager
 def running_gateway(
-    docker_client: docker.DockerClient, spec_file: Path, prefix: str, log_dir: Path, *extra: str
+    docker_client: docker.DockerClient,
+    spec_file: Path,
+    prefix: str,
+    log_dir: Path,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Gateway]:
-    """Serve a project, then stop it and assert that nothing of it is left in Docker."""
+    """Serve a project, then stop it and assert that nothing of it is left in the engine
+    `docker_client` talks to."""
     project = unique_project(prefix)
-    gateway = start_gateway(spec_file, project, log_dir, *extra)
+    gateway = start_gateway(spec_file, project, log_dir, *extra, env=env)
     try:
         yield gateway
     finally:
