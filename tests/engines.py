@@ -90,16 +90,10 @@ def unavailable(name: str) -> str | None:
         info = client.info()
         client.close()
     except docker.errors.DockerException as exc:
-        setup = {
-            "podman": "scripts/ensure-podman.sh",
-            "rootless": "scripts/ensure-rootless-docker.sh",
-        }
-        how = setup.get(name, "scripts/ensure-docker.sh")
-        return f"{name}: no engine answers at {target.base_url or 'the default socket'} ({how} sets it up): {exc}"
+        where = target.base_url or "the default socket"
+        return f"{name}: no engine answers at {where} ({SETUP[name]} sets it up): {exc}"
     if name == "gvisor" and "runsc" not in (info.get("Runtimes") or {}):
-        return (
-            "gvisor: runsc is not registered with Docker (FAAS_GVISOR=1 scripts/ensure-docker.sh)"
-        )
+        return f"gvisor: runsc is not registered with Docker ({SETUP[name]})"
     return None
 
 
