@@ -45,24 +45,31 @@ def own_files(
     """Project-relative paths of the files that are the function's own (sorted)."""
     handler = PurePosixPath(handler_file)
     directory = handler.parent
-    others = [PurePosixPath(other) for other in other_handlers]
+    # Functions may share one handler file (different handler names): not "another's".
+    others = [PurePosixPath(other) for other in other_handlers if other != handler_file]
     if directory != PurePosixPath(".") and not any(
         other.is_relative_to(directory) for other in others
     ):
         found = {PurePosixPath(name) for name, _ in walk_files(root / directory, directory)}
+        # and what its modules import from elsewhere in the project
+        modules = [path for path in found if path.suffix == ".py"]
+        found |= _import_closure(root, handler, modules)
     else:
-        found = _import_closure(root, handler)
+        found = _import_closure(root, handler, [handler])
     for entry in include:
         path = PurePosixPath(entry)
         found.update(PurePosixPath(name) for name, _ in walk_files(root / path, path))
     return sorted(path for path in found if (root / path).is_file())
 
 
-def _import_closure(root: Path, handler: PurePosixPath) -> set[PurePosixPath]:
-    """The handler and every project module reachable through its imports."""
+def _import_closure(
+    root: Path, handler: PurePosixPath, start: list[PurePosixPath]
+) -> set[PurePosixPath]:
+    """`start` and every project module reachable through their imports, resolved as the
+    watchdog's sys.path does: next to the handler, then from the project root."""
     search = [handler.parent, PurePosixPath(".")]
     found: set[PurePosixPath] = set()
-    pending = [handler]
+    pending = list(start)
     while pending:
         module = pending.pop()
         if module in found:
