@@ -123,32 +123,51 @@ def forget_variable(name: str, environ: str = "/proc/self/environ") -> bool:
     env_start, and the block is read again to check. `posix.environ`, the copy
     Python made at start-up, is cleared too. The bytes are written through
     /proc/self/mem (0.2 ms; importing ctypes for memset would take ~2.5 ms of
-    every start), with ctypes where that file cannot be written.
+    every start), with ctypes where that file cannot be written. gVisor reports
+    env_start as 0: there the entries are found through the C library's `environ`
+    pointers, before unsetenv drops them.
     """
     import posix
 
-    os.environ.pop(name, None)
-    posix.environ.pop(name.encode(), None)
     key = name.encode() + b"="
     try:
         block = _read(environ)
     except OSError:
-        return False  # no /proc: nothing shows the block either
-    if not any(entry.startswith(key) for entry in block.split(b"\0")):
-        return True
-    try:
-        start = _env_start(environ.rpartition("/")[0] + "/stat")
-    except (OSError, ValueError, IndexError):
+        block = b""  # no /proc: nothing shows the block either
+    if any(entry.startswith(key) for entry in block.split(b"\0")):
+        try:
+            start = _env_start(environ.rpartition("/")[0] + "/stat")
+        except (OSError, ValueError, IndexError):
+            start = 0
+        if start:
+            offset = 0
+            for entry in block.split(b"\0"):
+                if entry.startswith(key):
+                    _zero(start + offset, len(entry), environ.rpartition("/")[0] + "/mem")
+                offset += len(entry) + 1
+        else:
+            _zero_through_libc(key)
+    os.environ.pop(name, None)
+    posix.environ.pop(name.encode(), None)
+    if not block:
         return False
-    offset = 0
-    for entry in block.split(b"\0"):
-        if entry.startswith(key):
-            _zero(start + offset, len(entry), environ.rpartition("/")[0] + "/mem")
-        offset += len(entry) + 1
     try:
         return not any(entry.startswith(key) for entry in _read(environ).split(b"\0"))
     except OSError:
         return False
+
+
+def _zero_through_libc(key: bytes) -> None:
+    """Overwrite the entries starting with `key` that libc's `environ` points at."""
+    import ctypes
+
+    environ = ctypes.POINTER(ctypes.c_void_p).in_dll(ctypes.CDLL(None), "environ")
+    index = 0
+    while address := environ[index]:
+        entry = ctypes.string_at(address)
+        if entry.startswith(key):
+            ctypes.memset(address, 0, len(entry))
+        index += 1
 
 
 def _zero(address: int, length: int, mem: str) -> None:
