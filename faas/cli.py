@@ -41,7 +41,7 @@ from faas.cli_common import (
     with_engine,
 )
 from runtime.backends import BACKENDS
-from runtime.errors import EngineUnavailable, FaasError
+from runtime.errors import EngineUnavailable, FaasError, UnsupportedSetting
 from runtime.secrets import SecretMissing, SecretStore
 from runtime.spec import (
     Project,
@@ -191,6 +191,8 @@ def up(
         )
     except EngineUnavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
+    except UnsupportedSetting as exc:
+        fail(str(exc), EXIT_INVALID)
     except FaasError as exc:
         fail(str(exc), EXIT_FAILED)
 

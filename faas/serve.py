@@ -33,7 +33,7 @@ from gateway.app import ALL_METHODS, Security, create_gateway
 from gateway.keys import KeyStore
 from gateway.limits import admin_limits, function_limits, raise_descriptor_limit
 from gateway.protocol import GatewayProtocol, protocol_for
-from runtime.backends import backend_for
+from runtime.backends import checked_backend
 from runtime.errors import FaasError
 from runtime.events.service import EventService
 from runtime.loghub import HubHandler, redact_log_records
@@ -140,7 +140,12 @@ async def serve_platform(
         raise
     actual_port = sock.getsockname()[1]
     actual_admin_port = admin_sock.getsockname()[1]
-    backend = backend_for(project, backend_name)
+    try:
+        backend = await checked_backend(project, backend_name)
+    except FaasError:
+        sock.close()
+        admin_sock.close()
+        raise
     shared = await open_shared(
         project,
         actual_port,

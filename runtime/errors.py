@@ -52,6 +52,10 @@ class EngineUnavailable(FaasError):
     pass
 
 
+class UnsupportedSetting(FaasError):
+    """The project asks for what the engine it runs on cannot do (`faas up` exits 2)."""
+
+
 class ImageBuildError(FaasError):
     pass
 

@@ -166,9 +166,12 @@ class Gateway:
 
 
 def run_cli(
-    *args: str, input: str | None = None, timeout: float = 120
+    *args: str,
+    input: str | None = None,
+    timeout: float = 120,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "faas", *args],
         capture_output=True,

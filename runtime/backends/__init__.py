@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 
 from runtime.backends.base import AnyBackend
-from runtime.errors import FaasError
+from runtime.backends.docker.profile import isolation_problems
+from runtime.errors import FaasError, UnsupportedSetting
 from runtime.spec import Project
 
 BACKENDS = {
@@ -52,3 +53,16 @@ def backend_for(project: Project, name: str | None = None) -> AnyBackend:
         engine=cluster.engine,
         access=cluster.replica_access,
     )
+
+
+async def checked_backend(project: Project, name: str | None = None) -> AnyBackend:
+    """`backend_for`, once it is known to run every function as its `isolation` asks;
+    raises UnsupportedSetting naming each function it cannot."""
+    backend = backend_for(project, name)
+    isolations = {function.name: function.isolation for function in project.functions.values()}
+    profile = getattr(backend, "profile", None)  # the engine's, for engine backends
+    problems = isolation_problems(name or project.cluster.backend, profile, isolations)
+    if problems:
+        await backend.close()
+        raise UnsupportedSetting("\n".join(problems))
+    return backend

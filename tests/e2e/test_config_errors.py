@@ -24,6 +24,7 @@ from tests.conftest import (
     Gateway,
     free_port,
     project_resources,
+    run_cli,
     running_gateway,
     unique_project,
     wait_for,
@@ -182,3 +183,25 @@ def test_a_reload_with_a_bad_handler_keeps_the_last_valid_spec_serving(dev: Gate
 
         save(spec, original + "\n  greeter:\n    handler: functions/hello.py\n" + route)
         wait_for(lambda: client.get("/greet").status_code == 200, 20, "the fixed function")
+
+
+def test_an_isolation_the_engine_cannot_give_exits_2_naming_the_function() -> None:
+    result = run_cli(
+        "up", "-f", str(REPO / "functions.yaml"), "--isolation", "gvisor", "--backend", "swarm",
+        "--port", str(free_port()), "--admin-port", str(free_port()),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "function hello: isolation: gvisor runs on the docker backend only" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_engine_at_the_address_exits_3_saying_what_to_start(tmp_path: Path) -> None:
+    env = {"CONTAINER_HOST": f"unix://{tmp_path}/podman.sock"}
+    result = run_cli(
+        "up", "-f", str(REPO / "functions.yaml"), "--engine", "podman",
+        "--port", str(free_port()), "--admin-port", str(free_port()), env=env,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert f"no Podman API answers at unix://{tmp_path}/podman.sock" in result.stderr
+    assert "podman system service" in result.stderr
+    assert "Traceback" not in result.stderr
