@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import pwd
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import docker
@@ -110,3 +110,20 @@ def require(target: Target) -> None:
     reason = unavailable(target.name)
     if reason is not None:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module", params=target_params())
+def engine(request: pytest.FixtureRequest) -> Target:
+    """Every engine and runtime this machine has; a module that imports this fixture (and
+    `docker_client` below) runs once on each."""
+    target: Target = request.param
+    require(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def docker_client(engine: Target) -> Iterator[docker.DockerClient]:
+    """The engine under test, for the checks of what it runs (replaces conftest's)."""
+    client = engine.client()
+    yield client
+    client.close()

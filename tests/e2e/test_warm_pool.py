@@ -13,10 +13,15 @@ import docker
 import httpx
 import pytest
 
+from tests import engines
 from tests.conftest import Gateway, run_cli, running_gateway, running_replicas, wait_for
-from tests.engines import Target, require, target_params
+from tests.engines import Target
 
 pytestmark = pytest.mark.docker
+
+# Every test here runs once on each engine and runtime the machine has.
+engine = engines.engine
+docker_client = engines.docker_client
 
 SPEC = Path(__file__).parent / "projects" / "secure" / "functions-warm.yaml"
 MIB = 1024 * 1024
@@ -28,22 +33,6 @@ def secret() -> str:
     result = run_cli("secrets", "set", "db-password", "-f", str(SPEC), "--value", value)
     assert result.returncode == 0, result.stderr
     return value
-
-
-@pytest.fixture(scope="module", params=target_params())
-def engine(request: pytest.FixtureRequest) -> Target:
-    """Every engine and runtime this machine has (tests/engines.py)."""
-    target: Target = request.param
-    require(target)
-    return target
-
-
-@pytest.fixture(scope="module")
-def docker_client(engine: Target) -> Iterator[docker.DockerClient]:
-    """The engine under test, for the checks of what it runs."""
-    client = engine.client()
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
