@@ -75,14 +75,17 @@ def swarm_active(client: docker.DockerClient) -> bool:
 
 
 @pytest.fixture(scope="session")
-def swarm(docker_client: docker.DockerClient) -> Iterator[None]:
-    """A single-node Swarm on this engine; left again afterwards if this session made it."""
-    created = not swarm_active(docker_client)
+def swarm() -> Iterator[None]:
+    """A single-node Swarm on Docker's default engine (whatever engine a module's own
+    `docker_client` is); left again afterwards if this session made it."""
+    client = docker.from_env()
+    created = not swarm_active(client)
     if created:
-        docker_client.swarm.init(advertise_addr="127.0.0.1")
+        client.swarm.init(advertise_addr="127.0.0.1")
     yield
     if created:
-        docker_client.swarm.leave(force=True)
+        client.swarm.leave(force=True)
+    client.close()
 
 
 def running_replicas(
