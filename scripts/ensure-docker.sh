@@ -106,15 +106,11 @@ print("changed")
 ' "$DAEMON_JSON" "$(command -v runsc)"
 }
 
-if [ "$gvisor" = 1 ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    registered="$(register_runsc)"
-    if [ "$registered" = changed ]; then
-      echo "docker: registered runtime runsc in $DAEMON_JSON"
-    fi
-  elif ! runsc_registered; then
-    echo "error: registering runsc in $DAEMON_JSON needs root" >&2
-    exit 1
+# Before dockerd is started below, so that a new one reads it.
+if [ "$gvisor" = 1 ] && [ "$(id -u)" -eq 0 ]; then
+  registered="$(register_runsc)"
+  if [ "$registered" = changed ]; then
+    echo "docker: registered runtime runsc in $DAEMON_JSON"
   fi
 fi
 
@@ -138,10 +134,14 @@ if ! engine_answers; then
 fi
 
 if [ "$gvisor" = 1 ] && ! runsc_registered; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "error: the engine has no runtime runsc; registering it in $DAEMON_JSON needs root" >&2
+    exit 1
+  fi
   # dockerd reloads daemon.json (runtimes included) on SIGHUP.
   pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
   if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
-    pid="$(pgrep -xo dockerd || true)"
+    pid="$(pgrep -xo -u 0 dockerd || true)"
   fi
   if [ -z "$pid" ]; then
     echo "error: runsc is registered in $DAEMON_JSON but no dockerd process was found" >&2

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Mapping
 
-from runtime.backends.base import ContainerBackend, CreatedReplica, Replica
+from runtime.backends.base import DEFAULT_PIDS, ContainerBackend, CreatedReplica, Limits, Replica
 from runtime.errors import FaasError, FunctionUnavailable, ReplicaStartError
 from runtime.pool import FunctionPool
 from runtime.reconcile import Removals
@@ -79,7 +79,14 @@ class ContainerStarts:
             return False
         if self.pool.spec.base_image != warm.base:
             return False
+        if warm.isolation == "gvisor" and warm.limits != self.own_limits:
+            return False  # runsc cannot change a running sandbox's limits: only its own
         return recipe.code_mount is None or recipe.code_mount in warm.code_mounts
+
+    @property
+    def own_limits(self) -> Limits:
+        spec = self.pool.spec
+        return Limits(spec.memory, spec.cpus, DEFAULT_PIDS)
 
     def container_ids(self) -> set[str]:
         """Every container this function is responsible for now (for the reconcile): its
