@@ -35,6 +35,11 @@ service_answers() {
 need_packages=()
 command -v podman >/dev/null || need_packages+=(podman netavark aardvark-dns slirp4netns uidmap)
 command -v curl >/dev/null || need_packages+=(curl)
+# As root, the gateway keeps replicas on a Podman network from connecting to each other
+# with an iptables rule (Podman ignores Docker's option for it).
+if [ "$(id -u)" -eq 0 ]; then
+  command -v iptables >/dev/null || need_packages+=(iptables)
+fi
 if [ "${#need_packages[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "podman: installing ${need_packages[*]} with apt-get"
@@ -96,10 +101,12 @@ elif command -v docker >/dev/null && timeout 10 docker image inspect "$base_imag
   fi
   echo "podman: copied $base_image"
 elif command -v docker >/dev/null && timeout 10 docker info >/dev/null 2>&1; then
-  echo "podman: $base_image is missing here and in Docker; the platform will try to pull it"
+  echo "podman: $base_image is missing here and in Docker; the platform will pull it, or" \
+    "build it from Debian packages (by hand: FAAS_ENGINE=podman scripts/build-base-image.sh)"
 else
   echo "podman: $base_image is missing and no Docker answers for $(id -un) to copy it from;" \
-    "the platform will try to pull it (or: docker save $base_image | podman load)"
+    "the platform will pull it, or build it from Debian packages (by hand:" \
+    "FAAS_ENGINE=podman scripts/build-base-image.sh, or docker save $base_image | podman load)"
 fi
 
 echo "$url"

@@ -127,3 +127,9 @@ def docker_client(engine: Target) -> Iterator[docker.DockerClient]:
     client = engine.client()
     yield client
     client.close()
+
+
+def drops_every_capability(cap_drop: list[str] | None) -> bool:
+    """An inspect's CapDrop for `cap_drop: [ALL]`: Docker echoes ALL, Podman lists them."""
+    dropped = {cap.removeprefix("CAP_") for cap in cap_drop or ()}
+    return "ALL" in dropped or {"CHOWN", "DAC_OVERRIDE", "KILL", "NET_RAW", "MKNOD"} <= dropped

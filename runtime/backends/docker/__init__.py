@@ -4,7 +4,9 @@ docker-py is synchronous, so every call runs in a worker thread; nothing
 here blocks the event loop. The same code drives Docker Engine (rootful or
 rootless), Docker Desktop and Podman through the Docker API (see
 runtime/backends/docker/profile.py). Replicas join a per-project bridge
-network with inter-container traffic disabled. The gateway reaches them by
+network with inter-container traffic disabled (by Docker itself; on a rootful
+Podman, which ignores that option, by an iptables rule the gateway adds on the
+bridge it names, as root on the engine's host). The gateway reaches them by
 their address on that network, which only this host can route to; where the
 host cannot route there (rootless engines, Docker Desktop's VM), each replica
 publishes its port on the host's 127.0.0.1 and the gateway dials that.
@@ -21,8 +23,10 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -45,6 +49,7 @@ from runtime.backends.docker.profile import (
     PODMAN_ULIMITS,
     Engine,
     ReplicaAccess,
+    network_isolation,
     replica_access,
 )
 from runtime.errors import EngineUnavailable
@@ -52,6 +57,9 @@ from runtime.errors import EngineUnavailable
 log = logging.getLogger("faas.docker")
 
 NETWORK_REMOVE_WAIT = 10.0
+NETWORK_IN_USE = ("active endpoints", "network is being used", "has associated containers")
+"""How Docker and Podman refuse to remove a network that containers are still leaving."""
+IPTABLES_TIMEOUT = 15.0
 CONCURRENT_STARTS = 2
 """Container starts handed to the engine at once. Measured on 2 cores: ten at once
 made the first replica of a burst ready after ~1.1 s instead of ~0.35 s, while the
@@ -67,9 +75,12 @@ class DockerBackend(EngineBackend):
         super().__init__(project, workers=16, thread_name="docker", engine=engine)
         self._access = access
         self._options = containers.EngineOptions(
-            ulimits=PODMAN_ULIMITS if self.profile.podman else ()
+            ulimits=PODMAN_ULIMITS if self.profile.podman else (), podman=self.profile.podman
         )
         self._network = containers.network_name(project)
+        self._isolation = network_isolation(self.profile, os.geteuid())
+        self._bridge = containers.bridge_name(project) if self._isolation == "iptables" else None
+        """The project network's interface, named by us where we drop traffic within it."""
         self._network_ready = asyncio.Lock()
         self._has_network = False
         self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
@@ -96,9 +107,26 @@ class DockerBackend(EngineBackend):
 
     def _create_network(self) -> None:
         with engine_errors(f"creating network {self._network}"):
-            if not self._api.networks(names=[self._network]):
-                self._api.create_network(**containers.network_args(self.project))
-            attrs = self._api.inspect_network(self._network)
+            # by inspecting: the engines' name filter also matches longer names (faas-<project>2)
+            try:
+                attrs = self._api.inspect_network(self._network)
+            except docker.errors.NotFound:
+                self._api.create_network(
+                    **containers.network_args(self.project, self._options, self._bridge)
+                )
+                attrs = self._api.inspect_network(self._network)
+            # one an earlier version made keeps the interface Podman gave it
+            bridge = self._interface_of(self._network) if self._bridge else None
+        if bridge is not None:
+            self._isolate(bridge)
+        elif self._isolation == "none":
+            log.warning(
+                "replicas on this engine are not kept from connecting to each other: Podman "
+                "ignores the bridge option that does it, and only root on the engine's host "
+                "can drop that traffic itself (each replica still refuses calls without "
+                "its own token)",
+                extra={"engine": self.profile.describe(), "network": self._network},
+            )
         gateway = _network_gateway(attrs)
         mode = replica_access(self._access, self.profile, _is_local_address(gateway))
         self._options = dataclasses.replace(self._options, published=mode == "published")
@@ -114,6 +142,46 @@ class DockerBackend(EngineBackend):
             else "replicas reached at their address on the project network",
             extra={"engine": self.profile.describe(), "network_gateway": gateway or "?"},
         )
+
+    def _interface_of(self, network: str) -> str:
+        """The host interface of a Podman bridge network (its Docker API does not say)."""
+        api = self._api
+        response = api._get(
+            api._url(f"{containers.LIBPOD_API}/networks/{{0}}/json", network, versioned_api=False)
+        )
+        interface = api._result(response, json=True).get("network_interface")
+        if not interface:
+            raise EngineUnavailable(f"network {network} has no host interface to isolate")
+        return str(interface)
+
+    def _isolate(self, bridge: str) -> None:
+        """Drop what one container on `bridge` sends another (idempotent)."""
+        if _iptables(containers.isolation_rule("-C", bridge)).returncode == 0:
+            return
+        argv = containers.isolation_rule("-I", bridge)
+        inserted = _iptables(argv)
+        if inserted.returncode != 0:
+            raise EngineUnavailable(
+                f"keeping replicas on {self._network} apart (`{' '.join(argv)}`): "
+                f"{inserted.stderr.strip() or f'exit {inserted.returncode}'}"
+            )
+        log.info(
+            "replicas kept from connecting to each other",
+            extra={"network": self._network, "bridge": bridge},
+        )
+
+    def _unisolate(self, bridge: str) -> None:
+        """Remove every copy of the rule `_isolate` inserted; a failure is only logged."""
+        for _ in range(10):
+            if _iptables(containers.isolation_rule("-C", bridge)).returncode != 0:
+                return
+            deleted = _iptables(containers.isolation_rule("-D", bridge))
+            if deleted.returncode != 0:
+                log.warning(
+                    "removing the iptables rule of a removed network failed",
+                    extra={"bridge": bridge, "error": deleted.stderr.strip()},
+                )
+                return
 
     async def create(self, spec: ReplicaSpec) -> CreatedReplica:
         await self.prepare()
@@ -237,10 +305,20 @@ class DockerBackend(EngineBackend):
             limits = self._warm_limits.pop(replica.id, None)
             if limits != spec.limits and self.profile.enforces_limits:
                 # docker-py's update_container knows neither NanoCpus nor PidsLimit.
-                response = api._post_json(
-                    api._url("/containers/{0}/update", replica.id),
-                    data=containers.limits_update(spec.limits),
-                )
+                if self.profile.podman:
+                    response = api._post_json(
+                        api._url(
+                            f"{containers.LIBPOD_API}/containers/{{0}}/update",
+                            replica.id,
+                            versioned_api=False,
+                        ),
+                        data=containers.libpod_limits_update(spec.limits),
+                    )
+                else:
+                    response = api._post_json(
+                        api._url("/containers/{0}/update", replica.id),
+                        data=containers.limits_update(spec.limits),
+                    )
                 api._raise_for_status(response)
             self._assigned[replica.id] = spec.function
             api.rename(replica.id, name)
@@ -398,8 +476,14 @@ class DockerBackend(EngineBackend):
             found = self._api.containers(all=True, filters={"label": label})
             for container in found:
                 self._remove(container["Id"])
+            bridges = {self._bridge} if self._bridge else set()
             for network in self._api.networks(filters={"label": label}):
+                if self._bridge:
+                    with contextlib.suppress(docker.errors.NotFound):
+                        bridges.add(self._interface_of(network["Name"]))
                 self._remove_network(network["Id"])
+        for bridge in sorted(bridges):  # also a rule whose network an earlier run removed
+            self._unisolate(bridge)
         self._has_network = False
         self._sandboxes.clear()
         self._assigned.clear()
@@ -418,9 +502,22 @@ class DockerBackend(EngineBackend):
             except docker.errors.NotFound:
                 return
             except docker.errors.APIError as exc:
-                if "active endpoints" not in str(exc) or time.monotonic() > deadline:
+                in_use = any(reason in str(exc) for reason in NETWORK_IN_USE)
+                if not in_use or time.monotonic() > deadline:
                     raise
             time.sleep(0.2)
+
+
+def _iptables(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run an iptables command (in a worker thread); a missing binary is an engine fault."""
+    try:
+        return subprocess.run(
+            argv, capture_output=True, text=True, timeout=IPTABLES_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise EngineUnavailable(
+            f"running iptables to keep replicas apart on Podman: {exc}"
+        ) from None
 
 
 def _network_gateway(attrs: dict[str, Any]) -> str | None:

@@ -6,10 +6,11 @@ one place and checked by unit tests.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from runtime.backends.base import Limits, ReplicaSpec
 from runtime.backends.docker.profile import ISOLATION_RUNTIMES
@@ -30,6 +31,10 @@ TMPFS_SIZE = "64m"
 SECRETS_DIR = wire.SECRETS_DIR
 WARM_CODE_SIZE = "16m"
 WARM_DEPS_SIZE = "32m"
+ENGINE_TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=1m"
+"""Podman's /run and /var/tmp (`_engine_tmpfs`)."""
+CPU_PERIOD = 100_000
+"""Microseconds: the CFS period a CPU quota is a share of (Docker's NanoCpus uses it too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,10 @@ class EngineOptions:
     are dialed there: for engines whose bridge networks the host cannot route to."""
     ulimits: tuple[dict[str, Any], ...] = ()
     """Resource limits every container sets explicitly (Podman needs them)."""
+    podman: bool = False
+    """The engine is Podman: its tmpfs mounts take no uid=/gid= (root owns them anyway)
+    and copy the image directory's mode over ours unless told not to, and a read-only
+    container gets a writable /run and /var/tmp of Podman's own unless it names them."""
 
 
 PUBLISHED_HOST = "127.0.0.1"
@@ -54,15 +63,43 @@ def container_name(project: str, function: str) -> str:
     return f"faas-{project}-{function}-{secrets.token_hex(3)}"
 
 
-def network_args(project: str) -> dict[str, Any]:
-    """A bridge network on which replicas cannot open connections to each other."""
+def bridge_name(project: str) -> str:
+    """The host interface of the project network where the gateway names it (Podman as
+    root): `faas` and a hash of the project, within Linux's 15 characters."""
+    return "faas" + hashlib.sha256(project.encode()).hexdigest()[:10]
+
+
+def network_args(
+    project: str, options: EngineOptions = EngineOptions(), bridge: str | None = None
+) -> dict[str, Any]:
+    """A bridge network on which replicas cannot open connections to each other.
+
+    Docker's bridge driver drops traffic between its containers itself (enable_icc).
+    Podman ignores that option (with a warning): there the network gets the host
+    interface `bridge`, where the gateway can drop that traffic (`isolation_rule`),
+    or no option at all where it cannot.
+    """
+    if not options.podman:
+        driver_options = {"com.docker.network.bridge.enable_icc": "false"}
+    else:
+        driver_options = {"com.docker.network.bridge.name": bridge} if bridge else {}
     return {
         "name": network_name(project),
         "driver": "bridge",
         "labels": {LABEL_PROJECT: project},
-        "options": {"com.docker.network.bridge.enable_icc": "false"},
+        "options": driver_options,
         "check_duplicate": True,
     }
+
+
+IptablesAction = Literal["-C", "-I", "-D"]
+
+
+def isolation_rule(action: IptablesAction, bridge: str) -> list[str]:
+    """The iptables command that checks (-C), inserts first (-I) or deletes (-D) the rule
+    dropping what one container on `bridge` sends another on it (Docker's own rule for
+    enable_icc=false). `-w`: wait for the lock the engine's own rule changes hold."""
+    return ["iptables", "-w", "5", action, "FORWARD", "-i", bridge, "-o", bridge, "-j", "DROP"]
 
 
 def sandbox_args(
@@ -119,6 +156,7 @@ def sandbox_host_config_args(
 ) -> dict[str, Any]:
     return {
         **_published(options),
+        **({"tmpfs": _engine_tmpfs(options)} if options.podman else {}),
         "ulimits": list(options.ulimits) or None,
         "network_mode": network_name(project),
         "read_only": True,
@@ -156,7 +194,7 @@ def _hardening(limits: Limits, isolation: str, options: EngineOptions) -> dict[s
         "runtime": ISOLATION_RUNTIMES[isolation],
         "ulimits": list(options.ulimits) or None,
         "read_only": True,
-        "tmpfs": {"/tmp": f"rw,noexec,nosuid,size={TMPFS_SIZE}"},
+        "tmpfs": {"/tmp": f"rw,noexec,nosuid,size={TMPFS_SIZE}", **_engine_tmpfs(options)},
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
         "mem_limit": memory,
@@ -167,6 +205,25 @@ def _hardening(limits: Limits, isolation: str, options: EngineOptions) -> dict[s
         "restart_policy": {"Name": "no"},
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
     }
+
+
+def _engine_tmpfs(options: EngineOptions) -> dict[str, str]:
+    """Where Podman would mount a writable tmpfs that allows exec in a read-only
+    container: small ones that do not, instead. (Docker mounts none of its own.)
+    The secrets a replica is given are bind-mounted below /run, over this one."""
+    if not options.podman:
+        return {}
+    return {"/run": ENGINE_TMPFS_OPTIONS, "/var/tmp": ENGINE_TMPFS_OPTIONS}
+
+
+def _root_owned(options: EngineOptions) -> str:
+    """Mount options of a tmpfs that belongs to root and that only root may write.
+
+    Docker takes the owner explicitly. Podman refuses uid=/gid= ("unknown mount
+    option") and makes its tmpfs mounts root's anyway, but copies the image
+    directory's contents and mode into the mount unless told `notmpcopyup`.
+    """
+    return "mode=0755,notmpcopyup" if options.podman else "uid=0,gid=0,mode=0755"
 
 
 def _binds(spec: ReplicaSpec) -> dict[str, dict[str, str]]:
@@ -259,7 +316,7 @@ def warm_host_config_args(
     needs to become the replica user, and that change clears them.
     """
     hardening = _hardening(limits, isolation, options)
-    owned = "uid=0,gid=0,mode=0755"
+    owned = _root_owned(options)
     tmpfs = {
         **hardening["tmpfs"],
         SECRETS_DIR: f"rw,noexec,nosuid,nodev,size=1m,{owned}",
@@ -284,6 +341,21 @@ def limits_update(limits: Limits) -> dict[str, int]:
         "MemorySwap": limits.memory,
         "NanoCpus": int(limits.cpus * 1e9),
         "PidsLimit": limits.pids,
+    }
+
+
+LIBPOD_API = "/v4.0.0/libpod"
+"""Podman's own API, beside its Docker one: versioned by Podman releases (4.0.0 is the
+oldest it accepts), not by the Docker API version the client negotiated (400 there)."""
+
+
+def libpod_limits_update(limits: Limits) -> dict[str, Any]:
+    """The same for Podman, whose Docker API has no container update (404 in 4.3): the
+    body of its own POST LIBPOD_API/containers/{id}/update (an OCI LinuxResources)."""
+    return {
+        "memory": {"limit": limits.memory, "swap": limits.memory},
+        "cpu": {"quota": int(limits.cpus * CPU_PERIOD), "period": CPU_PERIOD},
+        "pids": {"limit": limits.pids},
     }
 
 

@@ -1,9 +1,10 @@
-"""Base and function images on the local Docker Engine.
+"""Base and function images on the engine (Docker or Podman, through the Docker API).
 
 A function image's tag is a hash of its inputs, so `build` is a no-op for an
 unchanged function. The base image is pulled when a registry answers; when
-none does, `scripts/build-base-image.sh` makes an equivalent from Debian
-packages (debootstrap), which takes under a minute.
+none does, `scripts/build-base-image.sh` makes an equivalent root filesystem from
+Debian packages (debootstrap), which takes under a minute, and it is imported
+through the API: into whichever engine answers, with no engine CLI needed.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 import docker.errors
@@ -27,6 +31,17 @@ DEBOOTSTRAP_EXPECTED_LINES = 430
 """About how many lines debootstrap prints for a minbase + python3 root: drives the progress bar."""
 
 PULL_TIMEOUT = 20.0
+
+BASE_IMAGE_CHANGES = (
+    "ENV LANG=C.UTF-8",
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LABEL faas.base=debootstrap",
+    'CMD ["python3"]',
+)
+"""The image settings of a base image built from Debian packages (as in the script's import)."""
+
+BUILD_STEP = re.compile(r"step (\d+)/(\d+)", re.IGNORECASE)
+"""A build step's line: Docker says "Step 2/5 : RUN ...", Podman "STEP 2/5: RUN ..."."""
 
 
 def image_id(api: APIClient, image: str) -> str | None:
@@ -46,7 +61,7 @@ def ensure_base_image(api: APIClient, image: str, progress: ProgressCallback) ->
     log.info(
         "pull failed, building from Debian packages", extra={"image": image, "error": pull_error}
     )
-    _build_base_from_debian(image, progress)
+    _build_base_from_debian(api, image, progress)
     if image_id(api, image) is None:
         raise ImageBuildError(f"{BASE_IMAGE_SCRIPT.name} finished but image {image} is missing")
 
@@ -67,30 +82,57 @@ def _try_pull(api: APIClient, image: str) -> str | None:
     return None
 
 
-def _build_base_from_debian(image: str, progress: ProgressCallback) -> None:
+def _build_base_from_debian(api: APIClient, image: str, progress: ProgressCallback) -> None:
     if not BASE_IMAGE_SCRIPT.exists():
         raise ImageBuildError(
             f"cannot pull {image} and {BASE_IMAGE_SCRIPT} is missing to build it; "
             "pull or build the base image by hand, or set base_image in functions.yaml"
         )
     progress(f"no registry answers: building {image} from Debian packages", 0.0)
-    process = subprocess.Popen(
-        ["bash", str(BASE_IMAGE_SCRIPT), image],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    tail: list[str] = []
-    for count, line in enumerate(process.stdout, start=1):
-        line = line.rstrip()
-        tail = [*tail[-19:], line]
-        progress(line[:80], min(count / DEBOOTSTRAP_EXPECTED_LINES, 0.99))
-    if process.wait() != 0:
-        raise ImageBuildError(
-            f"building base image {image} failed (exit {process.returncode}):\n" + "\n".join(tail)
+    with tempfile.TemporaryDirectory(prefix="faas-base-") as work:
+        archive = Path(work) / "rootfs.tar"
+        process = subprocess.Popen(
+            ["bash", str(BASE_IMAGE_SCRIPT), image],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "FAAS_BASE_ARCHIVE": str(archive)},
         )
+        assert process.stdout is not None
+        tail: list[str] = []
+        for count, line in enumerate(process.stdout, start=1):
+            line = line.rstrip()
+            tail = [*tail[-19:], line]
+            progress(line[:80], min(count / DEBOOTSTRAP_EXPECTED_LINES, 0.98))
+        if process.wait() != 0:
+            raise ImageBuildError(
+                f"building base image {image} failed (exit {process.returncode}):\n"
+                + "\n".join(tail)
+            )
+        progress(f"importing {image}", 0.99)
+        _import(api, archive, image)
     progress(f"built {image}", 1.0)
+
+
+def _import(api: APIClient, archive: Path, image: str) -> None:
+    """Import a root filesystem archive as `image` (repository:tag).
+
+    The tag goes in the repository argument: Docker splits it off there, and Podman
+    ignores a separate tag on import.
+    """
+    try:
+        answer = api.import_image_from_file(
+            str(archive), repository=image, changes=list(BASE_IMAGE_CHANGES)
+        )
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(f"importing base image {image} failed: {exc}") from None
+    for line in str(answer).splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("error"):
+            raise ImageBuildError(f"importing base image {image} failed: {event['error']}")
 
 
 def build_function_image(api: APIClient, request: ImageRequest, progress: ProgressCallback) -> bool:
@@ -120,9 +162,9 @@ def build_function_image(api: APIClient, request: ImageRequest, progress: Progre
             text = event.get("stream", "")
             if text:
                 output.append(text)
-                if text.startswith("Step "):
-                    step, _, total = text.split(" ", 2)[1].partition("/")
-                    fraction = int(step) / int(total) if total.isdigit() else None
+                step = BUILD_STEP.match(text)
+                if step is not None:
+                    fraction = int(step[1]) / int(step[2]) if int(step[2]) else None
                     progress(f"{subject}: {text.strip()[:70]}", fraction)
     except docker.errors.APIError as exc:
         raise ImageBuildError(f"building the image of {subject} failed: {exc}") from None

@@ -27,10 +27,22 @@ GVISOR_RUNTIME = "runsc"
 ISOLATION_RUNTIMES: Mapping[str, str | None] = {"container": None, "gvisor": GVISOR_RUNTIME}
 """A function's `isolation` -> its replicas' OCI runtime (None: the engine's default)."""
 
-PODMAN_ULIMITS = ({"Name": "nofile", "Soft": 65536, "Hard": 65536},)
-"""Podman passes its own defaults through as rlimits, which a container in an
-unprivileged or nested host may not raise ("error setting rlimit type 7"): explicit
-values, at most what the host allows, are always accepted."""
+PODMAN_ULIMITS = (
+    {"Name": "nofile", "Soft": 1024, "Hard": 16384},
+    {"Name": "nproc", "Soft": 32768, "Hard": 32768},
+)
+"""Podman (4.3, as root) passes its own defaults through as rlimits unless a container
+sets them, and a service whose own limits are lower fails every start ("error setting
+rlimit type 7: operation not permitted", type 6 for nproc). Explicit values no higher
+than the service's hard limits are always accepted: nofile 1024 soft (what programs
+expect; raising it is the function's business) up to 16384 hard.
+
+nproc stays high on purpose: the kernel counts it per uid across the whole host, not
+per container, and every replica of every function runs as the same uid (10001), so a
+low value would let a few busy replicas keep each other from starting threads. Each
+container's own processes are bounded by its pids limit (a cgroup) instead. 32768 is
+the kernel's default pid_max; a service started with a lower hard limit of either
+(/proc/<pid of podman system service>/limits) needs these lowered to match."""
 
 GVISOR_FIX = (
     'register it in /etc/docker/daemon.json: {"runtimes": {"runsc": {"path": "/usr/bin/runsc", '
@@ -80,7 +92,9 @@ def profile_of(version: Mapping[str, Any], info: Mapping[str, Any], base_url: st
     return EngineProfile(
         product=product,
         version=str(version.get("Version", "?")),
-        rootless=any(option.startswith("name=rootless") for option in security),
+        # Docker names it in its security options; Podman never does, but says so itself.
+        rootless=info.get("Rootless") is True
+        or any(option.startswith("name=rootless") for option in security),
         runtimes=frozenset(info.get("Runtimes") or ()),
         remote=not base_url.startswith(("unix:", "npipe:", "http+unix:")),
         enforces_limits=info.get("CgroupDriver") != "none" and info.get("MemoryLimit") is not False,
@@ -102,6 +116,25 @@ def replica_access(
     if profile.rootless or profile.desktop or profile.remote:
         return "published"
     return "address" if gateway_is_local else "published"
+
+
+NetworkIsolation = Literal["engine", "iptables", "none"]
+
+
+def network_isolation(profile: EngineProfile, euid: int) -> NetworkIsolation:
+    """What keeps replicas on the project network from opening connections to each other.
+
+    "engine": Docker's bridge driver, told so (enable_icc=false; rootless Docker too,
+    inside its own namespace). Podman ignores that option. "iptables": as root on the
+    host of a rootful Podman, the gateway names the network's bridge and drops traffic
+    within it itself, as Docker does. "none": nothing can (rootless or remote Podman, or a
+    gateway that is not root); each replica still refuses calls without its own token.
+    """
+    if not profile.podman:
+        return "engine"
+    if profile.rootless or profile.remote or euid != 0:
+        return "none"
+    return "iptables"
 
 
 def engine_url(engine: Engine, environ: Mapping[str, str], uid: int | None = None) -> str:
@@ -153,3 +186,25 @@ def unsupported(version: Mapping[str, Any]) -> str | None:
             "(Docker 19.03+, Podman 3+)"
         )
     return None
+
+
+def isolation_problems(
+    backend: str, profile: EngineProfile | None, isolations: Mapping[str, str]
+) -> list[str]:
+    """What stops each function (name -> its `isolation`) from running as asked here."""
+    problems = []
+    for function, isolation in sorted(isolations.items()):
+        runtime = ISOLATION_RUNTIMES[isolation]
+        if runtime is None:
+            continue
+        if backend != "docker" or profile is None:
+            problems.append(
+                f"function {function}: isolation: {isolation} runs on the docker backend only "
+                f"(the {backend} backend cannot choose a replica's runtime)"
+            )
+        elif runtime not in profile.runtimes:
+            problems.append(
+                f"function {function}: isolation: {isolation} needs the {runtime} runtime, "
+                f"which {profile.describe()} does not have; {GVISOR_FIX}"
+            )
+    return problems
