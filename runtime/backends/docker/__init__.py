@@ -27,6 +27,7 @@ import os
 import secrets
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -81,6 +82,10 @@ class DockerBackend(EngineBackend):
         self._isolation = network_isolation(self.profile, os.geteuid())
         self._bridge = containers.bridge_name(project) if self._isolation == "iptables" else None
         """The project network's interface, named by us where we drop traffic within it."""
+        self._isolated: str | None = None
+        """The interface our rule is on, once its network is made (see `_keep_first`)."""
+        self._isolation_checked = threading.Event()
+        self._isolation_lock = threading.Lock()
         self._network_ready = asyncio.Lock()
         self._has_network = False
         self._start_slots = asyncio.Semaphore(CONCURRENT_STARTS)
@@ -119,6 +124,8 @@ class DockerBackend(EngineBackend):
             bridge = self._interface_of(self._network) if self._bridge else None
         if bridge is not None:
             self._isolate(bridge)
+            self._isolated = bridge
+            self._isolation_checked.clear()
         elif self._isolation == "none":
             log.warning(
                 "replicas on this engine are not kept from connecting to each other: Podman "
@@ -158,6 +165,13 @@ class DockerBackend(EngineBackend):
         """Drop what one container on `bridge` sends another (idempotent)."""
         if _iptables(containers.isolation_rule("-C", bridge)).returncode == 0:
             return
+        self._insert_rule(bridge)
+        log.info(
+            "replicas kept from connecting to each other",
+            extra={"network": self._network, "bridge": bridge},
+        )
+
+    def _insert_rule(self, bridge: str) -> None:
         argv = containers.isolation_rule("-I", bridge)
         inserted = _iptables(argv)
         if inserted.returncode != 0:
@@ -165,10 +179,30 @@ class DockerBackend(EngineBackend):
                 f"keeping replicas on {self._network} apart (`{' '.join(argv)}`): "
                 f"{inserted.stderr.strip() or f'exit {inserted.returncode}'}"
             )
-        log.info(
-            "replicas kept from connecting to each other",
-            extra={"network": self._network, "bridge": bridge},
-        )
+
+    def _keep_first(self) -> None:
+        """After a container started: once per network, put our rule back above netavark's
+        jump if netavark just inserted that first (`containers.isolation_comes_first`).
+        netavark sets a bridge up when its first container starts; before then no two
+        replicas are on it. Copies left below are removed with the rule (`_unisolate`)."""
+        bridge = self._isolated
+        if bridge is None or self._isolation_checked.is_set():
+            return
+        with self._isolation_lock:
+            if self._isolation_checked.is_set():
+                return
+            listed = _iptables(containers.FORWARD_RULES)
+            if listed.returncode != 0:
+                raise EngineUnavailable(
+                    f"listing iptables FORWARD rules: {listed.stderr.strip() or listed.returncode}"
+                )
+            if not containers.isolation_comes_first(listed.stdout, bridge):
+                self._insert_rule(bridge)
+                log.info(
+                    "the rule keeping replicas apart put back above netavark's",
+                    extra={"network": self._network, "bridge": bridge},
+                )
+            self._isolation_checked.set()
 
     def _unisolate(self, bridge: str) -> None:
         """Remove every copy of the rule `_isolate` inserted; a failure is only logged."""
@@ -238,6 +272,7 @@ class DockerBackend(EngineBackend):
             )["Id"]
             try:
                 api.start(sandbox)
+                self._keep_first()
                 address = self._address(api.inspect_container(sandbox))
                 host_config = api.create_host_config(
                     **containers.host_config_args(spec, self.project, sandbox, options)
@@ -333,6 +368,7 @@ class DockerBackend(EngineBackend):
         with engine_errors(f"starting replica {created.name}"):
             try:
                 self._api.start(created.id)
+                self._keep_first()
                 address = created.address or self._address(self._api.inspect_container(created.id))
             except BaseException:
                 with contextlib.suppress(Exception):  # the caller removes it again
@@ -485,6 +521,7 @@ class DockerBackend(EngineBackend):
         for bridge in sorted(bridges):  # also a rule whose network an earlier run removed
             self._unisolate(bridge)
         self._has_network = False
+        self._isolated = None
         self._sandboxes.clear()
         self._assigned.clear()
         self._warm_limits.clear()

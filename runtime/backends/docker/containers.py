@@ -93,13 +93,38 @@ def network_args(
 
 
 IptablesAction = Literal["-C", "-I", "-D"]
+IPTABLES = ("iptables", "-w", "5")
+"""`-w`: wait for the lock the engine's own rule changes hold."""
+FORWARD_RULES = [*IPTABLES, "-S", "FORWARD"]
+"""The command that lists the FORWARD chain's rules (`isolation_comes_first` reads it)."""
+
+
+def _isolation(bridge: str) -> list[str]:
+    return ["-i", bridge, "-o", bridge, "-j", "DROP"]
 
 
 def isolation_rule(action: IptablesAction, bridge: str) -> list[str]:
     """The iptables command that checks (-C), inserts first (-I) or deletes (-D) the rule
     dropping what one container on `bridge` sends another on it (Docker's own rule for
-    enable_icc=false). `-w`: wait for the lock the engine's own rule changes hold."""
-    return ["iptables", "-w", "5", action, "FORWARD", "-i", bridge, "-o", bridge, "-j", "DROP"]
+    enable_icc=false)."""
+    return [*IPTABLES, action, "FORWARD", *_isolation(bridge)]
+
+
+def isolation_comes_first(forward_rules: str, bridge: str) -> bool:
+    """Whether, in `iptables -S FORWARD`, the rule of `bridge` comes before netavark's
+    jump to its own chain, which accepts whatever a Podman network's containers send.
+
+    netavark inserts that jump first in FORWARD whenever it is missing (when the first
+    Podman network since boot is set up), above a rule put there before it.
+    """
+    ours = " ".join(["-A", "FORWARD", *_isolation(bridge)])
+    for line in forward_rules.splitlines():
+        line = line.strip()
+        if line == ours:
+            return True
+        if line.startswith("-A FORWARD ") and line.endswith("-j NETAVARK_FORWARD"):
+            return False
+    return False
 
 
 def sandbox_args(
