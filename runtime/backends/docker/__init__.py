@@ -510,7 +510,8 @@ class DockerBackend(EngineBackend):
         label = f"{containers.LABEL_PROJECT}={self.project}"
         with engine_errors(f"removing the containers of project {self.project}"):
             found = self._api.containers(all=True, filters={"label": label})
-            for container in found:
+            # network sandboxes last: Podman refuses to remove one while a replica joins it
+            for container in sorted(found, key=_is_sandbox):
                 self._remove(container["Id"])
             bridges = {self._bridge} if self._bridge else set()
             for network in self._api.networks(filters={"label": label}):
@@ -555,6 +556,10 @@ def _iptables(argv: list[str]) -> subprocess.CompletedProcess[str]:
         raise EngineUnavailable(
             f"running iptables to keep replicas apart on Podman: {exc}"
         ) from None
+
+
+def _is_sandbox(listed: dict[str, Any]) -> bool:
+    return (listed.get("Labels") or {}).get(containers.LABEL_ROLE) == containers.ROLE_SANDBOX
 
 
 def _network_gateway(attrs: dict[str, Any]) -> str | None:
