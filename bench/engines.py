@@ -5,7 +5,9 @@ Targets (as tests/engines.py selects them on the `faas up` command line):
 - published: Docker, runc, replicas dialed at a port published on 127.0.0.1
   (`--replica-access published`);
 - gvisor: Docker, every function in a gVisor sandbox (`--isolation gvisor`);
-- podman: Podman's Docker-compatible API (`--engine podman`, CONTAINER_HOST).
+- podman: Podman's Docker-compatible API (`--engine podman`, CONTAINER_HOST);
+- rootless: rootless Docker (DOCKER_HOST), whose replicas the gateway dials at
+  ports published through rootlesskit, as it must there.
 A target the machine does not have is left out, with the reason.
 
 Each target serves bench/projects/engines twice, in production mode (--no-reload):
@@ -24,11 +26,12 @@ round), which a load drifting over the run skews less. The issue's two targets a
 checked: gVisor's warm-pool cold start within 2x of runc's, and published-port
 throughput within 10% of bridge-address throughput.
 
-    python bench/engines.py [--runs 7] [--targets docker,published,gvisor,podman]
+    python bench/engines.py [--runs 7] [--targets docker,published,gvisor,podman,rootless]
                             [--seconds 3] [--rounds 5] [--connections 32]
 
 Needs wrk (Debian package `wrk`) and a Docker engine (scripts/setup.sh); gVisor
-(FAAS_GVISOR=1 scripts/ensure-docker.sh) and Podman (scripts/ensure-podman.sh) optional.
+(FAAS_GVISOR=1 scripts/ensure-docker.sh), Podman (scripts/ensure-podman.sh) and rootless
+Docker (scripts/ensure-rootless-docker.sh) optional.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import statistics
@@ -91,6 +95,15 @@ class Target:
         return docker.DockerClient(base_url=self.base_url, version="auto")
 
 
+def _rootless_url() -> str:
+    try:
+        return f"unix:///run/user/{pwd.getpwnam('faas-rootless').pw_uid}/docker.sock"
+    except KeyError:  # scripts/ensure-rootless-docker.sh makes the user
+        return "unix:///nonexistent/docker.sock"
+
+
+ROOTLESS_URL = _rootless_url()
+
 TARGETS = {
     "docker": Target("docker", "Docker, runc, bridge address", ("--replica-access", "address")),
     "published": Target(
@@ -109,6 +122,14 @@ TARGETS = {
         {"CONTAINER_HOST": PODMAN_URL},
         PODMAN_URL,
         setup="scripts/ensure-podman.sh",
+    ),
+    "rootless": Target(
+        "rootless",
+        "rootless Docker, published port",
+        (),
+        {"DOCKER_HOST": ROOTLESS_URL},
+        ROOTLESS_URL,
+        setup="scripts/ensure-rootless-docker.sh",
     ),
 }
 REFERENCE = "docker"
@@ -454,7 +475,7 @@ def report(
     )
     engines: dict[str, list[str]] = {}
     for name, version in versions.items():
-        engine = "Podman" if TARGETS[name].up_args[:2] == ("--engine", "podman") else "Docker"
+        engine = {"podman": "Podman", "rootless": "rootless Docker"}.get(name, "Docker")
         engines.setdefault(f"{engine} {version}", []).append(name)
     print("engines: " + "; ".join(f"{e} ({', '.join(n)})" for e, n in engines.items()))
     ref = figures[REFERENCE]
