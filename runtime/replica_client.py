@@ -172,7 +172,12 @@ class ReplicaClient:
         headers = {wire.TOKEN_HEADER: replica.token, "content-type": wire.INIT_CONTENT_TYPE}
         try:
             async with self._client().post(
-                url, data=archive, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+                url,
+                data=archive,
+                headers=headers,
+                # a watchdog killed since it was ready may not even refuse the connection
+                # (gVisor's sandbox leaves no one to answer): give up as a call would
+                timeout=aiohttp.ClientTimeout(total=30, sock_connect=CONNECT_TIMEOUT),
             ) as response:
                 body = await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:

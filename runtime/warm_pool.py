@@ -76,6 +76,18 @@ def fits(code: Mapping[str, bytes]) -> bool:
     return sum(len(content) for content in code.values()) <= MAX_CODE_BYTES
 
 
+FIXED_LIMITS = frozenset({"gvisor"})
+"""Isolations whose runtime cannot change a running container's limits (runsc has no
+`update`): their warm watchdogs are made with a function's own limits, a pool per set."""
+
+PoolKey = tuple[str, Limits | None]
+
+
+def pool_key(isolation: str, limits: Limits) -> PoolKey:
+    """Which warm pool a function with `isolation` and `limits` starts from."""
+    return (isolation, limits if isolation in FIXED_LIMITS else None)
+
+
 def to_start(size: int, ready: int, starting: int, handing: int, removing: int) -> int:
     """How many warm watchdogs a refill starts: what `size` leaves once the ready ones,
     the ones on their way, the ones being handed to a start and the failed ones not yet

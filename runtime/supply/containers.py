@@ -20,7 +20,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from runtime import warm_pool
-from runtime.backends.base import DEFAULT_PIDS, ContainerBackend, Limits
+from runtime.backends.base import ContainerBackend, Limits
 from runtime.errors import FaasError, ReplicaUnreachable
 from runtime.images import plan_warm_image
 from runtime.pool import FunctionPool, ReplicaHandle
@@ -29,7 +29,7 @@ from runtime.replica_client import ReplicaClient
 from runtime.scaling.decide import Observation
 from runtime.supply.base import FunctionProgress, Recipe, for_task, still_running
 from runtime.supply.starts import ContainerStarts
-from runtime.warm_pool import WarmPool
+from runtime.warm_pool import PoolKey, WarmPool, pool_key
 
 log = logging.getLogger("faas.scale")
 
@@ -48,8 +48,9 @@ class ContainerSupply:
         self.removals = Removals(backend)
         """Containers being removed, with retries."""
         self.reconciler = Reconciler(backend, self.tracked, self.removals)
-        self.warm: dict[str, WarmPool] = {}
-        """The project's warm watchdogs by isolation (container, gvisor), once started."""
+        self.warm: dict[PoolKey, WarmPool] = {}
+        """The project's warm watchdogs by isolation (and limits where the runtime cannot
+        change them: `warm_pool.pool_key`), once started."""
         self._client = client
         self._warm_size = warm_pool
         self._warm_image: str | None = None
@@ -101,7 +102,7 @@ class ContainerSupply:
         self._warm_image, self._warm_base = request.tag, base
 
     async def start(self, pools: Sequence[FunctionPool], progress: FunctionProgress) -> None:
-        """Start warm watchdogs for each isolation some function could start on them with."""
+        """Start warm watchdogs for each pool some function could start from (`pool_key`)."""
         image, base = self._warm_image, self._warm_base
         if image is None or base is None or self.warm:
             return
@@ -111,20 +112,20 @@ class ContainerSupply:
         ]
         # Without takers every function needs its own image: warm watchdogs would only idle.
         mounts = {s.recipe.code_mount for s in functions if s.recipe is not None}
-        for isolation in sorted({s.pool.spec.isolation for s in takers}):
+        by_key: dict[PoolKey, list[Limits]] = collections.defaultdict(list)
+        for taker in takers:
+            key = pool_key(taker.pool.spec.isolation, taker.own_limits)
+            by_key[key].append(taker.own_limits)
+        for key, limits in sorted(by_key.items(), key=lambda item: str(item[0])):
+            isolation = key[0]
             # The limits most takers run under: warm watchdogs start under them, so
             # starting those functions needs no update of the limits.
-            limits = collections.Counter(
-                (s.pool.spec.memory, s.pool.spec.cpus, DEFAULT_PIDS)
-                for s in takers
-                if s.pool.spec.isolation == isolation
-            ).most_common(1)[0][0]
-            self.warm[isolation] = WarmPool(
+            self.warm[key] = WarmPool(
                 self.backend,
                 self._client,
                 self._warm_size,
                 image,
-                Limits(*limits),
+                collections.Counter(limits).most_common(1)[0][0],
                 sorted(mount for mount in mounts if mount is not None),
                 self.removals,
                 base=base,

@@ -26,7 +26,7 @@ from runtime.pool import FunctionPool
 from runtime.reconcile import Removals
 from runtime.replica_client import ReplicaClient
 from runtime.supply.base import Recipe
-from runtime.warm_pool import WarmPool
+from runtime.warm_pool import PoolKey, WarmPool, pool_key
 
 log = logging.getLogger("faas.pool")
 
@@ -51,8 +51,8 @@ class ContainerStarts:
         self.pool = pool
         self.recipe: Recipe | None = None
         """What its replicas are made from; None until its image is built."""
-        self.warm_pools: Mapping[str, WarmPool] = {}
-        """The project's warm watchdogs by isolation, once they run (`ContainerSupply.start`)."""
+        self.warm_pools: Mapping[PoolKey, WarmPool] = {}
+        """The project's warm watchdogs (`pool_key`), once they run (`ContainerSupply.start`)."""
         self.warm_code: Mapping[str, bytes] | None = None
         """The code a warm watchdog is sent (`app/...`; only `deps/...` in development,
         where warm watchdogs mount the code); None: it cannot start on one."""
@@ -69,8 +69,8 @@ class ContainerStarts:
 
     @property
     def warm(self) -> WarmPool | None:
-        """The warm pool this function's replicas can start from (its isolation's)."""
-        return self.warm_pools.get(self.pool.spec.isolation)
+        """The warm pool this function's replicas can start from (`pool_key`)."""
+        return self.warm_pools.get(pool_key(self.pool.spec.isolation, self.own_limits))
 
     @property
     def starts_warm(self) -> bool:
@@ -79,8 +79,6 @@ class ContainerStarts:
             return False
         if self.pool.spec.base_image != warm.base:
             return False
-        if warm.isolation == "gvisor" and warm.limits != self.own_limits:
-            return False  # runsc cannot change a running sandbox's limits: only its own
         return recipe.code_mount is None or recipe.code_mount in warm.code_mounts
 
     @property

@@ -62,23 +62,48 @@ def unassigned(client: docker.DockerClient, project: str) -> list[dict[str, Any]
     return [c for c in found if c["Names"][0].lstrip("/").startswith(f"faas-{project}.warm-")]
 
 
-def at_zero(client: docker.DockerClient, project: str) -> bool:
-    return not running_replicas(client, project) and len(unassigned(client, project)) == 1
+@pytest.fixture(scope="module")
+def pools(engine: Target) -> int:
+    """Warm pools of the project, of one watchdog each. runsc cannot change a running
+    sandbox's limits, so under gVisor each set of limits has a pool: probe's and other's."""
+    return 2 if engine.name == "gvisor" else 1
 
 
-def wait_until_warm_ready(warm: Gateway) -> None:
+OTHER_MEMORY = 256 * MIB
+"""`other` has the default memory; `probe` 96 MiB."""
+
+
+def at_zero(client: docker.DockerClient, project: str, pools: int) -> bool:
+    return not running_replicas(client, project) and len(unassigned(client, project)) == pools
+
+
+def watchdog_for(client: docker.DockerClient, project: str, memory: int) -> dict[str, Any]:
+    """The unassigned warm watchdog a function with `memory` starts on: the only one, or
+    under gVisor the one made with its limits."""
+    waiting = unassigned(client, project)
+    if len(waiting) == 1:
+        return waiting[0]
+    (chosen,) = [
+        c
+        for c in waiting
+        if client.api.inspect_container(c["Id"])["HostConfig"]["Memory"] == memory
+    ]
+    return chosen
+
+
+def wait_until_warm_ready(warm: Gateway, pools: int) -> None:
     """Running is not enough: the pool counts a watchdog once it answers ready."""
     wait_for(
-        lambda: "faas_warm_pool_ready 1.0" in warm.admin_get("/metrics").text,
+        lambda: f"faas_warm_pool_ready {pools}.0" in warm.admin_get("/metrics").text,
         30,
-        "the warm watchdog counted as ready",
+        "the warm watchdogs counted as ready",
     )
 
 
 def test_functions_at_zero_hold_nothing(
-    engine: Target, warm: Gateway, docker_client: docker.DockerClient
+    pools: int, warm: Gateway, docker_client: docker.DockerClient
 ) -> None:
-    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    wait_for(lambda: at_zero(docker_client, warm.project, pools), 30, "every function at zero")
     everything = docker_client.api.containers(
         all=True, filters={"label": f"faas.project={warm.project}"}
     )
@@ -86,34 +111,28 @@ def test_functions_at_zero_hold_nothing(
         (c["Labels"].get("faas.role", "replica"), c["Labels"].get("faas.function"))
         for c in everything
     )
-    if engine.name == "gvisor":
-        # runsc cannot change a running sandbox's limits: `other` (limits unlike the warm
-        # watchdogs') starts the ordinary way and keeps a replica created ahead; `probe`,
-        # with the watchdogs' limits, holds nothing
-        assert ("warm", None) in held
-        assert not [role for role, function in held if function == "probe"]
-    else:
-        # no container of either function (not even one created ahead): only the
-        # project's warm watchdog, which names no function
-        assert held == [("warm", None)]
+    # no container of either function (not even one created ahead): only the project's
+    # warm watchdogs, which name no function
+    assert held == [("warm", None)] * pools
 
 
 def test_metrics_show_the_ready_warm_watchdogs(
-    warm: Gateway, docker_client: docker.DockerClient
+    pools: int, warm: Gateway, docker_client: docker.DockerClient
 ) -> None:
-    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
-    wait_until_warm_ready(warm)
+    wait_for(lambda: at_zero(docker_client, warm.project, pools), 30, "every function at zero")
+    wait_until_warm_ready(warm, pools)
 
 
 def test_cold_start_on_a_warm_watchdog(
+    pools: int,
     engine: Target,
     warm: Gateway,
     client: httpx.Client,
     docker_client: docker.DockerClient,
     secret: str,
 ) -> None:
-    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
-    (waiting,) = unassigned(docker_client, warm.project)
+    wait_for(lambda: at_zero(docker_client, warm.project, pools), 30, "every function at zero")
+    waiting = watchdog_for(docker_client, warm.project, 96 * MIB)
 
     response = client.get("/function/probe")
     assert response.status_code == 200, response.text
@@ -165,23 +184,22 @@ def test_cold_start_on_a_warm_watchdog(
     assert rows["probe"]["replica_names"] == [replica["Names"][0].lstrip("/")]
 
     # the pool makes a successor for the one taken
-    wait_for(lambda: len(unassigned(docker_client, warm.project)) == 1, 30, "a warm watchdog")
-    (successor,) = unassigned(docker_client, warm.project)
-    assert successor["Id"] != waiting["Id"]
+    wait_for(lambda: len(unassigned(docker_client, warm.project)) == pools, 30, "a successor")
+    assert waiting["Id"] not in {c["Id"] for c in unassigned(docker_client, warm.project)}
 
 
 def test_a_warm_watchdog_serves_one_function_then_goes(
-    warm: Gateway, client: httpx.Client, docker_client: docker.DockerClient
+    pools: int, warm: Gateway, client: httpx.Client, docker_client: docker.DockerClient
 ) -> None:
-    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    wait_for(lambda: at_zero(docker_client, warm.project, pools), 30, "every function at zero")
     assert client.get("/function/probe").status_code == 200
     (probe,) = running_replicas(docker_client, warm.project, "probe")
-    wait_for(lambda: len(unassigned(docker_client, warm.project)) == 1, 30, "a warm watchdog")
+    wait_for(lambda: len(unassigned(docker_client, warm.project)) == pools, 30, "a successor")
     assert client.get("/function/other").status_code == 200
     (other,) = running_replicas(docker_client, warm.project, "other")
     assert other["Id"] != probe["Id"]
     # idle past idle_timeout: removed, not handed back to the pool
-    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    wait_for(lambda: at_zero(docker_client, warm.project, pools), 30, "every function at zero")
 
     def removed() -> bool:
         left = {c["Id"] for c in docker_client.api.containers(all=True)}
@@ -191,9 +209,9 @@ def test_a_warm_watchdog_serves_one_function_then_goes(
 
 
 def test_more_cold_starts_than_warm_watchdogs(
-    warm: Gateway, docker_client: docker.DockerClient
+    pools: int, warm: Gateway, docker_client: docker.DockerClient
 ) -> None:
-    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
+    wait_for(lambda: at_zero(docker_client, warm.project, pools), 30, "every function at zero")
     statuses: dict[str, int] = {}
 
     def call(function: str) -> None:
@@ -209,11 +227,11 @@ def test_more_cold_starts_than_warm_watchdogs(
 
 
 def test_a_dead_warm_watchdog_does_not_fail_a_call(
-    warm: Gateway, client: httpx.Client, docker_client: docker.DockerClient
+    pools: int, warm: Gateway, client: httpx.Client, docker_client: docker.DockerClient
 ) -> None:
-    wait_for(lambda: at_zero(docker_client, warm.project), 30, "every function at zero")
-    wait_until_warm_ready(warm)
-    (waiting,) = unassigned(docker_client, warm.project)
+    wait_for(lambda: at_zero(docker_client, warm.project, pools), 30, "every function at zero")
+    wait_until_warm_ready(warm, pools)
+    waiting = watchdog_for(docker_client, warm.project, OTHER_MEMORY)
     docker_client.api.kill(waiting["Id"])
     response = client.get("/function/other")
     assert response.status_code == 200, response.text

@@ -332,7 +332,7 @@ class Rig:
         assert self.untracked() == set()
 
     def warm_full(self) -> bool:
-        warm = self.supply.warm.get("container")
+        warm = self.supply.warm.get(("container", None))
         return warm is not None and warm.ready == warm.size
 
     async def settle(self, until: Callable[[], object] = lambda: True) -> None:
@@ -670,7 +670,7 @@ def test_a_warm_start_failing_at_any_step_leaves_nothing_untracked(
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=1)
         await start_warm_pool(r)
         pool = r.platform.pools["warm0"]
-        assert r.supply.warm["container"].ready == 2
+        assert r.supply.warm[("container", None)].ready == 2
         step, error = WARM_FAULTS[fault]
         # both warm attempts fail the same way
         r.script.fail(step, error, error)
@@ -679,7 +679,7 @@ def test_a_warm_start_failing_at_any_step_leaves_nothing_untracked(
         await r.settle(until=r.warm_full)
         r.assert_tracked_once()
         assert r.engine.most_unassigned <= 2
-        assert r.supply.warm["container"].held <= 2
+        assert r.supply.warm[("container", None)].held <= 2
         if isinstance(error, FunctionUnavailable):
             assert pool.error is not None and pool.replicas == []
         else:  # two warm watchdogs failed: the start took a container of its own
@@ -728,7 +728,7 @@ def test_a_start_cancelled_while_it_waits_for_a_watchdog_on_its_way(
         pool = r.platform.pools["warm0"]
         release = r.script.hold(step)
         await start_warm_pool(r, wait=False)
-        warm = r.supply.warm["container"]
+        warm = r.supply.warm[("container", None)]
         assert warm is not None
         task = asyncio.get_running_loop().create_task(r.supply.start_replica(pool))
         await until(lambda: warm._waiting, "the start waits for the watchdog")
@@ -753,7 +753,7 @@ def test_closing_the_warm_pool_while_it_makes_a_watchdog_leaves_nothing(
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=1)
         release = r.script.hold(step)
         await start_warm_pool(r, wait=False)
-        warm = r.supply.warm["container"]
+        warm = r.supply.warm[("container", None)]
         assert warm is not None
         await r.script.entered[step].wait()
         await warm.close()
@@ -775,7 +775,7 @@ def test_the_warm_pool_never_exceeds_its_size_under_failures(
         monkeypatch.setattr(warm_module, "TAKE_WAIT", 0.005)
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=8)
         await start_warm_pool(r)
-        warm = r.supply.warm["container"]
+        warm = r.supply.warm[("container", None)]
         assert warm is not None
         r.script.fail("ready_warm", EMFILE, None, ReplicaStartError("exited"), None, EMFILE)
         r.script.fail("init", ReplicaUnreachable("EMFILE"), None, EMFILE)
@@ -828,7 +828,7 @@ def test_a_failed_watchdog_keeps_its_place_until_it_is_removed(
     async def main() -> None:
         r = rig(tmp_path, monkeypatch, warm=1, warm_functions=1)
         await start_warm_pool(r)
-        warm = r.supply.warm["container"]
+        warm = r.supply.warm[("container", None)]
         assert warm is not None
         (failed,) = r.engine.alive()
         r.script.fail("init", ReplicaUnreachable("EMFILE"), ReplicaUnreachable("EMFILE"))
@@ -872,7 +872,7 @@ def test_waiting_starts_do_not_grow_the_pool(
         await asyncio.gather(*starts)  # 2 warm, 4 gave up waiting and took containers
         slow.set()
         await r.settle(until=r.warm_full)
-        assert r.supply.warm["container"].ready == 2
+        assert r.supply.warm[("container", None)].ready == 2
         assert r.engine.most_unassigned <= 2
         r.assert_tracked_once()
         await r.close()
