@@ -240,7 +240,10 @@ class ContainerStarts:
             },
         )
         if self._failures >= START_FAILURES_BEFORE_FAILED:
-            self._failed_for_good(str(exc) or type(exc).__name__)
+            # callers learn that, not the engine's words (paths, container names): those
+            # are logged above and shown by the admin API
+            reason = f"its replicas failed to start {self._failures} times in a row"
+            self._failed_for_good(reason, str(exc) or type(exc).__name__)
 
     def _failed_for_good(self, reason: str, detail: str | None = None) -> None:
         """Fail the function; once the failure is cleared, starts are counted afresh."""
