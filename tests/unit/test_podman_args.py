@@ -358,11 +358,6 @@ def test_the_libpod_update_is_podmans_own_versioned_api() -> None:
     assert containers.LIBPOD_API == "/v4.0.0/libpod"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="int() truncates 0.29 * 100000 (28999.999...) to 28999 µs, where a replica "
-    "created with nano_cpus int(0.29e9) = 290000000 gets 29000",
-)
 def test_a_warm_podman_watchdog_gets_the_cpu_quota_a_fresh_replica_would() -> None:
     limits = Limits(memory=128 * 1024 * 1024, cpus=0.29, pids=256)
     nano_cpus = containers.host_config_args(

@@ -379,7 +379,7 @@ def libpod_limits_update(limits: Limits) -> dict[str, Any]:
     body of its own POST LIBPOD_API/containers/{id}/update (an OCI LinuxResources)."""
     return {
         "memory": {"limit": limits.memory, "swap": limits.memory},
-        "cpu": {"quota": int(limits.cpus * CPU_PERIOD), "period": CPU_PERIOD},
+        "cpu": {"quota": round(limits.cpus * CPU_PERIOD), "period": CPU_PERIOD},
         "pids": {"limit": limits.pids},
     }
 
