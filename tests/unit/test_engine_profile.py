@@ -373,3 +373,14 @@ def test_the_published_address_is_read_from_an_inspect() -> None:
 )
 def test_no_published_address_without_a_binding(ports: Any) -> None:
     assert containers.published_address({"NetworkSettings": {"Ports": ports}}) is None
+
+
+def test_docker_follows_the_current_docker_context_unless_docker_host_says() -> None:
+    desktop = "unix:///Users/ada/.docker/run/docker.sock"
+    assert profile.engine_url("docker", {}, context_host=desktop) == desktop
+    assert profile.engine_url("docker", {"DOCKER_HOST": "tcp://h:2376"}, context_host=desktop) == (
+        "tcp://h:2376"
+    )
+    assert profile.engine_url("podman", {}, uid=0, context_host=desktop) == (
+        "unix:///run/podman/podman.sock"
+    )

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import docker
+import docker.context
 import docker.errors
 from docker.api.client import APIClient
 
@@ -34,7 +35,7 @@ def connect(engine: Engine = "docker", timeout: float = 60.0) -> tuple[APIClient
     Raises EngineUnavailable saying what to start or set when nothing answers there,
     and what is missing when something answers that cannot serve the platform.
     """
-    url = engine_url(engine, os.environ)
+    url = engine_url(engine, os.environ, context_host=_docker_context_host(engine))
     tls = docker.utils.kwargs_from_env().get("tls") if engine == "docker" else None
     try:
         client = docker.APIClient(
@@ -50,6 +51,18 @@ def connect(engine: Engine = "docker", timeout: float = 60.0) -> tuple[APIClient
         client.close()
         raise EngineUnavailable(f"the engine at {url} cannot serve faas: {why}")
     return client, profile_of(version, info, url)
+
+
+def _docker_context_host(engine: Engine) -> str | None:
+    """The endpoint of the current `docker context`, as the docker CLI would use it."""
+    if engine != "docker" or os.environ.get("DOCKER_HOST"):
+        return None
+    try:
+        context = docker.context.ContextAPI.get_current_context()
+    except (docker.errors.DockerException, OSError, ValueError):
+        return None  # an unreadable ~/.docker: the default socket, as without a context
+    host = getattr(context, "Host", None) if context is not None else None
+    return str(host) if host else None
 
 
 def _reason(exc: docker.errors.DockerException) -> str:

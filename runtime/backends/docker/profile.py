@@ -137,11 +137,18 @@ def network_isolation(profile: EngineProfile, euid: int) -> NetworkIsolation:
     return "iptables"
 
 
-def engine_url(engine: Engine, environ: Mapping[str, str], uid: int | None = None) -> str:
+def engine_url(
+    engine: Engine,
+    environ: Mapping[str, str],
+    uid: int | None = None,
+    context_host: str | None = None,
+) -> str:
     """Where the engine's API is: the variable the ecosystem reads, else the default socket.
 
-    Docker's tools read DOCKER_HOST; Podman's read CONTAINER_HOST (Docker-compatible
-    tools pointed at Podman use DOCKER_HOST, so `docker` honours it whatever answers).
+    Docker's tools read DOCKER_HOST, then the current `docker context` (`context_host`:
+    how Docker Desktop and rootless Docker installs point the CLI at their socket);
+    Podman's read CONTAINER_HOST (Docker-compatible tools pointed at Podman use
+    DOCKER_HOST, so `docker` honours it whatever answers).
     """
     uid = os.getuid() if uid is None else uid
     if engine == "podman":
@@ -151,7 +158,7 @@ def engine_url(engine: Engine, environ: Mapping[str, str], uid: int | None = Non
             return "unix:///run/podman/podman.sock"
         runtime_dir = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{uid}"
         return f"unix://{runtime_dir}/podman/podman.sock"
-    return environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return environ.get("DOCKER_HOST") or context_host or "unix:///var/run/docker.sock"
 
 
 def engine_help(engine: Engine, url: str) -> str:
