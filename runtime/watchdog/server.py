@@ -7,7 +7,6 @@ import contextlib
 import hmac
 import importlib
 import inspect
-import io
 import os
 import signal
 import socket
@@ -29,6 +28,7 @@ from .contract import (
     to_reply,
 )
 from .json_log import log, setup_logging
+from .lines import LineWriter
 from .loader import Handler, HandlerLoadError, LoadFailure, load_handler, reload_handler
 from .protocol import Connection, Request
 from .wire import (
@@ -478,8 +478,9 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     if env is os.environ and not forget_variable(TOKEN_ENV):
         # The handler has no use for the gateway's secret; unsetenv alone leaves it readable.
         log.warning(f"{TOKEN_ENV} could not be erased from /proc/self/environ")
-    if isinstance(sys.stdout, io.TextIOWrapper):
-        sys.stdout.reconfigure(line_buffering=True)  # user print()s show up promptly
+    # user print()s show up promptly, a line at a time whichever threads print
+    sys.stdout = LineWriter(sys.stdout)
+    sys.stderr = LineWriter(sys.stderr)
 
     handler: Handler | None = None
     failure: LoadFailure | None = None
