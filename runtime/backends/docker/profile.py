@@ -28,14 +28,16 @@ ISOLATION_RUNTIMES: Mapping[str, str | None] = {"container": None, "gvisor": GVI
 """A function's `isolation` -> its replicas' OCI runtime (None: the engine's default)."""
 
 PODMAN_ULIMITS = (
-    {"Name": "nofile", "Soft": 1024, "Hard": 16384},
+    {"Name": "nofile", "Soft": 1024, "Hard": 4096},
     {"Name": "nproc", "Soft": 32768, "Hard": 32768},
 )
 """Podman (4.3, as root) passes its own defaults through as rlimits unless a container
 sets them, and a service whose own limits are lower fails every start ("error setting
 rlimit type 7: operation not permitted", type 6 for nproc). Explicit values no higher
 than the service's hard limits are always accepted: nofile 1024 soft (what programs
-expect; raising it is the function's business) up to 16384 hard.
+expect; raising it is the function's business) up to 4096 hard, the lowest hard limit
+common hosts give a shell (this VM's is 20000), ample for a watchdog whose callers are
+one gateway's pooled connections.
 
 nproc stays high on purpose: the kernel counts it per uid across the whole host, not
 per container, and every replica of every function runs as the same uid (10001), so a
