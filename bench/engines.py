@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
-import pwd
 import shutil
 import signal
 import statistics
@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -58,9 +57,12 @@ import docker.errors
 import httpx
 from common import ADMIN_ANY_PORT, REPO, free_port, function_info, wrk
 
+sys.path.insert(0, str(REPO))  # the test suite's engine targets
+from tests import engines
+from tests.engines import Target
+
 SPEC = REPO / "bench" / "projects" / "engines" / "functions.yaml"
 NO_POOL_SPEC = SPEC.with_name("functions-containers.yaml")
-PODMAN_URL = "unix:///run/podman/podman.sock"
 UP_TIMEOUT = 150.0
 """Seconds a `faas up` may take to serve (the first builds the images)."""
 SETTLE = 1.0
@@ -77,76 +79,22 @@ Mode = Literal["pool", "no pool"]
 MODES: tuple[Mode, ...] = ("pool", "no pool")
 
 
-@dataclass(frozen=True)
-class Target:
-    name: str
-    what: str
-    up_args: tuple[str, ...] = ()
-    """Extra `faas up` arguments."""
-    env: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment of `faas up` (where the engine is)."""
-    base_url: str | None = None
-    """The engine, for this script's own checks; None: Docker's default."""
-    setup: str = "scripts/ensure-docker.sh"
-
-    def client(self) -> docker.DockerClient:
-        if self.base_url is None:
-            return docker.from_env()
-        return docker.DockerClient(base_url=self.base_url, version="auto")
-
-
-def _rootless_url() -> str:
-    try:
-        return f"unix:///run/user/{pwd.getpwnam('faas-rootless').pw_uid}/docker.sock"
-    except KeyError:  # scripts/ensure-rootless-docker.sh makes the user
-        return "unix:///nonexistent/docker.sock"
-
-
-ROOTLESS_URL = _rootless_url()
-
-TARGETS = {
-    "docker": Target("docker", "Docker, runc, bridge address", ("--replica-access", "address")),
-    "published": Target(
-        "published", "Docker, runc, published port", ("--replica-access", "published")
-    ),
-    "gvisor": Target(
-        "gvisor",
-        "Docker, gVisor (runsc)",
-        ("--isolation", "gvisor"),
-        setup="FAAS_GVISOR=1 scripts/ensure-docker.sh",
-    ),
-    "podman": Target(
-        "podman",
-        "Podman, its OCI runtime",
-        ("--engine", "podman"),
-        {"CONTAINER_HOST": PODMAN_URL},
-        PODMAN_URL,
-        setup="scripts/ensure-podman.sh",
-    ),
-    "rootless": Target(
-        "rootless",
-        "rootless Docker, published port",
-        (),
-        {"DOCKER_HOST": ROOTLESS_URL},
-        ROOTLESS_URL,
-        setup="scripts/ensure-rootless-docker.sh",
+# The targets are the test suite's (tests/engines.py): one table of how each is selected
+# and set up. The reference here is always dialed at the address, never left to "auto".
+TARGETS: dict[str, Target] = {
+    **engines.TARGETS,
+    "docker": dataclasses.replace(
+        engines.TARGETS["docker"], up_args=("--replica-access", "address")
     ),
 }
+WHAT = {
+    "docker": "Docker, runc, bridge address",
+    "published": "Docker, runc, published port",
+    "gvisor": "Docker, gVisor (runsc)",
+    "podman": "Podman, its OCI runtime",
+    "rootless": "rootless Docker, published port",
+}
 REFERENCE = "docker"
-
-
-def unavailable(target: Target) -> str | None:
-    """Why `target` cannot run here; None when it can."""
-    try:
-        client = target.client()
-        info = client.info()
-        client.close()
-    except docker.errors.DockerException as exc:
-        where = target.base_url or "the default socket"
-        return f"no engine answers at {where} ({target.setup} sets it up): {exc}"
-    if target.name == "gvisor" and "runsc" not in (info.get("Runtimes") or {}):
-        return f"runsc is not registered with Docker ({target.setup})"
-    return None
 
 
 def engine_version(target: Target) -> str:
@@ -340,7 +288,7 @@ def run(
     skipped: dict[str, str] = {}
     targets: list[Target] = []
     for name in names:
-        reason = unavailable(TARGETS[name])
+        reason = engines.unavailable(name)
         if reason is None:
             targets.append(TARGETS[name])
         else:
@@ -493,13 +441,13 @@ def report(
     for name, fig in figures.items():
         pool, plain, rps = median(fig.cold["pool"]), median(fig.cold["no pool"]), fig.throughput()
         print(
-            f"{name:<10} {TARGETS[name].what:<30} {ms(pool):>9}"
+            f"{name:<10} {WHAT[name]:<30} {ms(pool):>9}"
             f" {ms(p90(fig.cold['pool']) if fig.cold['pool'] else None):>9} {ms(plain):>12}"
             f" {'-' if rps is None else f'{rps:.0f}':>8}   {times(ratio(pool, ref_pool)):>8}"
             f" {times(ratio(plain, ref_plain)):>10} {times(median(fig.throughput_ratios(ref))):>9}"
         )
     for name in skipped:
-        print(f"{name:<10} {TARGETS[name].what:<30} {'(not available here)':>9}")
+        print(f"{name:<10} {WHAT[name]:<30} {'(not available here)':>9}")
     print()
     for name, fig in figures.items():
         details = []
