@@ -18,6 +18,7 @@ from gateway.stats import FunctionStats
 from runtime.observers import PoolObserver
 from runtime.platform import Platform
 from runtime.scaling.autoscaler import ScaleEvent
+from runtime.supply.base import WarmStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -63,13 +64,37 @@ class PlatformCollector(Collector):
         for name, count in sorted(self._platform.logs.dropped_bytes.items()):
             dropped.add_metric([name], count)
         yield dropped
-        warm = self._platform.supply.warm_ready
+        warm = self._platform.supply.warm_status()
         if warm is not None:
-            yield GaugeMetricFamily(
-                "faas_warm_pool_ready",
-                "Warm watchdogs ready for a cold start, shared by the project's functions.",
-                value=warm,
-            )
+            yield from _warm_metrics(warm)
+
+
+def _warm_metrics(warm: WarmStatus) -> Iterator[GaugeMetricFamily]:
+    ready = GaugeMetricFamily(
+        "faas_warm_pool_ready",
+        "Warm watchdogs ready for a cold start, per pool (a kind of function).",
+        labels=["pool"],
+    )
+    target = GaugeMetricFamily(
+        "faas_warm_pool_target",
+        "Warm watchdogs a pool keeps now, from its recent cold starts and the memory budget.",
+        labels=["pool"],
+    )
+    memory = GaugeMetricFamily(
+        "faas_warm_pool_memory_bytes",
+        "Memory held by a pool's warm watchdogs, as measured from their cgroups.",
+        labels=["pool"],
+    )
+    for pool in warm.pools:
+        ready.add_metric([pool.pool], pool.ready)
+        target.add_metric([pool.pool], pool.target)
+        memory.add_metric([pool.pool], pool.memory)
+    yield from (ready, target, memory)
+    yield GaugeMetricFamily(
+        "faas_warm_pool_memory_budget_bytes",
+        "Memory all warm pools may hold together (gateway.warm_pool_memory).",
+        value=warm.budget,
+    )
 
 
 class Metrics:

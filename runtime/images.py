@@ -147,13 +147,15 @@ def deps_bytecode(deps_dir: Path) -> dict[str, bytes]:
     }
 
 
-def plan_warm_image(base_image_id: str) -> ImageRequest:
-    """The image of a warm watchdog: the watchdog on the base image, with no function.
+def plan_warm_image(base_image_id: str, deps: Mapping[str, bytes] | None = None) -> ImageRequest:
+    """The image of a warm watchdog: the watchdog on the base image, with no function,
+    and the requirements of one kind of function (`deps/<path>` -> content), if any
+    (runtime/warm_kinds.py).
 
-    Its /app and /opt/faas/deps are empty; at run time tmpfs mounts there receive a
-    function's code and requirements.
+    Its /app is empty; at run time a tmpfs mounted there receives a function's code.
     """
     files: dict[str, bytes] = {f"{CODE}/.keep": b"", f"{DEPS}/.keep": b""}
+    files.update(deps or {})
     files.update(watchdog_files())
     files["Dockerfile"] = _dockerfile(base_image_id, with_deps=True)
     digest = files_digest(files, extra="warm")

@@ -85,8 +85,14 @@ class Platform:
         """Masks every secret value the project knows, in logs, `describe()` and errors."""
         self.logs.redact = self.redact
         if supply is None:
-            warm_pool = project.gateway.warm_pool
-            supply = supply_for(backend, client, warm_pool=warm_pool, coordination=coordination)
+            gateway = project.gateway
+            supply = supply_for(
+                backend,
+                client,
+                warm_pool=gateway.warm_pool,
+                warm_pool_memory=gateway.warm_pool_memory,
+                coordination=coordination,
+            )
         self.supply = supply
         self.pools: dict[str, FunctionPool] = {}
         self.observers = Observers()

@@ -1,7 +1,7 @@
 """Every container the engine made for this gateway is tracked, or it is removed.
 
 A container belongs to exactly one owner at a time: the function it serves
-(its pool's replicas, ready or draining, or its starts and spare in
+(its pool's replicas, ready or draining, or its starts under way in
 runtime/supply/starts.py), the warm pool (ready or being made, or being
 handed to a start), or `Removals`, which stops and removes it
 with retries. Each start hands a container from one owner to the next without

@@ -1,22 +1,28 @@
-"""The warm pool: pre-started watchdogs with no function, shared by a project's functions.
+"""A warm pool: pre-started watchdogs with no function, for one kind of function.
 
-A cold start on a fresh container costs a container start (~90 ms here) and a
-Python start with the watchdog's imports (~60-80 ms). A warm watchdog has paid
-both already: at a cold start the gateway takes one, gives it the function's
-limits (`ContainerBackend.assign_warm`), sends it the function's code, secrets
-and settings in one request (`ReplicaClient.init`), and calls it once its
-handler is imported: a few tens of milliseconds.
+A cold start on a fresh container costs a container start (~90 ms here), a
+Python start with the watchdog's imports (~60-80 ms) and the import of the
+function's requirements (pandas: ~350 ms). A warm watchdog has paid all three
+already: it was made for a kind (runtime/warm_kinds.py), from an image that
+holds the kind's requirements, and imported them before it reported ready. At
+a cold start the gateway takes one, gives it the function's limits
+(`ContainerBackend.assign_warm`), sends it the function's own code, secrets and
+settings in one request (`ReplicaClient.init`), and calls it once its handler
+is imported: a few tens of milliseconds.
 
 Warm watchdogs belong to the project, not to any function: a function at zero
 holds no process. Each is used once (it keeps the function it was given until
 it stops) and the pool starts a successor in the background. A function whose
-code cannot be sent (over 8 MiB with its requirements, or on another base image)
-and any start while the pool is empty take the ordinary path.
+own code is over 8 MiB, and any start that finds the pool empty and nothing on
+its way, take the ordinary path.
 
 In development the code is not sent: every warm watchdog mounts the project's
 code directories read-only where each function's own replica would, so a
 saved file reaches it as it reaches any replica.
 
+How many a pool keeps, `size`, is set from outside (runtime/scaling/warm_sizing.py,
+applied by the supply with `resize`) from the cold starts it records
+(`arrivals`) and what its watchdogs were measured to hold (`per_watchdog`).
 The pool never holds more than `size` watchdogs, counting the ready ones, the
 ones being made, and the ones handed to a start that has not yet given them a
 function (`to_start`). A watchdog that fails at any step keeps its place until
@@ -34,9 +40,9 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 
-from runtime.backends.base import ContainerBackend, Limits, Replica, ReplicaSpec
+from runtime.backends.base import ContainerBackend, Replica, ReplicaSpec, WarmSpec
 from runtime.errors import ReplicaStartError
 from runtime.images import tar_files
 from runtime.reconcile import Removals
@@ -52,8 +58,12 @@ TAKE_WAIT = 2.0
 """How long a start waits for a warm watchdog being made (~0.3-0.6 s) before it takes
 the ordinary path (a container start of its own, no quicker)."""
 MAX_CODE_BYTES = 8 * 1024 * 1024
-"""Code and requirements larger than this go the ordinary way: a warm watchdog keeps
-them in memory (tmpfs), counted against the function's memory limit."""
+"""Code larger than this goes the ordinary way: a warm watchdog keeps it in memory
+(tmpfs), counted against the function's memory limit."""
+MEASURED_KEPT = 5
+"""Memory measurements of its watchdogs a pool keeps; it counts each at their largest."""
+REMEASURE_EVERY = 10.0
+"""Seconds after which one of the ready watchdogs is measured again (they may grow)."""
 
 
 def init_archive(spec: ReplicaSpec, code: Mapping[str, bytes]) -> bytes:
@@ -76,18 +86,6 @@ def fits(code: Mapping[str, bytes]) -> bool:
     return sum(len(content) for content in code.values()) <= MAX_CODE_BYTES
 
 
-FIXED_LIMITS = frozenset({"gvisor"})
-"""Isolations whose runtime cannot change a running container's limits (runsc has no
-`update`): their warm watchdogs are made with a function's own limits, a pool per set."""
-
-PoolKey = tuple[str, Limits | None]
-
-
-def pool_key(isolation: str, limits: Limits) -> PoolKey:
-    """Which warm pool a function with `isolation` and `limits` starts from."""
-    return (isolation, limits if isolation in FIXED_LIMITS else None)
-
-
 def to_start(size: int, ready: int, starting: int, handing: int, removing: int) -> int:
     """How many warm watchdogs a refill starts: what `size` leaves once the ready ones,
     the ones on their way, the ones being handed to a start and the failed ones not yet
@@ -101,24 +99,25 @@ class WarmPool:
         backend: ContainerBackend,
         client: ReplicaClient,
         size: int,
-        image: str,
-        limits: Limits,
-        code_mounts: Sequence[tuple[str, str]] = (),
+        spec: WarmSpec,
         removals: Removals | None = None,
         *,
-        base: str = "",
-        isolation: str = "container",
+        label: str = "",
+        on_demand: Callable[[], None] = lambda: None,
     ) -> None:
         self.size = size
-        self.isolation = isolation
-        """What its watchdogs run under: only functions with this isolation start here."""
-        self.image = image
-        self.base = base
-        """The base image `image` was built on: only functions on it can start here."""
-        self.limits = limits
-        """What warm watchdogs start under: a function with the same limits skips an update."""
-        self.code_mounts = tuple(code_mounts)
-        """Development: the code directories every warm watchdog mounts (host, container)."""
+        """How many it keeps now (`resize`)."""
+        self.spec = spec
+        """What its watchdogs are made of: a function with the same limits skips an update;
+        in development, the code directories they mount."""
+        self.label = label
+        self.arrivals: collections.deque[float] = collections.deque(maxlen=256)
+        """When cold starts asked this pool for a watchdog (event-loop time)."""
+        self.last_needed = asyncio.get_running_loop().time()
+        self.measured: collections.deque[int] = collections.deque(maxlen=MEASURED_KEPT)
+        """Bytes its latest ready watchdogs were measured to hold."""
+        self._on_demand = on_demand
+        self._last_measure = 0.0
         self._backend = backend
         self._client = client
         self._removals = removals if removals is not None else Removals(backend)
@@ -128,6 +127,8 @@ class WarmPool:
         """Watchdogs on their way."""
         self._removing = 0
         """Watchdogs that failed (on their way or in a start), until their container is gone."""
+        self._shrinking = 0
+        """Ready watchdogs removed because the pool shrank, until their container is gone."""
         self._handing = 0
         """Watchdogs handed to a start (or to its waiter) and not yet given a function."""
         self._made: set[str] = set()
@@ -144,9 +145,30 @@ class WarmPool:
         return len(self._ready)
 
     @property
+    def per_watchdog(self) -> int | None:
+        """Bytes one watchdog holds, as measured (the largest recent); None: not yet."""
+        return max(self.measured) if self.measured else None
+
+    def resize(self, size: int) -> None:
+        """Keep `size` from now on: remove ready ones beyond it (the oldest first), or make more."""
+        self.size = size
+        surplus = min(self.held - self._shrinking - size, len(self._ready))
+        if surplus > 0:
+            removed, self._ready = self._ready[:surplus], self._ready[surplus:]
+            for replica in removed:
+                self._shrinking += 1
+                self._removals.remove(
+                    replica.id, why="the warm pool shrinks", then=self._removed_surplus
+                )
+        self.fill()
+        now = asyncio.get_running_loop().time()
+        if self._ready and now - self._last_measure >= REMEASURE_EVERY:
+            self._measure(self._ready[0])
+
+    @property
     def held(self) -> int:
         """Watchdogs counted against `size`: ready, on their way, being handed over."""
-        return len(self._ready) + self._making + self._handing + self._removing
+        return len(self._ready) + self._making + self._handing + self._removing + self._shrinking
 
     def container_ids(self) -> set[str]:
         """Every container this pool is responsible for now (for the reconcile)."""
@@ -156,7 +178,13 @@ class WarmPool:
         """Start warm watchdogs until `size` are ready, on their way or being handed over."""
         if self._closed or self._failing:
             return
-        wanted = to_start(self.size, len(self._ready), self._making, self._handing, self._removing)
+        wanted = to_start(
+            self.size,
+            len(self._ready),
+            self._making,
+            self._handing,
+            self._removing + self._shrinking,
+        )
         for _ in range(wanted):
             self._making += 1
             task = asyncio.get_running_loop().create_task(self._make_one())
@@ -174,6 +202,9 @@ class WarmPool:
         caller is cancelled.
         """
         began = time.perf_counter()
+        self.last_needed = asyncio.get_running_loop().time()
+        self.arrivals.append(self.last_needed)
+        self._on_demand()  # the pool may grow before this start waits
         taken = await self._take(TAKE_WAIT if wait is None else wait)
         if taken is None:
             return None
@@ -261,9 +292,7 @@ class WarmPool:
     async def _make_one(self) -> None:
         replica_id: str | None = None
         try:
-            created = await self._backend.create_warm(
-                self.image, secrets.token_urlsafe(32), self.limits, self.code_mounts, self.isolation
-            )
+            created = await self._backend.create_warm(self.spec, secrets.token_urlsafe(32))
             replica_id = created.id
             self._made.add(replica_id)
             replica = await self._backend.start(created)
@@ -293,12 +322,34 @@ class WarmPool:
             return
         self._made.discard(replica.id)
         self._making -= 1
+        if not self.measured:
+            self._measure(replica)
         self._hand_over(replica)
         self.fill()
+
+    def _measure(self, replica: Replica) -> None:
+        """Learn in the background what `replica` holds, preloaded requirements included."""
+        self._last_measure = asyncio.get_running_loop().time()
+
+        async def measure() -> None:
+            used = await self._backend.memory_usage(replica.id)
+            if used is not None:
+                self.measured.append(used)
+                self._on_demand()  # the first measurement may let the pool grow
+
+        task = asyncio.get_running_loop().create_task(measure())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _removed(self) -> None:
         """A watchdog that failed is gone: its place is free."""
         self._removing -= 1
+        self.fill()
+
+    def _removed_surplus(self) -> None:
+        """A watchdog the pool no longer needed is gone (until then it counts: its memory
+        is not free yet)."""
+        self._shrinking -= 1
         self.fill()
 
     def _fail_for_a_while(self) -> None:

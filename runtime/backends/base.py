@@ -16,7 +16,7 @@ the runtime decides how many replicas a function needs, and a replica supply
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
@@ -33,6 +33,20 @@ class Limits(NamedTuple):
     memory: int
     cpus: float
     pids: int
+
+
+@dataclass(frozen=True)
+class WarmSpec:
+    """What a warm watchdog is made of: one kind's (runtime/warm_kinds.py)."""
+
+    image: str
+    """A function-less image: the watchdog, and the kind's requirements if it has some."""
+    limits: Limits
+    code_mounts: tuple[tuple[str, str], ...] = ()
+    """Development: (host, container) code directories every warm watchdog mounts read-only."""
+    isolation: str = "container"
+    preload: tuple[str, ...] = ()
+    """Modules it imports before it reports ready."""
 
 
 @dataclass(frozen=True)
@@ -245,22 +259,16 @@ class ContainerBackend(Backend, Protocol):
         """Every container of this project the gateway made: replicas, warm watchdogs,
         network sandboxes; running or not."""
 
-    async def create_warm(
-        self,
-        image: str,
-        token: str,
-        limits: Limits,
-        code_mounts: Sequence[tuple[str, str]] = (),
-        isolation: str = "container",
-    ) -> CreatedReplica:
-        """Create (not start) one warm watchdog on the project network, under `limits`
-        and `isolation` (ReplicaSpec's): a function-less image with the replica
-        hardening and a tmpfs where its function's code will go.
-
-        `code_mounts` ((host path, container path), read-only) are for development,
-        where the code is mounted rather than sent. Like `create`, a cancelled caller
-        leaves nothing behind.
+    async def create_warm(self, spec: WarmSpec, token: str) -> CreatedReplica:
+        """Create (not start) one warm watchdog on the project network: `spec.image`
+        under its limits and isolation, with the replica hardening and a tmpfs where
+        its function's code will go (development mounts `spec.code_mounts` instead).
+        Like `create`, a cancelled caller leaves nothing behind.
         """
+
+    async def memory_usage(self, container_id: str) -> int | None:
+        """Bytes of memory a running container uses now (its cgroup's, less the file cache
+        it could give back); None when the engine cannot say."""
 
     async def assign_warm(self, replica: Replica, spec: ReplicaSpec) -> Replica:
         """Give a started warm watchdog `spec`'s limits (unless it has them) and name it

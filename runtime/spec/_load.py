@@ -297,6 +297,7 @@ def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> Functi
         callback_secret=settings.callback_secret,
         isolation=settings.isolation,
         include=raw.include,
+        preload=raw.preload,
     )
 
 
@@ -330,6 +331,7 @@ def _gateway(raw: RawGateway) -> GatewaySettings:
         callback_secret=raw.callback_secret,
         result_retention=raw.result_retention,
         warm_pool=raw.warm_pool,
+        warm_pool_memory=raw.warm_pool_memory,
     )
 
 

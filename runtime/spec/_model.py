@@ -64,7 +64,8 @@ DEFAULT_RETRY_ON = (408, 429, 500, 502, 503, 504)
 DEFAULT_MAX_BACKLOG = 10_000
 DEFAULT_EVENTS_AUTH = "key"
 DEFAULT_RESULT_RETENTION = 3600.0
-DEFAULT_WARM_POOL = 2
+DEFAULT_WARM_POOL = 8
+DEFAULT_WARM_POOL_MEMORY = 512 * 1024 * 1024
 DEFAULT_ISOLATION = "container"
 
 
@@ -161,8 +162,10 @@ class GatewaySettings:
     result_retention: float = DEFAULT_RESULT_RETENTION
     """Seconds that finished async calls and deliveries stay queryable."""
     warm_pool: int = DEFAULT_WARM_POOL
-    """Pre-started watchdogs without a function, shared by the project's functions: a
-    function at zero starts on one of them (see runtime/warm_pool.py). 0 turns them off."""
+    """Most pre-started watchdogs kept per kind (runtime/warm_pool.py): a function at zero
+    starts on one of them; how many are kept follows recent cold starts. 0 turns them off."""
+    warm_pool_memory: int = DEFAULT_WARM_POOL_MEMORY
+    """Bytes the warm watchdogs may hold together; the least recently needed kinds go first."""
 
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -227,6 +230,9 @@ class FunctionSpec:
     isolation: str = DEFAULT_ISOLATION
     """container (runc: namespaces, seccomp, no capabilities) or gvisor (runsc: a user-space
     kernel between the function and the host's)."""
+    preload: tuple[str, ...] | None = None
+    """Modules its warm watchdogs import before it is given to them; None: the top-level
+    modules of its requirements; (): none (imports with side effects run at its start)."""
 
 
 @dataclass(frozen=True, slots=True)

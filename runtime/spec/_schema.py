@@ -54,6 +54,7 @@ from runtime.spec._model import (
     DEFAULT_TIMEOUT,
     DEFAULT_TIMEZONE,
     DEFAULT_WARM_POOL,
+    DEFAULT_WARM_POOL_MEMORY,
 )
 from runtime.spec._yaml import Loc
 
@@ -156,9 +157,10 @@ class RawGateway(_Raw):
     ] = ()
     callback_secret: Annotated[str | None, PlainValidator(v.optional(v.secret_name))] = None
     result_retention: Duration = DEFAULT_RESULT_RETENTION
-    warm_pool: Annotated[int, PlainValidator(v.integer(0, 16, noun="a pool size"))] = (
+    warm_pool: Annotated[int, PlainValidator(v.integer(0, 64, noun="a pool size"))] = (
         DEFAULT_WARM_POOL
     )
+    warm_pool_memory: Annotated[int, PlainValidator(v.size)] = DEFAULT_WARM_POOL_MEMORY
 
 
 class RawCluster(_Raw):
@@ -206,6 +208,7 @@ class RawFunction(RawDefaults):
         tuple[Annotated[str, PlainValidator(v.topic_pattern)], ...], _empty_if_null(())
     ] = ()
     schedule: Annotated[str | None, PlainValidator(v.optional(v.schedule))] = None
+    preload: Annotated[tuple[str, ...] | None, PlainValidator(v.optional(v.preload))] = None
 
 
 class RawDocument(_Raw):

@@ -348,6 +348,21 @@ def boolean(value: object) -> bool:
     raise ValueError(f"expected true or false, got {describe(value)}")
 
 
+def preload(value: object) -> tuple[str, ...] | None:
+    """`true` (or absent): the requirements' own top-level modules (None); `false`: none;
+    else the module names to import ahead."""
+    if value is True:
+        return None
+    if value is False:
+        return ()
+    if isinstance(value, list | tuple) and all(
+        isinstance(item, str) and item and all(part.isidentifier() for part in item.split("."))
+        for item in value
+    ):
+        return tuple(value)
+    raise ValueError(f"expected true, false or a list of module names, got {describe(value)}")
+
+
 def secret_name(value: object) -> str:
     if isinstance(value, str) and _SECRET_NAME.fullmatch(value):
         return value

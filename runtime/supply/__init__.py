@@ -5,7 +5,7 @@ and never learn which kind of engine runs them. One supply per kind of
 backend, chosen once, here, from the backend's `kind`:
 
 - containers.py  `ContainerSupply`: containers the gateway creates, starts and
-                 stops itself (docker): a spare made ahead, warm watchdogs
+                 stops itself (docker): warm pools by kind of function
                  (runtime/warm_pool.py), removals with retries and the orphan
                  sweep (runtime/reconcile.py)
 - starts.py      `ContainerStarts`: one function's container starts, readiness, rolls
@@ -42,15 +42,17 @@ def supply_for(
     client: ReplicaClient,
     *,
     warm_pool: int = 0,
+    warm_pool_memory: int = 0,
     coordination: Coordination | None = None,
 ) -> ReplicaSupply:
-    """The supply for `backend`'s kind. `warm_pool`: warm watchdogs to keep (containers);
-    `coordination`: who sets counts among the gateways sharing the services."""
+    """The supply for `backend`'s kind. `warm_pool`, `warm_pool_memory`: the most warm
+    watchdogs one pool keeps, and the bytes all may hold (containers); `coordination`:
+    who sets counts among the gateways sharing the services."""
     if backend.kind == "services":
         if backend.scales_itself:
             coordination = Follower()
         return ServiceSupply(backend, client, coordination)
-    return ContainerSupply(backend, client, warm_pool=warm_pool)
+    return ContainerSupply(backend, client, warm_pool=warm_pool, warm_pool_memory=warm_pool_memory)
 
 
 def shares_replicas(backend: Backend) -> bool:

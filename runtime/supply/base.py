@@ -8,7 +8,7 @@ itself or tasks an engine runs for a service. The calls, in a function's life:
     add(pool)                  the platform made a pool for a function
     use(pool, recipe)          its image is built: replicas are made from `recipe`
     build(...), start(...)     once every image is built, at deploy: what functions share
-    prepare(pool)              get it ready: a spare container, or its service
+    prepare(pool)              get it ready: its kind's warm pool, or its service
     observe / scale            every autoscaler tick: count for `decide`, apply its result
     refresh()                  every `refresh_interval`: learn what the engine lost or runs
     unreachable(...)           a call could not reach a replica: keep it or forget it
@@ -19,7 +19,7 @@ itself or tasks an engine runs for a service. The calls, in a function's life:
 
 Why a protocol rather than one backend interface with optional verbs: the two
 kinds differ in what the gateway does, not only in how the engine is called
-(it starts each container and keeps spares and warm watchdogs; or it sets a
+(it starts each container and keeps warm watchdogs; or it sets a
 count and learns which tasks run). Each kind's way lives in one place, and the
 pool (runtime/pool.py) stays the call queue only, testable on `MemorySupply`.
 """
@@ -86,6 +86,38 @@ class Recipe:
         )
 
 
+@dataclass(frozen=True)
+class WarmPoolStatus:
+    """One warm pool, for `faas ls`, /metrics and the dashboard."""
+
+    pool: str
+    """The kind's label (runtime/warm_kinds.py)."""
+    ready: int
+    held: int
+    """Ready, on their way, or being handed over or removed: what counts against `target`."""
+    target: int
+    """How many it keeps now, from recent cold starts and the memory budget."""
+    per_watchdog: int | None
+    """Bytes one of its watchdogs holds, as measured; None: not yet measured."""
+    preload: tuple[str, ...]
+    functions: tuple[str, ...]
+    """The functions that start from it."""
+
+    @property
+    def memory(self) -> int:
+        """Bytes its watchdogs hold together (as measured, one for each held)."""
+        return (self.per_watchdog or 0) * self.held
+
+
+@dataclass(frozen=True)
+class WarmStatus:
+    maximum: int
+    """`gateway.warm_pool`: the most a pool keeps."""
+    budget: int
+    """`gateway.warm_pool_memory`: bytes all pools may hold together."""
+    pools: tuple[WarmPoolStatus, ...]
+
+
 class ReplicaSupply(Protocol):
     """Provides a platform's replicas; see the module docstring for when each is called."""
 
@@ -93,9 +125,8 @@ class ReplicaSupply(Protocol):
     def refresh_interval(self) -> float:
         """Seconds between two `refresh` calls."""
 
-    @property
-    def warm_ready(self) -> int | None:
-        """Warm replicas ready for a cold start; None when this supply keeps none."""
+    def warm_status(self) -> WarmStatus | None:
+        """What the warm pools hold now; None when this supply keeps none."""
 
     def add(self, pool: FunctionPool) -> None:
         """A function's pool exists (at start, or added by a reload)."""

@@ -1,10 +1,12 @@
 """Replicas as containers the gateway creates, starts and stops itself (docker; later podman).
 
-Per function, `ContainerStarts` (runtime/supply/starts.py) keeps a spare
-container made ahead and starts replicas on it or on a warm watchdog. Shared
-by every function: the warm pool (runtime/warm_pool.py), `Removals`, which
-stops containers with retries, and the `Reconciler`, which removes what
-nothing tracks (runtime/reconcile.py). Scaling up starts replicas in the
+Per function, `ContainerStarts` (runtime/supply/starts.py) starts replicas on
+a warm watchdog of its kind, or on a container of its own. Shared by every
+function: the warm pools, one per kind of function (runtime/warm_kinds.py,
+runtime/warm_pool.py), sized here every refresh and at each cold start
+(runtime/scaling/warm_sizing.py); `Removals`, which stops containers with
+retries; and the `Reconciler`, which removes what nothing tracks
+(runtime/reconcile.py). Scaling up starts replicas in the
 background; scaling down drains the least busy. Every `refresh` forgets the
 replicas whose container exited (the next decision replaces them) and, every
 few seconds, sweeps the orphans, off the scaling path.
@@ -20,49 +22,89 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from runtime import warm_pool
-from runtime.backends.base import ContainerBackend, Limits
+from runtime.backends.base import ContainerBackend, Limits, WarmSpec
 from runtime.errors import FaasError, ReplicaUnreachable
 from runtime.images import plan_warm_image
 from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.reconcile import Reconciler, Removals
 from runtime.replica_client import ReplicaClient
+from runtime.scaling import warm_sizing
 from runtime.scaling.decide import Observation
-from runtime.supply.base import FunctionProgress, Recipe, for_task, still_running
+from runtime.supply.base import (
+    FunctionProgress,
+    Recipe,
+    WarmPoolStatus,
+    WarmStatus,
+    for_task,
+    still_running,
+)
 from runtime.supply.starts import ContainerStarts
-from runtime.warm_pool import PoolKey, WarmPool, pool_key
+from runtime.warm_kinds import WarmKind, kind_of, requirements_files
+from runtime.warm_pool import WarmPool
+from runtime.watchdog import wire
 
 log = logging.getLogger("faas.scale")
 
 HEALTH_INTERVAL = 1.0
 STOP_GRACE = 2.0
 """Seconds a replica has to finish its calls when its function is removed or the gateway stops."""
+WARM_MINIMUM = 2
+"""Warm watchdogs each kind keeps when idle (fewer if `gateway.warm_pool` or the memory
+budget says so): the first cold starts after a quiet spell are warm too."""
 
 
 class ContainerSupply:
     refresh_interval = HEALTH_INTERVAL
 
     def __init__(
-        self, backend: ContainerBackend, client: ReplicaClient, *, warm_pool: int = 0
+        self,
+        backend: ContainerBackend,
+        client: ReplicaClient,
+        *,
+        warm_pool: int = 0,
+        warm_pool_memory: int = 0,
     ) -> None:
         self.backend = backend
         self.removals = Removals(backend)
         """Containers being removed, with retries."""
         self.reconciler = Reconciler(backend, self.tracked, self.removals)
-        self.warm: dict[PoolKey, WarmPool] = {}
-        """The project's warm watchdogs by isolation (and limits where the runtime cannot
-        change them: `warm_pool.pool_key`), once started."""
+        self.warm: dict[WarmKind, WarmPool] = {}
+        """The project's warm pools by kind of function, once started."""
         self._client = client
-        self._warm_size = warm_pool
-        self._warm_image: str | None = None
-        self._warm_base: str | None = None
+        self._warm_max = warm_pool
+        self._warm_budget = warm_pool_memory
+        self._warm_started = False
+        self._warm_images: dict[WarmKind, str] = {}
+        """Kinds whose warm image is built -> its tag."""
+        self._requirements: dict[str, dict[str, bytes]] = {}
+        """A kind's `requirements` digest -> the installed files its image holds."""
+        self._base_ids: Mapping[str, str] = {}
+        self._code_mounts: tuple[tuple[str, str], ...] = ()
         self._functions: dict[str, ContainerStarts] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweep: asyncio.Task[None] | None = None
         self._next_sweep = 0.0
 
-    @property
-    def warm_ready(self) -> int | None:
-        return sum(pool.ready for pool in self.warm.values()) if self.warm else None
+    def warm_status(self) -> WarmStatus | None:
+        if self._warm_max == 0:
+            return None
+        takers: dict[WarmKind, list[str]] = collections.defaultdict(list)
+        for starts in self._functions.values():
+            if starts.starts_warm and starts.kind is not None:
+                takers[starts.kind].append(starts.pool.name)
+        pools = tuple(
+            WarmPoolStatus(
+                pool=warm.label,
+                ready=warm.ready,
+                held=warm.held,
+                target=warm.size,
+                per_watchdog=warm.per_watchdog,
+                preload=warm.spec.preload,
+                functions=tuple(sorted(takers.get(kind, ()))),
+            )
+            for kind, warm in sorted(self.warm.items(), key=lambda item: item[1].label)
+        )
+        return WarmStatus(maximum=self._warm_max, budget=self._warm_budget, pools=pools)
 
     def _starts(self, pool: FunctionPool) -> ContainerStarts:
         return self._functions[pool.name]
@@ -77,10 +119,19 @@ class ContainerSupply:
     def use(self, pool: FunctionPool, recipe: Recipe) -> None:
         starts = self._starts(pool)
         starts.recipe = recipe
-        code = recipe.code
-        if recipe.code_mount is not None:  # warm watchdogs mount the code: send the rest
-            code = {name: content for name, content in code.items() if name.startswith("deps/")}
-        starts.warm_code = code if warm_pool.fits(recipe.code) else None
+        spec = pool.spec
+        deps = requirements_files(recipe.code)
+        kind = kind_of(spec.base_image, spec.isolation, starts.own_limits, deps, spec.preload)
+        if kind.requirements:
+            self._requirements[kind.requirements] = deps
+        starts.kind = kind
+        # Warm watchdogs hold the requirements (the kind's image) and, in development,
+        # mount the code: what is left to send is the function's own code.
+        code = {} if recipe.code_mount is not None else {
+            name: content for name, content in recipe.code.items()
+            if name.startswith(wire.INIT_CODE)
+        }  # fmt: skip
+        starts.warm_code = code if warm_pool.fits(code) else None
 
     async def build(
         self,
@@ -88,69 +139,125 @@ class ContainerSupply:
         base_ids: Mapping[str, str],
         progress: FunctionProgress,
     ) -> None:
-        """The warm watchdogs' image, on the base image most functions use."""
-        bases = collections.Counter(pool.spec.base_image for pool in pools)
-        if self._warm_size == 0 or not bases:
-            return
-        base = bases.most_common(1)[0][0]
-        request = plan_warm_image(base_ids[base])
+        """The warm watchdogs' images: one per base image and set of requirements."""
+        self._base_ids = base_ids
+        for kind in self._kinds(pools):
+            await self._build_kind(kind, progress)
+
+    def _kinds(self, pools: Sequence[FunctionPool]) -> list[WarmKind]:
+        kinds = {self._starts(p).kind for p in pools if self._starts(p).warm_code is not None}
+        return sorted((k for k in kinds if k is not None), key=lambda k: k.label)
+
+    async def _build_kind(self, kind: WarmKind, progress: FunctionProgress) -> bool:
+        """Build `kind`'s image unless it is built; False when it cannot be."""
+        if self._warm_max == 0:
+            return False
+        if kind in self._warm_images:
+            return True
+        base_id = self._base_ids.get(kind.base)
+        if base_id is None:
+            return False
+        request = plan_warm_image(base_id, self._requirements.get(kind.requirements, {}))
+        task = f"warm pool {kind.label}"
         try:
-            await self.backend.build_image(request, for_task(progress, "warm pool"))
+            await self.backend.build_image(request, for_task(progress, task))
         except FaasError as exc:
-            progress("warm pool", f"failed, functions start on new containers: {exc}", 1.0)
-            return
-        self._warm_image, self._warm_base = request.tag, base
+            progress(task, f"failed, its functions start on new containers: {exc}", 1.0)
+            return False
+        self._warm_images[kind] = request.tag
+        return True
 
     async def start(self, pools: Sequence[FunctionPool], progress: FunctionProgress) -> None:
-        """Start warm watchdogs for each pool some function could start from (`pool_key`)."""
-        image, base = self._warm_image, self._warm_base
-        if image is None or base is None or self.warm:
+        """Open a warm pool for each kind some function can start from."""
+        if self._warm_max == 0 or self._warm_started:
             return
-        functions = [self._starts(pool) for pool in pools]
-        takers = [
-            s for s in functions if s.warm_code is not None and s.pool.spec.base_image == base
+        self._warm_started = True
+        mounts = {s.recipe.code_mount for s in self._functions.values() if s.recipe is not None}
+        self._code_mounts = tuple(sorted(mount for mount in mounts if mount is not None))
+        for kind in self._kinds(pools):
+            self._open(kind, progress)
+        self._resize()
+
+    def _open(self, kind: WarmKind, progress: FunctionProgress) -> None:
+        """Start `kind`'s warm pool, if its image is built and it is not open yet."""
+        image = self._warm_images.get(kind)
+        if image is None or kind in self.warm:
+            return
+        # The limits most of its functions run under: warm watchdogs start under them,
+        # so starting those functions needs no update of the limits.
+        limits = collections.Counter(
+            s.own_limits for s in self._functions.values() if s.kind == kind
+        ).most_common(1)
+        spec = WarmSpec(
+            image=image,
+            limits=kind.limits or (limits[0][0] if limits else Limits(0, 0.0, 0)),
+            code_mounts=self._code_mounts,
+            isolation=kind.isolation,
+            preload=kind.preload,
+        )
+        self.warm[kind] = WarmPool(
+            self.backend,
+            self._client,
+            0,
+            spec,
+            self.removals,
+            label=kind.label,
+            on_demand=self._resize,
+        )
+        preloads = f", preloading {', '.join(kind.preload)}" if kind.preload else ""
+        progress(f"warm pool {kind.label}", f"open ({kind.isolation}{preloads})", 1.0)
+
+    def _resize(self) -> None:
+        """Size every warm pool from its recent cold starts, within the memory budget;
+        close the pools no function starts from any more."""
+        if not self.warm:
+            return
+        used = {s.kind for s in self._functions.values() if s.starts_warm}
+        for kind in [k for k in self.warm if k not in used]:
+            self._spawn(self.warm.pop(kind).close())
+        now = asyncio.get_running_loop().time()
+        demands = [
+            warm_sizing.KindDemand(kind, warm.arrivals, warm.last_needed, warm.per_watchdog)
+            for kind, warm in self.warm.items()
         ]
-        # Without takers every function needs its own image: warm watchdogs would only idle.
-        mounts = {s.recipe.code_mount for s in functions if s.recipe is not None}
-        by_key: dict[PoolKey, list[Limits]] = collections.defaultdict(list)
-        for taker in takers:
-            key = pool_key(taker.pool.spec.isolation, taker.own_limits)
-            by_key[key].append(taker.own_limits)
-        for key, limits in sorted(by_key.items(), key=lambda item: str(item[0])):
-            isolation = key[0]
-            # The limits most takers run under: warm watchdogs start under them, so
-            # starting those functions needs no update of the limits.
-            self.warm[key] = WarmPool(
-                self.backend,
-                self._client,
-                self._warm_size,
-                image,
-                collections.Counter(limits).most_common(1)[0][0],
-                sorted(mount for mount in mounts if mount is not None),
-                self.removals,
-                base=base,
-                isolation=isolation,
-            )
-            progress("warm pool", f"starting {self._warm_size} warm watchdog(s) ({isolation})", 1.0)
-        for warm in self.warm.values():
-            warm.fill()
+        targets = warm_sizing.plan(
+            demands,
+            now,
+            minimum=WARM_MINIMUM,
+            maximum=self._warm_max,
+            budget=self._warm_budget,
+        )
+        for kind, warm in self.warm.items():
+            warm.resize(targets[kind])
 
     async def prepare(self, pool: FunctionPool) -> None:
-        if pool.error is None and pool.image is not None:
-            self._starts(pool).prepare_spare()
+        """A function added (or changed) while serving: open its kind's warm pool if needed."""
+        starts = self._starts(pool)
+        kind = starts.kind
+        if not self._warm_started or kind is None or kind in self.warm:
+            return
+        quiet: FunctionProgress = lambda *_: None  # noqa: E731
+        if (
+            pool.error is None
+            and starts.warm_code is not None
+            and await self._build_kind(kind, quiet)
+        ):
+            self._open(kind, quiet)
+            self._resize()
 
     async def replace(self, pool: FunctionPool) -> None:
+        await self.prepare(pool)
         await self._starts(pool).roll()
+        self._resize()  # its previous kind may have no function left
 
     async def remove(self, pool: FunctionPool) -> None:
         starts = self._functions.get(pool.name)
         if starts is not None and starts.pool is pool:
             del self._functions[pool.name]
         await self._close(pool, starts)
+        self._resize()
 
     async def _close(self, pool: FunctionPool, starts: ContainerStarts | None) -> None:
-        if starts is not None:
-            starts.close()
         why = f"{pool.name} is shutting down"
         stops = [
             self.removals.remove(h.replica.id, grace=STOP_GRACE, why=why) for h in pool.close()
@@ -185,7 +292,7 @@ class ContainerSupply:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("a replica start failed unexpectedly", exc_info=task.exception())
+            log.error("a replica start or a pool's closing failed", exc_info=task.exception())
 
     def take_back(self, pool: FunctionPool, handle: ReplicaHandle) -> None:
         self.removals.remove(handle.replica.id, grace=pool.spec.timeout, why="scaled down")
@@ -199,6 +306,7 @@ class ContainerSupply:
         if now >= self._next_sweep and (self._sweep is None or self._sweep.done()):
             self._next_sweep = now + self.reconciler.interval
             self._sweep = asyncio.get_running_loop().create_task(self.sweep())
+        self._resize()
         listed_at = time.time()
         running = {status.id for status in await self.backend.replicas() if status.running}
         for starts in list(self._functions.values()):

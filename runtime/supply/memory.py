@@ -30,7 +30,9 @@ log = logging.getLogger("faas.supply")
 
 class MemorySupply:
     refresh_interval = 0.05
-    warm_ready = None
+
+    def warm_status(self) -> None:
+        return None
 
     def __init__(self) -> None:
         self.pools: dict[str, FunctionPool] = {}

@@ -36,7 +36,9 @@ SERVICE_RETRY_DELAY = 1.0
 
 class ServiceSupply:
     refresh_interval = SYNC_INTERVAL
-    warm_ready = None
+
+    def warm_status(self) -> None:
+        return None
 
     def __init__(
         self,

@@ -1,9 +1,10 @@
-"""Starting one function's containers: the spare made ahead, warm starts, readiness, rolls.
+"""Starting one function's containers: warm starts, its own containers, readiness, rolls.
 
-A cold start takes a watchdog from the project's warm pool when the function
-can be sent to one (runtime/warm_pool.py); otherwise the function keeps one
-replica created ahead (a stopped container, no process), so a cold start is a
-container start, not a create and a start.
+A start takes a watchdog from the warm pool of the function's kind
+(runtime/warm_pool.py, runtime/warm_kinds.py); when none is ready or on its
+way, or the function cannot start warm (warm pools off, its own code over
+8 MiB), it creates and starts a container of its own. Nothing is made ahead for
+one function: at zero it holds no container and no process.
 
 Every container of a start is tracked here from the moment the engine gives
 its id (`container_ids`) until it is ready (then its pool's) or removed:
@@ -20,18 +21,18 @@ import logging
 import time
 from collections.abc import Mapping
 
-from runtime.backends.base import DEFAULT_PIDS, ContainerBackend, CreatedReplica, Limits, Replica
-from runtime.errors import FaasError, FunctionUnavailable, ReplicaStartError
+from runtime.backends.base import DEFAULT_PIDS, ContainerBackend, Limits, Replica
+from runtime.errors import FunctionUnavailable, ReplicaStartError
 from runtime.pool import FunctionPool
 from runtime.reconcile import Removals
 from runtime.replica_client import ReplicaClient
 from runtime.supply.base import Recipe
-from runtime.warm_pool import PoolKey, WarmPool, pool_key
+from runtime.warm_kinds import WarmKind
+from runtime.warm_pool import WarmPool
 
 log = logging.getLogger("faas.pool")
 
 READY_TIMEOUT = 30.0
-SPARE_DELAY = 1.0
 START_FAILURES_BEFORE_FAILED = 3
 """Consecutive replica start failures (not import errors) after which the function is failed."""
 WARM_ATTEMPTS = 2
@@ -51,11 +52,13 @@ class ContainerStarts:
         self.pool = pool
         self.recipe: Recipe | None = None
         """What its replicas are made from; None until its image is built."""
-        self.warm_pools: Mapping[PoolKey, WarmPool] = {}
-        """The project's warm watchdogs (`pool_key`), once they run (`ContainerSupply.start`)."""
+        self.warm_pools: Mapping[WarmKind, WarmPool] = {}
+        """The project's warm pools by kind, once they run (`ContainerSupply.start`)."""
+        self.kind: WarmKind | None = None
+        """Which warm pool it starts from (set with its recipe)."""
         self.warm_code: Mapping[str, bytes] | None = None
-        """The code a warm watchdog is sent (`app/...`; only `deps/...` in development,
-        where warm watchdogs mount the code); None: it cannot start on one."""
+        """The code a warm watchdog is sent (`app/...`; none in development, where warm
+        watchdogs mount the code); None: it cannot start on one."""
         self.replacing = 0
         """Of `pool.starting`, replicas that replace running ones (a roll): not new capacity."""
         self._backend = backend
@@ -63,23 +66,19 @@ class ContainerStarts:
         self._removals = removals
         self._pending: set[str] = set()
         """Containers of starts under way, once the engine has given their id."""
-        self._spare: asyncio.Task[CreatedReplica] | None = None
-        self._spare_timer: asyncio.TimerHandle | None = None
         self._failures = 0
 
     @property
     def warm(self) -> WarmPool | None:
-        """The warm pool this function's replicas can start from (`pool_key`)."""
-        return self.warm_pools.get(pool_key(self.pool.spec.isolation, self.own_limits))
+        """The warm pool of this function's kind, if it runs."""
+        return self.warm_pools.get(self.kind) if self.kind is not None else None
 
     @property
     def starts_warm(self) -> bool:
         warm, recipe = self.warm, self.recipe
         if warm is None or self.warm_code is None or recipe is None:
             return False
-        if self.pool.spec.base_image != warm.base:
-            return False
-        return recipe.code_mount is None or recipe.code_mount in warm.code_mounts
+        return recipe.code_mount is None or recipe.code_mount in warm.spec.code_mounts
 
     @property
     def own_limits(self) -> Limits:
@@ -88,52 +87,8 @@ class ContainerStarts:
 
     def container_ids(self) -> set[str]:
         """Every container this function is responsible for now (for the reconcile): its
-        pool's replicas (ready, set aside, draining), starts under way, the spare."""
-        ids = {h.replica.id for h in self.pool.holds()} | self._pending
-        spare = self._spare
-        if spare is not None and spare.done() and _succeeded(spare):
-            ids.add(spare.result().id)
-        return ids
-
-    # -- the spare -----------------------------------------------------------------
-
-    def prepare_spare(self) -> None:
-        """Create the next replica ahead of need, unless one is being made already.
-
-        A function that starts on warm watchdogs keeps none: at zero it holds nothing.
-        """
-        pool = self.pool
-        if self.starts_warm or self.recipe is None or pool.error or pool.closed:
-            return
-        if self._spare is None:
-            spec = self.recipe.replica_spec(pool.spec)
-            self._spare = asyncio.get_running_loop().create_task(self._backend.create(spec))
-
-    async def _take_spare(self) -> CreatedReplica:
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            try:
-                return await spare
-            except FaasError as exc:
-                log.warning(
-                    "spare replica unusable", extra={"function": self.pool.name, "error": str(exc)}
-                )
-        assert self.recipe is not None
-        return await self._backend.create(self.recipe.replica_spec(self.pool.spec))
-
-    def discard_spare(self) -> None:
-        """Drop the replica created ahead: it was made from an image or settings now stale."""
-        spare, self._spare = self._spare, None
-        if spare is None:
-            return
-        if spare.done():
-            self._discard_created(spare)
-        else:  # a creation under way: removed once the engine answers
-            spare.add_done_callback(self._discard_created)
-
-    def _discard_created(self, spare: asyncio.Task[CreatedReplica]) -> None:
-        if _succeeded(spare):
-            self._removals.remove(spare.result().id, why="a stale spare replica")
+        pool's replicas (ready, set aside, draining) and starts under way."""
+        return {h.replica.id for h in self.pool.holds()} | self._pending
 
     # -- starts --------------------------------------------------------------------
 
@@ -190,7 +145,8 @@ class ContainerStarts:
         began = time.perf_counter()
         replica_id: str | None = None
         try:
-            created = await self._take_spare()
+            assert self.recipe is not None
+            created = await self._backend.create(self.recipe.replica_spec(pool.spec))
             replica_id = created.id
             self._pending.add(replica_id)
             created_at = time.perf_counter()
@@ -220,11 +176,7 @@ class ContainerStarts:
             "start_ms": round((started_at - created_at) * 1000, 1),
             "ready_ms": round((ready_at - started_at) * 1000, 1),
         }
-        if not self._ready(replica, ready_at - began, phases):
-            return
-        # The next spare is created a little later, so that creating it does not compete
-        # for the engine and the GIL with the calls this replica is about to serve.
-        self._spare_timer = asyncio.get_running_loop().call_later(SPARE_DELAY, self.prepare_spare)
+        self._ready(replica, ready_at - began, phases)
 
     def _start_failed(self, exc: Exception) -> None:
         if isinstance(exc, FunctionUnavailable):
@@ -276,7 +228,6 @@ class ContainerStarts:
         Calls keep going to the old replicas until their successors are ready.
         """
         old = list(self.pool.replicas)
-        self.discard_spare()
         self.replacing += len(old)
         try:
             await asyncio.gather(*(self.start() for _ in old))
@@ -284,15 +235,3 @@ class ContainerStarts:
             self.replacing -= len(old)
         for handle in old:
             self.pool.take_out(handle)
-        self.prepare_spare()
-
-    def close(self) -> None:
-        """No more spares: the function was removed, or the platform stops."""
-        if self._spare_timer is not None:
-            self._spare_timer.cancel()
-        self.discard_spare()
-
-
-def _succeeded(task: asyncio.Task[CreatedReplica]) -> bool:
-    """A finished creation that made a container (reading its exception marks it seen)."""
-    return not task.cancelled() and task.exception() is None

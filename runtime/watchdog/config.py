@@ -38,6 +38,8 @@ class Settings:
     """Where a warm watchdog writes the requirements it is sent; on PYTHONPATH in the image."""
     run_as: tuple[int, int] | None = None
     """(uid, gid) a warm watchdog becomes before it imports its function; None: stays."""
+    preload: tuple[str, ...] = ()
+    """Modules a warm watchdog imports before it reports ready (its image's requirements)."""
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -85,6 +87,13 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             return None
         return int(uid), int(gid)
 
+    def modules(name: str) -> tuple[str, ...]:
+        names = tuple(part.strip() for part in environ.get(name, "").split(",") if part.strip())
+        bad = [n for n in names if not all(piece.isidentifier() for piece in n.split("."))]
+        if bad:
+            problems.append(f"{name}: {', '.join(map(repr, bad))} cannot be module names")
+        return names
+
     warm = flag(wire.WARM_ENV)
     settings = Settings(
         handler_file=text(wire.HANDLER_FILE_ENV, "" if warm else None),
@@ -104,6 +113,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         secrets_dir=text(wire.SECRETS_DIR_ENV, wire.SECRETS_DIR),
         deps_dir=text(wire.DEPS_DIR_ENV, wire.DEPS_DIR),
         run_as=user(wire.RUN_AS_ENV),
+        preload=modules(wire.PRELOAD_ENV),
     )
     if settings.port > 65535:
         problems.append(f"{wire.PORT_ENV}={settings.port} is out of range")

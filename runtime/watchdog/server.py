@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, Settings, forget_variable, load_settings
 from .contract import (
@@ -46,6 +46,9 @@ from .wire import (
 )
 from .workers import Workers
 
+if TYPE_CHECKING:  # warm.py is imported by warm watchdogs only
+    from .warm import RootWriter
+
 _UNAVAILABLE = (503, dump_json({"error": "the function's handler failed to import"}))
 """A call that reaches a replica whose handler did not import: not why (that is for the
 readiness probe and the log; an import-time exception may quote a secret)."""
@@ -58,7 +61,11 @@ class Watchdog:
     """
 
     def __init__(
-        self, settings: Settings, handler: Handler | None, failure: LoadFailure | None
+        self,
+        settings: Settings,
+        handler: Handler | None,
+        failure: LoadFailure | None,
+        writer: RootWriter | None = None,
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.connections: set[Connection] = set()
@@ -75,6 +82,8 @@ class Watchdog:
         self._token = settings.token.encode()
         self.warm = settings.warm  # stays True once assigned: a second /_/init is refused
         self.assigned: str | None = None  # the function a warm watchdog was given by /_/init
+        self.writer = writer
+        """A warm watchdog started as root: what writes its function's files (warm.py)."""
         if handler is not None:
             self._ready = (200, dump_json({"status": "ready"}))
         elif failure is not None:
@@ -136,17 +145,16 @@ class Watchdog:
             log.warning(f"refused a function archive: {exc}")
             return 400, dump_json({"error": str(exc)})
         settings = self.settings
+        writer, self.writer = self.writer, None
         try:
-            run_as = settings.run_as
-            warm.apply(
-                plan,
-                settings.code_dir,
-                settings.secrets_dir,
-                settings.deps_dir,
-                for_another_user=run_as is not None,
-            )
-            if run_as is not None:
-                warm.become(*run_as)
+            if writer is not None:
+                writer.write(archive)
+            else:
+                dirs = (settings.code_dir, settings.secrets_dir, settings.deps_dir)
+                warm.apply(plan, *dirs, for_another_user=False)
+        except warm.ArchiveError as exc:  # checked here already: the writer disagrees
+            log.error(f"the writer refused the function archive: {exc}")
+            return 500, dump_json({"error": f"cannot write the function's files: {exc}"})
         except OSError as exc:
             log.error(f"cannot write the function's files: {exc}")
             return 500, dump_json({"error": f"cannot write the function's files: {exc}"})
@@ -427,10 +435,15 @@ def log_import(settings: Settings, failure: LoadFailure | None, import_ms: float
         )
 
 
-async def serve(settings: Settings, handler: Handler | None, failure: LoadFailure | None) -> None:
+async def serve(
+    settings: Settings,
+    handler: Handler | None,
+    failure: LoadFailure | None,
+    writer: RootWriter | None = None,
+) -> None:
     """Serve until SIGTERM/SIGINT, then give the calls in flight `shutdown_grace` seconds."""
     loop = asyncio.get_running_loop()
-    wd = Watchdog(settings, handler, failure)
+    wd = Watchdog(settings, handler, failure, writer)
     server = await loop.create_server(
         lambda: Connection(wd), settings.host, settings.port, backlog=1024
     )
@@ -466,6 +479,17 @@ async def serve(settings: Settings, handler: Handler | None, failure: LoadFailur
         log.info("stopped")
 
 
+def become_unprivileged(settings: Settings) -> RootWriter | None:
+    """A warm watchdog with `run_as`: fork the root writer, then become that user for good."""
+    if settings.run_as is None:
+        return None
+    from .warm import RootWriter, become
+
+    writer = RootWriter(settings.code_dir, settings.secrets_dir, settings.deps_dir)
+    become(*settings.run_as)
+    return writer
+
+
 def main(environ: Mapping[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     try:
@@ -484,9 +508,22 @@ def main(environ: Mapping[str, str] | None = None) -> int:
 
     handler: Handler | None = None
     failure: LoadFailure | None = None
+    writer: RootWriter | None = None
     if settings.warm:
-        from . import warm  # noqa: F401 - import tarfile now, not on the cold start (/_/init)
+        from . import warm  # import tarfile now, not on the cold start (/_/init)
 
+        try:
+            writer = become_unprivileged(settings)
+        except OSError as exc:
+            log.critical(f"cannot leave root: {exc}")
+            return 1
+        if settings.preload:
+            loaded = warm.preload(settings.preload)
+            log.info(
+                "preloaded", extra={"modules": ",".join(loaded.imported), "import_ms": loaded.ms}
+            )
+            for module, error in loaded.failed.items():
+                log.warning(f"preloading {module} failed: {error}")
         log.info("warm, waiting for a function")
     else:
         started = time.perf_counter()
@@ -495,7 +532,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         log_import(settings, failure, import_ms)
 
     try:
-        asyncio.run(serve(settings, handler, failure))
+        asyncio.run(serve(settings, handler, failure, writer))
     except OSError as exc:
         log.critical(f"cannot listen on {settings.host}:{settings.port}: {exc}")
         return 1

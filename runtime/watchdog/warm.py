@@ -17,16 +17,27 @@ nothing is extracted by `tarfile`, so no member can land outside those three
 directories. `parse_archive` rejects the whole archive before `apply` writes
 anything, so a refused archive leaves the warm watchdog as it was.
 
+Who writes: a warm watchdog started as root forks a `RootWriter` first, then
+becomes the replica user (`become`) before it serves a request or imports any
+code of the function's, its preloaded requirements (`preload`) included. The
+writer does nothing but wait for the one archive, check it again, write it into
+the root-owned directories and exit; the watchdog, already unprivileged, hands
+it the archive at /_/init. So no code of a function, its requirements' module-level
+code included, ever runs as root, and none can change the files it was given.
+
 Imported only by a warm watchdog: `tarfile` costs milliseconds that an ordinary start skips.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
+import socket
 import tarfile
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +138,108 @@ def apply(
         _write(os.path.join(secrets_dir, file.path), readable)
     with contextlib.suppress(FileNotFoundError):  # nothing more is written there either
         os.chmod(secrets_dir, 0o555 if for_another_user else 0o500)
+
+
+MAX_ARCHIVE = 256 * 1024 * 1024
+"""Bytes the writer accepts at most (the gateway sends at most 8 MiB of code)."""
+
+
+class RootWriter:
+    """A child process, forked while this watchdog is still root and has run nothing of
+    a function's, that writes one function archive as root and exits (module docstring).
+
+    Its protocol, over a socket pair: the archive's length (8 bytes, big-endian) and the
+    archive; then one status byte (`0` written, `1` refused, `2` not writable) and the
+    reason, UTF-8.
+    """
+
+    def __init__(self, code_dir: str, secrets_dir: str, deps_dir: str) -> None:
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the writer: never returns
+            ours.close()
+            _write_one(theirs, code_dir, secrets_dir, deps_dir)
+        theirs.close()
+        self._socket = ours
+        self._pid = pid
+
+    def write(self, archive: bytes) -> None:
+        """Have the writer write `archive`; raises ArchiveError or OSError as `apply` would."""
+        try:
+            self._socket.sendall(len(archive).to_bytes(8, "big") + archive)
+            self._socket.shutdown(socket.SHUT_WR)
+            answer = _read_all(self._socket)
+        finally:
+            self._socket.close()
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self._pid, 0)
+        status, reason = answer[:1], answer[1:].decode(errors="replace")
+        if status == b"0":
+            return
+        if status == b"1":
+            raise ArchiveError(reason)
+        raise OSError(reason or "the writer exited without an answer")
+
+
+def _write_one(channel: socket.socket, code_dir: str, secrets_dir: str, deps_dir: str) -> None:
+    """The writer's whole life (in the forked child): one archive, checked and written."""
+    answer = b"2"
+    try:
+        size = int.from_bytes(_read_exactly(channel, 8), "big")
+        if size > MAX_ARCHIVE:
+            raise ArchiveError(f"the archive is over {MAX_ARCHIVE} bytes")
+        plan = parse_archive(_read_exactly(channel, size))
+        apply(plan, code_dir, secrets_dir, deps_dir, for_another_user=True)
+        answer = b"0"
+    except ArchiveError as exc:
+        answer = b"1" + str(exc).encode()
+    except (OSError, EOFError) as exc:
+        answer = b"2" + str(exc).encode()
+    finally:
+        with contextlib.suppress(OSError):
+            channel.sendall(answer)
+        os._exit(0)
+
+
+def _read_exactly(channel: socket.socket, size: int) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        chunk = channel.recv(min(size, 1 << 20))
+        if not chunk:
+            raise EOFError("the watchdog closed the channel")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_all(channel: socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    while chunk := channel.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class Preloaded:
+    imported: list[str]
+    failed: dict[str, str]
+    """Module -> why it did not import: the function imports it itself, and sees why."""
+    ms: float
+
+
+def preload(modules: tuple[str, ...]) -> Preloaded:
+    """Import `modules` now, so that a function given this watchdog finds them imported."""
+    started = time.perf_counter()
+    imported: list[str] = []
+    failed: dict[str, str] = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except (Exception, SystemExit) as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+        else:
+            imported.append(name)
+    return Preloaded(imported, failed, round((time.perf_counter() - started) * 1000, 1))
 
 
 def become(uid: int, gid: int) -> None:

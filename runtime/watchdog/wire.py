@@ -82,6 +82,9 @@ WARM_ENV = "FAAS_WARM"
 RUN_AS_ENV = "FAAS_RUN_AS"
 """`uid:gid` a warm watchdog started as root becomes once it has written its function's
 files, before it imports the handler (REPLICA_UID below)."""
+PRELOAD_ENV = "FAAS_PRELOAD"
+"""Comma-separated modules a warm watchdog imports before it reports ready: the
+requirements baked into its image, so a function given to it finds them imported."""
 
 # -- the image's layout --------------------------------------------------------------
 
@@ -96,9 +99,10 @@ SECRETS_DIR = "/run/secrets"
 REPLICA_UID = 10001
 REPLICA_GID = 10001
 """Who function code runs as. A warm watchdog starts as root (with only the capabilities
-to change user), writes what it is sent into root-owned directories, and becomes this
-user (RUN_AS_ENV) before it imports the handler: the function cannot write or re-permit
-its files."""
+to change user), forks a writer that stays root, and becomes this user (RUN_AS_ENV)
+before it imports anything of the function's (its preloaded requirements included); the
+writer puts what the watchdog is sent into root-owned directories and exits, so the
+function cannot write or re-permit its files (runtime/watchdog/warm.py)."""
 
 # -- the init archive ----------------------------------------------------------------
 

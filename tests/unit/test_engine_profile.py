@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runtime.backends.base import Limits, ReplicaSpec
+from runtime.backends.base import Limits, ReplicaSpec, WarmSpec
 from runtime.backends.docker import containers, profile
 from runtime.backends.docker.containers import EngineOptions
 from runtime.backends.docker.profile import (
@@ -263,6 +263,7 @@ def test_the_specs_values_agree_with_the_engine_types() -> None:
 PUBLISHED = EngineOptions(published=True)
 PODMAN = EngineOptions(ulimits=PODMAN_ULIMITS)
 WARM_LIMITS = Limits(memory=128 * 1024 * 1024, cpus=1.0, pids=256)
+WARM_SPEC = WarmSpec("faas-warm:x", WARM_LIMITS)
 
 
 def spec(isolation: str = "container") -> ReplicaSpec:
@@ -281,7 +282,7 @@ def host_configs(options: EngineOptions) -> dict[str, dict[str, Any]]:
         "sandbox": containers.sandbox_host_config_args("demo", options),
         "joined replica": containers.host_config_args(spec(), "demo", "faas-demo-x-net", options),
         "replica on its own": containers.host_config_args(spec(), "demo", options=options),
-        "warm": containers.warm_host_config_args("demo", WARM_LIMITS, (), options=options),
+        "warm": containers.warm_host_config_args("demo", WARM_SPEC, options=options),
     }
 
 
@@ -306,15 +307,15 @@ def test_a_replica_on_its_own_network_publishes_its_port() -> None:
 
 
 def test_a_warm_watchdog_publishes_its_port() -> None:
-    assert containers.warm_args("demo", "faas-warm:x", "t", "w", PUBLISHED)["ports"] == [8080]
-    host = containers.warm_host_config_args("demo", WARM_LIMITS, (), options=PUBLISHED)
+    assert containers.warm_args("demo", WARM_SPEC, "t", "w", PUBLISHED)["ports"] == [8080]
+    host = containers.warm_host_config_args("demo", WARM_SPEC, options=PUBLISHED)
     assert host["port_bindings"] == {8080: ("127.0.0.1", None)}
 
 
 def test_without_publishing_nothing_is_exposed_or_bound() -> None:
     options = EngineOptions(published=False)
     assert "ports" not in containers.sandbox_args(spec(), "demo", "n", options)
-    assert "ports" not in containers.warm_args("demo", "faas-warm:x", "t", "w", options)
+    assert "ports" not in containers.warm_args("demo", WARM_SPEC, "t", "w", options)
     for what, host in host_configs(options).items():
         assert "port_bindings" not in host, what
 
@@ -329,33 +330,37 @@ def test_ulimits_from_the_options_are_in_every_host_config() -> None:
 def test_gvisor_isolation_selects_the_runsc_runtime() -> None:
     assert containers.host_config_args(spec("gvisor"), "demo")["runtime"] == "runsc"
     assert containers.host_config_args(spec("container"), "demo")["runtime"] is None
-    warm = containers.warm_host_config_args("demo", WARM_LIMITS, (), isolation="gvisor")
+    warm = containers.warm_host_config_args(
+        "demo", WarmSpec("faas-warm:x", WARM_LIMITS, isolation="gvisor")
+    )
     assert warm["runtime"] == "runsc"
 
 
 def test_a_warm_watchdog_starts_as_root_and_is_told_whom_to_become() -> None:
-    args = containers.warm_args("demo", "faas-warm:x", "t0ken", "faas-demo.warm-1")
+    args = containers.warm_args("demo", WARM_SPEC, "t0ken", "faas-demo.warm-1")
     assert args["user"] == "0:0"
     assert args["environment"]["FAAS_RUN_AS"] == "10001:10001"
 
 
 def test_a_warm_watchdog_may_only_change_user_and_its_mounts_belong_to_root() -> None:
-    host = containers.warm_host_config_args("demo", WARM_LIMITS, ())
+    host = containers.warm_host_config_args("demo", WARM_SPEC)
     assert host["cap_add"] == ["SETUID", "SETGID"]
     assert host["cap_drop"] == ["ALL"]
     assert host["security_opt"] == ["no-new-privileges"]
     tmpfs = host["tmpfs"]
-    for directory in ("/app", "/opt/faas/deps", "/run/secrets"):
+    for directory in ("/app", "/run/secrets"):
         assert "uid=0" in tmpfs[directory].split(","), directory
     assert "noexec" in tmpfs["/app"].split(",")
     assert "noexec" in tmpfs["/run/secrets"].split(",")
-    # requirements may hold compiled extensions
-    assert "noexec" not in tmpfs["/opt/faas/deps"].split(",")
+    # requirements are in the kind's image (read-only), never written at a start
+    assert "/opt/faas/deps" not in tmpfs
 
 
 def test_a_warm_watchdog_with_mounted_code_has_no_code_tmpfs() -> None:
     mounts = [("/home/me/project/functions", "/app/functions")]
-    host = containers.warm_host_config_args("demo", WARM_LIMITS, mounts)
+    host = containers.warm_host_config_args(
+        "demo", WarmSpec("faas-warm:x", WARM_LIMITS, tuple(mounts))
+    )
     assert "/app" not in host["tmpfs"]
     assert host["binds"] == {"/home/me/project/functions": {"bind": "/app/functions", "mode": "ro"}}
 

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import Metrics
 from runtime.loghub import LogHub
+from runtime.supply.base import WarmPoolStatus, WarmStatus
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 
@@ -32,7 +33,9 @@ class _Platform:
 
     def __init__(self) -> None:
         self.pools = {"f": _Pool()}
-        self.supply = type("S", (), {"warm_ready": 1})()
+        pool = WarmPoolStatus("plain-abc123", 1, 2, 2, 12 << 20, (), ("hello",))
+        status = WarmStatus(maximum=8, budget=512 << 20, pools=(pool,))
+        self.supply = type("S", (), {"warm_status": lambda _: status})()
         self.logs = LogHub()
         self.observers: list[object] = []
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from runtime.backends.base import Limits, ReplicaSpec
+from runtime.backends.base import Limits, ReplicaSpec, WarmSpec
 from runtime.backends.docker import containers
 from runtime.backends.docker.containers import EngineOptions
 from runtime.backends.docker.profile import (
@@ -57,6 +57,7 @@ NETAVARK_JUMP = (
 )
 
 WARM_LIMITS = Limits(memory=128 * 1024 * 1024, cpus=1.0, pids=256)
+WARM_SPEC = WarmSpec("faas-warm:x", WARM_LIMITS)
 
 
 def spec(secret_files: dict[str, str] | None = None) -> ReplicaSpec:
@@ -75,14 +76,14 @@ def host_configs(options: EngineOptions) -> dict[str, dict[str, Any]]:
         "sandbox": containers.sandbox_host_config_args("demo", options),
         "joined replica": containers.host_config_args(spec(), "demo", "faas-demo-x-net", options),
         "replica on its own": containers.host_config_args(spec(), "demo", options=options),
-        "warm": containers.warm_host_config_args("demo", WARM_LIMITS, (), options=options),
+        "warm": containers.warm_host_config_args("demo", WARM_SPEC, options=options),
     }
 
 
 def root_owned_mounts(options: EngineOptions) -> dict[str, str]:
     """The warm watchdog's tmpfs mounts that belong to root, by directory."""
-    tmpfs = containers.warm_host_config_args("demo", WARM_LIMITS, (), options=options)["tmpfs"]
-    return {directory: tmpfs[directory] for directory in ("/app", "/opt/faas/deps", "/run/secrets")}
+    tmpfs = containers.warm_host_config_args("demo", WARM_SPEC, options=options)["tmpfs"]
+    return {directory: tmpfs[directory] for directory in ("/app", "/run/secrets")}
 
 
 # -- profile.network_isolation --------------------------------------------------------------
@@ -423,7 +424,7 @@ def test_podman_secrets_lie_over_the_run_tmpfs() -> None:
     )
     assert host["tmpfs"]["/run"] == ENGINE_TMPFS
     assert host["binds"] == {"/srv/secrets/db": {"bind": "/run/secrets/db", "mode": "ro"}}
-    warm = containers.warm_host_config_args("demo", WARM_LIMITS, (), options=PODMAN_OPTIONS)
+    warm = containers.warm_host_config_args("demo", WARM_SPEC, options=PODMAN_OPTIONS)
     assert {"/run", "/run/secrets"} <= set(warm["tmpfs"])
 
 

@@ -18,7 +18,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -36,6 +36,7 @@ from runtime.backends.base import (
     Replica,
     ReplicaSpec,
     ReplicaStatus,
+    WarmSpec,
 )
 from runtime.backends.docker import engine as docker_engine
 from runtime.backends.docker.profile import EngineProfile
@@ -52,9 +53,8 @@ from runtime.reconcile import Reconciler, Removals, orphans
 from runtime.replica_client import ReplicaClient
 from runtime.spec import load_project_text
 from runtime.supply import Recipe
-from runtime.supply import starts as starts_module
 from runtime.supply.containers import ContainerSupply
-from runtime.warm_pool import to_start
+from runtime.warm_pool import WarmPool, to_start
 
 T = TypeVar("T")
 
@@ -70,6 +70,8 @@ functions:
 {extra}"""
 
 EMFILE = OSError(errno.EMFILE, "Too many open files")
+WATCHDOG_MEMORY = 16 * 1024 * 1024
+"""What the fake engine measures each warm watchdog at."""
 
 
 # -- a scriptable engine and replica client -------------------------------------------
@@ -187,14 +189,7 @@ class Engine:
         await self._answer("create_answer", box)
         return CreatedReplica(box.id, box.name, spec.function, spec.token, address="10.0.0.1:80")
 
-    async def create_warm(
-        self,
-        image: str,
-        token: str,
-        limits: Limits,
-        code_mounts: Sequence[tuple[str, str]] = (),
-        isolation: str = "container",
-    ) -> CreatedReplica:
+    async def create_warm(self, spec: WarmSpec, token: str) -> CreatedReplica:
         await self.script.step("create_warm")
         box = self._make("warm", "")
         await self._answer("create_warm_answer", box)
@@ -229,6 +224,9 @@ class Engine:
         for box in list(self.boxes.values()):
             if box.role == "sandbox" and box.owner == replica_id:
                 del self.boxes[box.id]
+
+    async def memory_usage(self, container_id: str) -> int | None:
+        return WATCHDOG_MEMORY if container_id in self.boxes else None
 
     async def status(self, replica_id: str) -> ReplicaStatus | None:
         await self.script.step("status")
@@ -331,9 +329,17 @@ class Rig:
             assert not first & second, "a container tracked twice"
         assert self.untracked() == set()
 
+    @property
+    def warm(self) -> WarmPool:
+        """The one warm pool (every warm function here is of one kind)."""
+        (warm,) = self.supply.warm.values()
+        return warm
+
     def warm_full(self) -> bool:
-        warm = self.supply.warm.get(("container", None))
-        return warm is not None and warm.ready == warm.size
+        """The warm pool is measured and holds as many ready as it keeps."""
+        if len(self.supply.warm) != 1:
+            return False
+        return self.warm.per_watchdog is not None and self.warm.ready == self.warm.size
 
     async def settle(self, until: Callable[[], object] = lambda: True) -> None:
         """Let background removals (and, with `until`, refills) finish."""
@@ -357,7 +363,6 @@ def rig(
 ) -> Rig:
     monkeypatch.setattr(reconcile, "REMOVE_BACKOFF", 0.0)
     monkeypatch.setattr(warm_module, "RETRY_DELAY", 0.01)
-    monkeypatch.setattr(starts_module, "SPARE_DELAY", 0.0)
     (tmp_path / "functions").mkdir(exist_ok=True)
     (tmp_path / "functions" / "hello.py").write_text("def handle(event, context):\n    return 1\n")
     extra = "".join(f"  warm{n}:\n    handler: functions/hello.py\n" for n in range(warm_functions))
@@ -379,7 +384,7 @@ async def start_warm_pool(r: Rig, *, wait: bool = True) -> None:
         r.supply.use(pool, Recipe("faas-function:test", code={"app/hello.py": b"x"}))
         if not pool.name.startswith("warm"):
             r.supply._starts(pool).warm_code = None  # as for a function too large to send
-    r.supply._warm_image, r.supply._warm_base = "faas-warm:test", pools[0].spec.base_image
+    await r.supply.build(pools, {pools[0].spec.base_image: "sha256:base"}, lambda *_: None)
     await r.supply.start(pools, lambda *_: None)
     if wait:
         await r.settle(until=r.warm_full)
@@ -670,7 +675,7 @@ def test_a_warm_start_failing_at_any_step_leaves_nothing_untracked(
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=1)
         await start_warm_pool(r)
         pool = r.platform.pools["warm0"]
-        assert r.supply.warm[("container", None)].ready == 2
+        assert r.warm.ready == 2
         step, error = WARM_FAULTS[fault]
         # both warm attempts fail the same way
         r.script.fail(step, error, error)
@@ -679,7 +684,7 @@ def test_a_warm_start_failing_at_any_step_leaves_nothing_untracked(
         await r.settle(until=r.warm_full)
         r.assert_tracked_once()
         assert r.engine.most_unassigned <= 2
-        assert r.supply.warm[("container", None)].held <= 2
+        assert r.warm.held <= 2
         if isinstance(error, FunctionUnavailable):
             assert pool.error is not None and pool.replicas == []
         else:  # two warm watchdogs failed: the start took a container of its own
@@ -728,7 +733,7 @@ def test_a_start_cancelled_while_it_waits_for_a_watchdog_on_its_way(
         pool = r.platform.pools["warm0"]
         release = r.script.hold(step)
         await start_warm_pool(r, wait=False)
-        warm = r.supply.warm[("container", None)]
+        warm = r.warm
         assert warm is not None
         task = asyncio.get_running_loop().create_task(r.supply.start_replica(pool))
         await until(lambda: warm._waiting, "the start waits for the watchdog")
@@ -753,7 +758,7 @@ def test_closing_the_warm_pool_while_it_makes_a_watchdog_leaves_nothing(
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=1)
         release = r.script.hold(step)
         await start_warm_pool(r, wait=False)
-        warm = r.supply.warm[("container", None)]
+        warm = r.warm
         assert warm is not None
         await r.script.entered[step].wait()
         await warm.close()
@@ -775,7 +780,7 @@ def test_the_warm_pool_never_exceeds_its_size_under_failures(
         monkeypatch.setattr(warm_module, "TAKE_WAIT", 0.005)
         r = rig(tmp_path, monkeypatch, warm=2, warm_functions=8)
         await start_warm_pool(r)
-        warm = r.supply.warm[("container", None)]
+        warm = r.warm
         assert warm is not None
         r.script.fail("ready_warm", EMFILE, None, ReplicaStartError("exited"), None, EMFILE)
         r.script.fail("init", ReplicaUnreachable("EMFILE"), None, EMFILE)
@@ -828,7 +833,7 @@ def test_a_failed_watchdog_keeps_its_place_until_it_is_removed(
     async def main() -> None:
         r = rig(tmp_path, monkeypatch, warm=1, warm_functions=1)
         await start_warm_pool(r)
-        warm = r.supply.warm[("container", None)]
+        warm = r.warm
         assert warm is not None
         (failed,) = r.engine.alive()
         r.script.fail("init", ReplicaUnreachable("EMFILE"), ReplicaUnreachable("EMFILE"))
@@ -872,7 +877,7 @@ def test_waiting_starts_do_not_grow_the_pool(
         await asyncio.gather(*starts)  # 2 warm, 4 gave up waiting and took containers
         slow.set()
         await r.settle(until=r.warm_full)
-        assert r.supply.warm[("container", None)].ready == 2
+        assert r.warm.ready == 2
         assert r.engine.most_unassigned <= 2
         r.assert_tracked_once()
         await r.close()
@@ -989,7 +994,7 @@ def test_a_cancelled_create_is_removed_once_the_engine_answers(
     async def main() -> None:
         backend = DockerBackend("demo", access="address")
         creating = (
-            backend.create_warm("img", "t", Limits(64 * 1024 * 1024, 1.0, 64))
+            backend.create_warm(WarmSpec("img", Limits(64 * 1024 * 1024, 1.0, 64)), "t")
             if warm
             else backend.create(ReplicaSpec(function="f", image="img", token="t"))
         )

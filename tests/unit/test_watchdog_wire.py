@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from runtime.backends.base import Replica, ReplicaSpec
+from runtime.backends.base import Limits, Replica, ReplicaSpec, WarmSpec
 from runtime.backends.docker import containers
 from runtime.backends.swarm import services
 from runtime.errors import ReplicaUnreachable
@@ -35,10 +35,10 @@ from runtime.watchdog.config import load_settings
 
 TOKEN = "wire-token"
 READY_WITHIN = 10.0
+WARM_SPEC = WarmSpec("faas-warm:x", Limits(128 * 1024 * 1024, 1.0, 256))
 
 HANDLER = """\
 import os
-
 
 def handle(event, context):
     secret = os.path.join(os.environ.get("SECRETS", "/nonexistent"), "api-key")
@@ -110,7 +110,7 @@ def test_every_variable_the_backends_set_is_one_the_watchdog_reads() -> None:
     reads = watchdog_reads()
     assert ours(reads) == reads  # the watchdog reads nothing outside the contract's prefix
     docker = containers.replica_environment(SPEC)
-    warm = containers.warm_args("p", "faas-warm:x", TOKEN, "w")["environment"]
+    warm = containers.warm_args("p", WARM_SPEC, TOKEN, "w")["environment"]
     swarm_env = services.service_args(SPEC, "p", SPEC.image, secrets={}, grace=5, node_id=None)[
         "task_template"
     ]["ContainerSpec"]["Env"]
@@ -135,7 +135,7 @@ def test_the_watchdog_takes_the_settings_the_backends_give() -> None:
     )
     assert (settings.port, settings.code_dir) == (containers.REPLICA_PORT, wire.CODE_DIR)
     assert settings.secrets_dir == containers.SECRETS_DIR
-    warm = load_settings(containers.warm_args("p", "faas-warm:x", TOKEN, "w")["environment"])
+    warm = load_settings(containers.warm_args("p", WARM_SPEC, TOKEN, "w")["environment"])
     assert warm.warm and warm.token == TOKEN
     swarm = services.service_args(SPEC, "p", SPEC.image, secrets={}, grace=5, node_id=None)
     env = dict(entry.split("=", 1) for entry in swarm["task_template"]["ContainerSpec"]["Env"])
@@ -273,7 +273,7 @@ def test_a_warm_watchdog_takes_the_archive_the_warm_pool_makes(start: Any, tmp_p
         environment={"GREETING": "hi", "SECRETS": str(secrets_dir)},
         secret_files={"api-key": str(tmp_path / "api-key")},
     )
-    environment = containers.warm_args("p", "faas-warm:x", TOKEN, "w")["environment"]
+    environment = containers.warm_args("p", WARM_SPEC, TOKEN, "w")["environment"]
     replica = start(
         environment,
         **{

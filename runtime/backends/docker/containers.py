@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from runtime.backends.base import Limits, ReplicaSpec
+from runtime.backends.base import Limits, ReplicaSpec, WarmSpec
 from runtime.backends.docker.profile import ISOLATION_RUNTIMES
 from runtime.watchdog import wire
 
@@ -30,7 +29,6 @@ REPLICA_USER = f"{wire.REPLICA_UID}:{wire.REPLICA_GID}"
 TMPFS_SIZE = "64m"
 SECRETS_DIR = wire.SECRETS_DIR
 WARM_CODE_SIZE = "16m"
-WARM_DEPS_SIZE = "32m"
 ENGINE_TMPFS_OPTIONS = "rw,noexec,nosuid,nodev,size=1m"
 """Podman's /run and /var/tmp (`_engine_tmpfs`)."""
 CPU_PERIOD = 100_000
@@ -300,26 +298,30 @@ def warm_name(project: str) -> str:
 
 
 def warm_args(
-    project: str, image: str, token: str, name: str, options: EngineOptions = EngineOptions()
+    project: str, spec: WarmSpec, token: str, name: str, options: EngineOptions = EngineOptions()
 ) -> dict[str, Any]:
     """A watchdog with no function: the replica hardening, function-neutral limits.
 
-    It starts as root, able only to change user (`warm_host_config_args`): it writes
-    the function's code, requirements and secrets into root-owned tmpfs mounts,
-    then becomes the replica user for good before the function's code is imported
-    (runtime/watchdog/warm.py), so the function cannot change its own files.
+    It starts as root, able only to change user (`warm_host_config_args`): it forks
+    a writer that stays root, becomes the replica user for good, then imports
+    `spec.preload`; at its start the writer puts the function's code and secrets
+    into root-owned tmpfs mounts (runtime/watchdog/warm.py), so the function
+    cannot change its own files.
     """
+    environment = {
+        wire.WARM_ENV: "1",
+        wire.TOKEN_ENV: token,
+        wire.PORT_ENV: str(REPLICA_PORT),
+        wire.FUNCTION_NAME_ENV: "warm",
+        wire.RUN_AS_ENV: REPLICA_USER,
+    }
+    if spec.preload:
+        environment[wire.PRELOAD_ENV] = ",".join(spec.preload)
     return {
-        "image": image,
+        "image": spec.image,
         "name": name,
         "user": "0:0",
-        "environment": {
-            wire.WARM_ENV: "1",
-            wire.TOKEN_ENV: token,
-            wire.PORT_ENV: str(REPLICA_PORT),
-            wire.FUNCTION_NAME_ENV: "warm",
-            wire.RUN_AS_ENV: REPLICA_USER,
-        },
+        "environment": environment,
         "labels": {LABEL_PROJECT: project, LABEL_ROLE: ROLE_WARM},
         "stop_signal": "SIGTERM",
         "use_config_proxy": False,
@@ -328,34 +330,29 @@ def warm_args(
 
 
 def warm_host_config_args(
-    project: str,
-    limits: Limits,
-    code_mounts: Sequence[tuple[str, str]],
-    isolation: str = "container",
-    options: EngineOptions = EngineOptions(),
+    project: str, spec: WarmSpec, options: EngineOptions = EngineOptions()
 ) -> dict[str, Any]:
-    """Development mounts the project's code read-only (`code_mounts`: (host, container));
-    otherwise the code directory is a tmpfs that receives one function's code.
+    """Development mounts the project's code read-only (`spec.code_mounts`: (host,
+    container)); otherwise the code directory is a tmpfs that receives one function's
+    code. Requirements are in the image (the kind's), never sent.
 
     The tmpfs mounts belong to root; the only capabilities are the two the watchdog
     needs to become the replica user, and that change clears them.
     """
-    hardening = _hardening(limits, isolation, options)
+    hardening = _hardening(spec.limits, spec.isolation, options)
     owned = _root_owned(options)
     tmpfs = {
         **hardening["tmpfs"],
         SECRETS_DIR: f"rw,noexec,nosuid,nodev,size=1m,{owned}",
     }
-    # Requirements may hold compiled extensions, which a noexec mount could not load.
-    tmpfs[wire.DEPS_DIR] = f"rw,nosuid,nodev,size={WARM_DEPS_SIZE},{owned}"
-    if not code_mounts:
+    if not spec.code_mounts:
         tmpfs[wire.CODE_DIR] = f"rw,noexec,nosuid,nodev,size={WARM_CODE_SIZE},{owned}"
     return {
         **hardening,
         "cap_add": ["SETUID", "SETGID"],
         **_own_network(project, options),
         "tmpfs": tmpfs,
-        "binds": {host: {"bind": container, "mode": "ro"} for host, container in code_mounts},
+        "binds": {host: {"bind": container, "mode": "ro"} for host, container in spec.code_mounts},
     }
 
 
