@@ -195,6 +195,11 @@
     return `${(value * 100).toFixed(value < 0.1 ? 1 : 0)}%`;
   }
 
+  function mib(bytes) {
+    const value = bytes / 2 ** 20;
+    return `${value < 10 ? value.toFixed(1) : Math.round(value)} MiB`;
+  }
+
   function set(root, field, text) {
     const element = root.querySelector(`[data-field="${field}"]`);
     if (element.textContent !== text) element.textContent = text;
@@ -247,7 +252,40 @@
     errors.textContent = totals.calls ? percent(totals.errors / totals.calls) : "–";
     errors.classList.toggle("bad", totals.errors > 0);
     updateFunctionChoices(functions.map((fn) => fn.name));
+    renderWarm(listing.warm);
     renderEvents(events, stats.now);
+  }
+
+  // The warm pools (absent on backends without them): one row per kind of function.
+  function renderWarm(warm) {
+    $("warm").hidden = !warm;
+    if (!warm) return;
+    const pools = warm.pools || [];
+    $("warm-memory").textContent = `${mib(warm.memory)} of ${mib(warm.memory_budget)}`;
+    $("warm-memory").title =
+      `memory the warm watchdogs hold, of gateway.warm_pool_memory; at most ${warm.maximum} per pool`;
+    $("no-warm").hidden = pools.length > 0;
+    $("warm-pools").parentElement.hidden = pools.length === 0;
+    const rows = pools.map((pool) => {
+      const row = document.createElement("tr");
+      row.dataset.pool = pool.pool;
+      const cells = [
+        pool.pool,
+        `${pool.ready} / ${pool.target}`,
+        pool.per_watchdog === null || pool.per_watchdog === undefined ? "–" : mib(pool.memory),
+        pool.preload.length ? pool.preload.join(", ") : "–",
+        pool.functions.length ? pool.functions.join(", ") : "–",
+      ].map((text) => {
+        const cell = document.createElement("td");
+        cell.textContent = text;
+        return cell;
+      });
+      cells[1].title = `${pool.held} held: ready, on their way or being handed over`;
+      if (pool.per_watchdog) cells[2].title = `${mib(pool.per_watchdog)} per watchdog`;
+      row.append(...cells);
+      return row;
+    });
+    $("warm-pools").replaceChildren(...rows);
   }
 
   function newCard(name) {

@@ -18,7 +18,7 @@ from pathlib import Path
 import docker
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwright
 
 from tests.conftest import REPO, Gateway, running_gateway
 
@@ -169,6 +169,37 @@ def busy_for_a_while(
         futures += [pool.submit(call) for _ in range(12 + 3 * wave)]
     time.sleep(0.8)
     return futures
+
+
+def test_dashboard_shows_the_warm_pools(gateway: Gateway, browser: BrowserContext) -> None:
+    watched = Watched(browser.new_page())
+    page = watched.page
+    page.goto(f"{gateway.admin_url}/ui#token={token_of(gateway)}")
+    panel = page.locator("#warm")
+    expect(panel).to_be_visible()
+    # one kind of function here (no requirements, same base image): a plain pool greet uses
+    row = page.locator("#warm-pools tr").filter(has_text="greet")
+    expect(row).to_have_count(1)
+    cells = row.locator("td")
+    expect(cells.nth(0)).to_have_text(re.compile(r"^plain-[0-9a-f]{6}$"))
+    expect(cells.nth(1)).to_have_text(re.compile(r"^\d+ / \d+$"))
+    expect(cells.nth(2)).to_have_text(re.compile(r"^(\N{EN DASH}|[\d.]+ MiB)$"))
+    expect(cells.nth(3)).to_have_text("\N{EN DASH}")  # no requirements: nothing preloaded
+    expect(cells.nth(4)).to_contain_text("greet")
+    expect(page.locator("#warm-memory")).to_have_text(re.compile(r"^[\d.]+ MiB of 512 MiB$"))
+
+    # a backend without warm pools answers no `warm`: the panel goes away
+    def without_warm(route: Route) -> None:
+        answer = route.fetch()
+        listing = answer.json()
+        del listing["warm"]
+        route.fulfill(response=answer, json=listing)
+
+    page.route("**/system/functions", without_warm)
+    expect(panel).to_be_hidden()
+    expect(page.locator('.card[data-function="greet"]')).to_be_visible()
+    watched.assert_clean(gateway)
+    page.close()
 
 
 def test_dashboard_asks_for_the_token_and_shows_when_it_is_refused(
