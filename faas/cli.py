@@ -288,10 +288,15 @@ def list_functions(spec_file: Path, project: str | None, as_json: bool) -> None:
             }
             for name, f in loaded.functions.items()
         ]
-    else:
-        rows = admin_api(loaded, running, "GET", "/system/functions")["functions"]
+    warm: dict[str, Any] | None = None
+    if running is not None:
+        answer = admin_api(loaded, running, "GET", "/system/functions")
+        rows, warm = answer["functions"], answer.get("warm")
     if as_json:
-        click.echo(json.dumps({"project": loaded.name, "functions": rows}, indent=2))
+        document: dict[str, Any] = {"project": loaded.name, "functions": rows}
+        if warm is not None:
+            document["warm"] = warm
+        click.echo(json.dumps(document, indent=2))
         return
     table = Table(title=f"project {loaded.name}" + ("" if running else " (not running)"))
     columns = ("FUNCTION", "STATE", "READY", "STARTING", "QUEUE", "IN FLIGHT", "COLD START")
@@ -313,6 +318,30 @@ def list_functions(spec_file: Path, project: str | None, as_json: bool) -> None:
             row.get("error") or row.get("reload_error") or "",
         )
     console.print(table)
+    if warm is not None and warm["pools"]:
+        console.print(warm_table(warm))
+
+
+def warm_table(warm: dict[str, Any]) -> Table:
+    """The warm pools `faas ls` shows below the functions: what each holds and for whom."""
+    total, budget = mib(warm["memory"]), mib(warm["memory_budget"])
+    table = Table(title=f"warm pools ({total} of {budget}, at most {warm['maximum']} each)")
+    for column in ("POOL", "READY", "KEEPS", "MEMORY", "PRELOADS", "FUNCTIONS"):
+        table.add_column(column, overflow="fold")
+    for pool in warm["pools"]:
+        table.add_row(
+            pool["pool"],
+            str(pool["ready"]),
+            str(pool["target"]),
+            mib(pool["memory"]) if pool["per_watchdog"] else "-",
+            ", ".join(pool["preload"]) or "-",
+            ", ".join(pool["functions"]) or "-",
+        )
+    return table
+
+
+def mib(count: int) -> str:
+    return f"{count / (1024 * 1024):.0f} MiB"
 
 
 def invoke_headers(headers: tuple[str, ...], api_key: str | None) -> dict[str, str]:

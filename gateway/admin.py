@@ -1,6 +1,7 @@
 """The admin API: what the CLI and the dashboard read and change.
 
-- `GET /system/functions`, `GET /system/scale-events`, `POST /system/functions/{name}/scale`
+- `GET /system/functions` (with the warm pools under `warm`), `GET /system/scale-events`,
+  `POST /system/functions/{name}/scale`
 - `GET /system/keys`, `POST /system/keys`, `DELETE /system/keys/{key_id}`
 - `GET /system/logs` (`follow=1`: NDJSON that stays open), `GET /metrics`
 
@@ -47,7 +48,11 @@ class AdminApi:
 
     async def functions(self, request: Request) -> Response:
         project = self.platform.project
-        return JSONResponse({"project": project.name, "functions": self.platform.describe()})
+        answer: dict[str, Any] = {"project": project.name, "functions": self.platform.describe()}
+        warm = self.platform.supply.warm_status()
+        if warm is not None:
+            answer["warm"] = warm.to_json()
+        return JSONResponse(answer)
 
     async def scale_events(self, request: Request) -> Response:
         events = [

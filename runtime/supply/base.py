@@ -31,7 +31,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from runtime.backends.base import Backend, ProgressCallback, ReplicaSpec
 from runtime.errors import ReplicaUnreachable
@@ -116,6 +116,27 @@ class WarmStatus:
     budget: int
     """`gateway.warm_pool_memory`: bytes all pools may hold together."""
     pools: tuple[WarmPoolStatus, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """What the admin API answers (`GET /system/functions`, under `warm`)."""
+        return {
+            "maximum": self.maximum,
+            "memory_budget": self.budget,
+            "memory": sum(pool.memory for pool in self.pools),
+            "pools": [
+                {
+                    "pool": pool.pool,
+                    "ready": pool.ready,
+                    "held": pool.held,
+                    "target": pool.target,
+                    "per_watchdog": pool.per_watchdog,
+                    "memory": pool.memory,
+                    "preload": list(pool.preload),
+                    "functions": list(pool.functions),
+                }
+                for pool in self.pools
+            ],
+        }
 
 
 class ReplicaSupply(Protocol):
