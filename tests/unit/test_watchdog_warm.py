@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import sys
 import tarfile
 import textwrap
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from typing import Any
 import pytest
 
 from runtime.watchdog.config import ConfigError, load_settings
+from runtime.watchdog.warm import ArchiveError, RootWriter, preload
 from tests.unit.test_watchdog_server import REPO_ROOT, Launcher, Watchdog, read_response
 
 HELLO = """
@@ -314,3 +317,205 @@ def test_init_with_requirements_imports_them(
     assert warm.wd.call("/")[2] == b"from a requirement"
     library = tmp_path / "deps" / "tinylib" / "__init__.py"
     assert os.stat(library).st_mode & 0o222 == 0  # read-only, as in an image
+
+
+# ---------------------------------------------------------------- the writer and preload
+
+
+@dataclass
+class Dirs:
+    code: Path
+    secrets: Path
+    deps: Path
+
+    def writer(self) -> RootWriter:
+        return RootWriter(str(self.code), str(self.secrets), str(self.deps))
+
+    def written(self) -> set[Path]:
+        return {
+            path
+            for top in (self.code, self.secrets, self.deps)
+            if top.exists()
+            for path in top.rglob("*")
+        }
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> Dirs:
+    return Dirs(tmp_path / "code", tmp_path / "secrets", tmp_path / "deps")
+
+
+def executable(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = 0o755
+    return info  # empty: addfile needs no content for it
+
+
+def assert_reaped(writer: RootWriter) -> None:
+    """The writer has exited and was waited for: no zombie is left."""
+    with pytest.raises(ChildProcessError):
+        os.waitpid(writer._pid, os.WNOHANG)
+
+
+def test_root_writer_writes_the_archive(dirs: Dirs) -> None:
+    writer = dirs.writer()
+    assert writer._pid not in (0, os.getpid())
+    writer.write(
+        tar(
+            init_json(function="hello", handler_file="functions/hello.py"),
+            ("app/functions/hello.py", HELLO),
+            ("app/functions/hello_helpers.py", HELPERS),
+            executable("app/bin/run"),
+            ("deps/tinylib/__init__.py", "VALUE = 1\n"),
+            ("secrets/api-key", "s3cret"),
+        )
+    )
+    assert_reaped(writer)
+
+    hello = dirs.code / "functions" / "hello.py"
+    assert hello.read_text() == textwrap.dedent(HELLO)
+    assert (dirs.code / "functions" / "hello_helpers.py").read_text() == textwrap.dedent(HELPERS)
+    assert (dirs.deps / "tinylib" / "__init__.py").read_bytes() == b"VALUE = 1\n"
+    assert (dirs.secrets / "api-key").read_bytes() == b"s3cret"
+    assert dirs.written() == {
+        dirs.code / "functions",
+        hello,
+        dirs.code / "functions" / "hello_helpers.py",
+        dirs.code / "bin",
+        dirs.code / "bin" / "run",
+        dirs.deps / "tinylib",
+        dirs.deps / "tinylib" / "__init__.py",
+        dirs.secrets / "api-key",
+    }
+
+    def mode(path: Path) -> int:
+        return os.stat(path).st_mode & 0o777
+
+    # read-only, as in an image; written for another user, the secrets are readable by all
+    assert mode(hello) == 0o444
+    assert mode(dirs.code / "bin" / "run") == 0o555
+    assert mode(dirs.deps / "tinylib" / "__init__.py") == 0o444
+    for directory in (dirs.code, dirs.code / "functions", dirs.deps, dirs.deps / "tinylib"):
+        assert mode(directory) == 0o555, directory
+    assert mode(dirs.secrets / "api-key") == 0o444
+    assert mode(dirs.secrets) == 0o555
+
+
+def test_root_writer_with_code_only(dirs: Dirs) -> None:
+    writer = dirs.writer()
+    writer.write(tar(GOOD_INIT, GOOD_CODE))
+    assert_reaped(writer)
+    assert (dirs.code / "h.py").read_text() == GOOD_CODE[1]
+    assert not dirs.deps.exists()
+    assert not dirs.secrets.exists()  # nothing asked for it
+
+
+@pytest.mark.parametrize(
+    ("members", "reason"),
+    [
+        ((GOOD_INIT, GOOD_CODE, ("../x", "x")), "'../x': '..' is not allowed"),
+        ((GOOD_INIT, GOOD_CODE, ("app/../../x", "x")), "'..' is not allowed"),
+        ((GOOD_CODE, ("secrets/k", "v")), "init.json is missing"),
+        ((GOOD_INIT, GOOD_CODE, ("secrets/a/b", "x")), "a secret name cannot contain '/'"),
+        ((GOOD_INIT, GOOD_CODE, GOOD_CODE), "app/h.py appears twice"),
+    ],
+)
+def test_root_writer_refuses_a_bad_archive_and_writes_nothing(
+    dirs: Dirs, members: tuple[Member, ...], reason: str
+) -> None:
+    writer = dirs.writer()
+    with pytest.raises(ArchiveError) as refused:
+        writer.write(tar(*members))
+    assert reason in str(refused.value)
+    assert_reaped(writer)
+    assert not dirs.code.exists() and not dirs.deps.exists() and not dirs.secrets.exists()
+
+
+def test_root_writer_refuses_what_is_not_a_tar(dirs: Dirs) -> None:
+    writer = dirs.writer()
+    with pytest.raises(ArchiveError, match="not a valid tar archive"):
+        writer.write(b"plain text")
+    assert_reaped(writer)
+    assert dirs.written() == set()
+
+
+def test_root_writer_reports_what_it_cannot_write(dirs: Dirs) -> None:
+    dirs.code.write_text("a file where the code directory should be")
+    writer = dirs.writer()
+    with pytest.raises(OSError) as failed:
+        writer.write(tar(GOOD_INIT, GOOD_CODE))
+    assert not isinstance(failed.value, ArchiveError)
+    assert str(failed.value)  # the writer's reason, not an empty error
+    assert_reaped(writer)
+
+
+def test_root_writer_that_died_is_an_os_error(dirs: Dirs) -> None:
+    writer = dirs.writer()
+    os.kill(writer._pid, signal.SIGKILL)
+    with pytest.raises(OSError, match=r"the writer exited without an answer|Broken pipe|reset"):
+        writer.write(tar(GOOD_INIT, GOOD_CODE))
+    assert_reaped(writer)
+    assert not dirs.code.exists()
+
+
+@pytest.fixture
+def modules_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on sys.path for modules a test writes (named `warm_preload_*`), which are
+    forgotten afterwards."""
+    directory = tmp_path / "modules"
+    directory.mkdir()
+    monkeypatch.syspath_prepend(str(directory))
+    yield directory
+    for name in [name for name in sys.modules if name.startswith("warm_preload_")]:
+        del sys.modules[name]
+
+
+def test_preload_imports_and_reports_what_failed(modules_dir: Path) -> None:
+    (modules_dir / "warm_preload_ok_xyz.py").write_text("LOADED = True\n")
+    assert "warm_preload_ok_xyz" not in sys.modules
+    done = preload(("json", "no_such_module_xyz", "warm_preload_ok_xyz"))
+    assert done.imported == ["json", "warm_preload_ok_xyz"]
+    assert done.failed == {
+        "no_such_module_xyz": "ModuleNotFoundError: No module named 'no_such_module_xyz'"
+    }
+    assert done.ms >= 0
+    assert "json" in sys.modules
+    assert sys.modules["warm_preload_ok_xyz"].LOADED is True
+
+
+def test_preload_of_nothing() -> None:
+    done = preload(())
+    assert (done.imported, done.failed) == ([], {})
+    assert done.ms >= 0
+
+
+def test_preload_of_a_submodule(modules_dir: Path) -> None:
+    package = modules_dir / "warm_preload_pkg_xyz"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "sub.py").write_text("X = 1\n")
+    done = preload(("warm_preload_pkg_xyz.sub", "warm_preload_pkg_xyz.missing"))
+    assert done.imported == ["warm_preload_pkg_xyz.sub"]
+    assert list(done.failed) == ["warm_preload_pkg_xyz.missing"]
+    assert "warm_preload_pkg_xyz.sub" in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ("raise SystemExit(3)\n", "SystemExit: 3"),
+        ("import sys\nsys.exit('bye')\n", "SystemExit: bye"),
+        ("raise RuntimeError('boom at import')\n", "RuntimeError: boom at import"),
+        ("def broken(:\n", "SyntaxError: "),
+    ],
+)
+def test_preload_reports_a_module_that_fails_at_import(
+    modules_dir: Path, source: str, error: str
+) -> None:
+    (modules_dir / "warm_preload_bad_xyz.py").write_text(source)
+    (modules_dir / "warm_preload_after_xyz.py").write_text("")
+    done = preload(("warm_preload_bad_xyz", "warm_preload_after_xyz"))
+    assert list(done.failed) == ["warm_preload_bad_xyz"]
+    assert done.failed["warm_preload_bad_xyz"].startswith(error)
+    assert done.imported == ["warm_preload_after_xyz"]  # the rest are still imported
+    assert "warm_preload_bad_xyz" not in sys.modules
