@@ -2,7 +2,12 @@
 
 Prints errors (target 0), time to drain and peak replicas; writes replicas,
 queue depth and in-flight calls over time as CSV and a PNG plot under
-bench/results/.
+bench/results/. Then, side by side in the same run, the ideal at max replicas:
+the same burst again right away, while the function still has every replica
+the first one started (10 of 10 slots each), so this machine's own limits
+(the load generator and the gateway on two cores) count on both sides. Target:
+from zero within 1.5x of that. The arithmetic ideal (1,000 x 50 ms over 100
+slots, 0.5 s) is printed too.
 
     python bench/burst.py [--requests 1000] [--concurrency 100]
 """
@@ -20,6 +25,8 @@ import aiohttp
 from common import REPO, admin_headers, admin_url, function_info, gateway
 
 SPEC = REPO / "bench" / "projects" / "burst" / "functions.yaml"
+HANDLER_SECONDS, MAX_REPLICAS, SLOTS = 0.05, 10, 10
+"""sleep50's time, and its `scale.max` and `target_concurrency` (functions.yaml)."""
 RESULTS = REPO / "bench" / "results"
 
 
@@ -109,10 +116,21 @@ def main() -> None:
     with gateway(SPEC, f"bench-burst-{uuid.uuid4().hex[:6]}") as url:
         assert function_info(url, "sleep50", SPEC)["replicas"] == 0
         outcomes, drained, rows = asyncio.run(burst(url, args.requests, args.concurrency))
+        at_max = function_info(url, "sleep50", SPEC)["replicas"]
+        again, warm_drained, _ = asyncio.run(burst(url, args.requests, args.concurrency))
     errors = sum(count for outcome, count in outcomes.items() if outcome != "200")
     print(f"{args.requests} calls at concurrency {args.concurrency}: outcomes {dict(outcomes)}")
     peak = max(r["ready"] for r in rows)
     print(f"errors: {errors}   drained in {drained:.2f} s   peak replicas {peak}")
+    print(
+        f"the same burst on the {at_max} replicas it left: outcomes {dict(again)}, "
+        f"drained in {warm_drained:.2f} s"
+    )
+    ideal = args.requests * HANDLER_SECONDS / (MAX_REPLICAS * SLOTS)
+    print(
+        f"from zero: {drained / warm_drained:.2f}x of the burst at max replicas (target: <= 1.5x); "
+        f"{drained / ideal:.2f}x of the arithmetic ideal, {ideal:.2f} s"
+    )
     csv_path, png_path = RESULTS / "burst.csv", RESULTS / "burst.png"
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -149,6 +149,12 @@ class Gateway:
             verify=False,
         )
 
+    def warm_ready(self) -> float:
+        """Ready warm watchdogs, summed over the warm pools, as /metrics shows them."""
+        lines = self.admin_get("/metrics").text.splitlines()
+        ready = [line for line in lines if line.startswith("faas_warm_pool_ready{")]
+        return sum(float(line.split()[-1]) for line in ready)
+
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, "--file", str(self.spec_file), "--project", self.project, input=input)
 

@@ -89,7 +89,7 @@ class Replica:
 
 @dataclass(frozen=True)
 class CreatedReplica:
-    """A replica created ahead of need and not started: it holds no process."""
+    """A replica (or warm watchdog) created and not started yet: it holds no process."""
 
     id: str
     name: str

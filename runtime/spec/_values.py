@@ -355,12 +355,15 @@ def preload(value: object) -> tuple[str, ...] | None:
         return None
     if value is False:
         return ()
-    if isinstance(value, list | tuple) and all(
-        isinstance(item, str) and item and all(part.isidentifier() for part in item.split("."))
-        for item in value
-    ):
-        return tuple(value)
-    raise ValueError(f"expected true, false or a list of module names, got {describe(value)}")
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected true, false or a list of module names, got {describe(value)}")
+    for item in value:
+        if not (isinstance(item, str) and all(part.isidentifier() for part in item.split("."))):
+            raise ValueError(
+                "expected true, false or a list of module names (like numpy or scipy.linalg), "
+                f"got {describe(item)} in the list"
+            )
+    return tuple(value)
 
 
 def secret_name(value: object) -> str:

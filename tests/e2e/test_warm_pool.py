@@ -91,17 +91,9 @@ def watchdog_for(client: docker.DockerClient, project: str, memory: int) -> dict
     return chosen
 
 
-def warm_ready(warm: Gateway) -> float:
-    """Ready warm watchdogs, summed over the pools, as /metrics shows them."""
-    lines = warm.admin_get("/metrics").text.splitlines()
-    return sum(
-        float(line.split()[-1]) for line in lines if line.startswith("faas_warm_pool_ready{")
-    )
-
-
 def wait_until_warm_ready(warm: Gateway, pools: int) -> None:
     """Running is not enough: the pool counts a watchdog once it answers ready."""
-    wait_for(lambda: warm_ready(warm) == pools, 30, "the warm watchdogs counted as ready")
+    wait_for(lambda: warm.warm_ready() == pools, 30, "the warm watchdogs counted as ready")
 
 
 def test_functions_at_zero_hold_nothing(
