@@ -58,7 +58,7 @@ from runtime.errors import EngineUnavailable
 
 log = logging.getLogger("faas.docker")
 
-NETWORK_REMOVE_WAIT = 10.0
+NETWORK_REMOVE_WAIT = 30.0
 NETWORK_IN_USE = ("active endpoints", "network is being used", "has associated containers")
 """How Docker and Podman refuse to remove a network that containers are still leaving."""
 IPTABLES_TIMEOUT = 15.0
@@ -513,16 +513,13 @@ class DockerBackend(EngineBackend):
         """Remove everything labelled with this project, even what an earlier run left."""
         label = f"{containers.LABEL_PROJECT}={self.project}"
         with engine_errors(f"removing the containers of project {self.project}"):
-            found = self._api.containers(all=True, filters={"label": label})
-            # network sandboxes last: Podman refuses to remove one while a replica joins it
-            for container in sorted(found, key=_is_sandbox):
-                self._remove(container["Id"])
+            found = self._remove_containers(label)
             bridges = {self._bridge} if self._bridge else set()
             for network in self._api.networks(filters={"label": label}):
                 if self._bridge:
                     with contextlib.suppress(docker.errors.NotFound):
                         bridges.add(self._interface_of(network["Name"]))
-                self._remove_network(network["Id"])
+                self._remove_network(network["Id"], label)
         for bridge in sorted(bridges):  # also a rule whose network an earlier run removed
             self._unisolate(bridge)
         self._has_network = False
@@ -533,9 +530,17 @@ class DockerBackend(EngineBackend):
         self._abandoned.clear()
         return len(found)
 
-    def _remove_network(self, network_id: str) -> None:
-        """Remove a network once the containers still leaving it are gone (a removal
-        already in progress, answered 409 above, may not have finished)."""
+    def _remove_containers(self, label: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._api.containers(all=True, filters={"label": label})
+        # network sandboxes last: Podman refuses to remove one while a replica joins it
+        for container in sorted(found, key=_is_sandbox):
+            self._remove(container["Id"])
+        return found
+
+    def _remove_network(self, network_id: str, label: str) -> None:
+        """Remove a network once the containers still leaving it are gone: a removal
+        already in progress (answered 409 above) may not have finished, and a container
+        whose creation the engine finished only now, after the listing, is removed too."""
         deadline = time.monotonic() + NETWORK_REMOVE_WAIT
         while True:
             try:
@@ -548,6 +553,7 @@ class DockerBackend(EngineBackend):
                 if not in_use or time.monotonic() > deadline:
                     raise
             time.sleep(0.2)
+            self._remove_containers(label)
 
 
 def _iptables(argv: list[str]) -> subprocess.CompletedProcess[str]:
