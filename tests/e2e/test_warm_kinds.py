@@ -12,6 +12,7 @@ requirement with a side effect is a wheel built here, installed with no index.
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import threading
 import time
@@ -154,6 +155,11 @@ def test_functions_with_the_same_requirements_share_one_pool(
     # the two stamp functions differ in preload only: two pools; numpy's is a third
     assert len(pools) == 3
     assert pool_of(kinds, "stamp-early")["pool"] != pool_of(kinds, "stamp-late")["pool"]
+    # `faas ls` shows them too
+    listed = json.loads(kinds.cli("ls", "--json").stdout)["warm"]
+    assert sorted(p["pool"] for p in listed["pools"]) == sorted(p["pool"] for p in pools)
+    assert listed["memory_budget"] == 512 * MIB
+    assert "warm pools" in kinds.cli("ls").stdout
     wait_for(lambda: at_zero(docker_client, kinds.project), 30, "every function at zero")
     wait_for(lambda: ready_for(kinds, "numeric-too"), 60, "a numpy watchdog ready")
     assert call(kinds, "numeric-too") == {"already_imported": True, "dot": 11}
