@@ -57,6 +57,9 @@ CMD ["python3", "-m", "{package}"]
 DEPS_LINE = f"COPY {DEPS}/ {DEPS_DIR}/\n"
 
 RequirementsResolver = Callable[[Path], Path]
+COMPILED_MARKER = ".faas-compiled"
+"""Left in a requirements directory once its bytecode is made (`deps_bytecode`); not
+one of the requirements' files, so never part of an image or a warm kind."""
 
 
 def image_reference(registry: str | None, tag: str) -> str:
@@ -104,7 +107,8 @@ def plan_image(
         deps_dir = resolve_requirements(requirements)
         deps_key = deps_dir.name
         for relative, path in walk_files(deps_dir, DEPS):
-            files[relative] = path.read_bytes()
+            if path.name != COMPILED_MARKER:  # ours, made after the first build
+                files[relative] = path.read_bytes()
         files.setdefault(f"{DEPS}/.keep", b"")
         bytecode = deps_bytecode(deps_dir)
     files["Dockerfile"] = _dockerfile(base_image_id, with_deps=bool(function.requirements))
@@ -132,7 +136,7 @@ def deps_bytecode(deps_dir: Path) -> dict[str, bytes]:
     """
     if sys.implementation.cache_tag != f"cpython-{PYTHON_VERSION.replace('.', '')}":
         return {}
-    marker = deps_dir / ".faas-compiled"
+    marker = deps_dir / COMPILED_MARKER
     if not marker.exists():
         compileall.compile_dir(
             deps_dir,

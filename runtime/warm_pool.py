@@ -145,6 +145,11 @@ class WarmPool:
         return len(self._ready)
 
     @property
+    def leaving(self) -> int:
+        """Ready watchdogs removed as the pool shrank, whose containers are not gone yet."""
+        return self._shrinking
+
+    @property
     def per_watchdog(self) -> int | None:
         """Bytes one watchdog holds, as measured (the largest recent); None: not yet."""
         return max(self.measured) if self.measured else None
@@ -348,9 +353,10 @@ class WarmPool:
 
     def _removed_surplus(self) -> None:
         """A watchdog the pool no longer needed is gone (until then it counts: its memory
-        is not free yet)."""
+        is not free yet); another pool may grow into its memory now."""
         self._shrinking -= 1
         self.fill()
+        self._on_demand()
 
     def _fail_for_a_while(self) -> None:
         """Stop making warm watchdogs for RETRY_DELAY; waiting starts take the ordinary path."""

@@ -10,6 +10,11 @@ each the rest of its wish, so the least recently needed kinds are the ones that
 get fewer, or none. A kind whose watchdogs were never measured gets one at most,
 counted at UNMEASURED bytes, until one of them is.
 
+The plan is where the pools are headed; `within_budget` is how far each may grow
+now. A pool that shrinks removes its surplus in the background, and until those
+containers are gone their memory is not free: a pool grows only into memory
+free now, and grows on when the removals end.
+
 Worked through (minimum 2, maximum 8, budget 100 MiB, plain watchdogs 12 MiB,
 numpy ones 30 MiB, numpy needed last):
 
@@ -71,3 +76,35 @@ def plan(
                 targets[kind.key] += more
                 left -= more * size
     return targets
+
+
+@dataclass(frozen=True, slots=True)
+class PoolNow:
+    key: object
+    occupied: int
+    """Its watchdogs counted against its size: ready, on their way, being handed over."""
+    leaving: int
+    """Watchdogs it removed as it shrank, whose containers are not gone yet."""
+    per_watchdog: int | None
+
+
+def within_budget(
+    targets: dict[object, int], pools: Sequence[PoolNow], budget: int
+) -> dict[object, int]:
+    """`targets` (from `plan`), each capped so that a pool grows only into memory free
+    now: every watchdog the engine still runs counts, leaving ones included. `pools` in
+    the order they are served (the most recently needed first)."""
+
+    def size(pool: PoolNow) -> int:
+        return max(pool.per_watchdog or UNMEASURED, 1)
+
+    used = sum((pool.occupied + pool.leaving) * size(pool) for pool in pools)
+    allowed = dict(targets)
+    for pool in pools:
+        target = targets[pool.key]
+        if target <= pool.occupied:
+            continue
+        grant = min(target, pool.occupied + max(0, budget - used) // size(pool))
+        used += (grant - pool.occupied) * size(pool)
+        allowed[pool.key] = grant
+    return allowed

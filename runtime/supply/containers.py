@@ -227,8 +227,17 @@ class ContainerSupply:
             maximum=self._warm_max,
             budget=self._warm_budget,
         )
+        for kind, warm in self.warm.items():  # shrink first: their surplus starts leaving
+            if targets[kind] < warm.size:
+                warm.resize(targets[kind])
+        served = sorted(self.warm.items(), key=lambda item: item[1].last_needed, reverse=True)
+        now_held = [
+            warm_sizing.PoolNow(kind, warm.held - warm.leaving, warm.leaving, warm.per_watchdog)
+            for kind, warm in served
+        ]
+        sizes = warm_sizing.within_budget(targets, now_held, self._warm_budget)
         for kind, warm in self.warm.items():
-            warm.resize(targets[kind])
+            warm.resize(sizes[kind])
 
     async def prepare(self, pool: FunctionPool) -> None:
         """A function added (or changed) while serving: open its kind's warm pool if needed."""
