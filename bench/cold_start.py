@@ -7,8 +7,9 @@ Ours, two ways, each `hello` at zero timed from the request to its 200 through
 the gateway:
 - warm pool (the default): the gateway gives the function to a pre-started
   watchdog that belongs to no function (runtime/warm_pool.py);
-- containers (`gateway.warm_pool: 0`): a start of the replica container the
-  function keeps created ahead, in a network sandbox of its own.
+- containers (`gateway.warm_pool: 0`): a container of the function's own,
+  created (with a network sandbox of its own) and started at the cold start:
+  nothing is made ahead for a function at zero.
 Runs alternate, so all three see the same machine noise. Also reported: what a
 function at zero holds, and what the warm pool holds for the whole project.
 
