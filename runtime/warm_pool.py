@@ -47,6 +47,7 @@ from runtime.errors import ReplicaStartError
 from runtime.images import tar_files
 from runtime.reconcile import Removals
 from runtime.replica_client import ReplicaClient
+from runtime.scaling import warm_sizing
 from runtime.watchdog import wire
 
 log = logging.getLogger("faas.warm")
@@ -54,9 +55,11 @@ log = logging.getLogger("faas.warm")
 READY_TIMEOUT = 30.0
 RETRY_DELAY = 5.0
 """After a warm watchdog failed to start, wait this long before making the next."""
-TAKE_WAIT = 2.0
-"""How long a start waits for a warm watchdog being made (~0.3-0.6 s) before it takes
-the ordinary path (a container start of its own, no quicker)."""
+TAKE_WAIT = 10.0
+"""How long a start waits at most for a warm watchdog on its way (~0.3-0.6 s; seconds on
+an engine under load, where a container of its own takes longer still). A start waits
+only for a watchdog no earlier start waits for (`_take`); a watchdog that fails to start
+releases every waiting start (`_fail_for_a_while`)."""
 MAX_CODE_BYTES = 8 * 1024 * 1024
 """Code larger than this goes the ordinary way: a warm watchdog keeps it in memory
 (tmpfs), counted against the function's memory limit."""
@@ -218,16 +221,22 @@ class WarmPool:
         return replica, {"wait_ms": round((phases.pop("taken") - began) * 1000, 1), **phases}
 
     async def _take(self, wait: float) -> Replica | None:
-        """A ready warm watchdog (counted in `_handing`), waiting up to `wait` seconds for
-        one being made (quicker than a container start of its own)."""
+        """A ready warm watchdog (counted in `_handing`), or one on its way, waiting up to
+        `wait` seconds for it (quicker than a container start of its own, which would also
+        compete with it for the engine).
+
+        On its way: being made, or the successor of one being handed to another start
+        (made as soon as that start has it). None at once when every one on its way is
+        already some earlier start's: this start would only wait for the next after them.
+        """
         if self._ready:
             self._handing += 1
             return self._ready.pop(0)
         if self._closed or self._failing:
             return None
         self.fill()
-        if not self._making:
-            return None  # none on its way (the pool's places are held by failed ones)
+        if self._making + self._handing <= len(self._waiting):
+            return None  # every watchdog on its way is an earlier start's
         waiter: asyncio.Future[Replica | None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         taken: Replica | None = None
@@ -338,9 +347,11 @@ class WarmPool:
 
         async def measure() -> None:
             used = await self._backend.memory_usage(replica.id)
-            if used is not None:
-                self.measured.append(used)
-                self._on_demand()  # the first measurement may let the pool grow
+            if used is None and self.measured:
+                return  # gone meanwhile: the measurements it has stand
+            # An engine that cannot say (no cgroups of its own) has each counted at a guess.
+            self.measured.append(used or warm_sizing.UNMEASURED)
+            self._on_demand()  # the first measurement may let the pool grow
 
         task = asyncio.get_running_loop().create_task(measure())
         self._tasks.add(task)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,12 +181,22 @@ def fake_resolve(into: Path) -> Callable[[Path], Path]:
     def resolve(requirements_file: Path) -> Path:
         content = requirements_file.read_bytes()
         target = into / hashlib.sha256(content).hexdigest()[:12]
+        # Made once per content and whole, as pip's result is (staged, then renamed):
+        # never half-written while another function's build (another thread) reads it.
+        if target.is_dir():
+            return target
+        into.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=into))
         for name in sorted({line.strip() for line in content.decode().splitlines()} - {""}):
-            (target / name).mkdir(parents=True, exist_ok=True)
-            (target / name / "__init__.py").write_text(f"NAME = {name!r}\n")
-            (target / name / "core.py").write_text("VALUE = 1\n")
-            (target / f"{name}-1.0.dist-info").mkdir(exist_ok=True)
-            (target / f"{name}-1.0.dist-info" / "METADATA").write_text(f"Name: {name}\n")
+            (staging / name).mkdir(parents=True, exist_ok=True)
+            (staging / name / "__init__.py").write_text(f"NAME = {name!r}\n")
+            (staging / name / "core.py").write_text("VALUE = 1\n")
+            (staging / f"{name}-1.0.dist-info").mkdir(exist_ok=True)
+            (staging / f"{name}-1.0.dist-info" / "METADATA").write_text(f"Name: {name}\n")
+        try:
+            staging.rename(target)
+        except OSError:  # another thread made it first
+            shutil.rmtree(staging)
         return target
 
     return resolve

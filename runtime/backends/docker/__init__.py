@@ -417,11 +417,15 @@ class DockerBackend(EngineBackend):
         return await asyncio.to_thread(self._memory_usage, container_id)
 
     def _memory_usage(self, container_id: str) -> int | None:
+        if not self.profile.enforces_limits:
+            # no cgroup of its own (rootless Docker without systemd): the engine's stats
+            # would be those of the cgroup it shares with everything else
+            return None
         try:
             with engine_errors("measuring a container's memory"):
                 pid = self._api.inspect_container(container_id)["State"].get("Pid")
                 if pid and not self.profile.remote:
-                    measured = memory.cgroup_memory(int(pid))
+                    measured = memory.cgroup_memory(int(pid), container_id=container_id)
                     if measured is not None:
                         return measured
                 stats = self._api.stats(container_id, stream=False)

@@ -32,15 +32,26 @@ def from_stats(memory_stats: Mapping[str, Any]) -> int | None:
     return working_set(usage, {k: v for k, v in stat.items() if isinstance(v, int)})
 
 
-def cgroup_memory(pid: int, root: Path = CGROUP_ROOT, proc: Path = Path("/proc")) -> int | None:
+def cgroup_memory(
+    pid: int,
+    root: Path = CGROUP_ROOT,
+    proc: Path = Path("/proc"),
+    *,
+    container_id: str | None = None,
+) -> int | None:
     """The working set of the cgroup process `pid` is in; None when it cannot be read
-    (the process is gone, or its cgroup is not visible from here)."""
+    (the process is gone, or its cgroup is not visible from here). With `container_id`,
+    only a cgroup named after that container counts: an engine without cgroups of its
+    own (rootless Docker without systemd) leaves its containers in a shared one, whose
+    charge is not the container's."""
     try:
         membership = (proc / str(pid) / "cgroup").read_text()
     except OSError:
         return None
     for line in membership.splitlines():
         _, controllers, path = line.split(":", 2)
+        if container_id is not None and container_id not in path:
+            continue
         if controllers == "":  # cgroup v2: one unified hierarchy
             directory, usage_file = root / path.lstrip("/"), "memory.current"
         elif "memory" in controllers.split(","):
