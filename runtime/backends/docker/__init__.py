@@ -62,6 +62,8 @@ NETWORK_REMOVE_WAIT = 30.0
 NETWORK_IN_USE = ("active endpoints", "network is being used", "has associated containers")
 """How Docker and Podman refuse to remove a network that containers are still leaving."""
 IPTABLES_TIMEOUT = 15.0
+START_WAIT = 30.0
+"""Seconds a removal waits for the start of the same container to come back first."""
 CONCURRENT_STARTS = max(2, min(8, 2 * (os.cpu_count() or 1)))
 """Container starts handed to the engine at once: twice the cores. Measured on 2 cores
 (bench/start_parallelism.py, ten containers): one at a time makes the tenth ready
@@ -99,6 +101,8 @@ class DockerBackend(EngineBackend):
         self._warm_limits: dict[str, Limits] = {}
         """Unassigned warm watchdog container id -> the limits it was created with."""
         self._abandoned: set[str] = set()
+        self._starting: dict[str, threading.Event] = {}
+        """Containers whose start is with the engine now (set once it has answered)."""
         """Containers made here that no caller knows of and that could not be removed
         (a failed create's sandbox): the reconcile removes them without a grace."""
 
@@ -352,15 +356,23 @@ class DockerBackend(EngineBackend):
             return await self._call(self._start, created)
 
     def _start(self, created: CreatedReplica) -> Replica:
-        with engine_errors(f"starting replica {created.name}"):
-            try:
-                self._api.start(created.id)
-                self._keep_first()
-                address = created.address or self._address(self._api.inspect_container(created.id))
-            except BaseException:
-                with contextlib.suppress(Exception):  # the caller removes it again
-                    self._remove_replica(created.id)
-                raise
+        started = threading.Event()
+        self._starting[created.id] = started
+        try:
+            with engine_errors(f"starting replica {created.name}"):
+                try:
+                    self._api.start(created.id)
+                    self._keep_first()
+                    address = created.address or self._address(
+                        self._api.inspect_container(created.id)
+                    )
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the caller removes it again
+                        self._remove_replica(created.id)
+                    raise
+        finally:
+            started.set()
+            self._starting.pop(created.id, None)
         if created.function:
             log.info(
                 "replica started", extra={"function": created.function, "replica": created.name}
@@ -388,6 +400,12 @@ class DockerBackend(EngineBackend):
         await self._call(self._stop, replica_id, grace)
 
     def _stop(self, replica_id: str, grace: float) -> None:
+        starting = self._starting.get(replica_id)
+        if starting is not None:
+            # Its start (a caller cancelled meanwhile) is still with the engine: removing
+            # the container under it can leave an endpoint the network never forgets
+            # (Docker 20.10 then refuses to remove the network: "active endpoints").
+            starting.wait(START_WAIT)
         with engine_errors(f"stopping replica {replica_id[:12]}"):
             with contextlib.suppress(docker.errors.NotFound):
                 self._api.stop(replica_id, timeout=max(0, round(grace)))
