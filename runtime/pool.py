@@ -35,6 +35,10 @@ from runtime.spec import FunctionSpec
 
 log = logging.getLogger("faas.pool")
 
+BURST_FACTOR = 4
+"""How far past `target_concurrency` a replica of a function with no `scale.concurrency`
+takes calls while others start (`FunctionPool.slot_limit`)."""
+
 
 class FunctionState(StrEnum):
     BUILDING = "building"
@@ -138,8 +142,16 @@ class FunctionPool:
 
     @property
     def slot_limit(self) -> int:
+        """Calls in flight per replica: `scale.concurrency` when set (a hard limit); else
+        `target_concurrency`, which is what the autoscaler aims for rather than a limit,
+        so while calls wait for replicas still starting, ready ones take up to
+        BURST_FACTOR times as many (those calls would otherwise wait out the starts)."""
         scale = self.spec.scale
-        return scale.concurrency or scale.target_concurrency
+        if scale.concurrency:
+            return scale.concurrency
+        if self.starting and self._waiters:
+            return scale.target_concurrency * BURST_FACTOR
+        return scale.target_concurrency
 
     @property
     def in_flight(self) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from runtime.errors import FunctionUnavailable, QueueFull
 from runtime.observers import PoolObserver
-from runtime.pool import FunctionPool, FunctionState, ReplicaHandle
+from runtime.pool import BURST_FACTOR, FunctionPool, FunctionState, ReplicaHandle
 from runtime.supply.memory import MemorySupply
 from tests.unit.fakes import built, platform, project
 
@@ -224,5 +224,40 @@ def test_the_pool_reports_demand_cold_starts_and_losses(tmp_path: Path) -> None:
         supply.lose(handle.replica)
         await supply.refresh()
         assert recorder.seen == ["demand f", "cold start f", "lost: it exited"]
+
+    run(main())
+
+
+SOFT_TWO = "{max: 4, target_concurrency: 2}"
+"""No `concurrency`: 2 calls per replica is what the autoscaler aims for, not a limit."""
+
+
+@pytest.mark.parametrize(
+    ("scale", "starting", "most"),
+    [
+        (SOFT_TWO, 1, 2 * BURST_FACTOR),  # calls wait for a start: ready replicas take more
+        (SOFT_TWO, 0, 2),  # nothing starting: the target
+        (TWO_SLOTS, 1, 2),  # a hard limit stays one
+    ],
+    ids=["soft target, a replica starting", "soft target, none starting", "hard limit"],
+)
+def test_ready_replicas_take_more_calls_while_others_start_unless_limited(
+    tmp_path: Path, scale: str, starting: int, most: int
+) -> None:
+    async def main() -> None:
+        pool, _ = await pool_with(tmp_path, 1, scale)
+        pool.starting = starting  # as the supply counts a start under way
+        handle = await pool.acquire()
+        handle_again = await pool.acquire()
+        assert handle is handle_again
+        queued = await waiting(pool, 2 * BURST_FACTOR)
+        pool.release(handle_again)  # a slot frees: the waiting calls are dispatched
+        await asyncio.sleep(0)
+        assert handle.in_flight == most
+        assert sum(t.done() for t in queued) == most - 1
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        pool.starting = 0
 
     run(main())
