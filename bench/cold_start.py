@@ -79,7 +79,7 @@ def wait_for_zero(url: str) -> None:
     while time.monotonic() < deadline:
         info = function_info(url, "hello", SPEC)
         if info["replicas"] == 0 and info["starting"] == 0 and info["draining"] == 0:
-            time.sleep(0.5)  # let the stopped container's removal and the next spare settle
+            time.sleep(0.5)  # let the stopped container's removal settle
             return
         time.sleep(0.1)
     raise SystemExit("hello did not return to zero")
@@ -166,7 +166,7 @@ def run(runs: int = 10) -> Result:
         for _ in range(runs):
             wait_for_zero(url)
             wait_for_zero(plain_url)
-            # the warm pool refills and the next spare is made after a start: keep each
+            # the warm pool refills after a start: keep that
             # out of the next timed section
             time.sleep(2)
             result.held_at_zero = max(result.held_at_zero, held_by_function(client, project))

@@ -101,7 +101,7 @@ class Result:
     after_rss_mib: float
     """Gateway RSS after each function was called once and went back to zero."""
     held_by_functions: int
-    """Containers of any function (created ahead, or network sandboxes) at zero."""
+    """Containers of any function (replicas, or network sandboxes) at zero: none expected."""
     sandboxes: int
     sandbox_mib: float
     warm: int
@@ -127,7 +127,7 @@ def run(functions: int = 100) -> Result:
             wait_until_serving(process, url, "faas up did not come up", timeout=600)
             ready = time.time() - began
             built = images_built(began)
-            time.sleep(20)  # let the warm pool and any spares settle
+            time.sleep(20)  # let the warm pools settle
             idle_rss = rss_mib(process.pid)
             held = held_by_functions(project)
             sandboxes, sandbox_mib = role_memory_mib(project, "sandbox")

@@ -8,7 +8,7 @@ see the same machine noise:
    200 through the gateway. Before each call both gateways are at zero and quiet:
    the admin API reports no replica starting, ready or draining, no container of
    `hello` runs, and for swarm no task of its service is left (the docker
-   backend's warm pool, or its spare container and sandbox, are made ahead, as in normal use).
+   backend's warm pools are made ahead, as in normal use).
    Also: where a swarm start goes (request -> task created -> container started
    -> 200, from the engine's timestamps), how long after its 200 each backend is
    back at zero, and each gateway's CPU while idle (swarm polls its tasks);
@@ -153,7 +153,7 @@ def live_tasks(client: docker.DockerClient, project: str, function: str) -> list
 
 def start_ready(client: docker.DockerClient, project: str, function: str) -> bool:
     """The docker backend is ready for the next start: a warm watchdog waits in the
-    project's pool, or (for a function that cannot start warm) a replica created ahead."""
+    project's pools, or (for a function that cannot start warm) a container of its own."""
     labels = [f"faas.project={project}", "faas.role=warm"]
     waiting = client.api.containers(filters={"label": labels})
     if any(".warm-" in c["Names"][0] for c in waiting):
@@ -419,7 +419,7 @@ def main() -> None:
             httpx.Client(timeout=1, limits=limits, trust_env=False) as http,
         ):
             both = list(sides.values())
-            for side in both:  # first calls wait out image checks and the first spare
+            for side in both:  # first calls wait out image checks
                 cold_call(http, side)
                 http.get(f"{side.url}/function/{WARM}", timeout=60).raise_for_status()
             for run in range(args.runs):
