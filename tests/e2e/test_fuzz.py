@@ -51,13 +51,15 @@ def test_no_gateway_errors(examples: Gateway) -> None:
         @settings(
             max_examples=150,
             deadline=None,
+            derandomize=True,  # the same examples every run: CI never meets a new one by chance
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         )
         @given(methods, prefixes, segments, header_maps, bodies, st.text(VALUE_CHARS, max_size=30))
         def call(
             method: str, prefix: str, path: str, headers: dict[str, str], body: bytes, query: str
         ) -> None:
-            url = prefix + path + ("?" + quote(query, safe="=&") if query else "")
+            # absolute: the client refuses a relative URL whose path starts with "//"
+            url = examples.url + prefix + path + ("?" + quote(query, safe="=&") if query else "")
             response = client.request(method, url, headers=headers, content=body)
             assert response.status_code < 500, (method, url, headers, response.text)
             if response.status_code >= 400 and method != "HEAD":
