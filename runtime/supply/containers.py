@@ -88,10 +88,7 @@ class ContainerSupply:
     def warm_status(self) -> WarmStatus | None:
         if self._warm_max == 0:
             return None
-        takers: dict[WarmKind, list[str]] = collections.defaultdict(list)
-        for starts in self._functions.values():
-            if starts.starts_warm and starts.kind is not None:
-                takers[starts.kind].append(starts.pool.name)
+        takers = self._takers()
         pools = tuple(
             WarmPoolStatus(
                 pool=warm.label,
@@ -105,6 +102,14 @@ class ContainerSupply:
             for kind, warm in sorted(self.warm.items(), key=lambda item: item[1].label)
         )
         return WarmStatus(maximum=self._warm_max, budget=self._warm_budget, pools=pools)
+
+    def _takers(self) -> dict[WarmKind, list[str]]:
+        """Kind -> the functions that start from its pool now."""
+        takers: dict[WarmKind, list[str]] = collections.defaultdict(list)
+        for starts in self._functions.values():
+            if starts.starts_warm and starts.kind is not None:
+                takers[starts.kind].append(starts.pool.name)
+        return takers
 
     def _starts(self, pool: FunctionPool) -> ContainerStarts:
         return self._functions[pool.name]
@@ -212,8 +217,8 @@ class ContainerSupply:
         close the pools no function starts from any more."""
         if not self.warm:
             return
-        used = {s.kind for s in self._functions.values() if s.starts_warm}
-        for kind in [k for k in self.warm if k not in used]:
+        takers = self._takers()
+        for kind in [k for k in self.warm if k not in takers]:
             self._spawn(self.warm.pop(kind).close())
         now = asyncio.get_running_loop().time()
         demands = [

@@ -2,37 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
-
 import pytest
 
-from runtime.errors import Problem, SpecError
-from runtime.spec import DEFAULT_GATEWAY, MiB, Project, load_project_text
-
-ROOT = Path("/srv/examples")
-
-MINIMAL = """\
-version: 1
-functions:
-  hello:
-    handler: functions/hello.py
-"""
-
-
-def load(text: str) -> Project:
-    return load_project_text(textwrap.dedent(text), filename="functions.yaml", root=ROOT)
-
-
-def problems_of(text: str) -> list[Problem]:
-    with pytest.raises(SpecError) as caught:
-        load(text)
-    return caught.value.problems
-
-
-def with_function(*lines: str) -> str:
-    """MINIMAL with `lines` added to function 'hello', the first of them on line 5."""
-    return MINIMAL + "".join(f"    {line}\n" for line in lines)
+from runtime.errors import Problem
+from runtime.spec import DEFAULT_GATEWAY, MiB
+from tests.unit.test_spec_events import MINIMAL, load, problems_of, with_function
 
 
 def with_gateway(*lines: str) -> str:
