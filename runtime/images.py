@@ -33,6 +33,7 @@ from runtime.spec import FunctionSpec, Project
 from runtime.watchdog import wire
 
 WATCHDOG_DIR = Path(__file__).resolve().parent / "watchdog"
+HANDLER_DIR = Path(__file__).resolve().parent.parent / wire.HANDLER_PACKAGE
 CODE_DIR = wire.CODE_DIR
 DEPS_DIR = wire.DEPS_DIR
 WATCHDOG_ROOT = "/opt/faas"
@@ -43,6 +44,7 @@ DEPS = PurePosixPath(wire.INIT_DEPS)
 DOCKERFILE = """\
 FROM {base}
 {deps}COPY {package}/ {root}/{package}/
+COPY {handler_package}/ {root}/{handler_package}/
 COPY {code}/ {code_dir}/
 # Byte-compile now: the root filesystem is read-only at run time. A syntax error
 # in the user's code must not fail the build: the watchdog reports it with its line.
@@ -167,11 +169,14 @@ def plan_warm_image(base_image_id: str, deps: Mapping[str, bytes] | None = None)
 
 
 def watchdog_files() -> dict[str, bytes]:
-    """The watchdog's sources, under the package name images run it as."""
-    return {
+    """The watchdog's sources, under the package name images run it as, and `faas.handler`."""
+    files = {
         relative: path.read_bytes()
         for relative, path in walk_files(WATCHDOG_DIR, PurePosixPath(wire.PACKAGE))
     }
+    for name in wire.HANDLER_MODULES:
+        files[f"{wire.HANDLER_PACKAGE}/{name}"] = (HANDLER_DIR / name).read_bytes()
+    return files
 
 
 def _dockerfile(base_image_id: str, *, with_deps: bool) -> bytes:
@@ -179,6 +184,7 @@ def _dockerfile(base_image_id: str, *, with_deps: bool) -> bytes:
         base=base_image_id,
         deps=DEPS_LINE if with_deps else "",
         package=wire.PACKAGE,
+        handler_package=wire.HANDLER_PACKAGE,
         root=WATCHDOG_ROOT,
         code=CODE,
         code_dir=CODE_DIR,

@@ -6,6 +6,6 @@ Standard library only, and only relative imports inside the package: images copy
 
 from __future__ import annotations
 
-from .contract import Context, Event, Response
+from faas.handler import Context, Event, Response
 
 __all__ = ["Context", "Event", "Response"]

@@ -1,19 +1,18 @@
-"""What a handler sees (`Event`, `Context`) and how its return value becomes HTTP.
+"""How a handler's return value becomes HTTP, and the watchdog's JSON and call ids.
 
 Pure: no I/O, no event loop. `to_reply` is the single place that decides which
-status, headers and body a return value turns into.
+status, headers and body a return value turns into. What a handler sees (`Event`,
+`Context`, `Response`) is `faas.handler`, which images carry next to this package.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import random
-import time
-from collections.abc import Iterator, Mapping
 from typing import Any
 
-JSON_TYPE = "application/json"
+from faas.handler import JSON_TYPE, Response
+
 TEXT_TYPE = "text/plain; charset=utf-8"
 BINARY_TYPE = "application/octet-stream"
 
@@ -36,187 +35,19 @@ def new_call_id() -> str:
     return f"{bits:032x}"
 
 
-class Headers(Mapping[str, str]):
-    """A read-only, case-insensitive view of request headers (keys iterate lower-cased)."""
-
-    __slots__ = ("_items",)
-
-    _items: dict[str, str]
-
-    def __init__(self, items: Mapping[str, str] | None = None) -> None:
-        self._items = {k.lower(): v for k, v in items.items()} if items else {}
-
-    @classmethod
-    def wrap(cls, lowered: dict[str, str]) -> Headers:
-        """Wrap a dict whose keys are already lower-case, without copying it."""
-        headers = cls.__new__(cls)
-        headers._items = lowered
-        return headers
-
-    def __getitem__(self, name: str) -> str:
-        return self._items[name.lower()]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._items.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
+RAISED = "function raised an exception"
+INVALID_RETURN = "function returned an invalid value"
+"""What a caller is told when a handler raises or returns what cannot be HTTP: never the
+exception itself (it may quote a secret); the replica's log has the traceback."""
 
 
-def is_json_type(content_type: str | None) -> bool:
-    if not content_type:
-        return False
-    media = content_type.partition(";")[0].strip().lower()
-    return media == JSON_TYPE or media.endswith("+json")
+def timed_out(timeout: float) -> str:
+    return f"function timed out after {timeout:g}s"
 
 
-_UNSET: Any = object()
-
-
-class Event:
-    """One invocation's request: an HTTP request, or a delivered event when `topic` is set."""
-
-    __slots__ = (
-        "_data",
-        "_query",
-        "attempt",
-        "body",
-        "event_id",
-        "headers",
-        "method",
-        "path",
-        "query_string",
-        "topic",
-    )
-
-    def __init__(
-        self,
-        method: str = "POST",
-        path: str = "/",
-        query_string: str = "",
-        headers: Headers | Mapping[str, str] | None = None,
-        body: bytes = b"",
-        topic: str | None = None,
-        event_id: str | None = None,
-        attempt: int = 1,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.query_string = query_string
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
-        self.body = body
-        self.topic = topic
-        self.event_id = event_id
-        self.attempt = attempt
-        self._query: dict[str, str] | None = None
-        self._data: Any = _UNSET
-
-    @property
-    def query(self) -> dict[str, str]:
-        """Query parameters; for repeated names the last value wins."""
-        if self._query is None:
-            if self.query_string:
-                from urllib.parse import parse_qsl
-
-                self._query = dict(parse_qsl(self.query_string, keep_blank_values=True))
-            else:
-                self._query = {}
-        return self._query
-
-    def json(self) -> Any:
-        """The body parsed as JSON; raises ValueError if it is not valid JSON."""
-        return json.loads(self.body)
-
-    def text(self) -> str:
-        """The body decoded as UTF-8 (undecodable bytes are replaced, never raised)."""
-        return self.body.decode("utf-8", "replace")
-
-    @property
-    def data(self) -> Any:
-        """For events: the JSON-decoded body when it is JSON, else the raw body; else None."""
-        if self._data is _UNSET:
-            if self.topic is None:
-                self._data = None
-            elif is_json_type(self.headers.get("content-type")):
-                self._data = self.json()
-            else:
-                self._data = self.body
-        return self._data
-
-    def __repr__(self) -> str:
-        kind = f" topic={self.topic!r}" if self.topic is not None else ""
-        return f"<Event {self.method} {self.path}{kind} body={len(self.body)}B>"
-
-
-class CallLogger(logging.LoggerAdapter[logging.Logger]):
-    """Stamps every record with the call id, keeping any `extra` the caller passes."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        own = self.extra or {}
-        extra = kwargs.get("extra")
-        kwargs["extra"] = {**own, **extra} if extra else own
-        return msg, kwargs
-
-
-FUNCTION_LOGGER = logging.getLogger("function")
-
-
-class Context:
-    """Facts about the current call; `logger` writes JSON lines tagged with the call id."""
-
-    __slots__ = ("_logger", "call_id", "deadline", "function_name", "hostname")
-
-    def __init__(
-        self, function_name: str, call_id: str, deadline: float, hostname: str = ""
-    ) -> None:
-        self.function_name = function_name
-        self.call_id = call_id
-        self.deadline = deadline
-        self.hostname = hostname
-        self._logger: CallLogger | None = None
-
-    def remaining(self) -> float:
-        """Seconds left before the call times out (never negative)."""
-        return max(0.0, self.deadline - time.time())
-
-    @property
-    def logger(self) -> CallLogger:
-        if self._logger is None:
-            self._logger = CallLogger(FUNCTION_LOGGER, {"call_id": self.call_id})
-        return self._logger
-
-    def __repr__(self) -> str:
-        return f"<Context {self.function_name} call_id={self.call_id}>"
-
-
-class Response:
-    """An explicit HTTP response from a handler; `body` is converted like a return value."""
-
-    __slots__ = ("body", "content_type", "headers", "status")
-
-    def __init__(
-        self,
-        body: Any = b"",
-        status: int = 200,
-        headers: Mapping[str, str] | None = None,
-        content_type: str | None = None,
-    ) -> None:
-        self.body = body
-        self.status = status
-        self.headers = dict(headers) if headers else {}
-        self.content_type = content_type
-
-    def __repr__(self) -> str:
-        return f"<Response {self.status}>"
+def error_body(message: str, call_id: str) -> bytes:
+    """The JSON body of an answer the watchdog gives instead of the handler."""
+    return dump_json({"error": message, "call_id": call_id})
 
 
 class ConversionError(Exception):

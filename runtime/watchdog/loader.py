@@ -79,10 +79,18 @@ def load_handler(code_dir: str, handler_file: str, handler_name: str = "handle")
         error = f"{handler_name!r} in {shown} is a {type(func).__name__}, not a function"
         raise HandlerLoadError(LoadFailure(error, shown, _line_of(func)))
 
+    return as_handler(func, handler_name, shown, name)
+
+
+def as_handler(func: Callable[..., Any], name: str, shown: str, module: str) -> Handler:
+    """Adapt a callable found in the user's code (`name` in the file `shown`).
+
+    Raises HandlerLoadError when it can take neither (event, context) nor (event).
+    """
     is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
         getattr(func, "__call__", None)  # noqa: B004 - an object with `async def __call__`
     )
-    return Handler(_adapt(func, handler_name, shown), is_async, name)
+    return Handler(_adapt(func, name, shown), is_async, module)
 
 
 def reload_handler(code_dir: str, handler_file: str, handler_name: str = "handle") -> Handler:

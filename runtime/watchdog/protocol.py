@@ -25,7 +25,9 @@ import re
 import time
 from typing import Protocol
 
-from .contract import JSON_TYPE, dump_json, new_call_id
+from faas.handler import JSON_TYPE
+
+from .contract import dump_json, new_call_id
 from .json_log import log
 from .wire import INTERNAL_PREFIX
 

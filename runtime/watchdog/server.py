@@ -17,14 +17,16 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from faas.handler import JSON_TYPE, Context, Event, Headers
+
 from .config import ConfigError, Settings, forget_variable, load_settings
 from .contract import (
-    JSON_TYPE,
-    Context,
-    Event,
-    Headers,
+    INVALID_RETURN,
+    RAISED,
     dump_json,
+    error_body,
     new_call_id,
+    timed_out,
     to_reply,
 )
 from .json_log import log, setup_logging
@@ -224,7 +226,13 @@ class Watchdog:
             faas.get(EVENT_ID_HEADER),
             _attempt(faas.get(ATTEMPT_HEADER)) if topic is not None else 1,
         )
-        context = Context(self.function_name, call_id, time.time() + timeout, self.hostname)
+        context = Context(
+            self.function_name,
+            call_id,
+            time.time() + timeout,
+            self.hostname,
+            self.settings.secrets_dir,
+        )
         call = Call(self, conn, call_id, timeout)
         conn.call = call
         self.inflight += 1
@@ -332,7 +340,7 @@ class Call:
             reply = to_reply(result)
         except Exception as exc:  # ConversionError, or e.g. a str that cannot be UTF-8
             log.error(f"invalid return value: {exc}", extra={"call_id": self.call_id})
-            self._answer(500, {"error": "function returned an invalid value"})
+            self._answer(500, INVALID_RETURN)
             return
         self._finish()
         self.conn.respond(reply.status, reply.body, reply.content_type, self.call_id, reply.headers)
@@ -340,7 +348,7 @@ class Call:
     def fail(self, error: BaseException) -> None:
         extra = {"call_id": self.call_id, "traceback": user_traceback(error)}
         log.error("function raised an exception", extra=extra)
-        self._answer(500, {"error": "function raised an exception"})
+        self._answer(500, RAISED)
 
     def expire(self) -> None:
         """The timer fired: answer 504; a task is cancelled, a thread runs on unobserved."""
@@ -348,9 +356,9 @@ class Call:
             return
         if self.task is not None:
             self.task.cancel()
-        message = f"function timed out after {self.timeout:g}s"
+        message = timed_out(self.timeout)
         log.warning(message, extra={"call_id": self.call_id})
-        self._answer(504, {"error": message})
+        self._answer(504, message)
 
     def abandon(self) -> None:
         """The client disconnected: nobody is left to answer."""
@@ -361,10 +369,9 @@ class Call:
             self.task.cancel()
         log.info("client disconnected during the call", extra={"call_id": self.call_id})
 
-    def _answer(self, status: int, error: dict[str, str]) -> None:
+    def _answer(self, status: int, error: str) -> None:
         self._finish()
-        error["call_id"] = self.call_id
-        self.conn.respond(status, dump_json(error), JSON_TYPE, self.call_id)
+        self.conn.respond(status, error_body(error, self.call_id), JSON_TYPE, self.call_id)
 
     def _finish(self) -> None:
         self.answered = True

@@ -92,6 +92,10 @@ PORT = 8080
 """Where a replica's watchdog listens inside its container."""
 PACKAGE = "faas_watchdog"
 """The name images give this package (`python3 -m faas_watchdog`)."""
+HANDLER_PACKAGE = "faas"
+HANDLER_MODULES = ("__init__.py", "handler.py")
+"""What images carry of the host's `faas` package: `faas.handler`, the types handlers
+see, which this package imports (the only import from outside it)."""
 CODE_DIR = "/app"
 DEPS_DIR = "/opt/faas/deps"
 """On the image's PYTHONPATH; a warm watchdog writes the requirements it is sent here."""

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from faas.handler import Headers
 from runtime.watchdog import Context, Event, Response
 from runtime.watchdog.config import ConfigError, load_settings
-from runtime.watchdog.contract import ConversionError, Headers, Reply, new_call_id, to_reply
+from runtime.watchdog.contract import ConversionError, Reply, new_call_id, to_reply
 from runtime.watchdog.json_log import JsonFormatter
 from runtime.watchdog.loader import HandlerLoadError, LoadFailure, load_handler
 from runtime.watchdog.protocol import HttpError, RequestParser, render_response
@@ -229,7 +230,7 @@ def test_event_body_helpers() -> None:
     [
         ("", {}),
         ("a=1&b=two", {"a": "1", "b": "two"}),
-        ("a=1&a=2", {"a": "2"}),
+        ("a=1&a=2", {"a": "1"}),  # the first value, as Flask and Django give it
         ("q=hello+world&e=%C3%A9", {"q": "hello world", "e": "é"}),
         ("flag&x=", {"flag": "", "x": ""}),
     ],
@@ -238,6 +239,16 @@ def test_event_query(query_string: str, expected: dict[str, str]) -> None:
     event = Event("GET", "/", query_string)
     assert event.query == expected
     assert event.query_string == query_string
+
+
+def test_repeated_query_parameters_are_all_kept_in_order() -> None:
+    event = Event("GET", "/", "tag=a&x=1&tag=b&tag=&y")
+    assert event.query["tag"] == "a"
+    assert event.query_list("tag") == ["a", "b", ""]
+    assert event.query.getlist("tag") == ["a", "b", ""]  # OpenFaaS python3-http's spelling
+    assert event.query_list("missing") == []
+    assert event.query_items == [("tag", "a"), ("x", "1"), ("tag", "b"), ("tag", ""), ("y", "")]
+    assert isinstance(event.query, dict) and event.query.get("x") == "1"
 
 
 def test_event_data_for_events() -> None:

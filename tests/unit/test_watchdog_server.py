@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from runtime.images import watchdog_files
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Images may run another Python than the tests: WATCHDOG_TEST_PYTHON=python3.13 checks that one.
@@ -354,7 +355,7 @@ def test_sync_handler_sees_the_request(app: Watchdog) -> None:
     seen = json.loads(body)
     assert (seen["method"], seen["path"]) == ("PUT", "/echo")
     assert seen["query_string"] == "a=1&a=2&b=x%20y"
-    assert seen["query"] == {"a": "2", "b": "x y"}
+    assert seen["query"] == {"a": "1", "b": "x y"}
     assert seen["body"] == '{"k": 1}'
     assert seen["content_type"] == "application/json"
     assert seen["headers"]["x-mine"] == "m"
@@ -724,27 +725,32 @@ def test_sigterm_does_not_wait_forever_for_a_stuck_thread(launcher: Launcher) ->
 
 
 def test_runs_as_a_copied_standalone_package(launcher: Launcher, tmp_path: Path) -> None:
-    """Images copy the package to /opt/faas/faas_watchdog and run `python3 -m faas_watchdog`."""
+    """Images copy the package to /opt/faas/faas_watchdog, and `faas.handler` next to it, and
+    run `python3 -m faas_watchdog`: nothing else of the host's packages is imported."""
     opt = tmp_path / "opt"
-    shutil.copytree(
-        REPO_ROOT / "runtime" / "watchdog",
-        opt / "faas_watchdog",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    for name, content in watchdog_files().items():
+        (opt / name).parent.mkdir(parents=True, exist_ok=True)
+        (opt / name).write_bytes(content)
     handler = """
         import sys
         from faas_watchdog import Response
+        import faas.handler
 
         def handle(event, context):
             leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("runtime", "faas"))
-            return Response({"leaked": leaked}, status=201, headers={"X-A": "b"})
+            same = Response is faas.handler.Response
+            return Response({"leaked": leaked, "from": faas.handler.__file__, "same": same},
+                            status=201, headers={"X-A": "b"})
     """
     wd = launcher.start(
         {"handler.py": handler}, module="faas_watchdog", cwd=opt, PYTHONPATH=str(opt)
     )
     status, headers, body = wd.call("/", method="POST")
     assert (status, headers["Content-Type"], headers["X-A"]) == (201, "application/json", "b")
-    assert json.loads(body) == {"leaked": []}
+    answer = json.loads(body)
+    assert answer["leaked"] == ["faas", "faas.handler"]
+    assert answer["from"] == str(opt / "faas" / "handler.py")
+    assert answer["same"] is True
 
 
 # ---------------------------------------------------------------- strict parsing (no smuggling)

@@ -1,0 +1,312 @@
+"""What a handler sees: `Event` (the request), `Context` (the call) and `Response`.
+
+Annotate handlers with these types::
+
+    from faas.handler import Context, Event, Response
+
+    def handle(event: Event, context: Context) -> Response:
+        return Response({"hello": event.query.get("name", "world")})
+
+This module is the one replicas run: images carry it as `faas/handler.py` next to the
+watchdog, so it imports nothing but the standard library, and `faas/__init__.py` stays
+import-free. On the host it is what editors, type checkers and `faas.testing` import.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = ["Context", "Event", "Headers", "Query", "Response", "SecretNotFound"]
+
+JSON_TYPE = "application/json"
+SECRETS_DIR = "/run/secrets"
+"""Where a replica's secrets are files (runtime/watchdog/wire.py names the same place)."""
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """True for `application/json` and any `+json` media type, parameters ignored."""
+    if not content_type:
+        return False
+    media = content_type.partition(";")[0].strip().lower()
+    return media == JSON_TYPE or media.endswith("+json")
+
+
+class Headers(Mapping[str, str]):
+    """A read-only, case-insensitive view of request headers (keys iterate lower-cased)."""
+
+    __slots__ = ("_items",)
+
+    _items: dict[str, str]
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        self._items = {k.lower(): v for k, v in items.items()} if items else {}
+
+    @classmethod
+    def wrap(cls, lowered: dict[str, str]) -> Headers:
+        """Wrap a dict whose keys are already lower-case, without copying it."""
+        headers = cls.__new__(cls)
+        headers._items = lowered
+        return headers
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._items.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+
+class Query(dict[str, str]):
+    """Query parameters: a dict of each name's first value, and `getlist` for all of them.
+
+    `getlist` is the name Flask's (and so OpenFaaS `python3-http`'s) `event.query` has.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        first: dict[str, str] = {}
+        for name, value in items:
+            first.setdefault(name, value)
+        super().__init__(first)
+        self._items = items
+
+    def getlist(self, name: str) -> list[str]:
+        """Every value given for `name`, in order; [] when there is none."""
+        return [value for key, value in self._items if key == name]
+
+    @property
+    def items_all(self) -> list[tuple[str, str]]:
+        """Every (name, value) pair, in order, repeats included."""
+        return list(self._items)
+
+
+_UNSET: Any = object()
+
+
+class Event:
+    """One invocation's request: an HTTP request, or a delivered event when `topic` is set.
+
+    Attributes:
+        method: the HTTP method (`POST` for events, async calls and cron).
+        path: the request path as the caller sent it (e.g. `/hello`), without the query.
+        query_string: the raw query, without `?`.
+        headers: case-insensitive request headers (the gateway's own are removed).
+        body: the request body, whole, as bytes.
+        topic: the event's topic, or None for an HTTP call.
+        event_id: the event's id (for deduplication), or None.
+        attempt: 1 for the first delivery of an event, 2 for its first retry, ...
+    """
+
+    __slots__ = (
+        "_data",
+        "_query",
+        "attempt",
+        "body",
+        "event_id",
+        "headers",
+        "method",
+        "path",
+        "query_string",
+        "topic",
+    )
+
+    method: str
+    path: str
+    query_string: str
+    headers: Headers
+    body: bytes
+    topic: str | None
+    event_id: str | None
+    attempt: int
+
+    def __init__(
+        self,
+        method: str = "POST",
+        path: str = "/",
+        query_string: str = "",
+        headers: Headers | Mapping[str, str] | None = None,
+        body: bytes = b"",
+        topic: str | None = None,
+        event_id: str | None = None,
+        attempt: int = 1,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.body = body
+        self.topic = topic
+        self.event_id = event_id
+        self.attempt = attempt
+        self._query: Query | None = None
+        self._data: Any = _UNSET
+
+    @property
+    def query(self) -> Query:
+        """Query parameters: `query["tag"]` is the first value; `query.getlist("tag")` all."""
+        if self._query is None:
+            if self.query_string:
+                from urllib.parse import parse_qsl
+
+                self._query = Query(parse_qsl(self.query_string, keep_blank_values=True))
+            else:
+                self._query = Query([])
+        return self._query
+
+    def query_list(self, name: str) -> list[str]:
+        """Every value of a repeated parameter (`?tag=a&tag=b` -> ["a", "b"]), in order."""
+        return self.query.getlist(name)
+
+    @property
+    def query_items(self) -> list[tuple[str, str]]:
+        """Every (name, value) pair of the query, in order, repeats included."""
+        return self.query.items_all
+
+    def json(self) -> Any:
+        """The body parsed as JSON; raises ValueError if it is not valid JSON."""
+        return json.loads(self.body)
+
+    def text(self) -> str:
+        """The body decoded as UTF-8 (undecodable bytes are replaced, never raised)."""
+        return self.body.decode("utf-8", "replace")
+
+    @property
+    def data(self) -> Any:
+        """For events: the JSON-decoded body when it is JSON, else the raw body; else None."""
+        if self._data is _UNSET:
+            if self.topic is None:
+                self._data = None
+            elif is_json_type(self.headers.get("content-type")):
+                self._data = self.json()
+            else:
+                self._data = self.body
+        return self._data
+
+    def __repr__(self) -> str:
+        kind = f" topic={self.topic!r}" if self.topic is not None else ""
+        return f"<Event {self.method} {self.path}{kind} body={len(self.body)}B>"
+
+
+class CallLogger(logging.LoggerAdapter[logging.Logger]):
+    """Stamps every record with the call id, keeping any `extra` the caller passes."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        own = self.extra or {}
+        extra = kwargs.get("extra")
+        kwargs["extra"] = {**own, **extra} if extra else own
+        return msg, kwargs
+
+
+FUNCTION_LOGGER = logging.getLogger("function")
+
+
+class SecretNotFound(KeyError):
+    """`context.secret(name)` for a secret the function was not given (`secrets:`)."""
+
+
+class Context:
+    """Facts about the current call; `logger` writes JSON lines tagged with the call id.
+
+    Attributes:
+        function_name: the function's name in functions.yaml.
+        call_id: this call's id (the `X-Call-Id` the caller sees).
+        deadline: when the call times out, as a `time.time()` value.
+        hostname: the replica's host name.
+    """
+
+    __slots__ = ("_logger", "call_id", "deadline", "function_name", "hostname", "secrets_dir")
+
+    function_name: str
+    call_id: str
+    deadline: float
+    hostname: str
+    secrets_dir: str
+
+    def __init__(
+        self,
+        function_name: str,
+        call_id: str,
+        deadline: float,
+        hostname: str = "",
+        secrets_dir: str = SECRETS_DIR,
+    ) -> None:
+        self.function_name = function_name
+        self.call_id = call_id
+        self.deadline = deadline
+        self.hostname = hostname
+        self.secrets_dir = secrets_dir
+        self._logger: CallLogger | None = None
+
+    def remaining(self) -> float:
+        """Seconds left before the call times out (never negative)."""
+        return max(0.0, self.deadline - time.time())
+
+    def secret(self, name: str) -> str:
+        """The value of a secret listed in the function's `secrets:`, trailing newline removed.
+
+        Raises SecretNotFound when the function was not given it.
+        """
+        if not name or "/" in name or name.startswith("."):
+            raise SecretNotFound(name)
+        try:
+            with open(os.path.join(self.secrets_dir, name), encoding="utf-8") as file:
+                return file.read().rstrip("\r\n")
+        except FileNotFoundError:
+            raise SecretNotFound(name) from None
+
+    @property
+    def logger(self) -> CallLogger:
+        """A logger whose lines carry this call's id."""
+        if self._logger is None:
+            self._logger = CallLogger(FUNCTION_LOGGER, {"call_id": self.call_id})
+        return self._logger
+
+    def __repr__(self) -> str:
+        return f"<Context {self.function_name} call_id={self.call_id}>"
+
+
+class Response:
+    """An explicit HTTP response; `body` is converted like a return value.
+
+    `str` is sent as text, `bytes` as binary, `dict`/`list` as JSON, None as empty.
+    `content_type` (or a `Content-Type` in `headers`) overrides the one chosen for the body.
+    """
+
+    __slots__ = ("body", "content_type", "headers", "status")
+
+    body: Any
+    status: int
+    headers: dict[str, str]
+    content_type: str | None
+
+    def __init__(
+        self,
+        body: Any = b"",
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        self.body = body
+        self.status = status
+        self.headers = dict(headers) if headers else {}
+        self.content_type = content_type
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}>"
