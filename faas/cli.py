@@ -20,7 +20,16 @@ import click
 import httpx
 from rich.table import Table
 
-from faas import cli_access, cli_deploy, cli_events, cli_export, logging_setup, scaffold, state
+from faas import (
+    cli_access,
+    cli_deploy,
+    cli_events,
+    cli_export,
+    function_tests,
+    logging_setup,
+    scaffold,
+    state,
+)
 from faas.cli_common import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -446,7 +455,33 @@ def new(name: str, spec_file: Path, template: str, route: str | None) -> None:
         written = scaffold.create_function(spec_file, name, template, route)
     except FaasError as exc:
         fail(str(exc), EXIT_INVALID)
-    errors.print(f"wrote {written} and added {name!r} to {spec_file}")
+    test = scaffold.test_file(spec_file.parent, name)
+    errors.print(f"wrote {written} and {test}; added {name!r} to {spec_file}")
+
+
+@main.command(
+    name="test",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@file_option
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def test_functions(spec_file: Path, pytest_args: tuple[str, ...]) -> None:
+    """Run the project's function tests (tests/ next to functions.yaml) on the host.
+
+    The tests call handlers in-process with faas.testing, with no Docker needed.
+    Arguments after the options go to pytest.
+
+    \b
+    Examples:
+      faas test
+      faas test -k hello -x
+      faas test tests/test_thumbnail.py
+    """
+    try:
+        code = function_tests.run(spec_file.resolve().parent, pytest_args)
+    except FaasError as exc:
+        fail(str(exc), EXIT_INVALID)
+    sys.exit(code)
 
 
 @main.command(name="logs")

@@ -1,4 +1,4 @@
-"""`faas new`: a handler file from a template and its entry in functions.yaml.
+"""`faas new`: a handler file from a template, its test, and its entry in functions.yaml.
 
 The entry is inserted as text at the end of the `functions:` block, so the
 user's comments and layout are kept; the result is validated before it is
@@ -39,16 +39,20 @@ TEMPLATES = {
     "sync": '''\
 """{name}: answers HTTP calls."""
 
+from faas.handler import Context, Event
 
-def handle(event, context):
+
+def handle(event: Event, context: Context) -> dict[str, str]:
     name = event.query.get("name", "world")
     return {{"message": f"hello {{name}}", "function": context.function_name}}
 ''',
     "event": '''\
 """{name}: consumes published events (subscribe with `events: [topic]` in functions.yaml)."""
 
+from faas.handler import Context, Event
 
-def handle(event, context):
+
+def handle(event: Event, context: Context) -> dict[str, str | None]:
     context.logger.info(f"{{event.topic}} #{{event.event_id}} attempt {{event.attempt}}")
     # Raise (or return a 5xx) to have the event retried with backoff, then dead-lettered.
     return {{"handled": event.event_id}}
@@ -58,12 +62,50 @@ def handle(event, context):
 
 import asyncio
 
+from faas.handler import Context, Event
 
-async def handle(event, context):
+
+async def handle(event: Event, context: Context) -> dict[str, int | str]:
     await asyncio.sleep(0)
     return {{"received_bytes": len(event.body), "call_id": context.call_id}}
 ''',
 }
+
+_TEST_HEAD = '''\
+"""{name}, called in-process as its replica would call it: `faas test` runs this."""
+
+from pathlib import Path
+
+from faas.testing import call
+
+HANDLER = Path(__file__).resolve().parents[1] / "{handler}"
+
+'''
+
+TEST_TEMPLATES = {
+    "sync": _TEST_HEAD
+    + """
+def test_{module}_greets_by_name() -> None:
+    response = call(HANDLER, query={{"name": "ada"}}, function_name="{name}")
+    assert response.status == 200
+    assert response.json() == {{"message": "hello ada", "function": "{name}"}}
+""",
+    "event": _TEST_HEAD
+    + """
+def test_{module}_handles_an_event() -> None:
+    response = call(HANDLER, topic="orders.created", event_id="e-1", json={{"id": 7}})
+    assert response.status == 200
+    assert response.json() == {{"handled": "e-1"}}
+""",
+    "async": _TEST_HEAD
+    + """
+def test_{module}_counts_the_body() -> None:
+    response = call(HANDLER, body=b"12345")
+    assert response.status == 200
+    assert response.json() == {{"received_bytes": 5, "call_id": response.call_id}}
+""",
+}
+"""What `faas new` writes to tests/test_<module>.py for each template."""
 
 
 def create_project(directory: Path, name: str | None) -> Path:
@@ -76,7 +118,8 @@ def create_project(directory: Path, name: str | None) -> Path:
     (directory / "functions").mkdir(parents=True, exist_ok=True)
     (directory / "functions.yaml").write_text(PROJECT_SPEC.format(name=project))
     (directory / "functions" / "hello.py").write_text(TEMPLATES["sync"].format(name="hello"))
-    (directory / ".gitignore").write_text(".faas/\n__pycache__/\n")
+    _write_test(directory, "hello", "functions/hello.py", "sync")
+    (directory / ".gitignore").write_text(".faas/\n__pycache__/\n.pytest_cache/\n")
     load_project_text(
         (directory / "functions.yaml").read_text(),
         filename=str(directory / "functions.yaml"),
@@ -86,6 +129,7 @@ def create_project(directory: Path, name: str | None) -> Path:
 
 
 def create_function(spec_file: Path, name: str, template: str, route: str | None) -> Path:
+    """Write functions/<module>.py and its test (unless one exists), and add the entry."""
     if not NAME_PATTERN.match(name):
         raise FaasError(
             f"invalid function name {name!r}: use lowercase letters, digits and '-', "
@@ -106,7 +150,22 @@ def create_function(spec_file: Path, name: str, template: str, route: str | None
     handler.parent.mkdir(parents=True, exist_ok=True)
     handler.write_text(TEMPLATES[template].format(name=name))
     spec_file.write_text(updated)
+    _write_test(spec_file.parent, name, f"functions/{module}.py", template)
     return handler
+
+
+def test_file(root: Path, name: str) -> Path:
+    """Where `faas new` writes the test of function `name`."""
+    return root / "tests" / f"test_{name.replace('-', '_')}.py"
+
+
+def _write_test(root: Path, name: str, handler: str, template: str) -> None:
+    path = test_file(root, name)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = name.replace("-", "_")
+    path.write_text(TEST_TEMPLATES[template].format(name=name, module=module, handler=handler))
 
 
 def _insert_entry(text: str, name: str, handler: str, route: str | None) -> str:

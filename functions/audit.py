@@ -7,10 +7,14 @@ event id and retries this handler (with backoff) until it returns.
 Deliveries can repeat, so act on `event.event_id` idempotently.
 """
 
-SEEN = set()
+from typing import Any
+
+from faas.handler import Context, Event
+
+SEEN: set[str | None] = set()
 
 
-def handle(event, context):
+def handle(event: Event, context: Context) -> dict[str, Any]:
     if event.topic is None:  # called directly, not through a topic
         return {"events_seen": len(SEEN)}
     first_time = event.event_id not in SEEN

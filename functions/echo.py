@@ -1,7 +1,11 @@
 """Echoes a JSON request back, with what the function saw of the call."""
 
+from typing import Any
 
-def handle(event, context):
+from faas.handler import Context, Event
+
+
+def handle(event: Event, context: Context) -> dict[str, Any]:
     try:
         payload = event.json() if event.body else None
     except ValueError:

@@ -1,9 +1,13 @@
 """Uses a package from PyPI (humanize), declared in sizes-requirements.txt."""
 
+from typing import Any
+
 import humanize
 
+from faas.handler import Context, Event
 
-def handle(event, context):
+
+def handle(event: Event, context: Context) -> dict[str, Any]:
     raw = event.query.get("bytes") or event.text() or "0"
     try:
         size = int(raw)

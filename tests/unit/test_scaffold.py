@@ -74,3 +74,43 @@ def test_event_template(tmp_path: Path) -> None:
     spec = tmp_path / "functions.yaml"
     handler = create_function(spec, "consumer", "event", None)
     assert "event.topic" in handler.read_text()
+
+
+def test_every_template_comes_with_a_test_that_passes(tmp_path: Path) -> None:
+    """`faas init` and `faas new` write tests/test_<name>.py; `faas test` runs them, green."""
+    import subprocess
+    import sys
+
+    from faas.scaffold import TEMPLATES, create_project, test_file
+
+    root = create_project(tmp_path / "proj", None)
+    for template in sorted(TEMPLATES):
+        create_function(root / "functions.yaml", f"my-{template}", template, None)
+        assert test_file(root, f"my-{template}").name == f"test_my_{template}.py"
+    run = subprocess.run(
+        [sys.executable, "-m", "faas", "test", "-q", "-p", "no:cacheprovider"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "4 passed" in run.stdout
+
+
+def test_faas_test_reports_a_failing_test_and_a_missing_tests_dir(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from faas.scaffold import create_project
+
+    root = create_project(tmp_path / "proj", None)
+    hello = root / "functions" / "hello.py"
+    hello.write_text(hello.read_text().replace("hello {name}", "bye {name}"))
+    command = [sys.executable, "-m", "faas", "test", "-q", "-p", "no:cacheprovider"]
+    failed = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+    assert failed.returncode == 1 and "1 failed" in failed.stdout
+    (root / "tests" / "test_hello.py").unlink()
+    (root / "tests").rmdir()
+    missing = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "faas new NAME" in missing.stderr
