@@ -18,7 +18,6 @@ from typing import Any
 
 import click
 import httpx
-from rich.table import Table
 
 from faas import (
     cli_access,
@@ -26,6 +25,7 @@ from faas import (
     cli_events,
     cli_export,
     function_tests,
+    listing,
     logging_setup,
     scaffold,
     state,
@@ -307,50 +307,10 @@ def list_functions(spec_file: Path, project: str | None, as_json: bool) -> None:
             document["warm"] = warm
         click.echo(json.dumps(document, indent=2))
         return
-    table = Table(title=f"project {loaded.name}" + ("" if running else " (not running)"))
-    columns = ("FUNCTION", "STATE", "READY", "STARTING", "QUEUE", "IN FLIGHT", "COLD START")
-    for column in (*columns, "ROUTES", "ERROR"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        routes = ", ".join(f"{' '.join(r['methods'])} {r['path']}" for r in row["routes"])
-        colour = {"ready": "green", "failed": "red", "down": "dim"}.get(row["state"], "yellow")
-        cold = row.get("last_cold_start_ms")
-        table.add_row(
-            row["name"],
-            f"[{colour}]{row['state']}[/]",
-            str(row["replicas"]),
-            str(row.get("starting", 0)),
-            str(row.get("queue_depth", 0)),
-            str(row.get("in_flight", 0)),
-            f"{cold:.0f} ms" if cold else "-",
-            routes or "-",
-            row.get("error") or row.get("reload_error") or "",
-        )
-    console.print(table)
+    title = f"project {loaded.name}" + ("" if running else " (not running)")
+    console.print(listing.functions_table(rows, title, console.width))
     if warm is not None and warm["pools"]:
-        console.print(warm_table(warm))
-
-
-def warm_table(warm: dict[str, Any]) -> Table:
-    """The warm pools `faas ls` shows below the functions: what each holds and for whom."""
-    total, budget = mib(warm["memory"]), mib(warm["memory_budget"])
-    table = Table(title=f"warm pools ({total} of {budget}, at most {warm['maximum']} each)")
-    for column in ("POOL", "READY", "KEEPS", "MEMORY", "PRELOADS", "FUNCTIONS"):
-        table.add_column(column, overflow="fold")
-    for pool in warm["pools"]:
-        table.add_row(
-            pool["pool"],
-            str(pool["ready"]),
-            str(pool["target"]),
-            mib(pool["memory"]) if pool["per_watchdog"] else "-",
-            ", ".join(pool["preload"]) or "-",
-            ", ".join(pool["functions"]) or "-",
-        )
-    return table
-
-
-def mib(count: int) -> str:
-    return f"{count / (1024 * 1024):.0f} MiB"
+        console.print(listing.warm_table(warm, console.width))
 
 
 def invoke_headers(headers: tuple[str, ...], api_key: str | None) -> dict[str, str]:
