@@ -36,6 +36,7 @@ from faas.cli_common import (
     EXIT_UNAVAILABLE,
     access_option,
     admin_api,
+    complete_function,
     console,
     engine_option,
     errors,
@@ -72,7 +73,8 @@ def main() -> None:
       faas ls                      list functions and their state
       faas invoke hello            call a function and print its answer
       faas new resize --template async   add a function to the project
-      faas logs hello -f           follow what hello's replicas print
+      faas test                    run the project's function tests, in-process
+    faas logs hello -f           follow what hello's replicas print
       faas publish orders.created '{"id": 1}'
       faas ui --open               the dashboard
       faas down                    stop the gateway and remove every container
@@ -328,7 +330,7 @@ def invoke_headers(headers: tuple[str, ...], api_key: str | None) -> dict[str, s
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_function)
 @file_option
 @project_option
 @click.option("-d", "--data", default=None, help="Request body; @FILE reads a file, - reads stdin.")
@@ -445,7 +447,7 @@ def test_functions(spec_file: Path, pytest_args: tuple[str, ...]) -> None:
 
 
 @main.command(name="logs")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_function)
 @file_long_option
 @project_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C to stop).")
@@ -535,7 +537,7 @@ def init(directory: Path, name: str | None) -> None:
 
 
 @main.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_function)
 @file_option
 @project_option
 @click.option("--min", "minimum", type=int, default=None, help="Replicas kept running.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +45,22 @@ file_long_option = _file_option("--file", note=" (no -f here: it means --follow)
 project_option = click.option(
     "--project", default=None, envvar="FAAS_PROJECT", help="Project name (overrides the file)."
 )
+
+
+def complete_function(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of a function's name: those in the project's functions.yaml.
+
+    Reads the file without validating it (a completion must be quick and never fail).
+    """
+    import yaml
+
+    spec_file = ctx.params.get("spec_file") or Path(os.environ.get("FAAS_FILE", "functions.yaml"))
+    try:
+        document = yaml.safe_load(Path(spec_file).read_text())
+        names = list((document or {}).get("functions") or {})
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return []
+    return [name for name in names if isinstance(name, str) and name.startswith(incomplete)]
 
 
 def fail(message: str, code: int) -> NoReturn:
