@@ -89,9 +89,10 @@ def to_reply(value: Any) -> Reply:
         return NO_CONTENT
     if isinstance(value, dict):
         if "statusCode" in value:
-            return _reply_from(
-                value.get("body"), value["statusCode"], value.get("headers"), None, "statusCode"
-            )
+            body = value.get("body")
+            if isinstance(body, int | float):  # OpenFaaS python3-http sends str(body)
+                body = str(body)
+            return _reply_from(body, value["statusCode"], value.get("headers"), None, "statusCode")
         return Reply(200, _json_body(value), JSON_TYPE)
     if isinstance(value, Response):
         return _reply_from(value.body, value.status, value.headers, value.content_type)

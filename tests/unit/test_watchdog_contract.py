@@ -66,6 +66,8 @@ CONVERSIONS: list[tuple[str, Any, int, str | None, bytes, list[tuple[str, str]] 
     ("openfaas list body", {"statusCode": 202, "body": [1]}, 202, JSON, b"[1]", None),
     ("openfaas bytes body", {"statusCode": 200, "body": b"\xff"}, 200, BINARY, b"\xff", None),
     ("openfaas no body", {"statusCode": 404}, 404, None, b"", None),
+    ("openfaas number body", {"statusCode": 200, "body": 42}, 200, TEXT, b"42", None),
+    ("openfaas float body", {"statusCode": 200, "body": 0.5}, 200, TEXT, b"0.5", None),
     ("openfaas string status", {"statusCode": "418", "body": ""}, 418, None, b"", None),
     (
         "openfaas content-type wins",
