@@ -6,7 +6,8 @@ module adds is which policy a request meets, since it differs per route:
 
 - a declared `http:` path, matched as the router matches it (first template that
   fits, then the method: for a preflight, the method it asks about), gets that
-  route's `cors` (already merged over `gateway.cors` by runtime/spec);
+  route's `cors` (already merged over `gateway.cors` by runtime/spec); a method no
+  route takes there gets `gateway.cors` limited to the methods that path takes;
 - every other path (`/function/...`, `/async-function/...`, `/events/...`, paths with
   no route) gets `gateway.cors`.
 
@@ -60,14 +61,24 @@ async def _never_called(scope: Scope, receive: Receive, send: Send) -> None:
     raise RuntimeError("a CORS policy decides; it does not serve requests")
 
 
+@dataclass(frozen=True, slots=True)
+class DeclaredPath:
+    pattern: re.Pattern[str]
+    methods: Mapping[str, Policy | None]
+    """Each method's route's policy (None: `cors: false`)."""
+    other: Policy | None
+    """For the methods no route takes there: `gateway.cors`, whose methods default to
+    those the path takes, so a preflight asking for another one is refused."""
+
+
 @dataclass(frozen=True)
 class CorsRules:
     """The policies of one functions.yaml, by path and method."""
 
     default: Policy | None
     """`gateway.cors`, for every path that is not a declared route's."""
-    routes: tuple[tuple[re.Pattern[str], Mapping[str, Policy | None]], ...]
-    """Each declared path's pattern and its methods' policies, in the router's order."""
+    paths: tuple[DeclaredPath, ...]
+    """The declared paths, in the router's order."""
     active: bool
     """Whether any policy applies anywhere; when not, requests pass untouched."""
 
@@ -75,25 +86,26 @@ class CorsRules:
     def of(cls, project: Project) -> CorsRules:
         settings = project.gateway.cors
         default = policy(settings, ALL_METHODS) if settings is not None else None
-        routes = tuple(
-            (
+        paths = tuple(
+            DeclaredPath(
                 compile_path(path)[0],
                 {
                     method: policy(trigger.cors, trigger.methods) if trigger.cors else None
                     for method, (_, trigger) in triggers.items()
                 },
+                policy(settings, sorted(triggers)) if settings is not None else None,
             )
             for path, triggers in triggers_by_path(project).items()
         )
-        active = default is not None or any(p for _, by in routes for p in by.values())
-        return cls(default, routes if active else (), active)
+        active = default is not None or any(p for d in paths for p in d.methods.values())
+        return cls(default, paths if active else (), active)
 
     def policy_for(self, path: str, method: str) -> Policy | None:
         """The policy a request for `path` with `method` meets; None: no CORS there."""
         if reserved_prefix(path) is None:
-            for pattern, by_method in self.routes:
-                if pattern.match(path):
-                    return by_method.get(method, self.default)
+            for declared in self.paths:
+                if declared.pattern.match(path):
+                    return declared.methods.get(method, declared.other)
         return self.default
 
 

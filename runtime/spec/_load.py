@@ -377,10 +377,10 @@ def _check_cors_block(at: Loc, own: RawCors, merged: RawCors, report: _Report) -
         where = "" if at[0] == "gateway" else " (here or in gateway.cors)"
         report.at_key(at, f"a cors block needs allow_origins{where}, like {origins.EXAMPLES}")
         return
-    listed = own.allow_origins
-    if "allow_origins" in written and origins.ANY in listed and len(listed) > 1:
+    own_origins = own.allow_origins
+    if "allow_origins" in written and origins.ANY in own_origins and len(own_origins) > 1:
         report.at_value(
-            (*at, "allow_origins", listed.index(origins.ANY)),
+            (*at, "allow_origins", own_origins.index(origins.ANY)),
             "'*' allows every origin: list '*' alone, or only the origins",
         )
     if merged.allow_methods == ():

@@ -283,11 +283,13 @@ def test_policy_per_path_and_method_mirrors_the_router() -> None:
     assert rules.policy_for("/function/hello", "POST") is rules.default
     assert rules.policy_for("/events/orders", "POST") is rules.default
     assert rules.policy_for("/nowhere", "GET") is rules.default
-    assert rules.policy_for("/hello", "GET") is not rules.default  # its own methods
+    hello = rules.policy_for("/hello", "GET")
+    assert hello is not None and list(hello.allow_methods) == ["GET", "POST"]
     partner = rules.policy_for("/partner", "GET")
     assert partner is not None and partner.allow_all_origins
     assert rules.policy_for("/internal", "PUT") is None  # cors: false
-    assert rules.policy_for("/internal", "GET") is rules.default  # not a method it takes
+    other = rules.policy_for("/internal", "GET")  # not a method it takes: refused
+    assert other is not None and list(other.allow_methods) == ["PUT"]
     items = rules.policy_for("/items/7", "DELETE")
     assert items is not None and list(items.allow_methods) == ["GET"]
     assert rules.policy_for("/items/x", "DELETE") is rules.default  # {id:int} does not match
