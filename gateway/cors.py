@@ -13,7 +13,8 @@ module adds is which policy a request meets, since it differs per route:
 
 A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) under a policy
 is answered here, before any auth, rate limit, queue or replica: 200 with the allowed
-methods and headers, or Starlette's 400 `Disallowed CORS origin, method, headers`.
+methods and headers, or Starlette's 400 `Disallowed CORS origin, method, headers`
+(plain text, as Starlette writes it; with `X-Call-Id` like every answer).
 Any other request under a policy goes on as before, and its answer, whoever made it
 (the function, or the gateway's own 401, 404, 429, 502, 504), leaves with the
 `Access-Control-*` headers of the policy; those a function set itself are dropped, so
@@ -33,6 +34,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.proxy import new_call_id
 from gateway.routing import ALL_METHODS, triggers_by_path
 from runtime.spec import CorsSettings, Project, origins, reserved_prefix
 
@@ -129,7 +131,9 @@ class Cors:
         if found is None:
             await self.app(scope, receive, send)
         elif preflight:
-            await found.preflight_response(request_headers=headers)(scope, receive, send)
+            answer = found.preflight_response(request_headers=headers)
+            answer.headers["x-call-id"] = new_call_id()
+            await answer(scope, receive, send)
         else:
             marked = functools.partial(_marked, send=send, policy=found, request_headers=headers)
             await self.app(scope, receive, marked)

@@ -103,6 +103,7 @@ def test_a_refused_preflight_is_400_and_says_why(
 ) -> None:
     evil = client.options("/function/idle", headers={**preflight("https://evil.example"), **road})
     assert (evil.status_code, evil.text) == (400, "Disallowed CORS origin")
+    assert evil.headers["content-type"].startswith("text/plain") and evil.headers["x-call-id"]
     assert "access-control-allow-origin" not in evil.headers
     method = client.options("/idle", headers={**preflight(method="DELETE"), **road})
     assert (method.status_code, method.text) == (400, "Disallowed CORS method")

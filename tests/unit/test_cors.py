@@ -346,6 +346,7 @@ def test_a_preflight_is_answered_without_reaching_the_app() -> None:
     status, headers, body = call(Cors(inner, lambda: rules), "OPTIONS", "/function/x", PREFLIGHT)
     assert (status, body) == (200, b"OK")
     assert inner.calls == []
+    assert len(headers["x-call-id"]) == 32
     assert headers["access-control-allow-origin"] == "https://app.example.com"
     assert headers["access-control-allow-credentials"] == "true"
     assert headers["access-control-max-age"] == "300"
