@@ -140,10 +140,12 @@ class Cors:
 
 
 async def _marked(message: Message, send: Send, policy: Policy, request_headers: Headers) -> None:
-    if message["type"] == "http.response.start":
-        message["headers"] = [
-            (name, value)
-            for name, value in message.get("headers", ())
-            if not name.lower().startswith(CORS_PREFIX)
-        ]
+    if message["type"] != "http.response.start":
+        await send(message)  # the body: nothing to mark
+        return
+    message["headers"] = [
+        (name, value)
+        for name, value in message.get("headers", ())
+        if not name.lower().startswith(CORS_PREFIX)
+    ]
     await policy.send(message, send, request_headers)
