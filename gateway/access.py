@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.auth import Denied, Guard
+from gateway.cors import CorsRules
 from gateway.errors import error_response
 from gateway.keys import KeyStore
 from gateway.ratelimit import RateLimiter
@@ -38,6 +39,8 @@ class Access:
     """The function listener's: the admin token means nothing there."""
     admin_guard: Guard
     limiter: RateLimiter | None
+    cors: CorsRules
+    """Which browser origins may call where (gateway/cors.py)."""
 
     @classmethod
     def of(cls, project: Project, security: Security) -> Access:
@@ -46,6 +49,7 @@ class Access:
             Guard(project, keys, secrets, token),
             Guard(project, keys, secrets, token, admin_listener=True),
             RateLimiter(project.gateway.rate_limit) if project.gateway.rate_limit else None,
+            CorsRules.of(project),
         )
 
 
@@ -67,6 +71,9 @@ class AccessControl:
 
     def limiter(self) -> RateLimiter | None:
         return self.current.limiter
+
+    def cors(self) -> CorsRules:
+        return self.current.cors
 
     def admin_only(self, endpoint: Endpoint) -> Endpoint:
         """`endpoint` behind the admin token (a `Guarded`)."""

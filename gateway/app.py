@@ -7,10 +7,14 @@ The function listener (`gateway.host:port`) is for callers:
 - `/events/{topic}` and `/async-function/...` (gateway/events.py).
 - Every call passes the function's `auth` and the per-caller rate limit first
   (gateway/access.py, gateway/ratelimit.py).
+- CORS (gateway/cors.py), in front of all of it and of the shorter road alike:
+  preflights are answered before auth, and answers carry the `Access-Control-*`
+  headers of `gateway.cors` or their route's `cors`.
 
 The admin listener (`gateway.admin_host:admin_port`, loopback by default) is for
 the operator: the admin API (`/system/*`, `/metrics`, gateway/admin.py), the
-dashboard (`/ui`), and `POST /events/{topic}` with the admin token. Keeping them
+dashboard (`/ui`), and `POST /events/{topic}` with the admin token; no CORS there, so
+no page elsewhere can read its answers. Keeping them
 apart means no function's answer ever shares the dashboard's origin, and "admin"
 is decided by which listener took the connection, whatever its address (a
 reverse proxy on the same host makes every caller look local).
@@ -35,6 +39,7 @@ from starlette.types import ASGIApp
 from gateway.access import AccessControl, Security
 from gateway.admin import AdminApi
 from gateway.calls import Calls
+from gateway.cors import Cors
 from gateway.dashboard import Dashboard
 from gateway.errors import error_response, response_for
 from gateway.events import event_routes
@@ -60,7 +65,8 @@ class Gateway:
     functions: Starlette
     """The function listener's application."""
     function_fast_path: ASGIApp
-    """`/function/` calls straight to their endpoint (gateway/protocol.py's shorter road)."""
+    """`/function/` calls straight to their endpoint (gateway/protocol.py's shorter road),
+    through the same CORS as the full app."""
     admin: Starlette
     """The admin listener's application."""
     reconfigure: Callable[[Project], None]
@@ -102,9 +108,12 @@ def create_gateway(
     fixed = [health, *_work_routes(events, access, proxy, admin_listener=False)]
     functions = _json_app(
         [*fixed, *calls.routes(platform.project)],
-        [Middleware(FunctionFastPath, endpoint=calls.function, methods=METHODS)],
+        [
+            Middleware(Cors, rules=access.cors),
+            Middleware(FunctionFastPath, endpoint=calls.function, methods=METHODS),
+        ],
     )
-    function_fast_path = FunctionFastPath(functions, calls.function, METHODS)
+    function_fast_path = Cors(FunctionFastPath(functions, calls.function, METHODS), access.cors)
     admin_app = _json_app(
         [
             health,

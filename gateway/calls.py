@@ -11,7 +11,6 @@ per-caller rate limit first.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,7 +21,14 @@ from gateway.auth import Denied
 from gateway.errors import calling, error_response, response_for
 from gateway.proxy import Proxy, new_call_id
 from gateway.ratelimit import check_rate
-from gateway.routing import ALL_METHODS, Endpoint, client_host, raw_path
+from gateway.routing import (
+    ALL_METHODS,
+    Endpoint,
+    Triggers,
+    client_host,
+    raw_path,
+    triggers_by_path,
+)
 from runtime.errors import FaasError, FunctionNotFound
 from runtime.platform import Platform
 from runtime.spec import Project
@@ -36,11 +42,7 @@ class Calls:
         self.access = access
 
     def routes(self, project: Project) -> list[BaseRoute]:
-        by_path: dict[str, dict[str, tuple[str, Trigger]]] = defaultdict(dict)
-        for function in project.functions.values():
-            for trigger in function.routes:
-                for method in trigger.methods:
-                    by_path[trigger.path][method] = (function.name, trigger)
+        by_path = triggers_by_path(project)
         return [
             Route("/function/{name}", self.function_root, methods=ALL_METHODS),
             Route("/function/{name}/{path:path}", self.function_path, methods=ALL_METHODS),
@@ -61,7 +63,7 @@ class Calls:
         below = raw_path(request).removeprefix("/function/").partition("/")[2]
         return await self.function(request, request.path_params["name"], "/" + below)
 
-    def declared(self, triggers: dict[str, tuple[str, Trigger]]) -> Endpoint:
+    def declared(self, triggers: Triggers) -> Endpoint:
         allow = ", ".join(sorted(triggers))
 
         async def dispatch(request: Request) -> Response:

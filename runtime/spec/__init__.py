@@ -12,7 +12,8 @@ What lies outside the file is checked on request: the handler files
 Three of its value languages are public modules, pure, because the runtime
 uses them past loading too: `topics` (topic names, subscription patterns,
 matching), `cron` (schedules and when they fire), `allowlist` (which callback
-URLs `gateway.callback_allow` permits).
+URLs `gateway.callback_allow` permits), `origins` (the browser origins `cors`
+allows).
 """
 
 from runtime.spec._handlers import handler_problems
@@ -46,6 +47,7 @@ from runtime.spec._model import (
     SPEC_FILENAME,
     SPEC_VERSION,
     ClusterSettings,
+    CorsSettings,
     FunctionSpec,
     GatewaySettings,
     GiB,
@@ -93,6 +95,7 @@ __all__ = [
     "SPEC_FILENAME",
     "SPEC_VERSION",
     "ClusterSettings",
+    "CorsSettings",
     "FunctionSpec",
     "GatewaySettings",
     "GiB",

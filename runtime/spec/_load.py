@@ -14,10 +14,12 @@ from pydantic_core import ErrorDetails
 
 from runtime.errors import Problem, SpecError
 from runtime.spec import _values as v
+from runtime.spec import origins
 from runtime.spec._handlers import handler_problems
 from runtime.spec._model import (
     SPEC_FILENAME,
     ClusterSettings,
+    CorsSettings,
     FunctionSpec,
     GatewaySettings,
     JwtSettings,
@@ -30,6 +32,7 @@ from runtime.spec._model import (
 )
 from runtime.spec._schema import (
     FUNCTION_ONLY_FIELDS,
+    RawCors,
     RawDefaults,
     RawDocument,
     RawFunction,
@@ -119,6 +122,7 @@ def load_project_text(
         _check_auth(document, report)
         _check_admin(document, report)
         _check_events(document, report)
+        _check_cors(document, report)
     _check_routes({function: parts.routes for function, parts in checked.items()}, report)
     for function, parts in checked.items():
         if parts.scale is not None and default_scale is not None:
@@ -134,7 +138,7 @@ def load_project_text(
         cluster=ClusterSettings(**dict(document.cluster)),
         functions=MappingProxyType(
             {
-                function: _function_spec(function, raw, document.defaults)
+                function: _function_spec(function, raw, document.defaults, document.gateway.cors)
                 for function, raw in document.functions.items()
             }
         ),
@@ -270,7 +274,9 @@ def _check_routes(
                     )
 
 
-def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> FunctionSpec:
+def _function_spec(
+    name: str, raw: RawFunction, defaults: RawDefaults, cors: RawCors | None
+) -> FunctionSpec:
     settings = defaults.model_copy(
         update={field: getattr(raw, field) for field in raw.model_fields_set & _INHERITED_AS_IS}
     )
@@ -278,7 +284,10 @@ def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> Functi
         name=name,
         handler_file=raw.handler.file,
         handler_name=raw.handler.function,
-        routes=tuple(Route(r.path, r.methods, r.webhook_secret) for r in raw.http),
+        routes=tuple(
+            Route(r.path, r.methods, r.webhook_secret, _cors(_merge_cors(r.cors, cors)))
+            for r in raw.http
+        ),
         environment=MappingProxyType({**defaults.environment, **raw.environment}),
         timeout=settings.timeout,
         memory=settings.memory,
@@ -332,7 +341,70 @@ def _gateway(raw: RawGateway) -> GatewaySettings:
         result_retention=raw.result_retention,
         warm_pool=raw.warm_pool,
         warm_pool_memory=raw.warm_pool_memory,
+        cors=_cors(raw.cors),
     )
+
+
+def _merge_cors(own: RawCors | None, inherited: RawCors | None) -> RawCors | None:
+    """A route's CORS: `gateway.cors` with the fields its own block writes laid over it;
+    None for `cors: false`, or when neither says anything."""
+    if own is None or not own.model_fields_set:
+        return None if own is None else inherited
+    update = {field: getattr(own, field) for field in own.model_fields_set}
+    return (inherited or RawCors()).model_copy(update=update)
+
+
+def _cors(raw: RawCors | None) -> CorsSettings | None:
+    return CorsSettings(**raw.model_dump()) if raw is not None else None
+
+
+def _check_cors(document: RawDocument, report: _Report) -> None:
+    """What browsers would refuse, on the values as merged, named where the file wrote them."""
+    inherited = document.gateway.cors
+    if inherited is not None:
+        _check_cors_block(("gateway", "cors"), inherited, inherited, report)
+    for name, raw in document.functions.items():
+        for index, route in enumerate(raw.http):
+            own = route.cors
+            if own is not None and own.model_fields_set:
+                merged = _merge_cors(own, inherited) or own
+                _check_cors_block(("functions", name, "http", index, "cors"), own, merged, report)
+
+
+def _check_cors_block(at: Loc, own: RawCors, merged: RawCors, report: _Report) -> None:
+    written = own.model_fields_set
+    if not merged.allow_origins:
+        where = "" if at[0] == "gateway" else " (here or in gateway.cors)"
+        report.at_key(at, f"a cors block needs allow_origins{where}, like {origins.EXAMPLES}")
+        return
+    own_origins = own.allow_origins
+    if "allow_origins" in written and origins.ANY in own_origins and len(own_origins) > 1:
+        report.at_value(
+            (*at, "allow_origins", own_origins.index(origins.ANY)),
+            "'*' allows every origin: list '*' alone, or only the origins",
+        )
+    if merged.allow_methods == ():
+        report.at_value((*at, "allow_methods"), "expected at least one HTTP method")
+    if not merged.allow_credentials:
+        return
+    for field, why in (
+        ("allow_origins", "browsers refuse a credentialed answer that allows any origin"),
+        ("expose_headers", "browsers read it as a header named '*' on credentialed calls"),
+    ):
+        listed: tuple[str, ...] = getattr(merged, field)
+        if "*" not in listed:
+            continue
+        if field in written:
+            loc: Loc = (*at, field, listed.index("*"))
+        elif "allow_credentials" in written:
+            loc = (*at, "allow_credentials")
+        else:
+            continue  # both inherited: reported on gateway.cors
+        report.at_value(
+            loc,
+            f"{field} '*' cannot go with allow_credentials: true ({why}, as the CORS "
+            "standard says); list them instead",
+        )
 
 
 def _check_admin(document: RawDocument, report: _Report) -> None:

@@ -67,6 +67,27 @@ DEFAULT_RESULT_RETENTION = 3600.0
 DEFAULT_WARM_POOL = 8
 DEFAULT_WARM_POOL_MEMORY = 512 * 1024 * 1024
 DEFAULT_ISOLATION = "container"
+DEFAULT_CORS_MAX_AGE = 600
+
+
+@dataclass(frozen=True, slots=True)
+class CorsSettings:
+    """Which browser origins may call, and what they may send and read (gateway/cors.py).
+
+    Origins are as browsers send them (lowercase, no default port), `*` for any, or
+    `scheme://*.domain[:port]` for any subdomain of `domain`.
+    """
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...] | None = None
+    """None: the methods of the route it applies to (every method on other paths)."""
+    allow_headers: tuple[str, ...] = ()
+    expose_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age: int = DEFAULT_CORS_MAX_AGE
+    """Whole seconds a browser may cache a preflight's answer."""
+    allow_private_network: bool = False
+    """Answer Private Network Access preflights (a public page calling a private address)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +97,8 @@ class Route:
     webhook_secret: str | None = None
     """When set, callers are checked by an HMAC-SHA256 signature of the body
     (`X-Hub-Signature-256`) made with this secret, instead of the function's `auth`."""
+    cors: CorsSettings | None = None
+    """`gateway.cors` with this route's own `cors` laid over it; None: no CORS here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +189,9 @@ class GatewaySettings:
     starts on one of them; how many are kept follows recent cold starts. 0 turns them off."""
     warm_pool_memory: int = DEFAULT_WARM_POOL_MEMORY
     """Bytes the warm watchdogs may hold together; the least recently needed kinds go first."""
+    cors: CorsSettings | None = None
+    """CORS for every path of the function listener but the `http:` routes, which carry
+    their own (this with their `cors` laid over it); None: no CORS."""
 
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"

@@ -28,6 +28,7 @@ from runtime.spec._model import (
     DEFAULT_AUTH,
     DEFAULT_BACKOFF,
     DEFAULT_BASE_IMAGE,
+    DEFAULT_CORS_MAX_AGE,
     DEFAULT_CPUS,
     DEFAULT_EVENTS_AUTH,
     DEFAULT_HEADER_TIMEOUT,
@@ -111,10 +112,41 @@ class RawRetry(_Raw):
     ] = DEFAULT_RETRY_ON
 
 
+class RawCors(_Raw):
+    """A `cors` block; a route's lays the fields it writes over `gateway.cors`."""
+
+    allow_origins: Annotated[
+        tuple[Annotated[str, PlainValidator(v.origin)], ...], _empty_if_null(())
+    ] = ()
+    allow_methods: Annotated[
+        tuple[Annotated[str, PlainValidator(v.cors_method)], ...] | None,
+        _empty_if_null(()),
+    ] = None
+    allow_headers: Annotated[
+        tuple[Annotated[str, PlainValidator(v.header_name)], ...], _empty_if_null(())
+    ] = ()
+    expose_headers: Annotated[
+        tuple[Annotated[str, PlainValidator(v.header_name)], ...], _empty_if_null(())
+    ] = ()
+    allow_credentials: Annotated[bool, PlainValidator(v.boolean)] = False
+    max_age: Annotated[int, PlainValidator(v.whole_seconds)] = DEFAULT_CORS_MAX_AGE
+    allow_private_network: Annotated[bool, PlainValidator(v.boolean)] = False
+
+
+def _route_cors(value: object) -> object:
+    """`cors: false` turns CORS off on a route (None); an empty block inherits (as absent)."""
+    if value is False:
+        return None
+    if value is True:
+        raise ValueError("expected a cors block, or false to turn CORS off on this route")
+    return {} if value is None else value
+
+
 class RawRoute(_Raw):
     path: Annotated[str, PlainValidator(v.route_path)]
     methods: tuple[Method, ...] = DEFAULT_METHODS
     webhook_secret: Annotated[str | None, PlainValidator(v.optional(v.secret_name))] = None
+    cors: Annotated[RawCors | None, BeforeValidator(_route_cors)] = RawCors()
 
 
 class RawJwt(_Raw):
@@ -161,6 +193,7 @@ class RawGateway(_Raw):
         DEFAULT_WARM_POOL
     )
     warm_pool_memory: Annotated[int, PlainValidator(v.size)] = DEFAULT_WARM_POOL_MEMORY
+    cors: RawCors | None = None
 
 
 class RawCluster(_Raw):

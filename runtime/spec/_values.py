@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import PureWindowsPath
 from typing import NamedTuple, TypeVar
 
-from runtime.spec import allowlist, cron, topics
+from runtime.spec import allowlist, cron, origins, topics
 from runtime.spec._model import (
     DEFAULT_HANDLER_NAME,
     HTTP_METHODS,
@@ -434,3 +434,34 @@ def callback_entry(value: object) -> str:
     if problem:
         raise ValueError(problem)
     return value.strip()
+
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def origin(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected an origin like {origins.EXAMPLES}, got {describe(value)}")
+    return origins.origin_entry(value)
+
+
+def header_name(value: object) -> str:
+    """An HTTP header name (a token), or `*` for any."""
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return value
+    raise ValueError(f"expected a header name like Authorization, or '*', got {describe(value)}")
+
+
+def cors_method(value: object) -> str:
+    if value == "*":
+        return "*"
+    try:
+        return method(value)
+    except ValueError:
+        raise ValueError(
+            f"expected one of {', '.join(HTTP_METHODS)} or '*', got {describe(value)}"
+        ) from None
+
+
+def whole_seconds(value: object) -> int:
+    return int(duration(value))
