@@ -5,6 +5,8 @@
 
 Every problem in the file is reported at once, in a SpecError whose Problems
 carry the line and the dotted field (`functions.hello.http[0].methods[1]`).
+Values may hold `${NAME}` and `${NAME:-default}`, read from the environment and
+then from `.env` beside the file (see _interpolate.py and _dotenv.py).
 What lies outside the file is checked on request: the handler files
 (`check_handlers=True`, or `handler_problems`), and secret values
 (`missing_secrets`, given the names the secret store has values for).
@@ -15,6 +17,7 @@ matching), `cron` (schedules and when they fire), `allowlist` (which callback
 URLs `gateway.callback_allow` permits).
 """
 
+from runtime.spec._dotenv import DOTENV_FILENAME
 from runtime.spec._handlers import handler_problems
 from runtime.spec._load import load_project, load_project_text
 from runtime.spec._model import (
@@ -85,6 +88,7 @@ __all__ = [
     "DEFAULT_TARGET_CONCURRENCY",
     "DEFAULT_TIMEOUT",
     "DEFAULT_TIMEZONE",
+    "DOTENV_FILENAME",
     "HTTP_METHODS",
     "MAX_CPUS",
     "MIN_MEMORY",

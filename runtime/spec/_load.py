@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath
@@ -14,7 +15,9 @@ from pydantic_core import ErrorDetails
 
 from runtime.errors import Problem, SpecError
 from runtime.spec import _values as v
+from runtime.spec._dotenv import DOTENV_FILENAME, parse_dotenv
 from runtime.spec._handlers import handler_problems
+from runtime.spec._interpolate import Substituted, interpolate, needs_variables
 from runtime.spec._model import (
     SPEC_FILENAME,
     ClusterSettings,
@@ -41,7 +44,7 @@ from runtime.spec._schema import (
     checked_parts,
     salvage,
 )
-from runtime.spec._yaml import MAX_SPEC_SIZE, TOO_LARGE, LineMap, Loc, dotted, read_yaml
+from runtime.spec._yaml import MAX_SPEC_SIZE, TOO_LARGE, LineMap, Loc, Tree, dotted, read_yaml
 
 _INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {"environment", "scale", "retry"}
 _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
@@ -49,7 +52,11 @@ _LIST_ERRORS = frozenset({"list_type", "tuple_type"})
 
 
 def load_project(
-    path: Path, *, project_name: str | None = None, check_handlers: bool = False
+    path: Path,
+    *,
+    project_name: str | None = None,
+    check_handlers: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> Project:
     """Load the project described by `path`, a functions.yaml or the directory holding one.
 
@@ -57,30 +64,39 @@ def load_project(
     derived from the directory. `check_handlers` also reads each handler file
     (see runtime/spec/_handlers.py): wanted by what builds or serves the
     functions, not by commands that only talk to a running gateway, which must
-    keep working while a handler is being edited.
+    keep working while a handler is being edited. `environ` (default: os.environ)
+    holds the variables that `${NAME}` placeholders read before `.env` does.
     """
     file = path / SPEC_FILENAME if path.is_dir() else path
-    try:
-        with file.open("rb") as handle:  # bounded: a size from stat() is not to be trusted
-            data = handle.read(MAX_SPEC_SIZE + 1)
-        if len(data) > MAX_SPEC_SIZE:
-            raise SpecError([Problem(str(file), None, "", TOO_LARGE)])
-        text = data.decode("utf-8-sig")
-    except FileNotFoundError:
-        raise SpecError([Problem(str(file), None, "", "file not found")]) from None
-    except UnicodeDecodeError as error:
-        message = f"expected UTF-8 text, found byte {error.object[error.start]:#04x}"
-        raise SpecError([Problem(str(file), None, "", message)]) from None
-    except OSError as error:
-        message = f"cannot read the file: {error.strerror}"
-        raise SpecError([Problem(str(file), None, "", message)]) from None
+    text = _read_text(file)
+    if text is None:
+        raise SpecError([Problem(str(file), None, "", "file not found")])
     return load_project_text(
         text,
         filename=str(file),
         root=file.resolve().parent,
         project_name=project_name,
         check_handlers=check_handlers,
+        environ=environ,
     )
+
+
+def _read_text(file: Path) -> str | None:
+    """The UTF-8 text of `file`, None if there is none, or a SpecError naming the file."""
+    try:
+        with file.open("rb") as handle:  # bounded: a size from stat() is not to be trusted
+            data = handle.read(MAX_SPEC_SIZE + 1)
+        if len(data) > MAX_SPEC_SIZE:
+            raise SpecError([Problem(str(file), None, "", TOO_LARGE)])
+        return data.decode("utf-8-sig")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError as error:
+        message = f"expected UTF-8 text, found byte {error.object[error.start]:#04x}"
+        raise SpecError([Problem(str(file), None, "", message)]) from None
+    except OSError as error:
+        message = f"cannot read the file: {error.strerror}"
+        raise SpecError([Problem(str(file), None, "", message)]) from None
 
 
 def load_project_text(
@@ -90,9 +106,14 @@ def load_project_text(
     root: Path,
     project_name: str | None = None,
     check_handlers: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> Project:
-    """Load a project from the text of its functions.yaml; `filename` only labels problems."""
-    tree = read_yaml(text, filename)
+    """Load a project from the text of its functions.yaml; `filename` only labels problems.
+
+    Placeholders read `environ` (default: os.environ), then `root/.env`.
+    """
+    substituted = _substitute(read_yaml(text, filename), filename, root, environ)
+    tree = substituted.tree
     if tree.data is None:
         message = "the file is empty; expected a mapping with 'version: 1' and 'functions'"
         raise SpecError([Problem(filename, None, "", message)])
@@ -103,7 +124,7 @@ def load_project_text(
         )
         raise SpecError([Problem(filename, tree.lines.value_line(()), "", message)])
 
-    report = _Report(filename, tree.lines, tree.problems)
+    report = _Report(filename, tree.lines, tree.problems, substituted)
     document: RawDocument | None
     default_scale: RawScale | None
     try:
@@ -145,22 +166,49 @@ def load_project_text(
     return project
 
 
+def _substitute(
+    tree: Tree, filename: str, root: Path, environ: Mapping[str, str] | None
+) -> Substituted:
+    """Replace the placeholders; `.env` is read only when a value has one."""
+    variables: Mapping[str, str] = {}
+    if needs_variables(tree):
+        dotenv = str(PurePath(filename).with_name(DOTENV_FILENAME))
+        text = _read_text(root / DOTENV_FILENAME)
+        if text is not None:
+            variables, problems = parse_dotenv(text, dotenv)
+            if problems:
+                raise SpecError(problems)
+    environ = os.environ if environ is None else environ
+    return interpolate(tree, lambda name: environ.get(name, variables.get(name)), filename)
+
+
 class _Report:
     """The problems found so far, each placed on its line through the LineMap."""
 
-    def __init__(self, filename: str, lines: LineMap, problems: tuple[Problem, ...]) -> None:
+    def __init__(
+        self,
+        filename: str,
+        lines: LineMap,
+        problems: tuple[Problem, ...],
+        substituted: Substituted | None = None,
+    ) -> None:
         self.filename = filename
         self.lines = lines
         self.problems = list(problems)
+        self.substituted = substituted or Substituted(Tree(None, lines, ()))
 
     def add(self, line: int | None, field: str, message: str) -> None:
         self.problems.append(Problem(self.filename, line, field, message))
 
     def at_key(self, loc: Loc, message: str) -> None:
-        self.add(self.lines.key_line(loc), dotted(loc), message)
+        if loc not in self.substituted.failed:
+            message = self.substituted.shown(loc, message, v.describe)
+            self.add(self.lines.key_line(loc), dotted(loc), message)
 
     def at_value(self, loc: Loc, message: str) -> None:
-        self.add(self.lines.value_line(loc), dotted(loc), message)
+        if loc not in self.substituted.failed:
+            message = self.substituted.shown(loc, message, v.describe)
+            self.add(self.lines.value_line(loc), dotted(loc), message)
 
     def error(self) -> SpecError:
         unique = dict.fromkeys(self.problems)
