@@ -37,6 +37,7 @@ from runtime.spec._schema import (
     RawDocument,
     RawFunction,
     RawGateway,
+    RawJwt,
     RawRetry,
     RawRoute,
     RawScale,
@@ -363,12 +364,15 @@ def _gateway(raw: RawGateway) -> GatewaySettings:
         admin_port=raw.admin_port,
         rate_limit=RateLimit(*raw.rate_limit) if raw.rate_limit else None,
         jwt=JwtSettings(
-            algorithms=jwt.algorithms,
+            algorithms=_jwt_algorithms(jwt),
             secret=jwt.secret,
             public_key_file=jwt.public_key_file,
             issuer=jwt.issuer,
             audience=jwt.audience,
             leeway=jwt.leeway,
+            jwks_url=jwt.jwks_url,
+            jwks_lifespan=jwt.jwks_lifespan,
+            jwks_refetch_interval=jwt.jwks_refetch_interval,
         )
         if jwt
         else None,
@@ -424,18 +428,51 @@ def _check_auth(document: RawDocument, report: _Report) -> None:
             return
     if jwt is None:
         return
-    wants_secret = any(a.startswith("HS") for a in jwt.algorithms)
-    wants_key = any(a.startswith("RS") for a in jwt.algorithms)
+    algorithms = _jwt_algorithms(jwt)
+    wants_secret = any(a.startswith("HS") for a in algorithms)
+    wants_key = any(a.startswith("RS") for a in algorithms)
     if wants_secret and wants_key:
         report.at_value(
             ("gateway", "jwt", "algorithms"),
             "use HS* or RS* algorithms, not both (one key verifies every token)",
         )
         return
+    if jwt.jwks_url is not None:
+        _check_jwks(jwt, wants_secret, report)
+        return
     if wants_secret and jwt.secret is None:
         report.at_key(("gateway", "jwt"), "HS* algorithms need 'secret' (the name of a secret)")
     if wants_key and jwt.public_key_file is None:
-        report.at_key(("gateway", "jwt"), "RS* algorithms need 'public_key_file' (a PEM file)")
+        report.at_key(
+            ("gateway", "jwt"),
+            "RS* algorithms need 'public_key_file' (a PEM file) or 'jwks_url'",
+        )
+    for field in ("jwks_lifespan", "jwks_refetch_interval"):
+        if field in jwt.model_fields_set:
+            message = f"{field} applies to jwks_url, which is not set"
+            report.at_key(("gateway", "jwt", field), message)
+
+
+def _jwt_algorithms(jwt: RawJwt) -> tuple[str, ...]:
+    """A JWKS serves public keys, so with `jwks_url` the default algorithm is RS256."""
+    if jwt.jwks_url is not None and "algorithms" not in jwt.model_fields_set:
+        return ("RS256",)
+    return jwt.algorithms
+
+
+def _check_jwks(jwt: RawJwt, wants_secret: bool, report: _Report) -> None:
+    """One source of keys: the JWKS, with the RS* algorithms its public keys verify."""
+    if wants_secret:
+        report.at_value(
+            ("gateway", "jwt", "algorithms"),
+            "jwks_url serves public keys, which verify RS* algorithms only (HS* needs 'secret')",
+        )
+    for field in ("secret", "public_key_file"):
+        if field in jwt.model_fields_set:
+            report.at_key(
+                ("gateway", "jwt", field),
+                f"set jwks_url or {field}, not both (one source of keys verifies every token)",
+            )
 
 
 def _merge_retry(own: RawRetry, inherited: RawRetry) -> RetryPolicy:
