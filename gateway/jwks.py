@@ -201,7 +201,9 @@ class JwksKeys:
             )
             return
         added = sorted(str(kid) for kid in keys.keys() - self._keys.keys())
+        removed = sorted(str(kid) for kid in self._keys.keys() - keys.keys())
         self._keys = keys
         self._state = FetchState(began, began)
-        log.info("JWKS fetched", extra={"url": shown_url(self.url), "keys": len(keys),
-                                         "new": ",".join(added)})  # fmt: skip
+        level = logging.INFO if added or removed else logging.DEBUG
+        log.log(level, "JWKS fetched", extra={"url": shown_url(self.url), "keys": len(keys),
+                "added": ",".join(added), "removed": ",".join(removed)})  # fmt: skip
