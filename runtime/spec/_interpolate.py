@@ -111,10 +111,13 @@ class Substituted:
         if loc not in self.written:
             return message
         text, value = self.written[loc]
+        shown = f"the value of {text!r}"
         before, found, after = message.rpartition(describe(value))
-        if not found:
-            return f"{message} (the value of {text!r})"
-        return f"{before}the value of {text!r}{after}"
+        if found:  # "..., got 'value'": the checks name the value last
+            return f"{before}{shown}{after}"
+        if isinstance(value, str) and len(value) >= 3 and value in message:
+            return message.replace(value, shown)
+        return f"{message} ({shown})"
 
 
 def needs_variables(tree: Tree) -> bool:

@@ -158,6 +158,10 @@ def test_an_error_shows_the_placeholder_not_the_value() -> None:
     problems = problems_of(WITHOUT_KEY, {"GREETING": "hi", "PORT": "70000"})
     assert "70000" not in problems[0].message
     assert "between 1 and 65535" in problems[0].message
+    text = WITHOUT_KEY.replace('host: "${HOST:-127.0.0.1}"', "admin_host: ${ADMIN}")
+    problems = problems_of(text, {"GREETING": "hi", "ADMIN": "10.1.2.3"})
+    assert [(p.line, p.field) for p in problems] == [(4, "gateway.admin_host")]
+    assert problems[0].message.startswith("admin_host the value of '${ADMIN}' is not a loopback")
 
 
 def test_an_empty_value_is_an_empty_string() -> None:
