@@ -19,7 +19,7 @@ URLs `gateway.callback_allow` permits).
 
 from runtime.spec._dotenv import DOTENV_FILENAME
 from runtime.spec._handlers import handler_problems
-from runtime.spec._load import load_project, load_project_text
+from runtime.spec._load import load_project, load_project_text, placeholder_values
 from runtime.spec._model import (
     DEFAULT_AUTH,
     DEFAULT_BASE_IMAGE,
@@ -116,6 +116,7 @@ __all__ = [
     "missing_secrets",
     "parse_duration",
     "parse_size",
+    "placeholder_values",
     "reserved_prefix",
     "secret_references",
 ]

@@ -120,6 +120,23 @@ class Substituted:
         return f"{message} ({shown})"
 
 
+def referenced(tree: Tree) -> list[str]:
+    """The variable names the placeholders of `tree` read, in order, each once."""
+    names: dict[str, None] = {}
+
+    def record(name: str) -> str | None:
+        names.setdefault(name)
+        return ""
+
+    for _, text in _strings(tree.data, ()):
+        if "${" in text:
+            try:
+                substitute(text, record)
+            except PlaceholderError:
+                continue  # reported when the file is loaded
+    return list(names)
+
+
 def needs_variables(tree: Tree) -> bool:
     """Whether any value holds `${`, so that variables (and .env) must be read."""
     return any("${" in text for _, text in _strings(tree.data, ()))

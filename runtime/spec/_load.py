@@ -17,7 +17,7 @@ from runtime.errors import Problem, SpecError
 from runtime.spec import _values as v
 from runtime.spec._dotenv import DOTENV_FILENAME, parse_dotenv
 from runtime.spec._handlers import handler_problems
-from runtime.spec._interpolate import Substituted, interpolate, needs_variables
+from runtime.spec._interpolate import Substituted, interpolate, needs_variables, referenced
 from runtime.spec._model import (
     SPEC_FILENAME,
     ClusterSettings,
@@ -167,10 +167,32 @@ def load_project_text(
     return project
 
 
+def placeholder_values(
+    project: Project, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The variables `project.file`'s placeholders read that are set, with their values.
+
+    For what serves the same file elsewhere (`faas deploy`, `faas export kubernetes`):
+    given these as environment variables, it reads every value as this machine did,
+    with no .env beside it.
+    """
+    text = _read_text(project.file) or ""
+    tree = read_yaml(text, str(project.file))
+    lookup = _lookup(tree, str(project.file), project.root, environ)
+    return {name: value for name in referenced(tree) if (value := lookup(name)) is not None}
+
+
 def _substitute(
     tree: Tree, filename: str, root: Path, environ: Mapping[str, str] | None
 ) -> Substituted:
-    """Replace the placeholders; `.env` is read only when a value has one."""
+    return interpolate(tree, _lookup(tree, filename, root, environ), filename)
+
+
+def _lookup(
+    tree: Tree, filename: str, root: Path, environ: Mapping[str, str] | None
+) -> Callable[[str], str | None]:
+    """Variables from `environ` (default os.environ), then `.env`, read only if a value
+    has a placeholder."""
     variables: Mapping[str, str] = {}
     if needs_variables(tree):
         dotenv = str(PurePath(filename).with_name(DOTENV_FILENAME))
@@ -180,7 +202,7 @@ def _substitute(
             if problems:
                 raise SpecError(problems)
     environ = os.environ if environ is None else environ
-    return interpolate(tree, lambda name: environ.get(name, variables.get(name)), filename)
+    return lambda name: environ.get(name, variables.get(name))
 
 
 class _Report:
