@@ -18,6 +18,7 @@ from faas.cli_common import (
 from runtime.errors import EngineUnavailable, FaasError
 from runtime.export import DEFAULT_GATEWAY_IMAGE
 from runtime.export.tags import image_tags
+from runtime.spec import placeholder_values
 
 
 @click.group()
@@ -76,6 +77,7 @@ def kubernetes(
             namespace=namespace,
             gateway_image=gateway_image,
             monitoring_endpoint=nats_monitoring_endpoint,
+            variables=placeholder_values(loaded),
         )
     except EngineUnavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)

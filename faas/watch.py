@@ -1,6 +1,7 @@
 """What a set of changed files means for a running project: pure, so it is tested as a table.
 
-- functions.yaml changed: reconcile the whole configuration.
+- functions.yaml or the .env beside it changed: reconcile the whole configuration
+  (.env holds the variables its `${NAME}` placeholders read).
 - a function's requirements file changed: rebuild its image and roll its replicas.
 - a Python file under a function's code directory changed: reload that function's code.
 Everything else (the state directory, caches, editor files) is ignored by the filter.
@@ -15,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from watchfiles import Change, DefaultFilter
 
 from runtime.images import code_root
-from runtime.spec import Project
+from runtime.spec import DOTENV_FILENAME, Project
 
 
 class ProjectFilter(DefaultFilter):
@@ -45,7 +46,7 @@ def classify(changes: Iterable[tuple[Change, str]], project: Project) -> Plan:
         except ValueError:
             continue
         plan.files.append(str(relative))
-        if relative == PurePosixPath(project.file.name):
+        if relative in (PurePosixPath(project.file.name), PurePosixPath(DOTENV_FILENAME)):
             plan.spec_changed = True
             continue
         for function in project.functions.values():

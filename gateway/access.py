@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.auth import Denied, Guard
+from gateway.auth import Denied, Guard, jwks_keys
 from gateway.cors import CorsRules
 from gateway.errors import error_response
 from gateway.keys import KeyStore
@@ -45,9 +45,11 @@ class Access:
     @classmethod
     def of(cls, project: Project, security: Security) -> Access:
         keys, secrets, token = security.keys, security.secrets, security.admin_token
+        jwt = project.gateway.jwt
+        jwks = jwks_keys(jwt) if jwt and jwt.jwks_url else None
         return cls(
-            Guard(project, keys, secrets, token),
-            Guard(project, keys, secrets, token, admin_listener=True),
+            Guard(project, keys, secrets, token, jwks=jwks),
+            Guard(project, keys, secrets, token, admin_listener=True, jwks=jwks),
             RateLimiter(project.gateway.rate_limit) if project.gateway.rate_limit else None,
             CorsRules.of(project),
         )

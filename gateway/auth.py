@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from gateway.jwks import JwksKeys, KeyUnavailable
 from gateway.keys import PREFIX, KeyStore
 from runtime.errors import FaasError
 from runtime.secrets import SecretStore
@@ -71,29 +73,37 @@ class Guard:
         admin_token: str,
         *,
         admin_listener: bool = False,
+        jwks: JwksKeys | None = None,
     ):
         """`admin_listener`: this guard serves the admin listener, where the admin token
-        counts (the listener that took the connection decides, not its address)."""
+        counts (the listener that took the connection decides, not its address).
+        `jwks`: the key cache to share with the configuration's other guard."""
         self._keys = keys
         self._admin_token = admin_token
         self._admin_listener = admin_listener
         self._events_auth = project.gateway.events_auth
         self._jwt = project.gateway.jwt
-        self._jwt_key = _jwt_key(self._jwt, secrets, project.root) if self._jwt else None
+        self._jwks: JwksKeys | None = None
+        self._jwt_key: str | bytes | None = None
+        if self._jwt and self._jwt.jwks_url:
+            self._jwks = jwks or jwks_keys(self._jwt)
+        elif self._jwt:
+            self._jwt_key = _jwt_key(self._jwt, secrets, project.root)
         self._secrets = secrets
 
     # -- functions -----------------------------------------------------------
 
-    def authenticate(
+    async def authenticate(
         self, headers: Mapping[str, str], client: str, function: FunctionSpec
     ) -> Caller:
+        """Async because a token's key may have to be fetched (gateway.jwt.jwks_url)."""
         if function.auth == "none":
             return Caller(f"ip:{client}")
         if function.auth == "key":
             return self._by_key(headers, function.name, client, (function.name,))
-        return self._by_jwt(headers, function.name, client, (function.name,))
+        return await self._by_jwt(headers, function.name, client, (function.name,))
 
-    def publisher(
+    async def publisher(
         self,
         headers: Mapping[str, str],
         client: str,
@@ -114,7 +124,7 @@ class Guard:
             return Caller(f"ip:{client}")
         if self._events_auth == "key":
             return self._by_key(headers, what, client, tuple(subscribers))
-        return self._by_jwt(headers, what, client, tuple(subscribers))
+        return await self._by_jwt(headers, what, client, tuple(subscribers))
 
     def _by_key(
         self, headers: Mapping[str, str], function: str, client: str, scope: tuple[str, ...]
@@ -142,7 +152,7 @@ class Guard:
             raise Denied(403, f"this API key may not call {', '.join(outside)}")
         return Caller(f"key:{key.id}", KEY_HEADERS, rate_limited=True)
 
-    def _by_jwt(
+    async def _by_jwt(
         self, headers: Mapping[str, str], function: str, client: str, scope: tuple[str, ...]
     ) -> Caller:
         token = _bearer(headers)
@@ -150,11 +160,17 @@ class Guard:
             self._failed(function, client, "no bearer token")
             raise unauthorized(f"{function} needs a bearer token", error="invalid_request")
         settings = self._jwt
-        assert settings is not None and self._jwt_key is not None
+        assert settings is not None
+        key = (
+            self._jwt_key
+            if self._jwks is None
+            else await self._published_key(token, function, client)
+        )
+        assert key is not None
         try:
             claims = jwt.decode(
                 token,
-                key=self._jwt_key,
+                key=key,
                 algorithms=list(settings.algorithms),
                 audience=settings.audience,
                 issuer=settings.issuer,
@@ -173,6 +189,32 @@ class Guard:
             self._failed(function, client, "token out of scope", subject=str(claims.get("sub")))
             raise Denied(403, f"this token may not call {', '.join(outside)}")
         return Caller(f"jwt:{claims.get('sub', '?')}", BEARER_HEADERS, rate_limited=True)
+
+    async def _published_key(self, token: str, function: str, client: str) -> RSAPublicKey:
+        """The key from the JWKS that the token's header names (`kid`, and `alg` if the
+        key states one)."""
+        assert self._jwks is not None
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            self._failed(function, client, f"invalid token: {type(exc).__name__}")
+            raise unauthorized(f"the token is not valid: {exc}") from None
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            self._failed(function, client, "invalid token: kid is not a string")
+            raise unauthorized("the token is not valid: its kid is not a string")
+        try:
+            found = await self._jwks.key(kid)
+        except KeyUnavailable as exc:
+            self._failed(function, client, "no key for the token", kid=str(kid)[:64])
+            raise unauthorized(f"the token is not valid: {exc}") from None
+        if found.algorithm is not None and header.get("alg") != found.algorithm:
+            self._failed(function, client, "token algorithm differs from its key's")
+            raise unauthorized(
+                f"the token is not valid: its key is for {found.algorithm}, "
+                f"not {str(header.get('alg'))[:16]}"
+            )
+        return found.key
 
     def _failed(self, function: str, client: str, reason: str, **fields: str) -> None:
         log.warning(
@@ -210,6 +252,16 @@ class Guard:
         if not hmac.compare_digest(token.encode(), self._admin_token.encode()):
             log.warning("admin authentication failed")
             raise unauthorized("the admin token is not valid")
+
+
+def jwks_keys(settings: JwtSettings) -> JwksKeys:
+    assert settings.jwks_url is not None
+    return JwksKeys(
+        settings.jwks_url,
+        settings.algorithms,
+        lifespan=settings.jwks_lifespan,
+        refetch_interval=settings.jwks_refetch_interval,
+    )
 
 
 def _jwt_key(settings: JwtSettings, secrets: SecretStore, root: Path) -> str | bytes:

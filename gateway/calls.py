@@ -93,7 +93,7 @@ class Calls:
                     trigger.webhook_secret, body, request.headers, name, client
                 )
             else:
-                caller = access.guard.authenticate(request.headers, client, function)
+                caller = await access.guard.authenticate(request.headers, client, function)
             check_rate(access.limiter, caller)
         except Denied as denied:
             self.proxy.observe(name, denied.status, began)

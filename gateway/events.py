@@ -60,7 +60,9 @@ def event_routes(
             return error_response(400, problem, new_call_id())
         subscribers = events.subscribers(topic)
         try:
-            caller = guard().publisher(request.headers, client_host(request), topic, subscribers)
+            caller = await guard().publisher(
+                request.headers, client_host(request), topic, subscribers
+            )
             check_rate(limiter(), caller)
             body = await proxy.read_body(request)
             content_type = request.headers.get("content-type", DEFAULT_CONTENT_TYPE)
@@ -82,7 +84,7 @@ def event_routes(
             function = platform.function(name)
             if not function.public:
                 raise FunctionNotFound(f"no function named {name!r}")
-            caller = guard().authenticate(request.headers, client_host(request), function)
+            caller = await guard().authenticate(request.headers, client_host(request), function)
             check_rate(limiter(), caller)
             callback = request.headers.get("x-callback-url")
             if callback is not None:
@@ -121,7 +123,7 @@ def event_routes(
             return error_response(404, f"no async call {call_id!r} (or it has expired)")
         try:
             function = platform.function(record.function)
-            guard().authenticate(request.headers, client_host(request), function)
+            await guard().authenticate(request.headers, client_host(request), function)
         except Denied as denied:
             return error_response(denied.status, denied.message, call_id, denied.headers)
         except FaasError as exc:

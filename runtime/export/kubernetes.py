@@ -102,8 +102,13 @@ def manifests(
     namespace: str | None = None,
     gateway_image: str = DEFAULT_GATEWAY_IMAGE,
     monitoring_endpoint: str | None = None,
+    variables: Mapping[str, str] | None = None,
 ) -> list[Manifest]:
     """Every object the project needs, in an order `kubectl apply` accepts.
+
+    `variables`: what the `${NAME}` placeholders of `spec_text` read here
+    (runtime.spec.placeholder_values), given to the gateway as its environment
+    so that it reads the file as this machine did.
 
     `images` maps each function to its image tag (`faas-function:<hash>`, as
     runtime/images.py names it). Without `namespace` the project's name is used and
@@ -113,7 +118,7 @@ def manifests(
     ns = namespace or project.name
     endpoint = monitoring_endpoint or nats_monitoring_endpoint(project.cluster.nats_url)
     found: list[Manifest] = [] if namespace else [_namespace(project)]
-    found += _gateway(project, ns, spec_text, gateway_image)
+    found += _gateway(project, ns, spec_text, gateway_image, variables or {})
     found.append(_network_policy(project, ns))
     for function in project.functions.values():
         image = image_reference(project.cluster.registry, images[function.name])
@@ -454,7 +459,9 @@ def _gateway_secrets(project: Project) -> list[str]:
     return sorted(name for name in names if name)
 
 
-def _gateway(project: Project, ns: str, spec_text: str, image: str) -> list[Manifest]:
+def _gateway(
+    project: Project, ns: str, spec_text: str, image: str, variables: Mapping[str, str]
+) -> list[Manifest]:
     """The ConfigMap holding functions.yaml, and the gateway's Deployment and Service.
 
     The gateway runs `faas up` on that file, in an emptyDir as project root (its
@@ -494,6 +501,8 @@ def _gateway(project: Project, ns: str, spec_text: str, image: str) -> list[Mani
         }
         for secret in _gateway_secrets(project)
     ]
+    taken = {entry["name"] for entry in env}
+    env += [{"name": k, "value": v} for k, v in sorted(variables.items()) if k not in taken]
     container = {
         "name": "gateway",
         "image": image,

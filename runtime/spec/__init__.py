@@ -5,6 +5,8 @@
 
 Every problem in the file is reported at once, in a SpecError whose Problems
 carry the line and the dotted field (`functions.hello.http[0].methods[1]`).
+Values may hold `${NAME}` and `${NAME:-default}`, read from the environment and
+then from `.env` beside the file (see _interpolate.py and _dotenv.py).
 What lies outside the file is checked on request: the handler files
 (`check_handlers=True`, or `handler_problems`), and secret values
 (`missing_secrets`, given the names the secret store has values for).
@@ -16,8 +18,9 @@ URLs `gateway.callback_allow` permits), `origins` (the browser origins `cors`
 allows).
 """
 
+from runtime.spec._dotenv import DOTENV_FILENAME
 from runtime.spec._handlers import handler_problems
-from runtime.spec._load import load_project, load_project_text
+from runtime.spec._load import load_project, load_project_text, placeholder_values
 from runtime.spec._model import (
     DEFAULT_AUTH,
     DEFAULT_BASE_IMAGE,
@@ -87,6 +90,7 @@ __all__ = [
     "DEFAULT_TARGET_CONCURRENCY",
     "DEFAULT_TIMEOUT",
     "DEFAULT_TIMEZONE",
+    "DOTENV_FILENAME",
     "HTTP_METHODS",
     "MAX_CPUS",
     "MIN_MEMORY",
@@ -115,6 +119,7 @@ __all__ = [
     "missing_secrets",
     "parse_duration",
     "parse_size",
+    "placeholder_values",
     "reserved_prefix",
     "secret_references",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath
@@ -15,7 +16,9 @@ from pydantic_core import ErrorDetails
 from runtime.errors import Problem, SpecError
 from runtime.spec import _values as v
 from runtime.spec import origins
+from runtime.spec._dotenv import DOTENV_FILENAME, parse_dotenv
 from runtime.spec._handlers import handler_problems
+from runtime.spec._interpolate import Substituted, interpolate, needs_variables, referenced
 from runtime.spec._model import (
     SPEC_FILENAME,
     ClusterSettings,
@@ -37,6 +40,7 @@ from runtime.spec._schema import (
     RawDocument,
     RawFunction,
     RawGateway,
+    RawJwt,
     RawRetry,
     RawRoute,
     RawScale,
@@ -44,7 +48,7 @@ from runtime.spec._schema import (
     checked_parts,
     salvage,
 )
-from runtime.spec._yaml import MAX_SPEC_SIZE, TOO_LARGE, LineMap, Loc, dotted, read_yaml
+from runtime.spec._yaml import MAX_SPEC_SIZE, TOO_LARGE, LineMap, Loc, Tree, dotted, read_yaml
 
 _INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {"environment", "scale", "retry"}
 _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
@@ -52,7 +56,11 @@ _LIST_ERRORS = frozenset({"list_type", "tuple_type"})
 
 
 def load_project(
-    path: Path, *, project_name: str | None = None, check_handlers: bool = False
+    path: Path,
+    *,
+    project_name: str | None = None,
+    check_handlers: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> Project:
     """Load the project described by `path`, a functions.yaml or the directory holding one.
 
@@ -60,30 +68,39 @@ def load_project(
     derived from the directory. `check_handlers` also reads each handler file
     (see runtime/spec/_handlers.py): wanted by what builds or serves the
     functions, not by commands that only talk to a running gateway, which must
-    keep working while a handler is being edited.
+    keep working while a handler is being edited. `environ` (default: os.environ)
+    holds the variables that `${NAME}` placeholders read before `.env` does.
     """
     file = path / SPEC_FILENAME if path.is_dir() else path
-    try:
-        with file.open("rb") as handle:  # bounded: a size from stat() is not to be trusted
-            data = handle.read(MAX_SPEC_SIZE + 1)
-        if len(data) > MAX_SPEC_SIZE:
-            raise SpecError([Problem(str(file), None, "", TOO_LARGE)])
-        text = data.decode("utf-8-sig")
-    except FileNotFoundError:
-        raise SpecError([Problem(str(file), None, "", "file not found")]) from None
-    except UnicodeDecodeError as error:
-        message = f"expected UTF-8 text, found byte {error.object[error.start]:#04x}"
-        raise SpecError([Problem(str(file), None, "", message)]) from None
-    except OSError as error:
-        message = f"cannot read the file: {error.strerror}"
-        raise SpecError([Problem(str(file), None, "", message)]) from None
+    text = _read_text(file)
+    if text is None:
+        raise SpecError([Problem(str(file), None, "", "file not found")])
     return load_project_text(
         text,
         filename=str(file),
         root=file.resolve().parent,
         project_name=project_name,
         check_handlers=check_handlers,
+        environ=environ,
     )
+
+
+def _read_text(file: Path) -> str | None:
+    """The UTF-8 text of `file`, None if there is none, or a SpecError naming the file."""
+    try:
+        with file.open("rb") as handle:  # bounded: a size from stat() is not to be trusted
+            data = handle.read(MAX_SPEC_SIZE + 1)
+        if len(data) > MAX_SPEC_SIZE:
+            raise SpecError([Problem(str(file), None, "", TOO_LARGE)])
+        return data.decode("utf-8-sig")
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError as error:
+        message = f"expected UTF-8 text, found byte {error.object[error.start]:#04x}"
+        raise SpecError([Problem(str(file), None, "", message)]) from None
+    except OSError as error:
+        message = f"cannot read the file: {error.strerror}"
+        raise SpecError([Problem(str(file), None, "", message)]) from None
 
 
 def load_project_text(
@@ -93,9 +110,14 @@ def load_project_text(
     root: Path,
     project_name: str | None = None,
     check_handlers: bool = False,
+    environ: Mapping[str, str] | None = None,
 ) -> Project:
-    """Load a project from the text of its functions.yaml; `filename` only labels problems."""
-    tree = read_yaml(text, filename)
+    """Load a project from the text of its functions.yaml; `filename` only labels problems.
+
+    Placeholders read `environ` (default: os.environ), then `root/.env`.
+    """
+    substituted = _substitute(read_yaml(text, filename), filename, root, environ)
+    tree = substituted.tree
     if tree.data is None:
         message = "the file is empty; expected a mapping with 'version: 1' and 'functions'"
         raise SpecError([Problem(filename, None, "", message)])
@@ -106,7 +128,7 @@ def load_project_text(
         )
         raise SpecError([Problem(filename, tree.lines.value_line(()), "", message)])
 
-    report = _Report(filename, tree.lines, tree.problems)
+    report = _Report(filename, tree.lines, tree.problems, substituted)
     document: RawDocument | None
     default_scale: RawScale | None
     try:
@@ -149,22 +171,71 @@ def load_project_text(
     return project
 
 
+def placeholder_values(
+    project: Project, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The variables `project.file`'s placeholders read that are set, with their values.
+
+    For what serves the same file elsewhere (`faas deploy`, `faas export kubernetes`):
+    given these as environment variables, it reads every value as this machine did,
+    with no .env beside it.
+    """
+    text = _read_text(project.file) or ""
+    tree = read_yaml(text, str(project.file))
+    lookup = _lookup(tree, str(project.file), project.root, environ)
+    return {name: value for name in referenced(tree) if (value := lookup(name)) is not None}
+
+
+def _substitute(
+    tree: Tree, filename: str, root: Path, environ: Mapping[str, str] | None
+) -> Substituted:
+    return interpolate(tree, _lookup(tree, filename, root, environ), filename)
+
+
+def _lookup(
+    tree: Tree, filename: str, root: Path, environ: Mapping[str, str] | None
+) -> Callable[[str], str | None]:
+    """Variables from `environ` (default os.environ), then `.env`, read only if a value
+    has a placeholder."""
+    variables: Mapping[str, str] = {}
+    if needs_variables(tree):
+        dotenv = str(PurePath(filename).with_name(DOTENV_FILENAME))
+        text = _read_text(root / DOTENV_FILENAME)
+        if text is not None:
+            variables, problems = parse_dotenv(text, dotenv)
+            if problems:
+                raise SpecError(problems)
+    environ = os.environ if environ is None else environ
+    return lambda name: environ.get(name, variables.get(name))
+
+
 class _Report:
     """The problems found so far, each placed on its line through the LineMap."""
 
-    def __init__(self, filename: str, lines: LineMap, problems: tuple[Problem, ...]) -> None:
+    def __init__(
+        self,
+        filename: str,
+        lines: LineMap,
+        problems: tuple[Problem, ...],
+        substituted: Substituted | None = None,
+    ) -> None:
         self.filename = filename
         self.lines = lines
         self.problems = list(problems)
+        self.substituted = substituted or Substituted(Tree(None, lines, ()))
 
     def add(self, line: int | None, field: str, message: str) -> None:
         self.problems.append(Problem(self.filename, line, field, message))
 
     def at_key(self, loc: Loc, message: str) -> None:
-        self.add(self.lines.key_line(loc), dotted(loc), message)
+        if loc not in self.substituted.failed:
+            message = self.substituted.shown(loc, message, v.describe)
+            self.add(self.lines.key_line(loc), dotted(loc), message)
 
     def at_value(self, loc: Loc, message: str) -> None:
-        self.add(self.lines.value_line(loc), dotted(loc), message)
+        if loc not in self.substituted.failed:
+            message = self.substituted.shown(loc, message, v.describe)
+            self.add(self.lines.value_line(loc), dotted(loc), message)
 
     def error(self) -> SpecError:
         unique = dict.fromkeys(self.problems)
@@ -324,12 +395,15 @@ def _gateway(raw: RawGateway) -> GatewaySettings:
         admin_port=raw.admin_port,
         rate_limit=RateLimit(*raw.rate_limit) if raw.rate_limit else None,
         jwt=JwtSettings(
-            algorithms=jwt.algorithms,
+            algorithms=_jwt_algorithms(jwt),
             secret=jwt.secret,
             public_key_file=jwt.public_key_file,
             issuer=jwt.issuer,
             audience=jwt.audience,
             leeway=jwt.leeway,
+            jwks_url=jwt.jwks_url,
+            jwks_lifespan=jwt.jwks_lifespan,
+            jwks_refetch_interval=jwt.jwks_refetch_interval,
         )
         if jwt
         else None,
@@ -448,18 +522,51 @@ def _check_auth(document: RawDocument, report: _Report) -> None:
             return
     if jwt is None:
         return
-    wants_secret = any(a.startswith("HS") for a in jwt.algorithms)
-    wants_key = any(a.startswith("RS") for a in jwt.algorithms)
+    algorithms = _jwt_algorithms(jwt)
+    wants_secret = any(a.startswith("HS") for a in algorithms)
+    wants_key = any(a.startswith("RS") for a in algorithms)
     if wants_secret and wants_key:
         report.at_value(
             ("gateway", "jwt", "algorithms"),
             "use HS* or RS* algorithms, not both (one key verifies every token)",
         )
         return
+    if jwt.jwks_url is not None:
+        _check_jwks(jwt, wants_secret, report)
+        return
     if wants_secret and jwt.secret is None:
         report.at_key(("gateway", "jwt"), "HS* algorithms need 'secret' (the name of a secret)")
     if wants_key and jwt.public_key_file is None:
-        report.at_key(("gateway", "jwt"), "RS* algorithms need 'public_key_file' (a PEM file)")
+        report.at_key(
+            ("gateway", "jwt"),
+            "RS* algorithms need 'public_key_file' (a PEM file) or 'jwks_url'",
+        )
+    for field in ("jwks_lifespan", "jwks_refetch_interval"):
+        if field in jwt.model_fields_set:
+            message = f"{field} applies to jwks_url, which is not set"
+            report.at_key(("gateway", "jwt", field), message)
+
+
+def _jwt_algorithms(jwt: RawJwt) -> tuple[str, ...]:
+    """A JWKS serves public keys, so with `jwks_url` the default algorithm is RS256."""
+    if jwt.jwks_url is not None and "algorithms" not in jwt.model_fields_set:
+        return ("RS256",)
+    return jwt.algorithms
+
+
+def _check_jwks(jwt: RawJwt, wants_secret: bool, report: _Report) -> None:
+    """One source of keys: the JWKS, with the RS* algorithms its public keys verify."""
+    if wants_secret:
+        report.at_value(
+            ("gateway", "jwt", "algorithms"),
+            "jwks_url serves public keys, which verify RS* algorithms only (HS* needs 'secret')",
+        )
+    for field in ("secret", "public_key_file"):
+        if field in jwt.model_fields_set:
+            report.at_key(
+                ("gateway", "jwt", field),
+                f"set jwks_url or {field}, not both (one source of keys verifies every token)",
+            )
 
 
 def _merge_retry(own: RawRetry, inherited: RawRetry) -> RetryPolicy:

@@ -55,6 +55,10 @@ RESERVED_ENV_PREFIX = wire.ENV_PREFIX
 DEFAULT_AUTH = "key"
 DEFAULT_MAX_HEADER_SIZE = 16 * KiB
 DEFAULT_JWT_LEEWAY = 30.0
+DEFAULT_JWKS_LIFESPAN = 300.0
+"""Seconds a fetched JWKS is used before it is fetched again (PyJWKClient's default too)."""
+DEFAULT_JWKS_REFETCH_INTERVAL = 30.0
+"""Least seconds between two fetches, however many tokens name a key the set lacks."""
 
 DEFAULT_TIMEZONE = "UTC"
 DEFAULT_MAX_ATTEMPTS = 5
@@ -118,6 +122,10 @@ class JwtSettings:
     issuer: str | None
     audience: str | None
     leeway: float
+    jwks_url: str | None = None
+    """Where the public keys are (RS* algorithms), instead of `public_key_file`."""
+    jwks_lifespan: float = DEFAULT_JWKS_LIFESPAN
+    jwks_refetch_interval: float = DEFAULT_JWKS_REFETCH_INTERVAL
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,8 @@ from runtime.spec._model import (
     DEFAULT_HOST,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_ISOLATION,
+    DEFAULT_JWKS_LIFESPAN,
+    DEFAULT_JWKS_REFETCH_INTERVAL,
     DEFAULT_JWT_LEEWAY,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BACKLOG,
@@ -156,6 +158,11 @@ class RawJwt(_Raw):
     issuer: Annotated[str | None, PlainValidator(v.optional(v.word("an issuer")))] = None
     audience: Annotated[str | None, PlainValidator(v.optional(v.word("an audience")))] = None
     leeway: Annotated[float, PlainValidator(v.duration)] = DEFAULT_JWT_LEEWAY
+    jwks_url: Annotated[str | None, PlainValidator(v.optional(v.http_url))] = None
+    jwks_lifespan: Duration = DEFAULT_JWKS_LIFESPAN
+    jwks_refetch_interval: Annotated[float, PlainValidator(v.duration_or_zero)] = (
+        DEFAULT_JWKS_REFETCH_INTERVAL
+    )
 
 
 class RawTls(_Raw):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import PureWindowsPath
 from typing import NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 from runtime.spec import allowlist, cron, origins, topics
 from runtime.spec._model import (
@@ -122,6 +123,11 @@ def duration(value: object) -> float:
     if not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"expected a duration greater than 0, got {describe(value)}")
     return seconds
+
+
+def duration_or_zero(value: object) -> float:
+    """A duration where 0 means "no wait" (e.g. `jwks_refetch_interval: 0s`)."""
+    return 0.0 if _seconds(value) == 0 else duration(value)
 
 
 def _seconds(value: object) -> float | None:
@@ -329,6 +335,18 @@ def nats_url(value: object) -> str:
         return value
     raise ValueError(
         f'expected a NATS server URL such as "nats://127.0.0.1:4222", got {describe(value)}'
+    )
+
+
+def http_url(value: object) -> str:
+    """An absolute http(s) URL with a host, such as a JWKS endpoint."""
+    if isinstance(value, str) and not any(c.isspace() for c in value):
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.hostname:
+            return value
+    raise ValueError(
+        'expected an http(s) URL such as "https://issuer.example/.well-known/jwks.json", '
+        f"got {describe(value)}"
     )
 
 

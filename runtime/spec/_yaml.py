@@ -78,6 +78,26 @@ class Tree:
     data: object
     lines: LineMap
     problems: tuple[Problem, ...]
+    plain: frozenset[Loc] = frozenset()
+    """Where an unquoted string holding a `$` was written: what a substitution there gives
+    is read again as YAML reads unquoted text (see read_plain)."""
+
+
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{kind}" for kind in ("null", "bool", "int", "float"))
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def read_plain(text: str) -> object:
+    """What YAML makes of `text` written unquoted as one scalar: null, a boolean, a number,
+    or else the string itself. Never a mapping or a list, whatever `text` holds. Empty text
+    stays '' (an empty variable is an empty string, not a missing value)."""
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    if not text or tag not in _PLAIN_TAGS:
+        return text
+    try:
+        return yaml.constructor.SafeConstructor().construct_object(yaml.ScalarNode(tag, text))
+    except ValueError:  # an int of more than 4300 digits: the field's check says what it wants
+        return text
 
 
 def read_yaml(text: str, filename: str) -> Tree:
@@ -103,7 +123,8 @@ def read_yaml(text: str, filename: str) -> Tree:
     finally:
         if loader is not None:
             loader.dispose()
-    return Tree(data, walker.lines, tuple(walker.problems))
+    plain = frozenset(loc for loc in walker.plain if loc in walker.lines.values)
+    return Tree(data, walker.lines, tuple(walker.problems), plain)
 
 
 class _Refused(yaml.YAMLError):
@@ -162,6 +183,7 @@ class _Walker:
     def __init__(self, loader: _BoundedLoader, filename: str) -> None:
         self.lines = LineMap()
         self.problems: list[Problem] = []
+        self.plain: set[Loc] = set()
         self._loader = loader
         self._filename = filename
 
@@ -170,6 +192,10 @@ class _Walker:
             self.lines.keys[loc] = _line(node)
         self.lines.values[loc] = _line(node)
         if isinstance(node, yaml.ScalarNode):
+            if node.style is None and node.tag == _STR_TAG and "$" in node.value:
+                self.plain.add(loc)
+            else:
+                self.plain.discard(loc)
             try:
                 return self._loader.construct_object(node)
             except ValueError as error:  # 2001-13-45, or an int of more than 4300 digits

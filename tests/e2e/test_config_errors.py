@@ -102,6 +102,20 @@ MISTAKES = {
             "`faas secrets set nowhere-set` or the environment variable FAAS_SECRET_NOWHERE_SET"
         ],
     ),
+    "unset variable": (
+        SPEC.format(handler="functions/hello.py")
+        + "    environment:\n      DB_HOST: ${NOWHERE_SET_DB_HOST}\n",
+        {"functions/hello.py": HELLO, ".env": "# NOWHERE_SET_DB_HOST is not here either\nA=1\n"},
+        [
+            ":8: functions.hello.environment.DB_HOST: environment variable NOWHERE_SET_DB_HOST "
+            "is not set (in the environment or .env)"
+        ],
+    ),
+    "malformed placeholder": (
+        SPEC.format(handler="functions/hello.py") + "    timeout: ${TIMEOUT:-30s\n",
+        {"functions/hello.py": HELLO},
+        [":7: functions.hello.timeout: '${' at character 1 is not closed by '}'"],
+    ),
 }
 
 
@@ -183,6 +197,22 @@ def test_a_reload_with_a_bad_handler_keeps_the_last_valid_spec_serving(dev: Gate
 
         save(spec, original + "\n  greeter:\n    handler: functions/hello.py\n" + route)
         wait_for(lambda: client.get("/greet").status_code == 200, 20, "the fixed function")
+
+
+def test_a_saved_dotenv_is_applied_like_a_saved_functions_yaml(dev: Gateway) -> None:
+    """The placeholders of functions.yaml read .env, so saving .env reconciles too."""
+    spec = dev.spec_file
+    dotenv = spec.with_name(".env")
+    route = "    http:\n      - path: ${GREET_PATH:-/greet}\n        methods: [GET]\n"
+    with httpx.Client(base_url=dev.url, timeout=30, trust_env=False) as client:
+        save(spec, spec.read_text() + "\n  greeter:\n    handler: functions/hello.py\n" + route)
+        wait_for(lambda: client.get("/greet").status_code == 200, 20, "the default path")
+        save(dotenv, "GREET_PATH=/welcome\n")
+        wait_for(lambda: client.get("/welcome").status_code == 200, 20, "the path from .env")
+        assert client.get("/greet").status_code == 404
+        save(dotenv, "GREET_PATH=/welcome\nbroken line\n")
+        wait_for(lambda: f"{dotenv}:2: expected KEY=VALUE" in dev.log(), 20, "the .env error")
+        assert client.get("/welcome").status_code == 200
 
 
 def test_an_isolation_the_engine_cannot_give_exits_2_naming_the_function() -> None:

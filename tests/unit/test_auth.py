@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import jwt
@@ -12,11 +14,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.auth import Denied, Guard
+from gateway.auth import Caller, Denied, Guard
 from gateway.keys import KeyStore
 from gateway.ratelimit import RateLimiter
 from runtime.secrets import SecretStore
-from runtime.spec import Project, RateLimit, load_project_text
+from runtime.spec import FunctionSpec, Project, RateLimit, load_project_text
 
 SPEC = """\
 version: 1
@@ -27,6 +29,12 @@ functions:
   keyed: {handler: f.py}
   tokened: {handler: f.py, auth: jwt}
 """
+
+
+def authenticate(
+    guard: Guard, headers: Mapping[str, str], client: str, function: FunctionSpec
+) -> Caller:
+    return asyncio.run(guard.authenticate(headers, client, function))
 
 
 @pytest.fixture
@@ -52,28 +60,30 @@ def guard(project: Project, tmp_path: Path) -> Guard:
 
 
 def test_open_function_needs_nothing(guard: Guard, project: Project) -> None:
-    caller = guard.authenticate({}, "10.0.0.1", project.functions["open"])
+    caller = authenticate(guard, {}, "10.0.0.1", project.functions["open"])
     assert caller.identity == "ip:10.0.0.1" and not caller.rate_limited
 
 
 def test_keys_scope_and_revocation(guard: Guard, project: Project, tmp_path: Path) -> None:
     store = KeyStore(tmp_path / ".faas")
     record, secret = store.create("ci", ("keyed",))
-    caller = guard.authenticate({"x-api-key": secret}, "c", project.functions["keyed"])
+    caller = authenticate(guard, {"x-api-key": secret}, "c", project.functions["keyed"])
     assert caller.identity == f"key:{record.id}" and caller.rate_limited
     with pytest.raises(Denied) as denied:
-        guard.authenticate({"x-api-key": secret + "x"}, "c", project.functions["keyed"])
+        authenticate(guard, {"x-api-key": secret + "x"}, "c", project.functions["keyed"])
     assert denied.value.status == 401
     store.revoke(record.id)
     with pytest.raises(Denied):
-        guard.authenticate({"authorization": f"Bearer {secret}"}, "c", project.functions["keyed"])
+        authenticate(guard, {"authorization": f"Bearer {secret}"}, "c", project.functions["keyed"])
 
 
 def test_rs256_tokens(guard: Guard, project: Project, rsa_key: rsa.RSAPrivateKey) -> None:
     tokened = project.functions["tokened"]
     claims = {"sub": "s", "aud": "api", "iss": "me", "exp": int(time.time()) + 60}
     good = jwt.encode(claims, rsa_key, algorithm="RS256")
-    assert guard.authenticate({"authorization": f"Bearer {good}"}, "c", tokened).identity == "jwt:s"
+    assert (
+        authenticate(guard, {"authorization": f"Bearer {good}"}, "c", tokened).identity == "jwt:s"
+    )
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     for bad in (
         jwt.encode(claims, other, algorithm="RS256"),
@@ -81,7 +91,7 @@ def test_rs256_tokens(guard: Guard, project: Project, rsa_key: rsa.RSAPrivateKey
         jwt.encode({**claims, "exp": int(time.time()) - 3600}, rsa_key, algorithm="RS256"),
     ):
         with pytest.raises(Denied) as denied:
-            guard.authenticate({"authorization": f"Bearer {bad}"}, "c", tokened)
+            authenticate(guard, {"authorization": f"Bearer {bad}"}, "c", tokened)
         assert denied.value.status == 401
         assert "www-authenticate" in denied.value.headers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def guard_for(tmp_path: Path, mode: str, admin_listener: bool = False) -> Guard:
 
 
 def publish(guard: Guard, headers: dict[str, str]) -> str:
-    return guard.publisher(headers, "10.0.0.9", "orders.created", SUBSCRIBERS).identity
+    caller = asyncio.run(guard.publisher(headers, "10.0.0.9", "orders.created", SUBSCRIBERS))
+    return caller.identity
 
 
 def denied(guard: Guard, headers: dict[str, str]) -> int:

@@ -23,7 +23,7 @@ from faas import cli, cli_export
 from runtime.errors import FaasError
 from runtime.events.jetstream import names as jetstream_names
 from runtime.export import kubernetes as k8s
-from runtime.spec import Project, load_project, load_project_text
+from runtime.spec import Project, load_project, load_project_text, placeholder_values
 
 REPO = Path(__file__).resolve().parents[2]
 KUBERNETES_VERSION = "1.30"
@@ -393,3 +393,19 @@ def test_yaml_keeps_strings_strings() -> None:
     text = k8s.dump([{"a": "0", "b": "$G", "c": "true", "d": "x\ny\n"}])
     assert yaml.safe_load(text) == {"a": "0", "b": "$G", "c": "true", "d": "x\ny\n"}
     assert "d: |" in text
+
+
+def test_the_gateway_reads_placeholders_as_the_exporting_machine_did(tmp_path: Path) -> None:
+    """The ConfigMap keeps `${NAME}`; the gateway gets the values as its environment."""
+    text = CLUSTER_PROJECT.replace("port: 9000", "port: ${GATEWAY_PORT:-9000}")
+    (tmp_path / "functions.yaml").write_text(text)
+    (tmp_path / ".env").write_text("GATEWAY_PORT=9100\nHOME=/not/the/gateway/home\n")
+    project = load_project(tmp_path / "functions.yaml", environ={})
+    variables = placeholder_values(project, environ={})
+    assert variables == {"GATEWAY_PORT": "9100"}  # only what the file reads
+    found = export(project, text, variables={**variables, "HOME": "/elsewhere"})
+    assert find(found, "ConfigMap", "shop-functions")["data"] == {"functions.yaml": text}
+    env = env_of(find(found, "Deployment", "shop-gateway"))
+    assert (env["GATEWAY_PORT"], env["HOME"]) == ("9100", "/tmp")  # the gateway's own win
+    for manifest in found:
+        validate(manifest)

@@ -88,6 +88,24 @@ def test_the_gateway_service_runs_in_overlay_mode_for_its_project() -> None:
     ]
 
 
+def test_the_gateway_service_gets_the_values_of_the_placeholders() -> None:
+    args = gateway_image.service_args(
+        "shop",
+        "faas-gateway:0123",
+        functions=["hello"],
+        port=9000,
+        replicas=1,
+        secrets={},
+        node_id=None,
+        variables={"REGISTRY": "r.example", "FAAS_PROJECT": "other"},
+    )
+    assert args["task_template"]["ContainerSpec"]["Env"] == [
+        f"{ADDRESS_MODE_ENV}=overlay",
+        "FAAS_PROJECT=shop",  # the service's own settings are not overridden
+        "REGISTRY=r.example",
+    ]
+
+
 def test_options_default_to_the_routing_mesh_on_port_8080() -> None:
     options = deploy.GatewayOptions()
     assert (options.port, options.replicas, options.publish_mode) == (8080, 1, "ingress")

@@ -28,6 +28,8 @@ def project(tmp_path: Path) -> Project:
     ("files", "spec_changed", "rebuild", "reload"),
     [
         (["functions.yaml"], True, set(), set()),
+        ([".env"], True, set(), set()),  # the variables functions.yaml's placeholders read
+        (["functions/.env"], False, set(), set()),  # only the .env beside functions.yaml
         (["functions/a.py"], False, set(), {"a", "b"}),  # siblings share a code directory
         (["functions/helpers/util.py"], False, set(), {"a", "b"}),
         (["other/c.py"], False, set(), {"c"}),
@@ -55,6 +57,7 @@ def test_files_outside_the_project_are_ignored(project: Project) -> None:
     ("path", "watched"),
     [
         ("functions/a.py", True),
+        (".env", True),
         (".faas/keys.json", False),
         ("functions/__pycache__/a.cpython-311.pyc", False),
         ("functions/.a.py.swp", False),

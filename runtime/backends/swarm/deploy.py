@@ -61,7 +61,7 @@ from runtime.backends.swarm.gateway_image import default_publish_mode
 from runtime.errors import FaasError
 from runtime.images import plan_image
 from runtime.secrets import SecretMissing, SecretStore
-from runtime.spec import DEFAULT_BASE_IMAGE, Project
+from runtime.spec import DEFAULT_BASE_IMAGE, Project, placeholder_values
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -212,6 +212,7 @@ def _deploy(
                 secrets=secrets,
                 node_id=swarm.get("NodeID"),  # its image is on this node only
                 publish_mode=options.publish_mode,
+                variables=placeholder_values(project),
             )
             name = wanted["name"]
             existing = _service(api, name)

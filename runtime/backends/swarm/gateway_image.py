@@ -194,6 +194,7 @@ def service_args(
     secrets: Mapping[str, tuple[str, str]],
     node_id: str | None,
     publish_mode: str = "ingress",
+    variables: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Arguments for `APIClient.create_service` (and `update_service`, with a version).
 
@@ -202,6 +203,8 @@ def service_args(
     the gateway to the node that holds its image (there is no registry to pull it from).
     `publish_mode` is `ingress` (the routing mesh: every node answers) or `host` (only
     the nodes running a gateway task answer: for kernels without IPVS, which the mesh needs).
+    `variables`: what the `${NAME}` placeholders of functions.yaml read on this machine
+    (runtime.spec.placeholder_values), so that the gateway inside reads the file alike.
     """
     labels = {containers.LABEL_PROJECT: project, containers.LABEL_ROLE: ROLE}
     constraints = ["node.role==manager"]
@@ -210,7 +213,12 @@ def service_args(
     container_spec = {
         "Image": image,
         "Command": command(project),
-        "Env": [f"{ADDRESS_MODE_ENV}=overlay", f"{PROJECT_ENV}={project}"],
+        "Env": [f"{ADDRESS_MODE_ENV}=overlay", f"{PROJECT_ENV}={project}"]
+        + [
+            f"{name}={value}"
+            for name, value in sorted((variables or {}).items())
+            if name not in (ADDRESS_MODE_ENV, PROJECT_ENV)
+        ],
         "Labels": labels,
         "Mounts": [
             # The engine's API: the gateway creates, scales and removes function services.
