@@ -18,10 +18,19 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from typing import Any, TypeAlias
 
-__all__ = ["Context", "Event", "Headers", "Query", "Response", "SecretNotFound"]
+__all__ = [
+    "Context",
+    "Event",
+    "Headers",
+    "Query",
+    "Response",
+    "SecretNotFound",
+    "StreamingResponse",
+    "sse",
+]
 
 JSON_TYPE = "application/json"
 SECRETS_DIR = "/run/secrets"
@@ -310,3 +319,80 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response {self.status}>"
+
+
+Chunk: TypeAlias = bytes | bytearray | memoryview | str
+"""What a streamed answer is made of: `str` is sent as UTF-8."""
+
+EVENT_STREAM = "text/event-stream"
+
+
+class StreamingResponse:
+    """An answer sent as it is produced, chunk by chunk (HTTP chunked transfer encoding).
+
+    `content` is an iterable or async iterable of `str`/`bytes`, typically a generator.
+    A handler may also return a generator or async generator itself: it is streamed with
+    status 200, as text when its first chunk is a `str`, else as binary.
+
+    The function's `timeout` bounds the wait for each chunk (and `max_duration`, when set,
+    the whole answer). A caller that goes away closes the generator: its `finally` runs.
+    A `text/event-stream` answer gets a comment line every `heartbeat` seconds that
+    nothing else is sent, so that idle proxies keep the connection; build its events
+    with `sse()`.
+    """
+
+    __slots__ = ("content", "content_type", "headers", "heartbeat", "status")
+
+    content: Iterable[Chunk] | AsyncIterable[Chunk]
+    status: int
+    headers: dict[str, str]
+    content_type: str | None
+    heartbeat: float | None
+
+    def __init__(
+        self,
+        content: Iterable[Chunk] | AsyncIterable[Chunk],
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        heartbeat: float | None = 15.0,
+    ) -> None:
+        self.content = content
+        self.status = status
+        self.headers = dict(headers) if headers else {}
+        self.content_type = content_type
+        self.heartbeat = heartbeat
+
+    def __repr__(self) -> str:
+        return f"<StreamingResponse {self.status} {self.content_type}>"
+
+
+def sse(
+    data: Any = None,
+    *,
+    event: str | None = None,
+    id: str | None = None,
+    retry: int | None = None,
+    comment: str | None = None,
+) -> str:
+    """One Server-Sent Event, framed: `yield sse({"n": 1}, event="tick", id="1")`.
+
+    `data` that is not a `str` is sent as JSON; a multi-line `str` becomes several
+    `data:` lines. `retry` is the reconnection delay in milliseconds.
+    """
+    lines: list[str] = []
+    if comment is not None:
+        lines += [f": {line}" for line in comment.splitlines() or [""]]
+    for name, value in (("event", event), ("id", id)):
+        if value is not None:
+            if "\n" in value or "\r" in value or (name == "id" and "\0" in value):
+                raise ValueError(f"an SSE {name} cannot hold a line break")
+            lines.append(f"{name}: {value}")
+    if retry is not None:
+        lines.append(f"retry: {int(retry)}")
+    if data is not None:
+        text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+        lines += [f"data: {line}" for line in text.replace("\r\n", "\n").split("\n")]
+    if not lines:
+        raise ValueError("an SSE event needs data, an event, an id, retry or a comment")
+    return "\n".join(lines) + "\n\n"

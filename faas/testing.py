@@ -32,9 +32,12 @@ from faas.handler import JSON_TYPE, Context, Event, Headers
 from runtime.watchdog.contract import (
     INVALID_RETURN,
     RAISED,
+    ConversionError,
+    chunk_bytes,
     dump_json,
     error_body,
     new_call_id,
+    stream_content_type,
     timed_out,
     to_reply,
 )
@@ -57,11 +60,13 @@ class TestResponse:
         headers: case-insensitive response headers, `Content-Type` and `X-Call-Id` included.
         body: the body as bytes.
         error: the exception the handler raised (or that its return value caused), else None.
+            For a streamed answer cut short, what cut it (`body` is what was sent before).
+        chunks: a streamed answer's chunks, in order (None for a whole answer).
     """
 
     __test__ = False  # not a test class, whatever pytest's name pattern says
 
-    __slots__ = ("body", "call_id", "error", "headers", "status")
+    __slots__ = ("body", "call_id", "chunks", "error", "headers", "status")
 
     def __init__(
         self,
@@ -70,12 +75,14 @@ class TestResponse:
         body: bytes,
         call_id: str,
         error: BaseException | None = None,
+        chunks: list[bytes] | None = None,
     ) -> None:
         self.status = status
         self.headers = Headers(headers)
         self.body = body
         self.call_id = call_id
         self.error = error
+        self.chunks = chunks
 
     @property
     def content_type(self) -> str | None:
@@ -211,7 +218,7 @@ async def _run(
             if is_async:
                 result = await func(event, context)
             else:
-                result = await _in_thread(func, event, context)
+                result = await _in_thread(lambda: func(event, context))
                 if inspect.isawaitable(result):
                     result = await result
     except TimeoutError as exc:
@@ -225,10 +232,65 @@ async def _run(
     except Exception as exc:
         return _answer(500, INVALID_RETURN, call_id, exc)
     response_headers = dict(reply.headers or ())
-    if reply.content_type is not None:
-        response_headers["Content-Type"] = reply.content_type
+    content_type = reply.content_type
+    chunks: list[bytes] | None = None
+    error: BaseException | None = None
+    if reply.stream is not None:
+        chunks, first, error = await _collect(reply.stream, limit)
+        if content_type is None and first is not None:
+            content_type = stream_content_type(first)
+        if error is not None and first is None:  # nothing was sent yet: an error answer
+            if isinstance(error, TimeoutError):
+                return _answer(504, timed_out(limit), call_id, error)
+            message = INVALID_RETURN if isinstance(error, ConversionError) else RAISED
+            return _answer(500, message, call_id, error)
+    if content_type is not None:
+        response_headers["Content-Type"] = content_type
     response_headers["X-Call-Id"] = call_id
-    return TestResponse(reply.status, response_headers, reply.body, call_id)
+    body = reply.body if chunks is None else b"".join(chunks)
+    return TestResponse(reply.status, response_headers, body, call_id, error, chunks)
+
+
+async def _collect(
+    stream: Any, limit: float
+) -> tuple[list[bytes], bytes | str | None, BaseException | None]:
+    """A streamed answer's chunks, as the watchdog would send them: each within `limit`.
+
+    Returns the chunks, the first one as produced (None if none was), and what cut the
+    answer short (then the chunks are what a caller received before it).
+    """
+    chunks: list[bytes] = []
+    first: bytes | str | None = None
+    iterator: Any = None
+    try:
+        iterator = stream.__aiter__() if hasattr(stream, "__aiter__") else iter(stream)
+        while True:
+            async with asyncio.timeout(limit):
+                if hasattr(iterator, "__anext__"):
+                    try:
+                        chunk = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
+                else:
+                    chunk = await _in_thread(lambda: next(iterator, _DONE))
+                    if chunk is _DONE:
+                        break
+            data = chunk_bytes(chunk)
+            if first is None:
+                first = chunk
+            if data:
+                chunks.append(data)
+    except Exception as exc:
+        return chunks, first, exc
+    finally:
+        if hasattr(iterator, "aclose"):
+            await iterator.aclose()
+        elif hasattr(iterator, "close"):
+            iterator.close()
+    return chunks, first, None
+
+
+_DONE: Any = object()
 
 
 def _answer(status: int, message: str, call_id: str, error: BaseException) -> TestResponse:
@@ -236,7 +298,7 @@ def _answer(status: int, message: str, call_id: str, error: BaseException) -> Te
     return TestResponse(status, headers, error_body(message, call_id), call_id, error)
 
 
-async def _in_thread(func: Callable[[Any, Any], Any], event: Event, context: Context) -> Any:
+async def _in_thread(job: Callable[[], Any]) -> Any:
     """Run a sync handler on a daemon thread: one that overruns its timeout is left running,
     as the watchdog leaves it, and does not hold up the end of the test."""
     loop = asyncio.get_running_loop()
@@ -254,7 +316,7 @@ async def _in_thread(func: Callable[[Any, Any], Any], event: Event, context: Con
         result: Any = None
         error: BaseException | None = None
         try:
-            result = func(event, context)
+            result = job()
         except BaseException as exc:
             error = exc
         with contextlib.suppress(RuntimeError):  # the loop is gone: the call timed out

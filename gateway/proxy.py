@@ -97,7 +97,8 @@ class Proxy:
             return error_response(499, "client closed the request", call_id)
         except (FaasError, Exception) as exc:
             return response_for(exc, call_id)
-        return ProxiedResponse(result, call_id, self.platform.pool(function).spec.timeout)
+        spec = self.platform.pool(function).spec
+        return ProxiedResponse(result, call_id, spec.timeout, spec.max_duration)
 
     async def read_body(self, request: Request) -> bytes:
         """The whole body, refused (PayloadTooLarge) as soon as it passes the limit."""
@@ -172,13 +173,18 @@ class ProxiedResponse(Response):
     An answer that arrived whole goes out with its Content-Length in one send, the usual
     case; a longer one is sent chunked as it arrives, paced by the caller: a caller that
     does not read stops the gateway reading from the replica (runtime/http1.py), and the
-    whole answer must be through within the function's timeout.
+    whole answer must be through within the function's timeout. A streamed answer (the
+    replica's chunked one: a generator's) has `max_duration` for its whole, and the
+    function's timeout between chunks (runtime/http1.py times that).
     """
 
-    def __init__(self, result: InvocationResult, call_id: str, time_limit: float) -> None:
+    def __init__(
+        self, result: InvocationResult, call_id: str, time_limit: float, stream_limit: float
+    ) -> None:
         self.result = result
         self.call_id = call_id
         self.time_limit = time_limit
+        self.stream_limit = stream_limit
         self.status_code = result.status
         self.background = None
         self.raw_headers = [*headers.outbound(result.headers), (b"x-call-id", call_id.encode())]
@@ -215,8 +221,13 @@ class ProxiedResponse(Response):
         """The rest of a longer answer, stopped when the caller leaves or the time is up."""
         result = self.result
         gone = asyncio.ensure_future(_wait_disconnect(receive))
+        streamed = any(name == b"transfer-encoding" for name, _ in result.headers)
+        limit = self.stream_limit if streamed else self.time_limit
         try:
-            async with asyncio.timeout(self.time_limit + STREAM_GRACE):
+            async with asyncio.timeout(limit + STREAM_GRACE):
+                if streamed:
+                    await _relay_stream(first, result.body, gone, send)
+                    return
                 # One chunk behind, so the last goes out with more_body=False.
                 held = first
                 async for chunk in result.body:
@@ -237,6 +248,27 @@ class ProxiedResponse(Response):
             )
         finally:
             gone.cancel()
+
+
+async def _relay_stream(
+    first: bytes, body: AnswerBody, gone: asyncio.Future[None], send: Send
+) -> None:
+    """A streamed answer: each chunk on as it comes, the caller's leaving noticed at once
+    (not at the next chunk, which an event stream may not send for a long while)."""
+    await send({"type": "http.response.body", "body": first, "more_body": True})
+    while True:
+        following = asyncio.ensure_future(anext(body, None))
+        await asyncio.wait((following, gone), return_when=asyncio.FIRST_COMPLETED)
+        if not following.done():  # the caller left: closing the replica's connection
+            following.cancel()  # ends the generator there
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+            return
+        chunk = following.result()
+        if chunk is None:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
 
 STREAM_GRACE = 2.0

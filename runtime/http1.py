@@ -11,6 +11,9 @@ on top of it this module enforces what the watchdog is allowed to send:
   carry no body;
 - a bounded head (`MAX_HEAD` bytes, `MAX_HEADERS` lines) and a bounded body
   (`max_body`, checked against the declared length before any body byte);
+  a chunked answer is a stream (the watchdog frames only streamed answers so):
+  instead of a size it has an idle limit, the time allowed without a body byte,
+  and a limit on its whole duration;
 - nothing after the framed answer: a byte beyond it discards the connection,
   and fails the call if its answer has not been handed on yet.
 
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import cast
 
 import httptools
@@ -85,6 +89,11 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._writable: asyncio.Future[None] | None = None
         self._body_timer: asyncio.TimerHandle | None = None
+        self.streamed = False
+        """The answer is chunked: a stream, bounded by time rather than size."""
+        self._idle_within = 0.0
+        self._last_body = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------
 
@@ -153,6 +162,7 @@ class Connection(asyncio.Protocol):
             if value.strip().lower() != b"chunked":
                 raise ProtocolError("a transfer-encoding other than chunked")
             self._framed = True
+            self.streamed = True
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -179,7 +189,9 @@ class Connection(asyncio.Protocol):
         if self._head_only:
             raise ProtocolError("a body in the answer to HEAD")
         self._received += len(body)
-        if self._received > self.max_body:
+        if self.streamed:
+            self._last_body = time.monotonic()
+        elif self._received > self.max_body:
             raise AnswerTooLarge(self.max_body)
         self._chunks.append(body)
         self._buffered += len(body)
@@ -226,6 +238,9 @@ class Connection(asyncio.Protocol):
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -240,6 +255,7 @@ class Connection(asyncio.Protocol):
         head_only: bool,
         head_within: float | None = None,
         body_within: float | None = None,
+        stream_within: float | None = None,
     ) -> tuple[int, RawHeaders]:
         """Send one request and wait for the answer's head.
 
@@ -247,6 +263,8 @@ class Connection(asyncio.Protocol):
         timer: TimeoutError. Cheaper than `asyncio.timeout`; a streamed body needs that
         instead, as the wait may be for the caller's next chunk. `body_within` bounds the rest
         of the answer from the moment its head arrived: the body then fails with BodyTimeout.
+        A streamed (chunked) answer gets `body_within` between body bytes instead, and
+        `stream_within` for its whole body.
         """
         assert self.transport is not None
         loop = asyncio.get_running_loop()
@@ -260,6 +278,7 @@ class Connection(asyncio.Protocol):
         self._buffered = self._received = 0
         self._error = None
         self._delivered = False
+        self.streamed = False
         self._expecting = True
         if isinstance(body, bytes | bytearray):
             self.transport.write(
@@ -271,7 +290,7 @@ class Connection(asyncio.Protocol):
                     answer = await self._head
                 finally:
                     timer.cancel()
-                self._start_body_timer(body_within)
+                self._start_body_timer(body_within, stream_within)
                 return answer
         else:
             self.transport.write(head + b"transfer-encoding: chunked\r\n\r\n")
@@ -282,12 +301,34 @@ class Connection(asyncio.Protocol):
                     self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             self.transport.write(b"0\r\n\r\n")
         answer = await self._head
-        self._start_body_timer(body_within)
+        self._start_body_timer(body_within, stream_within)
         return answer
 
-    def _start_body_timer(self, seconds: float | None) -> None:
-        if seconds is not None and not self._complete:
-            self._body_timer = asyncio.get_running_loop().call_later(seconds, self._expire_body)
+    def _start_body_timer(self, seconds: float | None, stream_seconds: float | None) -> None:
+        if self._complete:
+            return
+        loop = asyncio.get_running_loop()
+        if not self.streamed:
+            if seconds is not None:
+                self._body_timer = loop.call_later(seconds, self._expire_body)
+            return
+        if stream_seconds is not None:
+            self._body_timer = loop.call_later(stream_seconds, self._expire_body)
+        if seconds is not None:
+            self._idle_within = seconds
+            self._last_body = time.monotonic()
+            self._idle_timer = loop.call_later(seconds, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """A stream's idle limit: re-armed for what is left since its last body byte."""
+        self._idle_timer = None
+        if self._complete:
+            return
+        left = self._last_body + self._idle_within - time.monotonic()
+        if left > 0:
+            self._idle_timer = asyncio.get_running_loop().call_later(left, self._check_idle)
+        else:
+            self._fail(BodyTimeout())
 
     def _expire_head(self) -> None:
         if self._head is not None and not self._head.done():

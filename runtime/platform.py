@@ -363,7 +363,9 @@ class Platform:
         while True:
             handle = await self._acquire(pool)
             try:
-                result = await self.client.send(handle.replica, invocation, timeout)
+                result = await self.client.send(
+                    handle.replica, invocation, timeout, pool.spec.max_duration
+                )
                 break
             except ReplicaUnreachable as exc:
                 serving = pool.set_aside(handle)

@@ -89,9 +89,16 @@ class ReplicaClient:
             await self._session.close()
 
     async def send(
-        self, replica: Replica, invocation: Invocation, time_limit: float
+        self,
+        replica: Replica,
+        invocation: Invocation,
+        time_limit: float,
+        stream_limit: float | None = None,
     ) -> InvocationResult:
         """Send one call and return the answer once its head is in; the body streams.
+
+        `time_limit` bounds the wait for the head and then for the body; a streamed
+        answer has it between body bytes instead, and `stream_limit` for its whole body.
 
         At most once: the call goes to no other connection once a byte of it was
         written. Only a call that could not connect is `sent=False`, for the platform
@@ -112,12 +119,21 @@ class ReplicaClient:
         try:
             if isinstance(invocation.body, bytes):
                 status, headers = await connection.request(
-                    head, invocation.body, head_only, time_limit + TIMEOUT_GRACE, time_limit
+                    head,
+                    invocation.body,
+                    head_only,
+                    time_limit + TIMEOUT_GRACE,
+                    time_limit,
+                    stream_limit,
                 )
             else:
                 async with asyncio.timeout(time_limit + TIMEOUT_GRACE):
                     status, headers = await connection.request(
-                        head, invocation.body, head_only, body_within=time_limit
+                        head,
+                        invocation.body,
+                        head_only,
+                        body_within=time_limit,
+                        stream_within=stream_limit,
                     )
         except TimeoutError:
             connection.abort()

@@ -361,6 +361,7 @@ def _function_spec(
         ),
         environment=MappingProxyType({**defaults.environment, **raw.environment}),
         timeout=settings.timeout,
+        max_duration=settings.max_duration,
         memory=settings.memory,
         cpus=settings.cpus,
         requirements=raw.requirements,
@@ -593,6 +594,22 @@ def _check_events(document: RawDocument, report: _Report) -> None:
             )
         if "retry" in raw.model_fields_set:
             _check_retry(("functions", name, "retry"), raw.retry, document.defaults.retry, report)
+        _check_max_duration(name, raw, document.defaults, report)
+
+
+def _check_max_duration(
+    name: str, raw: RawFunction, defaults: RawDefaults, report: _Report
+) -> None:
+    """A streamed answer may not end before its first byte is due."""
+    fields = raw.model_fields_set
+    timeout = raw.timeout if "timeout" in fields else defaults.timeout
+    longest = raw.max_duration if "max_duration" in fields else defaults.max_duration
+    if longest < timeout:
+        at = "max_duration" if "max_duration" in fields else "timeout"
+        report.at_value(
+            ("functions", name, at),
+            f"max_duration ({longest:g}s) must be at least the timeout ({timeout:g}s)",
+        )
 
 
 def _check_retry(at: Loc, own: RawRetry, inherited: RawRetry | None, report: _Report) -> None:

@@ -25,6 +25,8 @@ DEFAULT_MAX_RESPONSE_SIZE = 100 * MiB
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_DURATION = 600.0
+"""How long a streamed answer may last in all (`timeout` bounds the wait for each chunk)."""
 DEFAULT_MEMORY = 256 * MiB
 DEFAULT_CPUS = 1.0
 DEFAULT_HANDLER_NAME = "handle"
@@ -258,6 +260,8 @@ class FunctionSpec:
     """Stored but undelivered events and async calls beyond which new ones get 429."""
     callback_secret: str | None = None
     """Secret signing this function's callbacks; None: gateway.callback_secret's key."""
+    max_duration: float = DEFAULT_MAX_DURATION
+    """The whole of a streamed answer; `timeout` bounds its first byte and each wait after."""
     include: tuple[str, ...] = ()
     """Files and directories (project-relative) its replicas get besides its own code
     (runtime/own_code.py): data files, modules imported by name at run time."""

@@ -42,6 +42,7 @@ from runtime.spec._model import (
     DEFAULT_MAX_BACKLOG,
     DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_DURATION,
     DEFAULT_MAX_HEADER_SIZE,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -219,6 +220,7 @@ class RawDefaults(_Raw):
 
     base_image: Annotated[str, PlainValidator(v.word("an image reference"))] = DEFAULT_BASE_IMAGE
     timeout: Duration = DEFAULT_TIMEOUT
+    max_duration: Duration = DEFAULT_MAX_DURATION
     memory: Annotated[int, PlainValidator(v.memory)] = DEFAULT_MEMORY
     cpus: Annotated[float, PlainValidator(v.cpus)] = DEFAULT_CPUS
     environment: Annotated[dict[EnvName, EnvValue], _empty_if_null({})] = Field(

@@ -7,11 +7,12 @@ status, headers and body a return value turns into. What a handler sees (`Event`
 
 from __future__ import annotations
 
+import inspect
 import json
 import random
 from typing import Any
 
-from faas.handler import JSON_TYPE, Response
+from faas.handler import EVENT_STREAM, JSON_TYPE, Response, StreamingResponse
 
 TEXT_TYPE = "text/plain; charset=utf-8"
 BINARY_TYPE = "application/octet-stream"
@@ -55,9 +56,13 @@ class ConversionError(Exception):
 
 
 class Reply:
-    """A response ready to serialise: `headers` excludes Content-Type and framing headers."""
+    """A response ready to serialise: `headers` excludes Content-Type and framing headers.
 
-    __slots__ = ("body", "content_type", "headers", "status")
+    A streamed answer has `stream` (an iterable or async iterable of chunks) and no `body`;
+    its content type may be left to its first chunk (`stream_content_type`).
+    """
+
+    __slots__ = ("body", "content_type", "headers", "heartbeat", "status", "stream")
 
     def __init__(
         self,
@@ -65,13 +70,19 @@ class Reply:
         body: bytes,
         content_type: str | None,
         headers: list[tuple[str, str]] | None = None,
+        stream: Any = None,
+        heartbeat: float | None = None,
     ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
         self.headers = headers
+        self.stream = stream
+        self.heartbeat = heartbeat
 
     def __repr__(self) -> str:
+        if self.stream is not None:
+            return f"<Reply {self.status} {self.content_type} streamed>"
         return f"<Reply {self.status} {self.content_type} {self.body[:40]!r}>"
 
 
@@ -105,6 +116,10 @@ def to_reply(value: Any) -> Reply:
     if isinstance(value, str | bytes | bytearray | memoryview | list):
         body, content_type = _encode_body(value)
         return Reply(200, body, content_type)
+    if inspect.isgenerator(value) or inspect.isasyncgen(value):
+        return Reply(200, b"", None, None, stream=value)
+    if isinstance(value, StreamingResponse):
+        return _streamed(value)
     if hasattr(value, "body") and (hasattr(value, "status") or hasattr(value, "status_code")):
         status = getattr(value, "status_code", None)
         if status is None or isinstance(status, str):
@@ -116,6 +131,39 @@ def to_reply(value: Any) -> Reply:
             getattr(value, "content_type", None),  # e.g. a Response from another import path
         )
     raise ConversionError(f"cannot turn a returned {_type_name(value)} into an HTTP response")
+
+
+def _streamed(value: StreamingResponse) -> Reply:
+    content = value.content
+    if not (hasattr(content, "__aiter__") or hasattr(content, "__iter__")) or isinstance(
+        content, str | bytes | bytearray | memoryview | dict
+    ):
+        kind = _type_name(content)
+        raise ConversionError(f"a StreamingResponse's content must yield chunks, not be a {kind}")
+    head = _reply_from(None, value.status, value.headers, value.content_type)
+    content_type = head.content_type
+    heartbeat = value.heartbeat
+    if heartbeat is not None and (
+        not content_type or content_type.partition(";")[0].strip().lower() != EVENT_STREAM
+    ):
+        heartbeat = None  # comments are only harmless in an event stream
+    return Reply(head.status, b"", content_type, head.headers, stream=content, heartbeat=heartbeat)
+
+
+def stream_content_type(first: bytes | str) -> str:
+    """The content type of a streamed answer that named none: from its first chunk."""
+    return TEXT_TYPE if isinstance(first, str) else BINARY_TYPE
+
+
+def chunk_bytes(chunk: Any) -> bytes:
+    """A streamed chunk as bytes; ConversionError for anything but str and bytes-likes."""
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, str):
+        return chunk.encode()
+    if isinstance(chunk, bytearray | memoryview):
+        return bytes(chunk)
+    raise ConversionError(f"a stream yielded a {_type_name(chunk)}, not str or bytes")
 
 
 def _reply_from(

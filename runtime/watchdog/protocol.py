@@ -426,6 +426,30 @@ def render_response(
     return data if head_only or not body else data + body
 
 
+def render_stream_head(
+    status: int,
+    content_type: str | None,
+    call_id: str | None,
+    headers: list[tuple[str, str]] | None,
+    *,
+    chunked: bool,
+    keep_alive: bool,
+) -> bytes:
+    """The head of a streamed answer: chunked, or (HTTP/1.0) ended by closing."""
+    head = f"{status_line(status)}Date: {http_date()}\r\n"
+    if chunked:
+        head += "Transfer-Encoding: chunked\r\n"
+    if content_type:
+        head += f"Content-Type: {content_type}\r\n"
+    if call_id is not None:
+        head += f"X-Call-Id: {call_id}\r\n"
+    if headers:
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers)
+    if not keep_alive:
+        head += "Connection: close\r\n"
+    return (head + "\r\n").encode("latin-1")
+
+
 # ---------------------------------------------------------------- connections
 
 
@@ -458,6 +482,8 @@ class Connection(asyncio.Protocol):
         "_advancing",
         "_app",
         "_can_write",
+        "_chunked",
+        "_drained",
         "_eof",
         "_head_only",
         "_http11",
@@ -479,6 +505,8 @@ class Connection(asyncio.Protocol):
         self._head_only = False
         self._advancing = False
         self._can_write = True
+        self._drained: asyncio.Future[None] | None = None
+        self._chunked = False
         self._reading = True
         self._eof = False
         self.busy = False  # a request is being handled
@@ -507,6 +535,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._wake_writer()
         self._app.closed(self)
         call, self.call = self.call, None
         if call is not None:
@@ -517,8 +546,14 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._can_write = True
+        self._wake_writer()
         if not self.busy:
             self._advance()
+
+    def _wake_writer(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
 
     # used by the server
 
@@ -553,6 +588,69 @@ class Connection(asyncio.Protocol):
             self.close()
         elif not self._advancing:
             self._advance()
+
+    # streamed answers: start_stream, then send_chunk (pacing with writable), end_stream
+
+    def start_stream(
+        self,
+        status: int,
+        content_type: str | None,
+        call_id: str | None,
+        headers: list[tuple[str, str]] | None,
+    ) -> bool:
+        """Send a streamed answer's head; False when no body is to follow (HEAD, or gone)."""
+        if self.closed:
+            return False
+        assert self._transport is not None
+        self._chunked = self._http11
+        if not self._http11:
+            self._keep_alive = False  # HTTP/1.0: the end of the body is the end of the connection
+        keep_alive = self._keep_alive and not self._app.draining
+        self._keep_alive = keep_alive
+        head = render_stream_head(
+            status, content_type, call_id, headers, chunked=self._chunked, keep_alive=keep_alive
+        )
+        self._transport.write(head)
+        return not self._head_only
+
+    def send_chunk(self, data: bytes) -> None:
+        """One piece of a streamed answer (never empty: an empty chunk would end it)."""
+        if data and not self.closed:
+            assert self._transport is not None
+            if self._chunked:
+                self._transport.write(b"%x\r\n%s\r\n" % (len(data), data))
+            else:
+                self._transport.write(data)
+
+    async def writable(self) -> None:
+        """Until the client has taken enough of what was sent (or is gone)."""
+        while not self._can_write and not self.closed:
+            if self._drained is None:
+                self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+    def end_stream(self) -> None:
+        """The streamed answer is complete: end it, then go on to the next request."""
+        self.busy = False
+        self.call = None
+        if self.closed:
+            return
+        assert self._transport is not None
+        if self._chunked and not self._head_only:
+            self._transport.write(b"0\r\n\r\n")
+        if not self._keep_alive:
+            self.close()
+        elif not self._advancing:
+            self._advance()
+
+    def abort(self) -> None:
+        """Cut a streamed answer short: the client sees it incomplete, never as whole."""
+        self.busy = False
+        self.call = None
+        if not self.closed:
+            self.closed = True
+            assert self._transport is not None
+            self._transport.abort()
 
     def close(self) -> None:
         if not self.closed:

@@ -327,22 +327,34 @@ class Call:
         self._settle(task.result() if error is None else None, error)
 
     def _settle(self, result: Any, error: BaseException | None) -> None:
-        self.wd.call_ended()
         if self.answered:
+            self.wd.call_ended()
             if error is not None:
                 extra = {"call_id": self.call_id, "traceback": user_traceback(error)}
                 log.error("function raised after its call had ended", extra=extra)
             return
         if error is not None:
+            self.wd.call_ended()
             self.fail(error)
             return
         try:
             reply = to_reply(result)
         except Exception as exc:  # ConversionError, or e.g. a str that cannot be UTF-8
+            self.wd.call_ended()
             log.error(f"invalid return value: {exc}", extra={"call_id": self.call_id})
             self._answer(500, INVALID_RETURN)
             return
         self._finish()
+        if reply.stream is not None:  # the call stays in flight until the stream ends
+            from .streaming import Stream
+
+            wd = self.wd
+            Stream(
+                self.conn, self.call_id, reply, self.timeout, wd.workers, wd.call_ended,
+                user_traceback,
+            ).start()  # fmt: skip
+            return
+        self.wd.call_ended()
         self.conn.respond(reply.status, reply.body, reply.content_type, self.call_id, reply.headers)
 
     def fail(self, error: BaseException) -> None:

@@ -81,7 +81,11 @@ class FakeReplicas:
         """Replica name -> whether the call counts as sent when it fails there."""
 
     async def send(
-        self, replica: Replica, invocation: Invocation, time_limit: float
+        self,
+        replica: Replica,
+        invocation: Invocation,
+        time_limit: float,
+        stream_limit: float | None = None,
     ) -> InvocationResult:
         self.sent.append((replica.name, invocation.call_id))
         await asyncio.sleep(0)  # an answer takes at least a turn of the loop

@@ -210,16 +210,44 @@ def test_a_declared_length_over_the_limit_fails_before_any_body() -> None:
     assert isinstance(outcome.error, http1.AnswerTooLarge)
 
 
-def test_a_chunked_body_over_the_limit_fails_as_it_passes_it() -> None:
+def test_a_chunked_answer_is_a_stream_with_no_size_limit() -> None:
+    """Chunked answers are streams (a generator's): bounded by time, not by size."""
     chunk = b"400\r\n" + b"a" * 1024 + b"\r\n"
     outcome = run(
         exchange(
-            [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", chunk, chunk],
+            [b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", chunk, chunk, b"0\r\n\r\n"],
             max_body=1500,
         )
     )
-    assert isinstance(outcome.error, http1.AnswerTooLarge)
-    assert outcome.transport.aborted
+    assert outcome.error is None and outcome.body == b"a" * 2048
+    assert outcome.connection.streamed and not outcome.transport.aborted
+
+
+def test_a_stream_quiet_past_its_idle_limit_fails_and_one_that_flows_does_not() -> None:
+    head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+
+    async def main() -> tuple[bytes, BaseException | None, bool]:
+        connection = http1.Connection()
+        transport = FakeTransport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(connection.request(GET, b"", False, 5.0, 0.5, 30.0))
+        await asyncio.sleep(0)
+        connection.data_received(head)
+        await task
+        received = b""
+        for _ in range(12):  # flowing: a chunk every 0.1 s, over twice the idle limit in all
+            await asyncio.sleep(0.1)
+            connection.data_received(b"1\r\nx\r\n")
+            received += await connection.next_chunk() or b""
+        try:
+            await asyncio.wait_for(connection.next_chunk(), 2)  # then quiet
+        except http1.BodyTimeout as exc:
+            return received, exc, transport.aborted
+        return received, None, transport.aborted
+
+    received, error, aborted = asyncio.run(main())
+    assert received == b"x" * 12
+    assert isinstance(error, http1.BodyTimeout) and aborted
 
 
 def test_head_answers_carry_no_body_and_are_not_reused() -> None:
