@@ -245,6 +245,8 @@ class Platform:
             raise FaasError(
                 f"expected 0 <= min <= max and max >= 1, got min {minimum}, max {maximum}"
             )
+        if pool.spec.debug and (minimum, maximum) != (1, 1):
+            raise FaasError(f"{name} is being debugged: it keeps exactly one replica")
         scale = dataclasses.replace(pool.spec.scale, min=minimum, max=maximum)
         pool.spec = dataclasses.replace(pool.spec, scale=scale)
         self.autoscaler.wake()

@@ -32,10 +32,20 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def gateway(docker_client: docker.DockerClient, project: Path, tmp_path: Path) -> Iterator[Gateway]:
+@pytest.fixture(params=["auto", "published"])
+def gateway(
+    request: pytest.FixtureRequest,
+    docker_client: docker.DockerClient,
+    project: Path,
+    tmp_path: Path,
+) -> Iterator[Gateway]:
+    """Replicas dialed at their address here, or at ports published on 127.0.0.1 (as on
+    rootless engines): the debugger is relayed from either."""
     spec = project / "functions.yaml"
-    extra = ("--debug", "paused", "--debug-port", "0")  # any free port: tests run side by side
+    extra = (
+        *("--debug", "paused", "--debug-port", "0"),  # any free port: tests run side by side
+        *("--replica-access", request.param),
+    )
     with running_gateway(docker_client, spec, "debug", tmp_path, *extra) as gateway:
         yield gateway
 
@@ -127,3 +137,12 @@ def test_a_breakpoint_stops_a_call_until_the_debugger_continues(
     (plain,) = running_replicas(docker_client, gateway.project, "plain")
     environment = docker_client.api.inspect_container(plain["Id"])["Config"]["Env"]
     assert not [entry for entry in environment if entry.startswith("FAAS_DEBUG_PORT=")]
+    # and it keeps exactly one replica
+    refused = httpx.post(
+        f"{gateway.admin_url}/system/functions/paused/scale",
+        json={"min": 1, "max": 3},
+        headers=gateway.admin_headers,
+        trust_env=False,
+    )
+    assert refused.status_code == 400, refused.text
+    assert "keeps exactly one replica" in refused.json()["error"]
