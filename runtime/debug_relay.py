@@ -107,6 +107,10 @@ class DebugRelay:
         self._connections.add(task)
         try:
             await self._relay(reader, writer)
+        except asyncio.CancelledError:
+            # only `close` cancels it; ending it cancelled would have asyncio's stream
+            # server log the cancellation as an error
+            pass
         finally:
             self._connections.discard(task)
             writer.close()
@@ -130,21 +134,27 @@ class DebugRelay:
             )
             return
         log.info("debugger attached", extra={"function": self.function})
+        pipes = [
+            asyncio.create_task(_pipe(reader, upstream_writer)),
+            asyncio.create_task(_pipe(upstream_reader, writer)),
+        ]
         try:
-            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+            # either side gone (the editor detached, the replica stopped) ends the session
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for pipe in pipes:
+                pipe.cancel()
+            await asyncio.gather(*pipes, return_exceptions=True)
             upstream_writer.close()
             log.info("debugger detached", extra={"function": self.function})
 
 
 async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    """Copy until `source` ends, then end `sink`'s side (the other direction may go on)."""
+    """Copy until `source` ends or fails."""
     with contextlib.suppress(OSError):
         while chunk := await source.read(CHUNK):
             sink.write(chunk)
             await sink.drain()
-        if sink.can_write_eof():
-            sink.write_eof()
 
 
 def bind_debug_port(first: int, taken: set[int]) -> socket.socket:

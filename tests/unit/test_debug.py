@@ -3,6 +3,7 @@ debugged replica is created with, and the loopback port it is relayed from."""
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from faas.cli import main
 from runtime.backends.base import ReplicaSpec
 from runtime.backends.docker import containers
-from runtime.debug_relay import bind_debug_port
+from runtime.debug_relay import DebugRelay, bind_debug_port
 from runtime.errors import FaasError, SpecError
 from runtime.spec import Project, load_project_text
 from runtime.spec.debug import DEBUG_TIMEOUT, debug_problems, unknown_functions, with_debug
@@ -177,3 +178,53 @@ def test_debugging_a_function_the_project_lacks_exits_2() -> None:
     result = CliRunner().invoke(main, ["up", "-f", str(DEBUG_PROJECT), "--debug", "paused,nope"])
     assert result.exit_code == 2
     assert "has no function named nope" in " ".join(result.output.split())
+
+
+async def _echo_upstream() -> tuple[asyncio.Server, str, list[asyncio.StreamWriter]]:
+    """A stand-in for a replica's debugger: echoes what it reads."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    return server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}", accepted
+
+
+def test_the_relay_reaches_the_ready_replica_and_ends_with_either_side() -> None:
+    async def scenario() -> None:
+        server, address, accepted = await _echo_upstream()
+        target: list[str | None] = [None]
+        relay = DebugRelay("hello", lambda: target[0])
+        await relay.open(bind_debug_port(0, set()))
+        try:
+            # no replica ready: the connection is closed at once
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            # a replica ready: bytes go both ways
+            target[0] = address
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(b"Content-Length: 2\r\n\r\n{}")
+            assert await asyncio.wait_for(reader.readexactly(23), 5) == (
+                b"Content-Length: 2\r\n\r\n{}"
+            )
+            # the replica goes away (replaced): the editor's connection ends too
+            accepted[0].close()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            # a session open when the relay closes (the function is no longer debugged)
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+            writer.write(b"x")
+            assert await asyncio.wait_for(reader.readexactly(1), 5) == b"x"
+        finally:
+            await asyncio.wait_for(relay.close(), 5)
+            server.close()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+
+    asyncio.run(scenario())
