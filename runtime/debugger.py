@@ -9,6 +9,7 @@ built for production can contain a debugger.
 from __future__ import annotations
 
 import compileall
+import os
 import py_compile
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from runtime.requirements import PYTHON_VERSION
 from runtime.watchdog import wire
 
 DEBUGPY_VERSION = "1.8.22"
-"""Pinned: the same in every replica, and the `debug` extra of pyproject.toml."""
+"""Pinned, so every debugged replica runs the same debugpy. The host needs none: the
+replicas get it from here, resolved for their Python, not from the gateway's venv."""
 
 
 def resolve_debugger(resolve: RequirementsResolver = requirements.resolve) -> Path:
@@ -28,7 +30,7 @@ def resolve_debugger(resolve: RequirementsResolver = requirements.resolve) -> Pa
     wanted = f"debugpy=={DEBUGPY_VERSION}\n"
     if not listing.is_file() or listing.read_text() != wanted:
         listing.parent.mkdir(parents=True, exist_ok=True)
-        staging = listing.with_suffix(".tmp")
+        staging = listing.with_name(f".{listing.name}.{os.getpid()}")  # gateways side by side
         staging.write_text(wanted)
         staging.replace(listing)
     found = resolve(listing)
