@@ -14,9 +14,10 @@ import httpx
 from rich.console import Console
 
 from faas import state
-from runtime.errors import SpecError
+from runtime.errors import Problem, SpecError
 from runtime.spec import Project, load_project
 from runtime.spec._values import ENGINES, ISOLATIONS, REPLICA_ACCESS
+from runtime.spec.debug import debug_problems
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,6 +126,22 @@ def load(spec_file: Path, project: str | None) -> Project:
         for problem in exc.problems:
             errors.print(f"  {problem}", highlight=False, markup=False)
         sys.exit(EXIT_INVALID)
+
+
+def print_problems(spec_file: Path, problems: list[Problem]) -> NoReturn:
+    """Every problem of `spec_file`, then exit 2."""
+    noun = "problem" if len(problems) == 1 else "problems"
+    errors.print(f"[bold red]{spec_file} has {len(problems)} {noun}:[/]", highlight=False)
+    for problem in problems:
+        errors.print(f"  {problem}", highlight=False, markup=False)
+    sys.exit(EXIT_INVALID)
+
+
+def refuse_debug(project: Project, spec_file: Path, why_not: str) -> None:
+    """Exit 2 if a function is in debug mode where debugging cannot be (`why_not`)."""
+    problems = debug_problems(project, why_not, str(spec_file))
+    if problems:
+        print_problems(spec_file, problems)
 
 
 def running_gateway(project: Project) -> state.GatewayState:

@@ -22,6 +22,7 @@ from faas.cli_common import (
     file_option,
     load,
     project_option,
+    refuse_debug,
 )
 from runtime.errors import EngineUnavailable, FaasError
 
@@ -100,6 +101,8 @@ def deploy(
 
     logging_setup.configure("warning")
     loaded = load(spec_file, project)
+    if not remove:
+        refuse_debug(loaded, spec_file, "`faas deploy` runs it in the cluster")
     try:
         if remove:
             removed = asyncio.run(swarm.remove_gateway(loaded))

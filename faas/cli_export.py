@@ -14,6 +14,7 @@ from faas.cli_common import (
     file_option,
     load,
     project_option,
+    refuse_debug,
 )
 from runtime.errors import EngineUnavailable, FaasError
 from runtime.export import DEFAULT_GATEWAY_IMAGE
@@ -69,6 +70,7 @@ def kubernetes(
     from runtime.export import kubernetes as k8s  # loads the Docker SDK: only for this command
 
     loaded = load(spec_file, project)
+    refuse_debug(loaded, spec_file, "an export runs it in a cluster")
     try:
         found = k8s.manifests(
             loaded,

@@ -36,6 +36,8 @@ def functions_table(rows: list[dict[str, Any]], title: str, width: int) -> Rende
     for row in rows:
         colour = STATE_COLOURS.get(row["state"], "yellow")
         state = f"[{colour}]{row['state']}[/]"
+        if row.get("debug"):  # the debugger's port on 127.0.0.1 (faas up --debug)
+            state += f"\ndebug {row['debug']}"
         cold = row.get("last_cold_start_ms")
         cold_text = f"{cold:.0f} ms" if cold else "-"
         error = row.get("error") or row.get("reload_error") or ""

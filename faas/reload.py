@@ -37,11 +37,14 @@ class DevReloader:
         reconfigure: Callable[[Project], None],
         progress: FunctionProgress,
         project_name: str | None = None,
+        adjust: Callable[[Project], Project] | None = None,
     ) -> None:
         self.platform = platform
         self.reconfigure = reconfigure
         self.progress = progress
         self.project_name = project_name
+        self.adjust = adjust
+        """What the command line changes in each loaded functions.yaml (`faas up --debug`)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         root = self.platform.project.root
@@ -80,6 +83,8 @@ class DevReloader:
             project = await asyncio.to_thread(
                 load_project, file, project_name=self.project_name, check_handlers=True
             )
+            if self.adjust is not None:
+                project = self.adjust(project)
         except SpecError as exc:
             log.error(
                 "functions.yaml is invalid; the last valid configuration keeps serving:\n"

@@ -34,6 +34,7 @@ from gateway.keys import KeyStore
 from gateway.limits import admin_limits, function_limits, raise_descriptor_limit
 from gateway.protocol import GatewayProtocol, protocol_for
 from runtime.backends import checked_backend
+from runtime.debug_relay import DEFAULT_PORT as DEFAULT_DEBUG_PORT
 from runtime.errors import FaasError
 from runtime.events.service import EventService
 from runtime.loghub import HubHandler, redact_log_records
@@ -118,10 +119,14 @@ async def serve_platform(
     backend_name: str = "docker",
     dev: bool = False,
     on_ready: Callable[[Platform, str, str], None] | None = None,
+    adjust: Callable[[Project], Project] | None = None,
+    debug_port: int = DEFAULT_DEBUG_PORT,
 ) -> None:
     """Serve `project` until SIGINT/SIGTERM; `dev` mounts code and reloads on every save.
 
-    `on_ready(platform, url, admin_url)` once both listeners are bound and deployed.
+    `on_ready(platform, url, admin_url)` once both listeners are bound and deployed;
+    `adjust` is applied to each functions.yaml loaded while serving (what the command
+    line changed), and may raise SpecError; `debug_port`: the first debugger port.
     """
     state_dir = state.state_dir(project.root)
     token = state.admin_token(project.root, create=True)
@@ -153,7 +158,12 @@ async def serve_platform(
         local_demand=lambda: {name: pool.local_demand() for name, pool in platform.pools.items()},
     )
     platform = Platform(
-        project, backend, security.secrets, dev=dev, coordination=shared.coordination
+        project,
+        backend,
+        security.secrets,
+        dev=dev,
+        coordination=shared.coordination,
+        debug_port=debug_port,
     )
     platform.logs.echo = ReplicaPrinter()
     hub_handler = HubHandler(platform.logs)
@@ -207,7 +217,7 @@ async def serve_platform(
         if on_ready is not None:
             on_ready(platform, running.url, running.admin_url)
         if dev:
-            reloader = DevReloader(platform, reconfigure, _log_progress, project.name)
+            reloader = DevReloader(platform, reconfigure, _log_progress, project.name, adjust)
             watching = asyncio.create_task(reloader.run(stopping))
         if not stopping.is_set():
             await _serve_all([(servers[0], sock), (servers[1], admin_sock)])  # until stopped

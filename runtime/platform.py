@@ -24,6 +24,9 @@ from typing import Any
 
 from runtime import requirements
 from runtime.backends.base import AnyBackend, ImageRequest, Replica
+from runtime.debug_relay import DEFAULT_PORT as DEFAULT_DEBUG_PORT
+from runtime.debug_relay import DebugRelays
+from runtime.debugger import resolve_debugger
 from runtime.errors import (
     FaasError,
     FunctionNotFound,
@@ -70,13 +73,17 @@ class Platform:
         coordination: Coordination | None = None,
         supply: ReplicaSupply | None = None,
         client: ReplicaClient | None = None,
+        debug_port: int = DEFAULT_DEBUG_PORT,
     ) -> None:
-        """`supply` and `client` replace the ones `backend` would get (tests)."""
+        """`supply` and `client` replace the ones `backend` would get (tests);
+        `debug_port`: the first port on 127.0.0.1 for debugged functions (0: any)."""
         self.project = project
         self.backend = backend
         self.secrets = secrets
         self.dev = dev
         """Development: code is mounted into replicas, not baked, and can be reloaded."""
+        self.debuggers = DebugRelays(debug_port)
+        """Debugged functions' ports on 127.0.0.1 (development only)."""
         if client is None:
             client = ReplicaClient(max_answer=project.gateway.max_response_size)
         self.client = client
@@ -162,6 +169,7 @@ class Platform:
         await asyncio.gather(*(self.supply.prepare(pool) for pool in pools))
         self._autoscaling = asyncio.get_running_loop().create_task(self.autoscaler.run())
         self.autoscaler.wake()
+        await self._relay_debuggers()  # bound before the replicas start: a port in use fails now
         await asyncio.gather(*(self._wait_for_minimum(pool, progress) for pool in pools))
 
     async def build(self, progress: FunctionProgress = _quiet) -> None:
@@ -201,19 +209,34 @@ class Platform:
         try:
             request = await self._plan(pool)
             built = await self.backend.build_image(request, for_task(progress, name))
+            debugger = await self._debugger(pool)
         except FaasError as exc:
             pool.mark_failed(self.redact(str(exc)))
             progress(name, f"failed: {exc}", 1.0)
             return
-        self._built(pool, request)
+        self._built(pool, request, debugger)
         progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
 
-    def _built(self, pool: FunctionPool, request: ImageRequest) -> None:
+    def _built(
+        self, pool: FunctionPool, request: ImageRequest, debugger: str | None = None
+    ) -> None:
         """The function's image exists: its replicas are made from it from now on."""
         mount = code_mount(self.project, pool.spec) if self.dev else None
         secret_files = self._secret_files.get(pool.name, {})
-        self.supply.use(pool, Recipe(request.tag, request.code, secret_files, mount))
+        recipe = Recipe(request.tag, request.code, secret_files, mount, debugger)
+        self.supply.use(pool, recipe)
         pool.mark_built(request.tag)
+
+    async def _debugger(self, pool: FunctionPool) -> str | None:
+        """Where debugpy is on the host, for a debugged function in development."""
+        if not (self.dev and pool.spec.debug):
+            return None
+        return str(await asyncio.to_thread(resolve_debugger))
+
+    async def _relay_debuggers(self) -> None:
+        """A port on 127.0.0.1 for each debugged function, relayed to its replica."""
+        if self.dev:
+            await self.debuggers.sync(self.pools)
 
     def set_scale(self, name: str, minimum: int, maximum: int) -> ScalePolicy:
         """Override a function's replica bounds until functions.yaml is next applied."""
@@ -222,6 +245,8 @@ class Platform:
             raise FaasError(
                 f"expected 0 <= min <= max and max >= 1, got min {minimum}, max {maximum}"
             )
+        if pool.spec.debug and (minimum, maximum) != (1, 1):
+            raise FaasError(f"{name} is being debugged: it keeps exactly one replica")
         scale = dataclasses.replace(pool.spec.scale, min=minimum, max=maximum)
         pool.spec = dataclasses.replace(pool.spec, scale=scale)
         self.autoscaler.wake()
@@ -266,11 +291,12 @@ class Platform:
             try:
                 request = await self._plan(pool)
                 await self.backend.build_image(request, for_task(progress, name))
+                debugger = await self._debugger(pool)
             except FaasError as exc:
                 progress(name, f"rebuild failed, the previous image keeps serving: {exc}", 1.0)
                 continue
             if request.tag != pool.image:
-                self._built(pool, request)
+                self._built(pool, request, debugger)
                 pool.clear_failure()
                 await self.supply.replace(pool)
                 rolled.append(name)
@@ -316,6 +342,7 @@ class Platform:
             await self._build_all([pool], progress)
             await self.supply.replace(pool)
         self.autoscaler.wake()
+        await self._relay_debuggers()
         return changes
 
     def _mount_secrets(self, pool: FunctionPool) -> None:
@@ -434,6 +461,7 @@ class Platform:
                     "target_concurrency": pool.spec.scale.target_concurrency,
                     "idle_timeout": pool.spec.scale.idle_timeout,
                 },
+                "debug": self.debuggers.address(name),
                 **history.last_cold_start(name),
             }
             for name, pool in self.pools.items()
@@ -448,6 +476,7 @@ class Platform:
         if self._autoscaling is not None:
             self._autoscaling.cancel()
             await asyncio.gather(self._autoscaling, return_exceptions=True)
+        await self.debuggers.close()
         await self.supply.stop()
         try:
             if remove_replicas:
@@ -515,4 +544,5 @@ def _replica_inputs(spec: FunctionSpec) -> tuple[object, ...]:
         spec.requirements,
         spec.base_image,
         spec.secrets,
+        spec.debug,
     )

@@ -70,6 +70,9 @@ class ReplicaSpec:
     """(host path, container path) of code mounted read-only, in development."""
     isolation: str = "container"
     """container (the engine's default runtime) or gvisor (a user-space kernel, runsc)."""
+    debugger: str | None = None
+    """Development, a debugged function: the host directory holding debugpy, mounted
+    read-only; the replica runs it on wire.DEBUG_PORT and has no call timeout."""
 
     @property
     def limits(self) -> Limits:
@@ -85,6 +88,8 @@ class Replica:
     function: str
     address: str
     token: str
+    debug_address: str | None = None
+    """host:port of its debugger, reachable from the gateway only (a debugged replica)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class CreatedReplica:
     token: str
     address: str | None = None
     """Known ahead when the backend fixes the network before the start."""
+    debug_address: str | None = None
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from runtime.spec._schema import (
     salvage,
 )
 from runtime.spec._yaml import MAX_SPEC_SIZE, TOO_LARGE, LineMap, Loc, Tree, dotted, read_yaml
+from runtime.spec.debug import debugged
 
 _INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {"environment", "scale", "retry"}
 _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
@@ -351,7 +352,7 @@ def _function_spec(
     settings = defaults.model_copy(
         update={field: getattr(raw, field) for field in raw.model_fields_set & _INHERITED_AS_IS}
     )
-    return FunctionSpec(
+    spec = FunctionSpec(
         name=name,
         handler_file=raw.handler.file,
         handler_name=raw.handler.function,
@@ -380,6 +381,7 @@ def _function_spec(
         include=raw.include,
         preload=raw.preload,
     )
+    return debugged(spec) if raw.debug else spec
 
 
 def _gateway(raw: RawGateway) -> GatewaySettings:

@@ -271,6 +271,9 @@ class FunctionSpec:
     preload: tuple[str, ...] | None = None
     """Modules its warm watchdogs import before it is given to them; None: the top-level
     modules of its requirements; (): none (imports with side effects run at its start)."""
+    debug: bool = False
+    """Development only: one replica, started at once, with debugpy listening and no call
+    timeout (runtime/spec/debug.py)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -251,6 +251,7 @@ class RawFunction(RawDefaults):
     ] = ()
     schedule: Annotated[str | None, PlainValidator(v.optional(v.schedule))] = None
     preload: Annotated[tuple[str, ...] | None, PlainValidator(v.optional(v.preload))] = None
+    debug: Annotated[bool, PlainValidator(v.boolean)] = False
 
 
 class RawDocument(_Raw):

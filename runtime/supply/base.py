@@ -67,6 +67,8 @@ class Recipe:
     """Secret name -> the host file holding its value."""
     code_mount: tuple[str, str] | None = None
     """Development: (host path, container path) of the code, mounted instead of baked."""
+    debugger: str | None = None
+    """Development, a debugged function: the host directory holding debugpy."""
 
     def replica_spec(self, spec: FunctionSpec) -> ReplicaSpec:
         """One replica's: the function's settings now, this recipe, a token of its own."""
@@ -83,6 +85,7 @@ class Recipe:
             secret_files={name: str(path) for name, path in self.secret_files.items()},
             code_mount=self.code_mount,
             isolation=spec.isolation,
+            debugger=self.debugger,
         )
 
 

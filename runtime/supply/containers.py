@@ -136,7 +136,8 @@ class ContainerSupply:
             name: content for name, content in recipe.code.items()
             if name.startswith(wire.INIT_CODE)
         }  # fmt: skip
-        starts.warm_code = code if warm_pool.fits(code) else None
+        # A debugged function's replica publishes a debugger: always a container of its own.
+        starts.warm_code = code if warm_pool.fits(code) and recipe.debugger is None else None
 
     async def build(
         self,

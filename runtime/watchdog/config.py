@@ -40,6 +40,8 @@ class Settings:
     """(uid, gid) a warm watchdog becomes before it imports its function; None: stays."""
     preload: tuple[str, ...] = ()
     """Modules a warm watchdog imports before it reports ready (its image's requirements)."""
+    debug_port: int = 0
+    """Development: the port debugpy listens on before the handler is imported; 0: none."""
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
@@ -114,9 +116,11 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         deps_dir=text(wire.DEPS_DIR_ENV, wire.DEPS_DIR),
         run_as=user(wire.RUN_AS_ENV),
         preload=modules(wire.PRELOAD_ENV),
+        debug_port=int(number(wire.DEBUG_PORT_ENV, 0, int, 0)),
     )
-    if settings.port > 65535:
-        problems.append(f"{wire.PORT_ENV}={settings.port} is out of range")
+    for name, port in ((wire.PORT_ENV, settings.port), (wire.DEBUG_PORT_ENV, settings.debug_port)):
+        if port > 65535:
+            problems.append(f"{name}={port} is out of range")
     if problems:
         raise ConfigError("; ".join(problems))
     return settings

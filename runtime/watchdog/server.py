@@ -545,6 +545,10 @@ def main(environ: Mapping[str, str] | None = None) -> int:
                 log.warning(f"preloading {module} failed: {error}")
         log.info("warm, waiting for a function")
     else:
+        if settings.debug_port:
+            from .debugging import start_debugger
+
+            start_debugger(settings.debug_port)  # so a breakpoint in module code can stop too
         started = time.perf_counter()
         handler, failure = import_handler(settings)
         import_ms = round((time.perf_counter() - started) * 1000, 1)

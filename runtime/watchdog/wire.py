@@ -85,6 +85,9 @@ files, before it imports the handler (REPLICA_UID below)."""
 PRELOAD_ENV = "FAAS_PRELOAD"
 """Comma-separated modules a warm watchdog imports before it reports ready: the
 requirements baked into its image, so a function given to it finds them imported."""
+DEBUG_PORT_ENV = "FAAS_DEBUG_PORT"
+"""Development (`debug: true`): debugpy listens on this port before the handler is
+imported, loaded from DEBUGGER_DIR (runtime/watchdog/debugging.py)."""
 
 # -- the image's layout --------------------------------------------------------------
 
@@ -100,6 +103,10 @@ CODE_DIR = "/app"
 DEPS_DIR = "/opt/faas/deps"
 """On the image's PYTHONPATH; a warm watchdog writes the requirements it is sent here."""
 SECRETS_DIR = "/run/secrets"
+DEBUGGER_DIR = "/opt/faas/debugger"
+"""Where a debugged replica mounts debugpy (resolved on the host for the image's Python)."""
+DEBUG_PORT = 5678
+"""debugpy's port inside a debugged replica (its conventional one)."""
 REPLICA_UID = 10001
 REPLICA_GID = 10001
 """Who function code runs as. A warm watchdog starts as root (with only the capabilities

@@ -273,14 +273,20 @@ class DockerBackend(EngineBackend):
             options = self._options
             sandbox = api.create_container(
                 host_config=api.create_host_config(
-                    **containers.sandbox_host_config_args(self.project, options)
+                    **containers.sandbox_host_config_args(
+                        self.project, options, debug=spec.debugger is not None
+                    )
                 ),
                 **containers.sandbox_args(spec, self.project, name, options),
             )["Id"]
             try:
                 api.start(sandbox)
                 self._keep_first()
-                address = self._address(api.inspect_container(sandbox))
+                attrs = api.inspect_container(sandbox)
+                address = self._address(attrs)
+                debug_address = (
+                    self._address(attrs, containers.DEBUG_PORT) if spec.debugger else None
+                )
                 host_config = api.create_host_config(
                     **containers.host_config_args(spec, self.project, sandbox, options)
                 )
@@ -301,6 +307,7 @@ class DockerBackend(EngineBackend):
             function=spec.function,
             token=spec.token,
             address=address,
+            debug_address=debug_address,
         )
 
     async def create_warm(self, spec: WarmSpec, token: str) -> CreatedReplica:
@@ -385,16 +392,18 @@ class DockerBackend(EngineBackend):
             function=created.function,
             address=address,
             token=created.token,
+            debug_address=created.debug_address,
         )
 
-    def _address(self, attrs: dict[str, Any]) -> str:
+    def _address(self, attrs: dict[str, Any], port: int = containers.REPLICA_PORT) -> str:
+        """Where the gateway dials container `port` (the watchdog's by default)."""
         if self.published:
-            address = containers.published_address(attrs)
+            address = containers.published_address(attrs, port)
             if address is None:
                 raise EngineUnavailable(f"the engine published no port for {attrs['Name']}")
             return address
         network = attrs["NetworkSettings"]["Networks"][self._network]
-        return f"{network['IPAddress']}:{containers.REPLICA_PORT}"
+        return f"{network['IPAddress']}:{port}"
 
     async def stop(self, replica_id: str, *, grace: float = 5.0) -> None:
         await self._call(self._stop, replica_id, grace)

@@ -29,6 +29,7 @@ SANDBOX_CPUS = 250_000_000
 path: at 0.01 CPU it took 1.5-2.2 s here, at 0.25 ~0.1-0.3 s."""
 
 REPLICA_PORT = wire.PORT
+DEBUG_PORT = wire.DEBUG_PORT
 REPLICA_USER = f"{wire.REPLICA_UID}:{wire.REPLICA_GID}"
 TMPFS_SIZE = "64m"
 SECRETS_DIR = wire.SECRETS_DIR
@@ -150,29 +151,35 @@ def sandbox_args(
             LABEL_ROLE: ROLE_SANDBOX,
         },
         "use_config_proxy": False,
-        **_exposed(options),
+        **_exposed(options, debug=spec.debugger is not None),
     }
 
 
-def _exposed(options: EngineOptions) -> dict[str, Any]:
+def _ports(debug: bool) -> list[int]:
+    """The container ports a replica serves on: the watchdog's, and a debugged one's debugpy."""
+    return [REPLICA_PORT, DEBUG_PORT] if debug else [REPLICA_PORT]
+
+
+def _exposed(options: EngineOptions, debug: bool = False) -> dict[str, Any]:
     """Create arguments of the container that owns a replica's network namespace."""
-    return {"ports": [REPLICA_PORT]} if options.published else {}
+    return {"ports": _ports(debug)} if options.published else {}
 
 
-def _published(options: EngineOptions) -> dict[str, Any]:
-    """Host config of that container: the replica port on 127.0.0.1, any free host port.
+def _published(options: EngineOptions, debug: bool = False) -> dict[str, Any]:
+    """Host config of that container: the replica port on 127.0.0.1, any free host port
+    (and a debugged replica's debugpy port likewise).
 
     Loopback only: no other machine can reach it, and a container reaching the host
     through its bridge gateway does not match the binding either.
     """
     if not options.published:
         return {}
-    return {"port_bindings": {REPLICA_PORT: (PUBLISHED_HOST, None)}}
+    return {"port_bindings": {port: (PUBLISHED_HOST, None) for port in _ports(debug)}}
 
 
-def published_address(attrs: dict[str, Any]) -> str | None:
-    """host:port the engine published the replica port on, from an inspect; None if none."""
-    bindings = (attrs["NetworkSettings"].get("Ports") or {}).get(f"{REPLICA_PORT}/tcp") or ()
+def published_address(attrs: dict[str, Any], port: int = REPLICA_PORT) -> str | None:
+    """host:port the engine published container `port` on, from an inspect; None if none."""
+    bindings = (attrs["NetworkSettings"].get("Ports") or {}).get(f"{port}/tcp") or ()
     for binding in bindings:
         if binding.get("HostPort"):
             return f"{PUBLISHED_HOST}:{binding['HostPort']}"
@@ -180,10 +187,10 @@ def published_address(attrs: dict[str, Any]) -> str | None:
 
 
 def sandbox_host_config_args(
-    project: str, options: EngineOptions = EngineOptions()
+    project: str, options: EngineOptions = EngineOptions(), debug: bool = False
 ) -> dict[str, Any]:
     return {
-        **_published(options),
+        **_published(options, debug),
         **({"tmpfs": _engine_tmpfs(options)} if options.podman else {}),
         "ulimits": list(options.ulimits) or None,
         "network_mode": network_name(project),
@@ -262,6 +269,8 @@ def _binds(spec: ReplicaSpec) -> dict[str, dict[str, str]]:
     if spec.code_mount is not None:
         host, container = spec.code_mount
         binds[host] = {"bind": container, "mode": "ro"}
+    if spec.debugger is not None:
+        binds[spec.debugger] = {"bind": wire.DEBUGGER_DIR, "mode": "ro"}
     return binds
 
 
@@ -277,6 +286,10 @@ def replica_environment(spec: ReplicaSpec) -> dict[str, str]:
             wire.PORT_ENV: str(REPLICA_PORT),
         }
     )
+    if spec.debugger is not None:
+        # debugpy, and no call timeout: a call paused at a breakpoint must not be killed
+        environment[wire.DEBUG_PORT_ENV] = str(DEBUG_PORT)
+        environment[wire.TIMEOUT_ENV] = f"{spec.timeout:g}"
     return environment
 
 
