@@ -43,7 +43,12 @@ from runtime.spec._schema import (
 )
 from runtime.spec._yaml import MAX_SPEC_SIZE, TOO_LARGE, LineMap, Loc, dotted, read_yaml
 
-_INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {"environment", "scale", "retry"}
+_INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {
+    "environment",
+    "scale",
+    "retry",
+    "system_packages",
+}
 _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
 _LIST_ERRORS = frozenset({"list_type", "tuple_type"})
 
@@ -298,6 +303,7 @@ def _function_spec(name: str, raw: RawFunction, defaults: RawDefaults) -> Functi
         isolation=settings.isolation,
         include=raw.include,
         preload=raw.preload,
+        system_packages=tuple(dict.fromkeys((*defaults.system_packages, *raw.system_packages))),
     )
 
 

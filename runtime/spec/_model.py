@@ -233,6 +233,9 @@ class FunctionSpec:
     preload: tuple[str, ...] | None = None
     """Modules its warm watchdogs import before it is given to them; None: the top-level
     modules of its requirements; (): none (imports with side effects run at its start)."""
+    system_packages: tuple[str, ...] = ()
+    """Debian packages installed into its image with apt, from the base image's own apt
+    sources: those of `defaults`, then its own (runtime/images.py)."""
 
 
 @dataclass(frozen=True, slots=True)

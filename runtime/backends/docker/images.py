@@ -135,6 +135,17 @@ def _import(api: APIClient, archive: Path, image: str) -> None:
             raise ImageBuildError(f"importing base image {image} failed: {event['error']}")
 
 
+def _build_failure(subject: str, error: str, output: list[str]) -> str:
+    """What a failed build is reported as: a step's own `faas: ` line (the system packages
+    step prints one, runtime/images.py) when it said what is wrong, else the engine's error;
+    then the last lines of the build's output."""
+    said = [line[len("faas: ") :].strip() for line in "".join(output).splitlines()
+            if line.startswith("faas: ")]  # fmt: skip
+    reason = "; ".join(said) if said else error.strip()
+    tail = [line for line in output[-20:] if not line.startswith("faas: ")]
+    return f"building the image of {subject} failed: {reason}\n" + "".join(tail)
+
+
 def build_function_image(api: APIClient, request: ImageRequest, progress: ProgressCallback) -> bool:
     if image_id(api, request.tag) is not None:
         return False
@@ -155,10 +166,7 @@ def build_function_image(api: APIClient, request: ImageRequest, progress: Progre
         )
         for event in events:
             if "error" in event:
-                raise ImageBuildError(
-                    f"building the image of {subject} failed: {event['error'].strip()}\n"
-                    + "".join(output[-20:])
-                )
+                raise ImageBuildError(_build_failure(subject, event["error"], output))
             text = event.get("stream", "")
             if text:
                 output.append(text)
