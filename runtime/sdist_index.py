@@ -101,7 +101,10 @@ def choose(candidates: list[Candidate], requirement: str, python_version: str) -
         version = sdist_version(candidate.filename, name)
         if version is None or candidate.yanked:
             continue
-        if not specifier.contains(version):
+        # pip's rule: pre-releases only when the specifier names one (`--pre` aside)
+        if version.is_prerelease and not specifier.prereleases:
+            continue
+        if not specifier.contains(version, prereleases=True):
             continue
         if candidate.requires_python:
             try:

@@ -40,6 +40,8 @@ BASE_IMAGE_CHANGES = (
 )
 """The image settings of a base image built from Debian packages (as in the script's import)."""
 
+FAILED_COMMAND = re.compile(r"The command '.*' returned a non-zero code: (\d+)", re.DOTALL)
+
 BUILD_STEP = re.compile(r"step (\d+)/(\d+)", re.IGNORECASE)
 """A build step's line: Docker says "Step 2/5 : RUN ...", Podman "STEP 2/5: RUN ..."."""
 
@@ -141,8 +143,10 @@ def _build_failure(subject: str, error: str, output: list[str]) -> str:
     then the last lines of the build's output."""
     said = [line[len("faas: ") :].strip() for line in "".join(output).splitlines()
             if line.startswith("faas: ")]  # fmt: skip
-    reason = "; ".join(said) if said else error.strip()
-    tail = [line for line in output[-20:] if not line.startswith("faas: ")]
+    # Docker quotes the whole failed command; the step's output below shows what it did
+    reason = "; ".join(said) if said else FAILED_COMMAND.sub(r"a build step exited with \1", error)
+    tail = [line if len(line) < 300 else f"{line[:200]}...\n" for line in output[-20:]
+            if not line.startswith("faas: ")]  # fmt: skip
     return f"building the image of {subject} failed: {reason}\n" + "".join(tail)
 
 
