@@ -180,14 +180,19 @@ def _fetch_sdist(
     except ValueError as exc:
         raise ImageBuildError(str(exc)) from None
     candidates: list[sdist_index.Candidate] = []
+    unreachable: list[str] = []
     pages = [f"{index.rstrip('/')}/{name}/" for index in sdists.indexes(options, PYPI)]
     for location in [*sdists.find_links(options), *pages]:
-        candidates += _candidates(location)
+        found = _candidates(location)
+        if found is None:
+            unreachable.append(location)
+        candidates += found or []
     chosen = sdist_index.choose(candidates, requirement, interpreter.python_version)
     if chosen is None:
+        why = f" ({', '.join(unreachable)} did not answer)" if unreachable else ""
         raise ImageBuildError(
             f"{requirement} has neither a wheel for {interpreter.describe()} nor a source "
-            "distribution in the indexes the requirements name"
+            f"distribution in the indexes the requirements name{why}"
         )
     content = _read(chosen.url)
     if chosen.sha256 and hashlib.sha256(content).hexdigest() != chosen.sha256:
@@ -195,8 +200,9 @@ def _fetch_sdist(
     return chosen.filename, content
 
 
-def _candidates(location: str) -> list[sdist_index.Candidate]:
-    """The files at a find-links directory, or linked from an index or find-links page."""
+def _candidates(location: str) -> list[sdist_index.Candidate] | None:
+    """The files at a find-links directory, or linked from an index or find-links page;
+    None when a page did not answer (a 404 is an index without the project: [])."""
     path = (
         Path(urllib.request.url2pathname(urlsplit(location).path))
         if (location.startswith("file:"))
@@ -214,9 +220,11 @@ def _candidates(location: str) -> list[sdist_index.Candidate]:
     try:
         response = httpx.get(location, follow_redirects=True, timeout=FETCH_TIMEOUT)
     except httpx.HTTPError:
+        return None
+    if response.status_code == 404:
         return []
     if response.status_code != 200:
-        return []
+        return None
     return sdist_index.page_candidates(response.text, str(response.url))
 
 

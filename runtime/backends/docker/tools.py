@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 import docker.errors
+import requests.exceptions
 from docker.api.client import APIClient
 
 from runtime.errors import ImageBuildError
@@ -126,11 +127,16 @@ def _run(
     try:
         directories = {"in", "out"} if collect else set()
         api.put_archive(container, "/", _archive(files, directories))
-        api.start(container)
+        try:
+            api.start(container)
+        except docker.errors.APIError as exc:  # e.g. no python3 in the image
+            raise ImageBuildError(
+                f"cannot run {command[0]} in image {image_id[:19]}: {exc.explanation or exc}"
+            ) from None
         try:
             code = int(api.wait(container, timeout=timeout)["StatusCode"])
-        except Exception as exc:  # requests' ReadTimeout: the command ran too long
-            raise ImageBuildError(f"{command[:3]} ran over {timeout} s: {exc}") from None
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
+            raise ImageBuildError(f"{' '.join(command[:4])} ran over {timeout} s: {exc}") from None
         output = api.logs(container, stdout=True, stderr=True).decode(errors="replace")
         collected = _extract(api, container, collect) if collect and code == 0 else {}
         return code, output, collected
