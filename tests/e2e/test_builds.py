@@ -27,7 +27,8 @@ import httpx
 import pytest
 
 from runtime.spec import DEFAULT_BASE_IMAGE
-from tests.conftest import Gateway, running_gateway, wait_for
+from tests.conftest import Gateway, running_gateway, running_replicas, wait_for
+from tests.e2e.test_warm_kinds import unassigned
 
 pytestmark = pytest.mark.docker
 
@@ -291,7 +292,7 @@ def test_system_packages_come_from_the_base_images_apt_sources(builds: Gateway) 
 
 
 def test_functions_with_other_system_packages_start_from_other_warm_pools(
-    builds: Gateway,
+    builds: Gateway, docker_client: docker.DockerClient
 ) -> None:
     def takers() -> dict[str, str]:
         pools = builds.admin_get("/system/functions").json()["warm"]["pools"]
@@ -300,22 +301,22 @@ def test_functions_with_other_system_packages_start_from_other_warm_pools(
     found = wait_for(lambda: (t := takers()) and {"greet", "plain"} <= t.keys() and t, 60,
                      "warm pools for greet and plain")  # fmt: skip
     assert found["greet"] != found["plain"]
-    # a warm start of greet has the package too (a watchdog of plain's kind would not)
-    wait_for(lambda: not _running(builds, "greet"), 30, "greet back at zero")
+    # a warm start of greet: a watchdog of its kind becomes its replica, and has the package
+    # (one of plain's kind, on the same base image, would not)
+    project = builds.project
+    wait_for(lambda: not running_replicas(docker_client, project, "greet"), 30, "greet at zero")
     wait_for(lambda: _pool(builds, "greet")["ready"] >= 1, 60, "a warm watchdog for greet")
+    waiting = {c["Id"] for c in unassigned(docker_client, project)}
     answer = call(builds, "greet")
     assert answer.status_code == 200 and answer.json() == {"greeting": GREETING}
+    (replica,) = running_replicas(docker_client, project, "greet")
+    assert replica["Id"] in waiting
 
 
 def _pool(gateway: Gateway, function: str) -> dict[str, Any]:
     pools = gateway.admin_get("/system/functions").json()["warm"]["pools"]
     (pool,) = [p for p in pools if function in p["functions"]]
     return dict(pool)
-
-
-def _running(gateway: Gateway, function: str) -> bool:
-    row = rows(gateway)[function]
-    return bool(row.get("replicas"))
 
 
 def test_a_missing_package_or_apt_source_fails_that_function_naming_it(builds: Gateway) -> None:
