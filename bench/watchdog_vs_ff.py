@@ -42,7 +42,6 @@ import contextlib
 import hashlib
 import io
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -153,7 +152,9 @@ def watchdog_images(api: APIClient, base_id: str) -> dict[str, str]:
     project = load_project(PROJECT_DIR)
     tags = {}
     for kind in ("async", "sync"):
-        request = plan_image(project, project.functions[f"hello-{kind}"], base_id, resolve)
+        request = plan_image(
+            project, project.functions[f"hello-{kind}"], base_id, requirements.resolve
+        )
         tag = request.tag.replace("faas-", "faas-bench-", 1)  # keep clear of the platform's
         build(api, tag, request.context)
         tags[kind] = tag
@@ -165,7 +166,7 @@ def ff_image(api: APIClient, base_id: str, wanted: list[str]) -> tuple[str, dict
     with tempfile.TemporaryDirectory() as tmp:
         requirements_file = Path(tmp) / "requirements.txt"
         requirements_file.write_text("".join(f"{line}\n" for line in wanted))
-        deps = resolve(requirements_file)
+        deps = requirements.resolve(requirements_file)
     files = {
         f"deps/{path.relative_to(deps).as_posix()}": path.read_bytes()
         for path in sorted(deps.rglob("*"))
@@ -182,35 +183,6 @@ def ff_image(api: APIClient, base_id: str, wanted: list[str]) -> tuple[str, dict
         name, _, version = info.name.removesuffix(".dist-info").partition("-")
         versions[name.lower().replace("_", "-")] = version
     return tag, versions
-
-
-def resolve(requirements_file: Path) -> Path:
-    """runtime.requirements.resolve, also accepting wheels tagged for older manylinux.
-
-    resolve() passes pip only `--platform manylinux_2_36_<arch>`, and pip (26.x) does not
-    widen that to older manylinux tags, so wheels tagged manylinux2014 alone (watchdog's,
-    which functions-framework needs) are not found: "from versions: none". Until that is
-    fixed there, name every older tag too (duplicates are dropped, should it list them).
-    """
-    original = requirements._platform_tags
-    requirements._platform_tags = lambda: widen_manylinux(original())
-    try:
-        return requirements.resolve(requirements_file)
-    finally:
-        requirements._platform_tags = original
-
-
-def widen_manylinux(platforms: list[str]) -> list[str]:
-    widened: list[str] = []
-    for platform in platforms:
-        match = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", platform)
-        if match is None:
-            widened.append(platform)
-            continue
-        newest, arch = int(match.group(1)), match.group(2)
-        widened += [f"manylinux_2_{minor}_{arch}" for minor in range(newest, 4, -1)]
-        widened += [f"manylinux{legacy}_{arch}" for legacy in ("2014", "2010", "1")]
-    return list(dict.fromkeys(widened))
 
 
 # ---------------------------------------------------------------- containers

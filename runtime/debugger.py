@@ -16,7 +16,6 @@ from pathlib import Path
 
 from runtime import requirements
 from runtime.images import COMPILED_MARKER, RequirementsResolver
-from runtime.requirements import PYTHON_VERSION
 from runtime.watchdog import wire
 
 DEBUGPY_VERSION = "1.8.22"
@@ -46,7 +45,7 @@ def _compile(directory: Path) -> None:
     marker = directory / COMPILED_MARKER
     if (
         marker.exists()
-        or sys.implementation.cache_tag != f"cpython-{PYTHON_VERSION.replace('.', '')}"
+        or sys.implementation.cache_tag != requirements.default_interpreter().cache_tag
     ):
         return
     compileall.compile_dir(

@@ -16,6 +16,7 @@ gateway's, runtime/backends/swarm/gateway_image.py) share.
 
 from __future__ import annotations
 
+import asyncio
 import compileall
 import hashlib
 import io
@@ -25,10 +26,11 @@ import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
-from runtime.backends.base import ImageRequest
+from runtime.backends.base import Backend, ImageRequest
 from runtime.errors import FunctionUnavailable
+from runtime.interpreter import Interpreter
 from runtime.own_code import own_files, walk_files
-from runtime.requirements import PYTHON_VERSION
+from runtime.requirements import Target, default_interpreter
 from runtime.spec import FunctionSpec, Project
 from runtime.watchdog import wire
 
@@ -43,7 +45,7 @@ DEPS = PurePosixPath(wire.INIT_DEPS)
 
 DOCKERFILE = """\
 FROM {base}
-{deps}COPY {package}/ {root}/{package}/
+{system}{deps}COPY {package}/ {root}/{package}/
 COPY {handler_package}/ {root}/{handler_package}/
 COPY {code}/ {code_dir}/
 # Byte-compile now: the root filesystem is read-only at run time. A syntax error
@@ -57,6 +59,28 @@ EXPOSE {port}
 CMD ["python3", "-m", "{package}"]
 """
 DEPS_LINE = f"COPY {DEPS}/ {DEPS_DIR}/\n"
+SYSTEM_PACKAGES = """\
+USER 0
+RUN set -e; packages="{packages}"; \\
+    if ! command -v apt-get >/dev/null 2>&1; then \\
+      echo "faas: system_packages: the base image has no apt-get (system_packages needs a \\
+Debian-based base image)"; exit 100; fi; \\
+    export DEBIAN_FRONTEND=noninteractive; \\
+    apt-get update >/tmp/faas-apt.log 2>&1 || true; \\
+    if ! ls /var/lib/apt/lists/ | grep -q Packages; then cat /tmp/faas-apt.log; \\
+      echo "faas: system_packages: no apt source of the base image answered \\
+(apt-get update fetched no package list; see above)"; exit 100; fi; \\
+    missing=""; for package in $packages; do \\
+      apt-cache show "$package" >/dev/null 2>&1 || missing="$missing $package"; done; \\
+    if [ -n "$missing" ]; then \\
+      echo "faas: system_packages: no such package in the base image's apt sources:$missing"; \\
+      exit 100; fi; \\
+    apt-get install -y --no-install-recommends $packages; \\
+    apt-get clean; rm -rf /var/lib/apt/lists/* /tmp/faas-apt.log
+"""
+"""Installs a function's Debian packages (names validated by the spec: nothing else reaches
+the shell) from the base image's own apt sources, failing with a `faas: ` line that names
+what is wrong (runtime/backends/docker/images.py makes that line the error)."""
 
 RequirementsResolver = Callable[[Path], Path]
 COMPILED_MARKER = ".faas-compiled"
@@ -81,6 +105,25 @@ def code_root(function: FunctionSpec) -> PurePosixPath:
     return PurePosixPath(parts[0]) if len(parts) > 1 else PurePosixPath(function.handler_file)
 
 
+async def requirements_target(backend: Backend, base_image_id: str) -> Target:
+    """What the functions on a base image resolve their requirements for: its own
+    interpreter, and wheels built from source in a container of it.
+
+    The requirements are resolved in a thread (`plan_image`); a build goes back to this
+    event loop, where the backend's verbs run.
+    """
+    if not base_image_id:  # an engine that builds nothing here
+        return Target(default_interpreter())
+    interpreter = await backend.interpreter(base_image_id)
+    loop = asyncio.get_running_loop()
+
+    def build_wheel(sdist: str, inputs: Mapping[str, bytes]) -> dict[str, bytes]:
+        call = backend.build_wheel(base_image_id, sdist, inputs)
+        return asyncio.run_coroutine_threadsafe(call, loop).result()
+
+    return Target(interpreter, build_wheel)
+
+
 def plan_image(
     project: Project,
     function: FunctionSpec,
@@ -88,9 +131,14 @@ def plan_image(
     resolve_requirements: RequirementsResolver,
     *,
     bake_code: bool = True,
+    interpreter: Interpreter | None = None,
 ) -> ImageRequest:
     """The image of one function; without `bake_code` (development) the code is mounted
-    at run time instead, so the tag, and the image, survive every edit of the code."""
+    at run time instead, so the tag, and the image, survive every edit of the code.
+
+    `resolve_requirements` resolves for `interpreter`, the base image's (by default the
+    default base image's), whose facts are part of the tag too."""
+    interpreter = interpreter or default_interpreter()
     handler = project.root / function.handler_file
     if not handler.is_file():
         raise FunctionUnavailable(f"handler file {function.handler_file} not found")
@@ -112,9 +160,13 @@ def plan_image(
             if path.name != COMPILED_MARKER:  # ours, made after the first build
                 files[relative] = path.read_bytes()
         files.setdefault(f"{DEPS}/.keep", b"")
-        bytecode = deps_bytecode(deps_dir)
-    files["Dockerfile"] = _dockerfile(base_image_id, with_deps=bool(function.requirements))
-    digest = files_digest(files, extra=deps_key)
+        bytecode = deps_bytecode(deps_dir, interpreter)
+    files["Dockerfile"] = _dockerfile(
+        base_image_id,
+        with_deps=bool(function.requirements),
+        system_packages=function.system_packages,
+    )
+    digest = files_digest(files, extra=f"{deps_key}:{interpreter.key}")
     # Content-addressed, and free of the function's name and handler (those are given to
     # each replica at creation): functions with the same code and requirements share one
     # image; in development (code mounted) every function with the same requirements does.
@@ -128,7 +180,7 @@ def plan_image(
     return ImageRequest(function=function.name, tag=tag, context=tar_files(files), code=code_files)
 
 
-def deps_bytecode(deps_dir: Path) -> dict[str, bytes]:
+def deps_bytecode(deps_dir: Path, interpreter: Interpreter) -> dict[str, bytes]:
     """Compiled requirements (`deps/.../__pycache__/*.pyc` -> bytes) for a warm watchdog.
 
     An image compiles its requirements when it is built; a warm watchdog receives
@@ -136,7 +188,7 @@ def deps_bytecode(deps_dir: Path) -> dict[str, bytes]:
     unchecked-hash .pyc files (PEP 552), valid whatever the files' times, made once
     per requirements directory, and only when this Python makes the image's bytecode.
     """
-    if sys.implementation.cache_tag != f"cpython-{PYTHON_VERSION.replace('.', '')}":
+    if sys.implementation.cache_tag != interpreter.cache_tag:
         return {}
     marker = deps_dir / COMPILED_MARKER
     if not marker.exists():
@@ -153,17 +205,23 @@ def deps_bytecode(deps_dir: Path) -> dict[str, bytes]:
     }
 
 
-def plan_warm_image(base_image_id: str, deps: Mapping[str, bytes] | None = None) -> ImageRequest:
+def plan_warm_image(
+    base_image_id: str,
+    deps: Mapping[str, bytes] | None = None,
+    system_packages: tuple[str, ...] = (),
+) -> ImageRequest:
     """The image of a warm watchdog: the watchdog on the base image, with no function,
-    and the requirements of one kind of function (`deps/<path>` -> content), if any
-    (runtime/warm_kinds.py).
+    and the requirements and system packages of one kind of function (`deps/<path>` ->
+    content), if any (runtime/warm_kinds.py).
 
     Its /app is empty; at run time a tmpfs mounted there receives a function's code.
     """
     files: dict[str, bytes] = {f"{CODE}/.keep": b"", f"{DEPS}/.keep": b""}
     files.update(deps or {})
     files.update(watchdog_files())
-    files["Dockerfile"] = _dockerfile(base_image_id, with_deps=True)
+    files["Dockerfile"] = _dockerfile(
+        base_image_id, with_deps=True, system_packages=system_packages
+    )
     digest = files_digest(files, extra="warm")
     return ImageRequest(function="", tag=f"faas-warm:{digest[:16]}", context=tar_files(files))
 
@@ -179,9 +237,13 @@ def watchdog_files() -> dict[str, bytes]:
     return files
 
 
-def _dockerfile(base_image_id: str, *, with_deps: bool) -> bytes:
+def _dockerfile(
+    base_image_id: str, *, with_deps: bool, system_packages: tuple[str, ...] = ()
+) -> bytes:
+    system = SYSTEM_PACKAGES.format(packages=" ".join(system_packages)) if system_packages else ""
     return DOCKERFILE.format(
         base=base_image_id,
+        system=system,
         deps=DEPS_LINE if with_deps else "",
         package=wire.PACKAGE,
         handler_package=wire.HANDLER_PACKAGE,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from runtime.errors import (
     InvocationTimeout,
     ReplicaUnreachable,
 )
-from runtime.images import code_mount, plan_image
+from runtime.images import code_mount, plan_image, requirements_target
 from runtime.invocation import Invocation, InvocationResult
 from runtime.loghub import LogHub, ReplicaOutput
 from runtime.observers import Observers, PoolObserver
@@ -199,9 +200,11 @@ class Platform:
 
     async def _plan(self, pool: FunctionPool) -> ImageRequest:
         base_id = self._base_ids.get(pool.spec.base_image) or ""
+        target = await requirements_target(self.backend, base_id)
         return await asyncio.to_thread(
-            plan_image, self.project, pool.spec, base_id, requirements.resolve,
-            bake_code=not self.dev,
+            plan_image, self.project, pool.spec, base_id,
+            functools.partial(requirements.resolve, target=target),
+            bake_code=not self.dev, interpreter=target.interpreter,
         )  # fmt: skip
 
     async def _build(self, pool: FunctionPool, progress: FunctionProgress) -> None:

@@ -2,7 +2,9 @@
 
 A warm watchdog is made for a kind of function, not for one function: the same
 base image, the same isolation (and, where the runtime cannot change a running
-container's limits, the same limits), and the same requirements, which its
+container's limits, the same limits), the same system packages (installed into
+its image: a function that needs libpq5 never starts on a watchdog whose image
+lacks it), and the same requirements, which its
 image already holds and which it has already imported (`preload`). Functions of
 one kind share one warm pool; a function with no requirements shares the plain
 kind of its base image with every other such function.
@@ -46,6 +48,8 @@ class WarmKind:
     """Digest of the requirements baked into its image; "" for none."""
     preload: tuple[str, ...] = ()
     """Modules its watchdogs import before they report ready."""
+    system_packages: tuple[str, ...] = ()
+    """Debian packages installed into its image, sorted."""
 
     @property
     def label(self) -> str:
@@ -64,10 +68,11 @@ def kind_of(
     limits: Limits,
     deps: Mapping[str, bytes],
     preload: tuple[str, ...] | None,
+    system_packages: tuple[str, ...] = (),
 ) -> WarmKind:
     """The kind of a function on `base` under `isolation` and `limits`, whose requirements
-    are `deps` (`deps/<path>` -> content) and whose `preload` setting is given (None:
-    the requirements' own top-level modules)."""
+    are `deps` (`deps/<path>` -> content), whose `preload` setting is given (None:
+    the requirements' own top-level modules) and whose image holds `system_packages`."""
     requirements = requirements_digest(deps)
     modules = importable_modules(deps) if preload is None else preload
     return WarmKind(
@@ -76,6 +81,7 @@ def kind_of(
         limits=limits if isolation in FIXED_LIMITS else None,
         requirements=requirements,
         preload=tuple(modules),
+        system_packages=tuple(sorted(set(system_packages))),
     )
 
 

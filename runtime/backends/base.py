@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
+from runtime.interpreter import Interpreter
+
 ProgressCallback = Callable[[str, float | None], None]
 """Reports a long operation: (message, fraction done in 0..1 or None when unknown)."""
 
@@ -153,6 +155,16 @@ class Backend(Protocol):
 
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         """Build one function image unless its tag already exists; True if it was built."""
+
+    async def interpreter(self, image_id: str) -> Interpreter:
+        """The facts of the python3 in a local image (runtime/interpreter.py), probed once."""
+
+    async def build_wheel(
+        self, image_id: str, sdist: str, inputs: Mapping[str, bytes]
+    ) -> dict[str, bytes]:
+        """Build the source distribution `sdist` (one of `inputs`, file name -> content,
+        with its build requirements' wheels) in a container of `image_id` with no network;
+        the wheels built, file name -> content."""
 
     async def status(self, replica_id: str) -> ReplicaStatus | None:
         """Whether the replica is still running, and its exit code if not."""

@@ -14,7 +14,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from runtime.backends.base import (
@@ -25,7 +25,9 @@ from runtime.backends.base import (
     Task,
 )
 from runtime.backends.docker.containers import REPLICA_PORT
-from runtime.errors import EngineUnavailable
+from runtime.errors import EngineUnavailable, ImageBuildError
+from runtime.interpreter import Interpreter
+from runtime.requirements import default_interpreter
 
 NAMESPACE_ENV = "FAAS_NAMESPACE"
 TOKEN_ENV = "FAAS_REPLICA_TOKEN"
@@ -106,6 +108,14 @@ class KubernetesBackend:
 
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         return False
+
+    async def interpreter(self, image_id: str) -> Interpreter:
+        return default_interpreter()
+
+    async def build_wheel(
+        self, image_id: str, sdist: str, inputs: Mapping[str, bytes]
+    ) -> dict[str, bytes]:
+        raise ImageBuildError("the kubernetes backend builds nothing: `faas build` does")
 
     async def ensure_service(self, spec: ReplicaSpec) -> None:
         self._functions.add(spec.function)

@@ -14,25 +14,32 @@ from runtime.spec import Project
 def image_tags(project: Project) -> dict[str, str]:
     """Function name -> its image tag (`faas-function:<hash>`)."""
     import asyncio
+    import functools
 
     from runtime import requirements
     from runtime.backends import backend_for
-    from runtime.images import plan_image
+    from runtime.images import plan_image, requirements_target
 
     bases = sorted({function.base_image for function in project.functions.values()})
 
-    async def base_ids() -> dict[str, str | None]:
+    async def tags() -> dict[str, str]:
         backend = backend_for(project, "docker")
         try:
-            return {base: await backend.image_id(base) for base in bases}
+            ids = {base: await backend.image_id(base) for base in bases}
+            missing = [base for base, found in ids.items() if found is None]
+            if missing:
+                raise FaasError(f"no base image {', '.join(missing)} here: run `faas build` first")
+            found: dict[str, str] = {}
+            for name, spec in project.functions.items():
+                base_id = ids[spec.base_image] or ""
+                target = await requirements_target(backend, base_id)
+                resolve = functools.partial(requirements.resolve, target=target)
+                request = await asyncio.to_thread(
+                    plan_image, project, spec, base_id, resolve, interpreter=target.interpreter
+                )
+                found[name] = request.tag
+            return found
         finally:
             await backend.close()
 
-    ids = asyncio.run(base_ids())
-    missing = [base for base, found in ids.items() if found is None]
-    if missing:
-        raise FaasError(f"no base image {', '.join(missing)} here: run `faas build` first")
-    return {
-        name: plan_image(project, spec, ids[spec.base_image] or "", requirements.resolve).tag
-        for name, spec in project.functions.items()
-    }
+    return asyncio.run(tags())

@@ -51,7 +51,12 @@ from runtime.spec._schema import (
 from runtime.spec._yaml import MAX_SPEC_SIZE, TOO_LARGE, LineMap, Loc, Tree, dotted, read_yaml
 from runtime.spec.debug import debugged
 
-_INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {"environment", "scale", "retry"}
+_INHERITED_AS_IS = frozenset(RawDefaults.model_fields) - {
+    "environment",
+    "scale",
+    "retry",
+    "system_packages",
+}
 _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
 _LIST_ERRORS = frozenset({"list_type", "tuple_type"})
 
@@ -380,6 +385,7 @@ def _function_spec(
         isolation=settings.isolation,
         include=raw.include,
         preload=raw.preload,
+        system_packages=tuple(dict.fromkeys((*defaults.system_packages, *raw.system_packages))),
     )
     return debugged(spec) if raw.debug else spec
 

@@ -274,6 +274,9 @@ class FunctionSpec:
     debug: bool = False
     """Development only: one replica, started at once, with debugpy listening and no call
     timeout (runtime/spec/debug.py)."""
+    system_packages: tuple[str, ...] = ()
+    """Debian packages installed into its image with apt, from the base image's own apt
+    sources: those of `defaults`, then its own (runtime/images.py)."""
 
 
 @dataclass(frozen=True, slots=True)

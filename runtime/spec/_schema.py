@@ -236,6 +236,9 @@ class RawDefaults(_Raw):
     isolation: Annotated[str, PlainValidator(v.one_of("an isolation", v.ISOLATIONS))] = (
         DEFAULT_ISOLATION
     )
+    system_packages: Annotated[
+        tuple[Annotated[str, PlainValidator(v.debian_package)], ...], _empty_if_null(())
+    ] = ()
 
 
 class RawFunction(RawDefaults):

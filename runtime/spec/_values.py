@@ -384,6 +384,20 @@ def preload(value: object) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+_DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+"""Debian Policy 5.6.1: lowercase letters, digits, '+', '-' and '.', at least two, starting
+with a letter or digit; nothing else reaches the apt-get command line."""
+
+
+def debian_package(value: object) -> str:
+    if isinstance(value, str) and len(value) <= 128 and _DEBIAN_PACKAGE.fullmatch(value):
+        return value
+    raise ValueError(
+        "expected a Debian package name (lowercase letters, digits, '+', '-' and '.', "
+        f"starting with a letter or digit, like libpq5), got {describe(value)}"
+    )
+
+
 def secret_name(value: object) -> str:
     if isinstance(value, str) and _SECRET_NAME.fullmatch(value):
         return value

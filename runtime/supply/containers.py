@@ -126,7 +126,14 @@ class ContainerSupply:
         starts.recipe = recipe
         spec = pool.spec
         deps = requirements_files(recipe.code)
-        kind = kind_of(spec.base_image, spec.isolation, starts.own_limits, deps, spec.preload)
+        kind = kind_of(
+            spec.base_image,
+            spec.isolation,
+            starts.own_limits,
+            deps,
+            spec.preload,
+            spec.system_packages,
+        )
         if kind.requirements:
             self._requirements[kind.requirements] = deps
         starts.kind = kind
@@ -163,7 +170,9 @@ class ContainerSupply:
         base_id = self._base_ids.get(kind.base)
         if base_id is None:
             return False
-        request = plan_warm_image(base_id, self._requirements.get(kind.requirements, {}))
+        request = plan_warm_image(
+            base_id, self._requirements.get(kind.requirements, {}), kind.system_packages
+        )
         task = f"warm pool {kind.label}"
         try:
             await self.backend.build_image(request, for_task(progress, task))

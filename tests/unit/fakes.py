@@ -8,15 +8,17 @@ As httpcore's mock backend drives its connection pool, these drive the pool,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal, cast
 
 from runtime.backends.base import AnyBackend, ImageRequest, ProgressCallback, Replica, ReplicaStatus
-from runtime.errors import ReplicaUnreachable
+from runtime.errors import ImageBuildError, ReplicaUnreachable
+from runtime.interpreter import Interpreter
 from runtime.invocation import Invocation, InvocationResult
 from runtime.platform import Platform
 from runtime.replica_client import ReplicaClient
+from runtime.requirements import default_interpreter
 from runtime.spec import Project, load_project_text
 from runtime.supply.memory import MemorySupply
 
@@ -36,6 +38,14 @@ class NoEngine:
 
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         return False
+
+    async def interpreter(self, image_id: str) -> Interpreter:
+        return default_interpreter()
+
+    async def build_wheel(
+        self, image_id: str, sdist: str, inputs: Mapping[str, bytes]
+    ) -> dict[str, bytes]:
+        raise ImageBuildError("the fake engine builds nothing")
 
     async def status(self, replica_id: str) -> ReplicaStatus | None:
         return None

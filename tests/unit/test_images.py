@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from runtime.backends.docker.images import _build_failure
 from runtime.errors import FunctionUnavailable
-from runtime.images import plan_image
+from runtime.images import plan_image, plan_warm_image
+from runtime.interpreter import Interpreter
 from runtime.spec import Project, load_project_text
 
 SPEC = """\
@@ -112,3 +114,56 @@ def test_missing_handler_is_reported_per_function(project: Project, tmp_path: Pa
     (tmp_path / "functions" / "hello.py").unlink()
     with pytest.raises(FunctionUnavailable, match=r"handler file functions/hello.py not found"):
         plan_image(project, project.functions["hello"], "sha256:base", fake_deps)
+
+
+TRIXIE = Interpreter("cpython", (3, 13), "cpython-313-x86_64-linux-gnu", "x86_64", "glibc", (2, 41))
+
+
+def test_system_packages_are_installed_as_root_before_the_user_changes(project: Project) -> None:
+    hello = dataclasses.replace(project.functions["hello"], system_packages=("libpq5", "curl"))
+    request = plan_image(project, hello, "sha256:base", fake_deps)
+    text = dockerfile(request.context)
+    install = text.index('packages="libpq5 curl"')
+    assert text.index("USER 0") < install < text.index("USER 10001:10001")
+    assert "apt-get install -y --no-install-recommends $packages" in text
+    assert "rm -rf /var/lib/apt/lists/*" in text  # no package lists left in the image
+    plain = plan_image(project, project.functions["hello"], "sha256:base", fake_deps)
+    assert "apt-get" not in dockerfile(plain.context)
+    assert plain.tag != request.tag
+    other = dataclasses.replace(hello, system_packages=("libpq5",))
+    assert plan_image(project, other, "sha256:base", fake_deps).tag != request.tag
+
+
+def test_the_tag_follows_the_base_images_interpreter(project: Project) -> None:
+    """The same requirements directory resolved for another Python is another image."""
+    sizes = project.functions["sizes"]
+    default = plan_image(project, sizes, "sha256:base", fake_deps)
+    trixie = plan_image(project, sizes, "sha256:base", fake_deps, interpreter=TRIXIE)
+    assert trixie.tag != default.tag
+    # the host compiles no bytecode for a Python it is not
+    assert not [name for name in trixie.code if name.endswith(".pyc")]
+
+
+def test_a_warm_image_holds_its_kinds_system_packages() -> None:
+    plain = plan_warm_image("sha256:base")
+    with_packages = plan_warm_image("sha256:base", None, ("libpq5",))
+    assert 'packages="libpq5"' in dockerfile(with_packages.context)
+    assert "apt-get" not in dockerfile(plain.context)
+    assert plain.tag != with_packages.tag
+
+
+def test_a_failed_build_is_reported_by_the_steps_own_words() -> None:
+    said = "faas: system_packages: no such package in the base image's apt sources: nope\n"
+    output = ["Step 3/12 : RUN set -e; " + "x" * 400 + "\n", "Ign:1 file:/srv ./\n", said]
+    error = "The command '/bin/sh -c set -e; ...' returned a non-zero code: 100"
+    message = _build_failure("pg", error, output)
+    first = message.splitlines()[0]
+    assert first == (
+        "building the image of pg failed: system_packages: no such package in the base "
+        "image's apt sources: nope"
+    )
+    assert "Ign:1 file:/srv ./" in message
+    assert "x" * 250 not in message  # a long step line is cut
+    # with no word of its own, the engine's error, without the whole command
+    plain = _build_failure("pg", error, ["Ign:1\n"]).splitlines()[0]
+    assert plain == "building the image of pg failed: a build step exited with 100"

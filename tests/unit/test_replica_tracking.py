@@ -46,11 +46,13 @@ from runtime.errors import (
     ReplicaStartError,
     ReplicaUnreachable,
 )
+from runtime.interpreter import Interpreter
 from runtime.observers import PoolObserver
 from runtime.platform import Platform
 from runtime.pool import FunctionPool
 from runtime.reconcile import Reconciler, Removals, orphans
 from runtime.replica_client import ReplicaClient
+from runtime.requirements import default_interpreter
 from runtime.spec import load_project_text
 from runtime.supply import Recipe
 from runtime.supply.containers import ContainerSupply
@@ -179,6 +181,9 @@ class Engine:
 
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         return False
+
+    async def interpreter(self, image_id: str) -> Interpreter:
+        return default_interpreter()
 
     async def create(self, spec: ReplicaSpec) -> CreatedReplica:
         await self.script.step("create")

@@ -9,6 +9,8 @@ from pathlib import Path
 from faas import cli_deploy
 from runtime.backends.base import ImageRequest, ProgressCallback
 from runtime.backends.swarm import ADDRESS_MODE_ENV, deploy, gateway_image
+from runtime.interpreter import Interpreter
+from runtime.requirements import default_interpreter
 from runtime.spec import load_project_text
 
 SPEC = """\
@@ -42,6 +44,9 @@ class ImageVerbs:
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         self.built.append(request)
         return True
+
+    async def interpreter(self, image_id: str) -> Interpreter:
+        return default_interpreter()
 
 
 def test_function_images_build_and_failures_are_named(tmp_path: Path) -> None:

@@ -300,3 +300,17 @@ def test_label_is_stable_across_processes() -> None:
             check=True,
         ).stdout.strip()
         assert there == here
+
+
+def test_other_system_packages_are_another_kind() -> None:
+    """A warm watchdog's image holds its kind's packages: a function that needs libpq5
+    never starts on one whose image lacks it, nor one that needs none on a bigger image."""
+    deps = deps_of("deps/numpy/__init__.py")
+    plain = kind_of(BASE, "container", LIMITS, deps, None)
+    libpq = kind_of(BASE, "container", LIMITS, deps, None, ("libpq5",))
+    assert libpq != plain and libpq.label != plain.label
+    assert libpq.system_packages == ("libpq5",)
+    both = kind_of(BASE, "container", LIMITS, deps, None, ("libpq5", "curl"))
+    assert both != libpq
+    # the order they are listed in does not matter
+    assert kind_of(BASE, "container", LIMITS, deps, None, ("curl", "libpq5", "curl")) == both

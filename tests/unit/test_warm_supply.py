@@ -178,7 +178,7 @@ def fake_resolve(into: Path) -> Callable[[Path], Path]:
     with its metadata, in a directory per file content (so two files listing the same
     packages in another order install the same files in different directories)."""
 
-    def resolve(requirements_file: Path) -> Path:
+    def resolve(requirements_file: Path, target: requirements.Target | None = None) -> Path:
         content = requirements_file.read_bytes()
         target = into / hashlib.sha256(content).hexdigest()[:12]
         # Made once per content and whole, as pip's result is (staged, then renamed):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ import docker.errors
 from docker.api.client import APIClient
 
 from runtime.backends.base import ImageRequest, ProgressCallback
-from runtime.backends.docker import images
+from runtime.backends.docker import images, tools
 from runtime.backends.docker.profile import (
     Engine,
     EngineProfile,
@@ -25,6 +25,7 @@ from runtime.backends.docker.profile import (
     unsupported,
 )
 from runtime.errors import EngineUnavailable
+from runtime.interpreter import Interpreter
 
 T = TypeVar("T")
 
@@ -115,6 +116,16 @@ class EngineBackend:
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         with engine_errors(f"building image {request.tag}"):
             return await self._call(images.build_function_image, self._api, request, progress)
+
+    async def interpreter(self, image_id: str) -> Interpreter:
+        with engine_errors(f"probing the Python of image {image_id[:19]}"):
+            return await self._call(tools.interpreter, self._api, image_id)
+
+    async def build_wheel(
+        self, image_id: str, sdist: str, inputs: Mapping[str, bytes]
+    ) -> dict[str, bytes]:
+        with engine_errors(f"building {sdist} in a container of {image_id[:19]}"):
+            return await self._call(tools.build_wheel, self._api, image_id, sdist, inputs)
 
     async def close(self) -> None:
         self._api.close()

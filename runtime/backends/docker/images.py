@@ -40,6 +40,8 @@ BASE_IMAGE_CHANGES = (
 )
 """The image settings of a base image built from Debian packages (as in the script's import)."""
 
+FAILED_COMMAND = re.compile(r"The command '.*' returned a non-zero code: (\d+)", re.DOTALL)
+
 BUILD_STEP = re.compile(r"step (\d+)/(\d+)", re.IGNORECASE)
 """A build step's line: Docker says "Step 2/5 : RUN ...", Podman "STEP 2/5: RUN ..."."""
 
@@ -135,6 +137,19 @@ def _import(api: APIClient, archive: Path, image: str) -> None:
             raise ImageBuildError(f"importing base image {image} failed: {event['error']}")
 
 
+def _build_failure(subject: str, error: str, output: list[str]) -> str:
+    """What a failed build is reported as: a step's own `faas: ` line (the system packages
+    step prints one, runtime/images.py) when it said what is wrong, else the engine's error;
+    then the last lines of the build's output."""
+    said = [line[len("faas: ") :].strip() for line in "".join(output).splitlines()
+            if line.startswith("faas: ")]  # fmt: skip
+    # Docker quotes the whole failed command; the step's output below shows what it did
+    reason = "; ".join(said) if said else FAILED_COMMAND.sub(r"a build step exited with \1", error)
+    tail = [line if len(line) < 300 else f"{line[:200]}...\n" for line in output[-20:]
+            if not line.startswith("faas: ")]  # fmt: skip
+    return f"building the image of {subject} failed: {reason}\n" + "".join(tail)
+
+
 def build_function_image(api: APIClient, request: ImageRequest, progress: ProgressCallback) -> bool:
     if image_id(api, request.tag) is not None:
         return False
@@ -155,10 +170,7 @@ def build_function_image(api: APIClient, request: ImageRequest, progress: Progre
         )
         for event in events:
             if "error" in event:
-                raise ImageBuildError(
-                    f"building the image of {subject} failed: {event['error'].strip()}\n"
-                    + "".join(output[-20:])
-                )
+                raise ImageBuildError(_build_failure(subject, event["error"], output))
             text = event.get("stream", "")
             if text:
                 output.append(text)

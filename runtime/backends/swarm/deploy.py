@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http.client
 import time
 from collections.abc import Callable
@@ -59,7 +60,7 @@ from runtime.backends.docker.engine import connect, engine_errors
 from runtime.backends.swarm import SwarmBackend, gateway_image, services
 from runtime.backends.swarm.gateway_image import default_publish_mode
 from runtime.errors import FaasError
-from runtime.images import plan_image
+from runtime.images import plan_image, requirements_target
 from runtime.secrets import SecretMissing, SecretStore
 from runtime.spec import DEFAULT_BASE_IMAGE, Project, placeholder_values
 
@@ -147,12 +148,15 @@ async def build_function_images(
         function = project.functions[name]
         async with limit:
             try:
+                base_id = base_ids[function.base_image]
+                target = await requirements_target(backend, base_id)
                 request = await asyncio.to_thread(
                     plan_image,
                     project,
                     function,
-                    base_ids[function.base_image],
-                    requirements.resolve,
+                    base_id,
+                    functools.partial(requirements.resolve, target=target),
+                    interpreter=target.interpreter,
                 )
                 built = await backend.build_image(request, _task(progress, name))
             except FaasError as exc:
