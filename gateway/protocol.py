@@ -98,6 +98,9 @@ HOOKS: dict[str, tuple[str, ...]] = {
 """The private parts of uvicorn's httptools protocol this module uses."""
 
 
+GATHER_LIMIT = 64 * 1024
+"""Bodies past this go out as they are, framing beside them, not copied into one buffer."""
+
 def missing_hooks() -> list[str]:
     """What of `HOOKS` this uvicorn lacks, by name; empty when all is there."""
     missing = [
@@ -234,7 +237,9 @@ class FunctionCycle(GatewayCycle):
                 raise RuntimeError("Response content longer than Content-Length")
             self.expected_content_length -= len(body)
             parts.append(body)
-        if parts:
+        if len(body) > GATHER_LIMIT:
+            self.transport.writelines(parts)  # uvloop sends the pieces with one writev
+        elif parts:
             self.transport.write(b"".join(parts))
         if not more_body:
             if self.expected_content_length != 0:
