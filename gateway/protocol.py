@@ -101,6 +101,7 @@ HOOKS: dict[str, tuple[str, ...]] = {
 GATHER_LIMIT = 64 * 1024
 """Bodies past this go out as they are, framing beside them, not copied into one buffer."""
 
+
 def missing_hooks() -> list[str]:
     """What of `HOOKS` this uvicorn lacks, by name; empty when all is there."""
     missing = [
