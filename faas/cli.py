@@ -426,7 +426,7 @@ def invoke(
     verb = method or ("POST" if body is not None else "GET")
     url = f"{running.url}/function/{name}/{path.lstrip('/')}".rstrip("/")
     try:
-        response = httpx.request(
+        with httpx.stream(
             verb,
             url,
             content=body,
@@ -434,20 +434,34 @@ def invoke(
             timeout=None,
             trust_env=False,
             verify=not running.tls,
-        )
+        ) as response:
+            if include:
+                click.echo(f"HTTP {response.status_code} {response.reason_phrase}")
+                for name, value in response.headers.items():
+                    click.echo(f"{name}: {value}")
+                click.echo()
+            last = _print_as_it_arrives(response)
+    except httpx.RemoteProtocolError:  # a streamed answer ended without its last chunk
+        sys.stdout.flush()
+        fail("the answer was cut off (see `faas logs` for why)", EXIT_FAILED)
     except httpx.HTTPError as exc:
         fail(f"cannot reach the gateway at {running.url}: {exc}", EXIT_UNAVAILABLE)
-    if include:
-        click.echo(f"HTTP {response.status_code} {response.reason_phrase}")
-        for name, value in response.headers.items():
-            click.echo(f"{name}: {value}")
-        click.echo()
-    sys.stdout.buffer.write(response.content)
-    if response.content and not response.content.endswith(b"\n") and sys.stdout.isatty():
+    if last and not last.endswith(b"\n") and sys.stdout.isatty():
         click.echo()
     if response.status_code >= 400:
         errors.print(f"[red]HTTP {response.status_code}[/]", highlight=False)
         sys.exit(EXIT_FAILED)
+
+
+def _print_as_it_arrives(response: httpx.Response) -> bytes:
+    """Write the body to stdout chunk by chunk, as a streamed answer produces it; the last
+    chunk is returned."""
+    last = b""
+    for chunk in response.iter_bytes():
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+        last = chunk
+    return last
 
 
 @main.command()

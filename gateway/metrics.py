@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -121,6 +121,20 @@ class Metrics:
             buckets=COLD_START_BUCKETS,
             registry=self.registry,
         )
+        self.first_byte = Histogram(
+            "faas_first_byte_seconds",
+            "Time from a call's arrival at the gateway to its answer's head leaving it "
+            "(with the first chunk of a streamed answer).",
+            ["function"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.open_streams = Gauge(
+            "faas_open_streams",
+            "Streamed answers being relayed to callers now.",
+            ["function"],
+            registry=self.registry,
+        )
         self.scale_events = Counter(
             "faas_scale_events",
             "Autoscaler decisions that changed a function's replica count.",
@@ -147,6 +161,13 @@ class Metrics:
 
     def cold_start(self, function: str, seconds: float) -> None:
         self.cold_starts.labels(function).observe(seconds)
+
+    def observe_first_byte(self, function: str, seconds: float) -> None:
+        self.first_byte.labels(function).observe(seconds)
+
+    def stream_opened(self, function: str, change: int) -> None:
+        """A streamed answer began (+1) or ended (-1)."""
+        self.open_streams.labels(function).inc(change)
 
     def scaled(self, event: ScaleEvent) -> None:
         self.scale_events.labels(

@@ -55,7 +55,12 @@ class Proxy:
         call_id = new_call_id()
         response = await self._forward(request, function, path, call_id, body, strip)
         if isinstance(response, ProxiedResponse):
+            metrics = self.metrics
             response.on_done = lambda status: self.observe(function, status, began)
+            response.on_head = lambda: metrics.observe_first_byte(
+                function, time.perf_counter() - began
+            )
+            response.on_stream = lambda change: metrics.stream_opened(function, change)
         elif function in self.platform.pools:
             self.observe(function, response.status_code, began)
         return response
@@ -189,6 +194,8 @@ class ProxiedResponse(Response):
         self.background = None
         self.raw_headers = [*headers.outbound(result.headers), (b"x-call-id", call_id.encode())]
         self.on_done: Callable[[int], None] = lambda status: None
+        self.on_head: Callable[[], None] = lambda: None
+        self.on_stream: Callable[[int], None] = lambda change: None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         result = self.result
@@ -209,6 +216,7 @@ class ProxiedResponse(Response):
                     "headers": [*self.raw_headers, *framing],
                 }
             )
+            self.on_head()
             if framing or result.body.at_end:
                 await send({"type": "http.response.body", "body": first, "more_body": False})
             else:
@@ -226,7 +234,11 @@ class ProxiedResponse(Response):
         try:
             async with asyncio.timeout(limit + STREAM_GRACE):
                 if streamed:
-                    await _relay_stream(first, result.body, gone, send)
+                    self.on_stream(1)
+                    try:
+                        await _relay_stream(first, result.body, gone, send)
+                    finally:
+                        self.on_stream(-1)
                     return
                 # One chunk behind, so the last goes out with more_body=False.
                 held = first

@@ -54,6 +54,14 @@ def function_row(gateway: Gateway, name: str) -> dict[str, Any]:
     return row
 
 
+def metric(gateway: Gateway, name: str) -> float:
+    """One sample of the gateway's /metrics, e.g. 'faas_open_streams{function="ticks"}'."""
+    for line in gateway.admin_get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def replica_log(gateway: Gateway, function: str) -> str:
     answer = gateway.admin_get(f"/system/logs?function={function}&limit=1000")
     return "\n".join(line["message"] for line in answer.json()["lines"])
@@ -90,10 +98,13 @@ def test_a_caller_that_leaves_closes_the_generator_and_frees_the_slot(
         while received < 8 * 1024:
             received += len(next(chunks))
         assert function_row(gateway, "ticks")["in_flight"] == 1  # while it streams
+        assert metric(gateway, 'faas_open_streams{function="ticks"}') == 1
         chunks.close()  # closes the connection, as a caller that leaves does
     # the connection is closed: the generator's `finally` runs, the slot is free
     wait_for(lambda: "left" in closed(), 15, "the generator's finally")
     wait_for(lambda: function_row(gateway, "ticks")["in_flight"] == 0, 15, "the slot freed")
+    assert metric(gateway, 'faas_open_streams{function="ticks"}') == 0
+    assert metric(gateway, 'faas_first_byte_seconds_count{function="ticks"}') >= 1
 
 
 def test_a_chunk_that_is_not_bytes_cuts_the_answer_with_a_logged_error(
@@ -178,3 +189,13 @@ def test_a_gigabyte_streams_to_a_slow_reader_with_the_gateway_memory_flat(
     assert received == 1024 * MiB
     assert first[:1024] == bytes(range(256)) * 4
     assert peak - before < 50 * MiB, f"the gateway grew by {(peak - before) / MiB:.0f} MiB"
+
+
+def test_faas_invoke_prints_a_stream_and_says_when_it_was_cut_off(gateway: Gateway) -> None:
+    whole = gateway.cli("invoke", "ticks", "--path", "?case=lines")
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout == "".join(f"line {i}\n" for i in range(5))
+    cut = gateway.cli("invoke", "ticks", "--path", "?case=bad-chunk")
+    assert cut.returncode == 1
+    assert cut.stdout == "fine\n"
+    assert "the answer was cut off" in cut.stderr
