@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -207,14 +208,7 @@ def up(
     else:
         why_not = ""
 
-    def adjust(project: Project) -> Project:
-        """What the command line changes in each functions.yaml loaded while serving."""
-        project = with_debug(project, debugged)
-        problems = debug_problems(project, why_not, str(spec_file)) if why_not else []
-        if problems:
-            raise SpecError(problems)
-        return project
-
+    adjust = command_line_changes(engine, access, isolation, debugged, why_not, spec_file)
     try:
         loaded = adjust(loaded)
     except SpecError as exc:
@@ -334,6 +328,31 @@ def down(
     except EngineUnavailable as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
     errors.print(f"project {loaded.name}: removed {removed} replica(s) and the project's networks")
+
+
+def command_line_changes(
+    engine: str | None,
+    access: str | None,
+    isolation: str | None,
+    debugged: list[str],
+    why_not_debug: str,
+    spec_file: Path,
+) -> Callable[[Project], Project]:
+    """What `faas up`'s options change in each functions.yaml loaded while serving: the one
+    at start-up and every one a saved edit loads (so a reload keeps `--isolation gvisor`).
+
+    The function raises SpecError when debugging is asked for where it cannot be.
+    """
+
+    def adjust(project: Project) -> Project:
+        project = with_debug(with_engine(project, engine, access, isolation), debugged)
+        if why_not_debug:
+            problems = debug_problems(project, why_not_debug, str(spec_file))
+            if problems:
+                raise SpecError(problems)
+        return project
+
+    return adjust
 
 
 @main.command(name="ls")
