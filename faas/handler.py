@@ -18,10 +18,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeAlias
 
 __all__ = [
+    "BodyStream",
     "Context",
     "Event",
     "Headers",
@@ -109,6 +110,50 @@ class Query(dict[str, str]):
 _UNSET: Any = object()
 
 
+class BodyStream:
+    """A request body as it arrives: `async for chunk in event.stream()` in an async
+    handler, `for chunk in event.stream()` in a sync one. Each chunk is what arrived since
+    the last (bytes, never empty); the size limit is enforced as the bytes come."""
+
+    __slots__ = ("_next_async", "_next_sync")
+
+    def __init__(
+        self,
+        next_async: Callable[[], Awaitable[bytes | None]],
+        next_sync: Callable[[], bytes | None],
+    ) -> None:
+        self._next_async = next_async
+        self._next_sync = next_sync
+
+    @classmethod
+    def of(cls, body: bytes) -> BodyStream:
+        """A body already whole, as a stream of one chunk."""
+        left = [body] if body else []
+
+        async def next_async() -> bytes | None:
+            return left.pop() if left else None
+
+        return cls(next_async, lambda: left.pop() if left else None)
+
+    def __aiter__(self) -> BodyStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._next_async()
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+    def __iter__(self) -> BodyStream:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = self._next_sync()
+        if chunk is None:
+            raise StopIteration
+        return chunk
+
+
 class Event:
     """One invocation's request: an HTTP request, or a delivered event when `topic` is set.
 
@@ -119,15 +164,17 @@ class Event:
         headers: case-insensitive request headers (the gateway's own are removed).
         body: the request body, whole, as bytes.
         topic: the event's topic, or None for an HTTP call.
+            (`body` of a function with `request_body: stream` is read with `stream()`.)
         event_id: the event's id (for deduplication), or None.
         attempt: 1 for the first delivery of an event, 2 for its first retry, ...
     """
 
     __slots__ = (
+        "_body",
         "_data",
         "_query",
+        "_stream",
         "attempt",
-        "body",
         "event_id",
         "headers",
         "method",
@@ -140,7 +187,6 @@ class Event:
     path: str
     query_string: str
     headers: Headers
-    body: bytes
     topic: str | None
     event_id: str | None
     attempt: int
@@ -155,12 +201,14 @@ class Event:
         topic: str | None = None,
         event_id: str | None = None,
         attempt: int = 1,
+        stream: BodyStream | None = None,
     ) -> None:
         self.method = method
         self.path = path
         self.query_string = query_string
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
-        self.body = body
+        self._body = body
+        self._stream = stream
         self.topic = topic
         self.event_id = event_id
         self.attempt = attempt
@@ -188,6 +236,24 @@ class Event:
         """Every (name, value) pair of the query, in order, repeats included."""
         return self.query.items_all
 
+    @property
+    def body(self) -> bytes:
+        """The request body, whole."""
+        if self._stream is not None:
+            raise RuntimeError(
+                "this function reads its request body as a stream (`request_body: stream` "
+                "in functions.yaml): use `event.stream()`"
+            )
+        return self._body
+
+    def stream(self) -> BodyStream:
+        """The request body as it arrives (for uploads larger than memory): iterate it with
+        `async for` or `for`. A function without `request_body: stream` gets its whole
+        body as one chunk."""
+        if self._stream is None:
+            return BodyStream.of(self._body)
+        return self._stream
+
     def json(self) -> Any:
         """The body parsed as JSON; raises ValueError if it is not valid JSON."""
         return json.loads(self.body)
@@ -210,7 +276,8 @@ class Event:
 
     def __repr__(self) -> str:
         kind = f" topic={self.topic!r}" if self.topic is not None else ""
-        return f"<Event {self.method} {self.path}{kind} body={len(self.body)}B>"
+        size = "streamed" if self._stream is not None else f"{len(self._body)}B"
+        return f"<Event {self.method} {self.path}{kind} body={size}>"
 
 
 class CallLogger(logging.LoggerAdapter[logging.Logger]):

@@ -394,7 +394,11 @@ class Platform:
             handle = await self._acquire(pool)
             try:
                 result = await self.client.send(
-                    handle.replica, invocation, timeout, pool.spec.max_duration
+                    handle.replica,
+                    invocation,
+                    timeout,
+                    pool.spec.max_duration,
+                    stream_body=pool.spec.request_body == "stream",
                 )
                 break
             except ReplicaUnreachable as exc:

@@ -94,17 +94,22 @@ class ReplicaClient:
         invocation: Invocation,
         time_limit: float,
         stream_limit: float | None = None,
+        *,
+        stream_body: bool = False,
     ) -> InvocationResult:
         """Send one call and return the answer once its head is in; the body streams.
 
         `time_limit` bounds the wait for the head and then for the body; a streamed
         answer has it between body bytes instead, and `stream_limit` for its whole body.
+        `stream_body`: the function reads its request body as a stream (wire.BODY_HEADER).
 
         At most once: the call goes to no other connection once a byte of it was
         written. Only a call that could not connect is `sent=False`, for the platform
         to hand to another replica.
         """
         head = _request_head(replica, invocation, time_limit)
+        if stream_body:
+            head += _BODY_STREAM_LINE
         head_only = invocation.method == "HEAD"
         address = replica.address
         function = invocation.function
@@ -305,6 +310,7 @@ def _answer_error(exc: OSError, function: str, replica: Replica) -> ReplicaUnrea
 _TOKEN_LINE = f"\r\n{wire.TOKEN_HEADER}: ".encode()
 _CALL_ID_LINE = f"\r\n{wire.CALL_ID_HEADER}: ".encode()
 _TIMEOUT_LINE = f"\r\n{wire.TIMEOUT_HEADER}: ".encode()
+_BODY_STREAM_LINE = f"{wire.BODY_HEADER}: {wire.BODY_STREAM}\r\n".encode()
 
 
 def _request_head(replica: Replica, invocation: Invocation, time_limit: float) -> bytes:

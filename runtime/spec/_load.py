@@ -368,6 +368,7 @@ def _function_spec(
         environment=MappingProxyType({**defaults.environment, **raw.environment}),
         timeout=settings.timeout,
         max_duration=settings.max_duration,
+        request_body=raw.request_body,
         memory=settings.memory,
         cpus=settings.cpus,
         requirements=raw.requirements,

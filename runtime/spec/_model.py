@@ -260,6 +260,9 @@ class FunctionSpec:
     """Stored but undelivered events and async calls beyond which new ones get 429."""
     callback_secret: str | None = None
     """Secret signing this function's callbacks; None: gateway.callback_secret's key."""
+    request_body: str = "whole"
+    """`stream`: the handler is called once the request's head is in and reads the body
+    with `event.stream()` as it arrives; `whole`: `event.body` holds all of it."""
     max_duration: float = DEFAULT_MAX_DURATION
     """The whole of a streamed answer; `timeout` bounds its first byte and each wait after."""
     include: tuple[str, ...] = ()

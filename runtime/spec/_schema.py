@@ -254,6 +254,9 @@ class RawFunction(RawDefaults):
     ] = ()
     schedule: Annotated[str | None, PlainValidator(v.optional(v.schedule))] = None
     preload: Annotated[tuple[str, ...] | None, PlainValidator(v.optional(v.preload))] = None
+    request_body: Annotated[
+        str, PlainValidator(v.one_of("a request body mode", v.REQUEST_BODIES))
+    ] = "whole"
     debug: Annotated[bool, PlainValidator(v.boolean)] = False
 
 

@@ -319,6 +319,7 @@ QUEUES = ("sqlite", "nats")
 ENGINES = ("docker", "podman")
 REPLICA_ACCESS = ("auto", "address", "published")
 ISOLATIONS = ("container", "gvisor")
+REQUEST_BODIES = ("whole", "stream")
 
 
 def one_of(noun: str, choices: tuple[str, ...]) -> Callable[[object], str]:

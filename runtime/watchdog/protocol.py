@@ -27,9 +27,10 @@ from typing import Protocol
 
 from faas.handler import JSON_TYPE
 
+from .body import BodyPipe, RequestBodyError
 from .contract import dump_json, new_call_id
 from .json_log import log
-from .wire import INTERNAL_PREFIX
+from .wire import BODY_HEADER, BODY_STREAM, INTERNAL_PREFIX
 
 MAX_HEAD = 64 * 1024  # request line and fields, without the blank line; also the trailers
 _MAX_CHUNK_LINE = 4096  # a chunk-size line or a trailer line, without its CRLF
@@ -77,6 +78,7 @@ class Request:
         "method",
         "path",
         "query_string",
+        "stream",
     )
 
     def __init__(
@@ -95,6 +97,8 @@ class Request:
         self.headers = headers
         self.faas = faas
         self.body = b""
+        self.stream: BodyPipe | None = None
+        """The body as it arrives, for a function that streams it (wire.BODY_HEADER)."""
         connection = headers.get("connection")
         if connection is None:
             self.keep_alive = http11
@@ -124,7 +128,9 @@ class RequestParser:
         "_remaining",
         "_request",
         "_scan",
+        "_sink",
         "_state",
+        "broken",
     )
 
     def __init__(self, max_body: int) -> None:
@@ -137,6 +143,54 @@ class RequestParser:
         self._chunks: list[bytes] = []
         self._continue = False
         self._scan = 0  # where to resume looking for the end of a partial head
+        self._sink: BodyPipe | None = None  # where a streamed body's bytes go
+        self.broken = False
+        """A streamed body broke its framing: nothing after it can be parsed."""
+
+    @property
+    def streaming(self) -> bool:
+        """A request's body is being streamed to its handler."""
+        return self._sink is not None
+
+    @property
+    def sink_full(self) -> bool:
+        return self._sink is not None and self._sink.full
+
+    def pump(self) -> None:
+        """Move the body bytes buffered so far into the streamed body."""
+        sink = self._sink
+        if sink is None:
+            return
+        try:
+            if self._state == _FIXED:
+                buf = self._buf
+                take = min(self._remaining, len(buf))
+                if take:
+                    sink.put(bytes(buf[:take]))
+                    del buf[:take]
+                    self._remaining -= take
+                if not self._remaining:
+                    self._end_stream()
+            else:
+                self._read_chunked()
+        except HttpError as exc:
+            sink.fail(RequestBodyError(exc.status, exc.message))
+            self._sink = None
+            self.broken = True
+
+    def abandon_stream(self) -> None:
+        """The connection is gone: a handler reading the body learns it."""
+        if self._sink is not None:
+            self._sink.fail(RequestBodyError(400, "the client went away during the body"))
+            self._sink = None
+            self.broken = True
+
+    def _end_stream(self) -> None:
+        assert self._sink is not None
+        self._sink.end()
+        self._sink = None
+        self._state = _HEAD
+        self._continue = False
 
     @property
     def buffered(self) -> int:
@@ -157,7 +211,9 @@ class RequestParser:
         if self._state == _HEAD:
             request = self._parse_head()
             if request is not None or self._state == _HEAD:
-                return request  # a bodiless request, or an incomplete head
+                return request  # a bodiless request, an incomplete head, or a streamed body
+        if self._sink is not None or self.broken:
+            return None  # the rest of a streamed body goes through pump()
         if self._state == _FIXED:
             buf = self._buf
             size = self._remaining
@@ -259,6 +315,10 @@ class RequestParser:
         self._request = request
         expect = headers.get("expect")
         self._continue = expect is not None and http11 and "100-continue" in _tokens(expect)
+        if faas.get(BODY_HEADER) == BODY_STREAM:
+            request.stream = self._sink = BodyPipe(asyncio.get_running_loop())
+            self._request = None
+            return request
         return None
 
     def _partial_head(self) -> None:
@@ -283,7 +343,10 @@ class RequestParser:
                 take = min(self._remaining, len(buf))
                 if take == 0:
                     return None
-                self._chunks.append(bytes(buf[:take]))
+                if self._sink is not None:
+                    self._sink.put(bytes(buf[:take]))
+                else:
+                    self._chunks.append(bytes(buf[:take]))
                 del buf[:take]
                 self._remaining -= take
                 if self._remaining:
@@ -317,6 +380,9 @@ class RequestParser:
                     if self._remaining < 0:
                         raise HttpError(431, "trailer section too large")
                     continue  # trailer fields are checked, then ignored
+                if self._sink is not None:
+                    self._end_stream()
+                    return None
                 assert self._request is not None
                 request, self._request = self._request, None
                 request.body = b"".join(self._chunks)
@@ -521,11 +587,24 @@ class Connection(asyncio.Protocol):
         self._app.opened(self)
 
     def data_received(self, data: bytes) -> None:
-        self._parser.feed(data)
+        parser = self._parser
+        parser.feed(data)
+        if parser.streaming:  # the body of the call in flight, to its handler
+            self._pump_body()
         if not self.busy:
             self._advance()
-        if self._parser.buffered > MAX_HEAD + self._app.max_body:
+        if parser.buffered > MAX_HEAD + self._app.max_body:
             self._set_reading(False)  # blocked on a call or a slow reader: stop buffering
+
+    def _pump_body(self) -> None:
+        """Streamed body bytes to the handler; stop reading while it has not taken them."""
+        parser = self._parser
+        parser.pump()
+        self._set_reading(not parser.sink_full)
+
+    def _body_drained(self) -> None:
+        if not self.closed:
+            self._pump_body()
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -535,6 +614,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._parser.abandon_stream()
         self._wake_writer()
         self._app.closed(self)
         call, self.call = self.call, None
@@ -571,6 +651,8 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         assert self._transport is not None
+        if self._parser.streaming or self._parser.broken:  # the body was not read to its end
+            self._keep_alive = False
         keep_alive = self._keep_alive and not self._app.draining
         self._transport.write(
             render_response(
@@ -603,8 +685,10 @@ class Connection(asyncio.Protocol):
             return False
         assert self._transport is not None
         self._chunked = self._http11
-        if not self._http11:
-            self._keep_alive = False  # HTTP/1.0: the end of the body is the end of the connection
+        if not self._http11 or self._parser.streaming or self._parser.broken:
+            # HTTP/1.0: the end of the body is the end of the connection; and after a request
+            # body not read to its end, nothing on this connection can be parsed
+            self._keep_alive = False
         keep_alive = self._keep_alive and not self._app.draining
         self._keep_alive = keep_alive
         head = render_stream_head(
@@ -685,6 +769,12 @@ class Connection(asyncio.Protocol):
                 self._keep_alive = request.keep_alive
                 self._http11 = request.http11
                 self._head_only = request.method == "HEAD"
+                if request.stream is not None:
+                    request.stream.on_drained = self._body_drained
+                    if self._parser.take_continue():
+                        assert self._transport is not None
+                        self._transport.write(_CONTINUE)
+                    self._pump_body()
                 self._app.dispatch(self, request)
         finally:
             self._advancing = False

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from faas.handler import JSON_TYPE, Context, Event, Headers
+from faas.handler import JSON_TYPE, BodyStream, Context, Event, Headers
 
+from .body import RequestBodyError
 from .config import ConfigError, Settings, forget_variable, load_settings
 from .contract import (
     INVALID_RETURN,
@@ -216,6 +217,7 @@ class Watchdog:
         if TIMEOUT_HEADER in faas:
             timeout = _lower_timeout(faas[TIMEOUT_HEADER], timeout)
         topic = faas.get(TOPIC_HEADER)
+        pipe = request.stream
         event = Event(
             request.method,
             request.path,
@@ -225,6 +227,7 @@ class Watchdog:
             topic,
             faas.get(EVENT_ID_HEADER),
             _attempt(faas.get(ATTEMPT_HEADER)) if topic is not None else 1,
+            None if pipe is None else BodyStream(pipe.next, pipe.next_from_thread),
         )
         context = Context(
             self.function_name,
@@ -358,6 +361,10 @@ class Call:
         self.conn.respond(reply.status, reply.body, reply.content_type, self.call_id, reply.headers)
 
     def fail(self, error: BaseException) -> None:
+        if isinstance(error, RequestBodyError):  # the body, not the function, was at fault
+            log.warning(f"request body refused: {error.message}", extra={"call_id": self.call_id})
+            self._answer(error.status, error.message)
+            return
         extra = {"call_id": self.call_id, "traceback": user_traceback(error)}
         log.error("function raised an exception", extra=extra)
         self._answer(500, RAISED)

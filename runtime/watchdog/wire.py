@@ -56,6 +56,10 @@ TOPIC_HEADER = "x-faas-topic"
 """Present on event and cron deliveries: the handler's `event.topic`."""
 EVENT_ID_HEADER = "x-faas-event-id"
 ATTEMPT_HEADER = "x-faas-attempt"
+BODY_HEADER = "x-faas-body"
+"""BODY_STREAM when the function reads its request body as a stream (`request_body: stream`):
+the handler is called once the head is in, and takes the body with `event.stream()`."""
+BODY_STREAM = "stream"
 
 # -- environment ---------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ gateway's memory flat.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import threading
 import time
@@ -199,3 +200,31 @@ def test_faas_invoke_prints_a_stream_and_says_when_it_was_cut_off(gateway: Gatew
     assert cut.returncode == 1
     assert cut.stdout == "fine\n"
     assert "the answer was cut off" in cut.stderr
+
+
+def test_a_500_mib_upload_streams_to_a_handler_in_a_128_mib_replica(
+    gateway: Gateway, client: httpx.Client
+) -> None:
+    block = bytes(range(256)) * 4096  # 1 MiB
+    blocks = 500
+
+    def upload() -> Iterator[bytes]:
+        for _ in range(blocks):
+            yield block
+
+    expected = hashlib.sha256()
+    for _ in range(blocks):
+        expected.update(block)
+    before = gateway_rss(gateway)
+    response = client.post("/function/upload", content=upload(), timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"size": blocks * MiB, "sha256": expected.hexdigest()}
+    assert gateway_rss(gateway) - before < 50 * MiB
+    small = client.post("/function/upload", content=b"abc")  # a whole body: one chunk
+    assert small.json() == {"size": 3, "sha256": hashlib.sha256(b"abc").hexdigest()}
+
+
+def test_event_body_of_a_streamed_request_is_a_clear_error(client: httpx.Client) -> None:
+    response = client.post("/function/upload", params={"case": "body"}, content=b"abc")
+    assert response.status_code == 500
+    assert response.json()["error"] == "function raised an exception"

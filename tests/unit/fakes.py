@@ -96,6 +96,8 @@ class FakeReplicas:
         invocation: Invocation,
         time_limit: float,
         stream_limit: float | None = None,
+        *,
+        stream_body: bool = False,
     ) -> InvocationResult:
         self.sent.append((replica.name, invocation.call_id))
         await asyncio.sleep(0)  # an answer takes at least a turn of the loop

@@ -797,3 +797,96 @@ def test_ambiguous_framing_is_400_and_what_follows_never_runs(app: Watchdog, att
         assert json.loads(body)["error"]
         assert stream.read() == b""
     assert json.loads(app.call("/echo")[2])["calls"] == calls_before + 1
+
+
+# ---------------------------------------------------------------- streamed request bodies
+
+HASHING_HANDLERS = {
+    "async": """
+        import hashlib
+
+        async def handle(event, context):
+            digest, size = hashlib.sha256(), 0
+            async for chunk in event.stream():
+                digest.update(chunk)
+                size += len(chunk)
+            return {"size": size, "sha256": digest.hexdigest()}
+    """,
+    "sync": """
+        import hashlib
+
+        def handle(event, context):
+            digest, size = hashlib.sha256(), 0
+            for chunk in event.stream():
+                digest.update(chunk)
+                size += len(chunk)
+            return {"size": size, "sha256": digest.hexdigest()}
+    """,
+}
+STREAM_BODY = {"X-Faas-Body": "stream"}
+
+
+def vm_hwm(wd: Watchdog) -> int:
+    status = Path(f"/proc/{wd.proc.pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+
+
+@pytest.mark.parametrize("kind", sorted(HASHING_HANDLERS))
+def test_a_streamed_body_reaches_the_handler_as_it_arrives_in_little_memory(
+    launcher: Launcher, kind: str
+) -> None:
+    import hashlib
+
+    wd = launcher.start({"handler.py": HASHING_HANDLERS[kind]}, FAAS_MAX_BODY=str(1 << 30))
+    block = bytes(range(256)) * 4096
+    before = vm_hwm(wd)
+
+    def body() -> Iterator[bytes]:
+        for _ in range(200):
+            yield block
+
+    conn = wd.connect()
+    try:
+        conn.request("POST", "/", body=body(), headers={"X-Faas-Token": TOKEN, **STREAM_BODY})
+        answer = json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+    digest = hashlib.sha256()
+    for _ in range(200):
+        digest.update(block)
+    assert answer == {"size": 200 * len(block), "sha256": digest.hexdigest()}
+    assert vm_hwm(wd) - before < 50 * 1024  # KiB: 200 MiB went through, a little stayed
+
+
+def test_a_streamed_body_over_the_limit_answers_413(launcher: Launcher) -> None:
+    wd = launcher.start({"handler.py": HASHING_HANDLERS["async"]}, FAAS_MAX_BODY="1000")
+    conn = wd.connect()
+    try:
+        chunks = iter([b"a" * 600, b"b" * 600])
+        headers = {"X-Faas-Token": TOKEN, **STREAM_BODY}
+        conn.request("POST", "/", body=chunks, headers=headers, encode_chunked=True)
+        response = conn.getresponse()
+        assert response.status == 413
+        assert "byte limit" in json.loads(response.read())["error"]
+    finally:
+        conn.close()
+
+
+def test_a_handler_that_leaves_its_streamed_body_unread_answers_and_closes(
+    launcher: Launcher,
+) -> None:
+    wd = launcher.start({"handler.py": "def handle(event, context):\n    return 'early'\n"})
+    with wd.raw() as sock:
+        head = b"POST / HTTP/1.1\r\nX-Faas-Token: test-token\r\nX-Faas-Body: stream\r\n"
+        sock.sendall(head + b"Content-Length: 1000000\r\n\r\n" + b"x" * 1000)
+        received = b""
+        while chunk := sock.recv(65536):  # the answer, then the connection ends
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ") and received.endswith(b"early")
+    assert b"Connection: close" in received
+
+
+def test_a_whole_body_is_one_chunk_of_event_stream(launcher: Launcher) -> None:
+    wd = launcher.start({"handler.py": HASHING_HANDLERS["sync"]})
+    status, _, body = wd.call("/", method="POST", body=b"abc")
+    assert status == 200 and json.loads(body)["size"] == 3
