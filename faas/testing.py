@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from faas.handler import JSON_TYPE, Context, Event, Headers
+from faas.handler import JSON_TYPE, BodyStream, Context, Event, Headers
 from runtime.watchdog.contract import (
     INVALID_RETURN,
     RAISED,
@@ -119,6 +119,7 @@ def call(
     attempt: int = 1,
     timeout: float = DEFAULT_TIMEOUT,
     function_name: str | None = None,
+    stream_body: bool = False,
 ) -> TestResponse:
     """Call `handler` once as its replica would and return what the caller would get.
 
@@ -128,8 +129,9 @@ def call(
     otherwise. `query` is a dict (a list value repeats the name), pairs, or a raw string.
     `json` is sent as an `application/json` body. `secrets` are what `context.secret(name)`
     reads; `env` is set in `os.environ` for the call (and the import) and then restored.
-    `topic`, `event_id` and `attempt` make it an event delivery. Must not be called from a
-    running event loop: use `acall` there.
+    `topic`, `event_id` and `attempt` make it an event delivery. `stream_body` calls it as
+    a function with `request_body: stream` is called (the body only through
+    `event.stream()`). Must not be called from a running event loop: use `acall` there.
     """
     try:
         asyncio.get_running_loop()
@@ -153,6 +155,7 @@ def call(
             attempt=attempt,
             timeout=timeout,
             function_name=function_name,
+            stream_body=stream_body,
         )
     )
 
@@ -173,6 +176,7 @@ async def acall(
     attempt: int = 1,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the function's own `timeout:`
     function_name: str | None = None,
+    stream_body: bool = False,
 ) -> TestResponse:
     """`call`, for tests that already run an event loop."""
     lowered = {name.lower(): value for name, value in (headers or {}).items()}
@@ -197,6 +201,7 @@ async def acall(
             topic,
             event_id,
             attempt if topic is not None else 1,
+            BodyStream.of(data) if stream_body else None,
         )
         context = Context(
             function_name or name,

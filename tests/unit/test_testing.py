@@ -173,3 +173,16 @@ def test_call_refuses_a_running_loop_and_acall_works_there() -> None:
         return (await acall(echo)).status
 
     assert asyncio.run(inside()) == 200
+
+
+def test_a_streamed_request_body_is_read_with_event_stream() -> None:
+    async def upload(event: Event, context: Context) -> dict[str, int]:
+        return {"size": sum([len(chunk) async for chunk in event.stream()])}
+
+    def whole(event: Event, context: Context) -> dict[str, int]:
+        return {"size": len(event.body)}
+
+    assert call(upload, body=b"12345", stream_body=True).json() == {"size": 5}
+    assert call(upload, body=b"12345").json() == {"size": 5}  # a whole body: one chunk
+    refused = call(whole, body=b"12345", stream_body=True)
+    assert refused.status == 500 and "event.stream()" in str(refused.error)
