@@ -501,8 +501,8 @@
     const began = performance.now();
     try {
       const response = await fetch(url, init);
-      const text = await response.text();
-      showResult(response, text, performance.now() - began);
+      const text = await readShowing(response, began);
+      showResult(response, text, performance.now() - began, false);
     } catch (error) {
       errorBox.textContent = `the call failed: ${error.message}`;
     } finally {
@@ -511,12 +511,31 @@
     }
   }
 
-  function showResult(response, text, elapsed) {
+  // A streamed answer (a generator's, Server-Sent Events) is shown as it arrives.
+  async function readShowing(response, began) {
+    if (!response.body || !response.body.getReader) {
+      return response.text();
+    }
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) {
+        return text + decoder.decode();
+      }
+      text += decoder.decode(value, { stream: true });
+      showResult(response, text, performance.now() - began, true);
+    }
+  }
+
+  function showResult(response, text, elapsed, streaming) {
     const status = $("result-status");
     status.textContent = `${response.status} ${response.statusText}`.trim();
     status.dataset.class = String(response.status)[0];
     const callId = response.headers.get("x-call-id");
-    $("result-meta").textContent = `${ms(elapsed)}${callId ? ` · call ${callId}` : ""} · ${text.length} bytes`;
+    const progress = streaming ? " · receiving…" : "";
+    $("result-meta").textContent = `${ms(elapsed)}${callId ? ` · call ${callId}` : ""} · ${text.length} bytes${progress}`;
     const rows = [];
     for (const [key, value] of response.headers) {
       const row = document.createElement("tr");
@@ -530,7 +549,7 @@
     $("result-headers").replaceChildren(...rows);
     $("result-header-count").textContent = String(rows.length);
     let shown = text;
-    if ((response.headers.get("content-type") || "").includes("json")) {
+    if (!streaming && (response.headers.get("content-type") || "").includes("json")) {
       try {
         shown = JSON.stringify(JSON.parse(text), null, 2);
       } catch {

@@ -202,6 +202,26 @@ def test_dashboard_shows_the_warm_pools(gateway: Gateway, browser: BrowserContex
     page.close()
 
 
+def test_the_invoke_form_shows_a_streamed_answer_as_it_arrives(
+    gateway: Gateway, browser: BrowserContext
+) -> None:
+    watched = Watched(browser.new_page())
+    page = watched.page
+    page.goto(f"{gateway.admin_url}/ui#token={token_of(gateway)}")
+    page.select_option("#invoke-function", "ticker")
+    page.select_option("#invoke-method", "GET")
+    page.click("#invoke-send")
+    result = page.locator("#result-body")
+    expect(result).to_have_text("first line")  # while the handler waits to write the rest
+    expect(page.locator("#result-meta")).to_contain_text("receiving")
+    with httpx.Client(base_url=gateway.url, timeout=30, trust_env=False) as client:
+        assert client.get("/function/ticker", params={"release": "1"}).text == "released"
+    expect(result).to_have_text("first line\nlast line")
+    expect(page.locator("#result-meta")).not_to_contain_text("receiving")
+    watched.assert_clean(gateway)
+    page.close()
+
+
 def test_dashboard_asks_for_the_token_and_shows_when_it_is_refused(
     gateway: Gateway, browser: BrowserContext
 ) -> None:

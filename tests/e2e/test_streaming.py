@@ -228,3 +228,19 @@ def test_event_body_of_a_streamed_request_is_a_clear_error(client: httpx.Client)
     response = client.post("/function/upload", params={"case": "body"}, content=b"abc")
     assert response.status_code == 500
     assert response.json()["error"] == "function raised an exception"
+
+
+def test_an_async_call_stores_a_streamed_answer_whole(
+    gateway: Gateway, client: httpx.Client
+) -> None:
+    response = client.post("/async-function/ticks", params={"case": "lines"})
+    assert response.status_code == 202, response.text
+    call_id = response.json()["call_id"]
+
+    def record() -> dict[str, Any]:
+        answer: dict[str, Any] = gateway.admin_get(f"/system/calls/{call_id}").json()
+        return answer
+
+    done = wait_for(lambda: record()["status"] == "succeeded" and record(), 30, "the call")
+    assert done["result"]["status"] == 200
+    assert done["result"]["body"] == "".join(f"line {i}\n" for i in range(5))
