@@ -266,21 +266,26 @@ async def _relay_stream(
     first: bytes, body: AnswerBody, gone: asyncio.Future[None], send: Send
 ) -> None:
     """A streamed answer: each chunk on as it comes, the caller's leaving noticed at once
-    (not at the next chunk, which an event stream may not send for a long while)."""
-    await send({"type": "http.response.body", "body": first, "more_body": True})
-    while True:
-        following = asyncio.ensure_future(anext(body, None))
-        await asyncio.wait((following, gone), return_when=asyncio.FIRST_COMPLETED)
-        if not following.done():  # the caller left: closing the replica's connection
-            following.cancel()  # ends the generator there
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
-            return
-        chunk = following.result()
-        if chunk is None:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    (not at the next chunk, which an event stream may not send for a long while): it
+    cancels the wait for the next chunk, and leaving closes the replica's connection."""
+    relay = asyncio.current_task()
+    assert relay is not None
+
+    def caller_left(_: asyncio.Future[None]) -> None:
+        relay.cancel()
+
+    gone.add_done_callback(caller_left)
+    try:
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        async for chunk in body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not (gone.done() and not gone.cancelled()):
+            raise  # cancelled from elsewhere: the gateway is stopping
+        relay.uncancel()
+    finally:
+        gone.remove_done_callback(caller_left)
 
 
 STREAM_GRACE = 2.0

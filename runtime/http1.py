@@ -297,9 +297,12 @@ class Connection(asyncio.Protocol):
             async for chunk in body:
                 if self._writable is not None:
                     await self._writable
+                if self.transport.is_closing():  # the replica answered (a 413) and closed
+                    break
                 if chunk:
                     self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            self.transport.write(b"0\r\n\r\n")
+            else:
+                self.transport.write(b"0\r\n\r\n")
         answer = await self._head
         self._start_body_timer(body_within, stream_within)
         return answer

@@ -86,7 +86,10 @@ class Platform:
         self.debuggers = DebugRelays(debug_port)
         """Debugged functions' ports on 127.0.0.1 (development only)."""
         if client is None:
-            client = ReplicaClient(max_answer=project.gateway.max_response_size)
+            client = ReplicaClient(
+                max_answer=project.gateway.max_response_size,
+                max_request=project.gateway.max_body_size,
+            )
         self.client = client
         self.logs = LogHub()
         self.redact = LiveRedactor(self._secret_values)
@@ -315,6 +318,7 @@ class Platform:
         self.project = project
         self.redact.refresh()
         self.client.max_answer = project.gateway.max_response_size
+        self.client.max_request = project.gateway.max_body_size
         changes = Changes()
         for name in [n for n in self.pools if n not in project.functions]:
             await self.supply.remove(self.pools.pop(name))

@@ -51,8 +51,15 @@ TIMEOUT_GRACE = 2.0
 
 
 class ReplicaClient:
-    def __init__(self, max_connections: int = 512, max_answer: int = 100 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        max_connections: int = 512,
+        max_answer: int = 100 * 1024 * 1024,
+        max_request: int | None = None,
+    ) -> None:
         self._max_connections = max_connections
+        self._limit_line = b""
+        self.max_request = max_request
         self._session: aiohttp.ClientSession | None = None
         """For the rare calls (readiness, reload); invocations use the lean `_connections`."""
         self._connections = http1.ConnectionPool(max_answer)
@@ -83,6 +90,16 @@ class ReplicaClient:
     def max_answer(self, size: int) -> None:
         self._connections.max_body = size
 
+    @property
+    def max_request(self) -> int | None:
+        """The request body limit replicas are told with each call (gateway.max_body_size)."""
+        return self._max_request
+
+    @max_request.setter
+    def max_request(self, size: int | None) -> None:
+        self._max_request = size
+        self._limit_line = b"" if size is None else f"{wire.MAX_BODY_HEADER}: {size}\r\n".encode()
+
     async def close(self) -> None:
         self._connections.close()
         if self._session is not None:
@@ -107,7 +124,7 @@ class ReplicaClient:
         written. Only a call that could not connect is `sent=False`, for the platform
         to hand to another replica.
         """
-        head = _request_head(replica, invocation, time_limit)
+        head = _request_head(replica, invocation, time_limit) + self._limit_line
         if stream_body:
             head += _BODY_STREAM_LINE
         head_only = invocation.method == "HEAD"

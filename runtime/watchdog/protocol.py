@@ -30,7 +30,7 @@ from faas.handler import JSON_TYPE
 from .body import BodyPipe, RequestBodyError
 from .contract import dump_json, new_call_id
 from .json_log import log
-from .wire import BODY_HEADER, BODY_STREAM, INTERNAL_PREFIX
+from .wire import BODY_HEADER, BODY_STREAM, INTERNAL_PREFIX, MAX_BODY_HEADER
 
 MAX_HEAD = 64 * 1024  # request line and fields, without the blank line; also the trailers
 _MAX_CHUNK_LINE = 4096  # a chunk-size line or a trailer line, without its CRLF
@@ -123,6 +123,7 @@ class RequestParser:
         "_buf",
         "_chunks",
         "_continue",
+        "_limit",
         "_max_body",
         "_received",
         "_remaining",
@@ -136,6 +137,7 @@ class RequestParser:
     def __init__(self, max_body: int) -> None:
         self._buf = bytearray()
         self._max_body = max_body
+        self._limit = max_body  # the current request's
         self._state = _HEAD
         self._request: Request | None = None
         self._remaining = 0  # body bytes still expected (fixed), left in this chunk, or trailer
@@ -291,6 +293,9 @@ class RequestParser:
 
         http11 = version == "1.1"
         request = Request(method, path, query, http11, headers, faas)
+        limit = faas.get(MAX_BODY_HEADER, "")  # the gateway's, for this call
+        valid = limit.isdigit() and limit.isascii() and len(limit) < 20
+        self._limit = int(limit) if valid else self._max_body
         length = headers.get("content-length")
         if "transfer-encoding" in headers:
             if length is not None:
@@ -306,8 +311,8 @@ class RequestParser:
             if not length.isdigit() or not length.isascii() or len(length) > 20:
                 raise HttpError(400, "invalid Content-Length")
             size = int(length)
-            if size > self._max_body:
-                raise HttpError(413, f"request body over the {self._max_body} byte limit")
+            if size > self._limit:
+                raise HttpError(413, f"request body over the {self._limit} byte limit")
             self._state = _FIXED
             self._remaining = size
         else:
@@ -403,8 +408,8 @@ class RequestParser:
                 self._remaining = MAX_HEAD
                 continue
             self._received += size
-            if self._received > self._max_body:
-                raise HttpError(413, f"request body over the {self._max_body} byte limit")
+            if self._received > self._limit:
+                raise HttpError(413, f"request body over the {self._limit} byte limit")
             self._remaining = size
             self._state = _CHUNK_DATA
 

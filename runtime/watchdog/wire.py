@@ -60,6 +60,9 @@ BODY_HEADER = "x-faas-body"
 """BODY_STREAM when the function reads its request body as a stream (`request_body: stream`):
 the handler is called once the head is in, and takes the body with `event.stream()`."""
 BODY_STREAM = "stream"
+MAX_BODY_HEADER = "x-faas-max-body"
+"""The request body limit for this call (gateway.max_body_size), which the gateway has
+enforced already; without it, the watchdog's own (MAX_BODY_ENV, default 10 MiB)."""
 
 # -- environment ---------------------------------------------------------------------
 

@@ -88,7 +88,8 @@ def test_broken_code_keeps_the_old_version_serving(dev: Gateway, project: Path) 
         wait_for(lambda: "failed to load" in dev.log(), 10, "the reload error")
         assert client.get("/hello").text == "Hello, world!\n"
         listed = {f["name"]: f for f in json.loads(dev.cli("ls", "--json").stdout)["functions"]}
-        assert "hello.py:8" in listed["hello"]["reload_error"]
+        broken_line = len(good.splitlines()) + 2  # after the blank line appended
+        assert f"hello.py:{broken_line}" in listed["hello"]["reload_error"]
         assert "SyntaxError" in listed["hello"]["reload_error"]
         save(handler, good.replace("Hello,", "Fixed,"))
         wait_for(lambda: client.get("/hello").text == "Fixed, world!\n", 10, "the fixed code")

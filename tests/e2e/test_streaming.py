@@ -244,3 +244,10 @@ def test_an_async_call_stores_a_streamed_answer_whole(
     done = wait_for(lambda: record()["status"] == "succeeded" and record(), 30, "the call")
     assert done["result"]["status"] == 200
     assert done["result"]["body"] == "".join(f"line {i}\n" for i in range(5))
+
+
+def test_a_whole_body_past_ten_mib_is_taken_up_to_max_body_size(client: httpx.Client) -> None:
+    """gateway.max_body_size (600 MiB here) is what replicas take too, not their own
+    10 MiB default: the gateway tells it with each call."""
+    response = client.post("/function/ticks", params={"case": "lines"}, content=b"x" * (20 * MiB))
+    assert response.status_code == 200, response.text

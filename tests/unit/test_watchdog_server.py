@@ -890,3 +890,14 @@ def test_a_whole_body_is_one_chunk_of_event_stream(launcher: Launcher) -> None:
     wd = launcher.start({"handler.py": HASHING_HANDLERS["sync"]})
     status, _, body = wd.call("/", method="POST", body=b"abc")
     assert status == 200 and json.loads(body)["size"] == 3
+
+
+def test_the_gateway_tells_the_body_limit_with_each_call(launcher: Launcher) -> None:
+    """gateway.max_body_size reaches warm and ordinary watchdogs alike, per call."""
+    wd = launcher.start({"handler.py": HASHING_HANDLERS["sync"]}, FAAS_MAX_BODY="1000")
+    body = b"x" * 3000
+    assert wd.call("/", method="POST", body=body)[0] == 413  # its own limit
+    status, _, answer = wd.call("/", method="POST", body=body, headers={"X-Faas-Max-Body": "5000"})
+    assert (status, json.loads(answer)["size"]) == (200, 3000)
+    refused = wd.call("/", method="POST", body=body, headers={"X-Faas-Max-Body": "2000"})
+    assert refused[0] == 413
