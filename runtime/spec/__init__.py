@@ -65,8 +65,8 @@ from runtime.spec._model import (
     TlsSettings,
 )
 from runtime.spec._secret_refs import missing_secrets, secret_references
+from runtime.spec._values import MAX_MESSAGE_SIZE, format_size, reserved_prefix
 from runtime.spec._values import duration as parse_duration
-from runtime.spec._values import format_size, reserved_prefix
 from runtime.spec._values import size as parse_size
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "DOTENV_FILENAME",
     "HTTP_METHODS",
     "MAX_CPUS",
+    "MAX_MESSAGE_SIZE",
     "MIN_MEMORY",
     "RESERVED_ENV_PREFIX",
     "RESERVED_PATH_PREFIXES",
