@@ -268,7 +268,9 @@ class Relay:
                 if left <= 0:
                     self.close_code, self.close_reason = frames.GOING_AWAY, "idle"
                     break
-                await asyncio.wait((leaving, stopping), timeout=left)
+                await asyncio.wait(
+                    (leaving, stopping), timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
                 if stopping.done():
                     break
                 if leaving.done():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from typing import cast
 
 from runtime.watchdog import frames, wire
 
@@ -42,8 +43,7 @@ class TunnelConnection(asyncio.Protocol):
     # -- asyncio callbacks ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         if self.failure is not None:
