@@ -3,7 +3,8 @@
 The first connection wakes a function at zero; text and binary messages echo; close
 codes pass both ways; a message over `max_message_size` closes with 1009 either way;
 `auth: key` is checked on the upgrade, which is refused with 401 before any replica
-starts; stopping the gateway closes open sockets with 1001.
+starts; a socket quiet for the function's timeout, and open sockets when the gateway
+stops, close with 1001.
 """
 
 from __future__ import annotations
@@ -134,6 +135,13 @@ def test_a_function_without_websocket_and_an_unknown_one_refuse_the_upgrade(
     with pytest.raises(InvalidStatus) as unknown:
         open_socket(gateway, "/function/nosuch")
     assert unknown.value.response.status_code == 404
+
+
+def test_a_socket_quiet_for_the_functions_timeout_closes_with_1001(gateway: Gateway) -> None:
+    with open_socket(gateway, "/function/quiet") as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=30) == "ping"
+        assert closed_code(ws) == (1001, "idle")
 
 
 def test_stopping_the_gateway_closes_open_sockets_with_1001(gateway: Gateway) -> None:
