@@ -135,7 +135,8 @@ class Sockets:
             self.open.discard(relay)
             opened.close()
             relay.done.set_result(None)
-            self.metrics.observe_call(name, status, time.perf_counter() - began)
+            if status != 101:  # a socket's lifetime is no call duration: refusals only
+                self.metrics.observe_call(name, status, time.perf_counter() - began)
 
 
 class Relay:
