@@ -119,8 +119,8 @@ class TunnelConnection(asyncio.Protocol):
             self.transport.abort()
 
     def _fail(self, failure: TunnelBroken) -> None:
+        """Frames decoded before the broken one are still handed out, then `failure`."""
         self.failure = failure
-        self.inbox.clear()
         self.abort()
 
     def _wake(self) -> None:

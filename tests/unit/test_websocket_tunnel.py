@@ -4,6 +4,7 @@ runtime/tunnel_client.py (a subprocess on loopback, no container)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,66 @@ def test_a_module_without_handle_websocket_refuses_with_1011(tmp_path: Path) -> 
         assert "handle_websocket is missing in app.py" in wd.stdout() + wd.stderr()
     finally:
         launcher.kill_all()
+
+
+def test_a_stopping_replica_closes_its_sockets_with_1001(tmp_path: Path) -> None:
+    launcher = Launcher(tmp_path)
+    try:
+        wd = launcher.start({"app.py": HANDLER}, handler_file="app.py")
+
+        async def scenario() -> None:
+            tunnel = await opened(wd)
+            assert (await tunnel.receive()).kind == frames.ACCEPT
+            wd.proc.send_signal(signal.SIGTERM)
+            frame = await tunnel.receive()
+            assert frames.parse_close(frame.payload)[0] == frames.GOING_AWAY
+
+        run(scenario())
+        assert wd.proc.wait(timeout=10) == 0
+    finally:
+        launcher.kill_all()
+
+
+# -- the gateway's end, facing a hostile replica ------------------------------------------
+
+
+async def hostile_replica(written: bytes) -> tuple[asyncio.Server, str]:
+    """A 'replica' that answers any tunnel with `written`, then waits."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(written)
+        await writer.drain()
+        await reader.read()  # until the gateway's end closes
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize(
+    ("written", "code"),
+    [
+        (frames.HEAD.pack(frames.BINARY, 1 << 30), frames.TOO_BIG),  # refused from its head
+        (frames.encode(frames.TEXT, b"\xff\xfe"), frames.INVALID_DATA),
+        (frames.encode(frames.CLOSE, b"\x03\xed"), frames.PROTOCOL_ERROR),  # 1005 is not sendable
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", frames.PROTOCOL_ERROR),
+    ],
+)
+def test_what_a_hostile_replica_writes_breaks_only_its_own_tunnel(
+    written: bytes, code: int
+) -> None:
+    async def scenario() -> None:
+        server, address = await hostile_replica(frames.encode(frames.ACCEPT, b"") + written)
+        async with server:
+            tunnel = await connect(address, 1000, head(), 5)
+            OPENED.append(tunnel)
+            assert (await tunnel.receive()).kind == frames.ACCEPT
+            with pytest.raises(TunnelBroken) as caught:
+                await tunnel.receive()
+            assert caught.value.code == code
+            await tunnel.lost  # the connection is dropped, never reused
+            assert tunnel.decoder.buffered <= len(written)
+
+    run(scenario())
