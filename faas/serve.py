@@ -40,7 +40,7 @@ from runtime.events.service import EventService
 from runtime.loghub import HubHandler, redact_log_records
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
-from runtime.spec import MAX_MESSAGE_SIZE, Project
+from runtime.spec import DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE, Project
 from runtime.supply import shares_replicas
 
 log = logging.getLogger("faas.up")
@@ -99,6 +99,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def largest_message(project: Project) -> int:
+    """The WebSocket server's message limit: the largest `max_message_size` of a
+    `websocket: true` function (each socket is held to its own function's below it), so
+    no client makes the gateway buffer more than a function could take. The server reads
+    it for each new connection: a reload that raises it applies to sockets opened after."""
+    sizes = [f.max_message_size for f in project.functions.values() if f.websocket]
+    return min(MAX_MESSAGE_SIZE, max(sizes, default=DEFAULT_MAX_MESSAGE_SIZE))
+
+
 def listener(
     app: Any, protocol: type[GatewayProtocol], project: Project, *, websockets: bool = False
 ) -> GatewayServer:
@@ -110,7 +119,7 @@ def listener(
             app,
             http=protocol,
             ws="websockets-sansio" if websockets else "none",  # gateway/websocket.py
-            ws_max_size=MAX_MESSAGE_SIZE,  # each function's max_message_size is checked below
+            ws_max_size=largest_message(project),
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -198,6 +207,7 @@ async def serve_platform(
 
     def reconfigure(new: Project) -> None:
         gateway.reconfigure(new)
+        servers[0].config.ws_max_size = largest_message(new)
         protocol.limits = function_limits(new.gateway, descriptors)
         admin_protocol.limits = admin_limits(new.gateway)
 

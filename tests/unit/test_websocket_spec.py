@@ -63,3 +63,12 @@ def test_a_replica_taken_out_of_service_or_closed_tells_its_sockets(tmp_path: Pa
         assert second.leaving.is_set()
 
     asyncio.run(main())
+
+
+def test_the_gateways_message_limit_is_the_largest_of_its_websocket_functions() -> None:
+    from faas.serve import largest_message
+
+    assert largest_message(load(with_function())) == MiB  # no websocket function
+    assert largest_message(load(with_function("max_message_size: 8MiB"))) == MiB
+    sockets = load(with_function("websocket: true", "max_message_size: 8MiB"))
+    assert largest_message(sockets) == 8 * MiB
