@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 __all__ = [
     "BodyStream",
@@ -30,6 +30,8 @@ __all__ = [
     "Response",
     "SecretNotFound",
     "StreamingResponse",
+    "WebSocket",
+    "WebSocketClosed",
     "sse",
 ]
 
@@ -463,3 +465,110 @@ def sse(
     if not lines:
         raise ValueError("an SSE event needs data, an event, an id, retry or a comment")
     return "\n".join(lines) + "\n\n"
+
+
+# -- WebSockets ------------------------------------------------------------------------
+
+
+class WebSocketClosed(Exception):
+    """The socket is closed: by the client (its close code), by the handler, or the
+    connection was lost (1006). `ws.receive()` and `ws.send()` raise it from then on."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"the WebSocket is closed ({code}{': ' + reason if reason else ''})")
+        self.code = code
+        self.reason = reason
+
+
+class WebSocketChannel(Protocol):
+    """What carries a `WebSocket`'s messages: the watchdog's tunnel in a replica,
+    an in-memory pair in `faas.testing.websocket`."""
+
+    async def accept(self, subprotocol: str | None) -> None: ...
+
+    async def receive(self) -> str | bytes: ...
+
+    async def send(self, message: str | bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class WebSocket:
+    """One caller's WebSocket, as `async def handle_websocket(ws, context)` gets it
+    (a function with `websocket: true`)::
+
+        async def handle_websocket(ws: WebSocket, context: Context) -> None:
+            await ws.accept()
+            async for message in ws:  # str (text) or bytes (binary), until the client closes
+                await ws.send(message)
+
+    Attributes:
+        path: the path below the function's route, as for `Event.path`.
+        query: the query parameters of the opening request.
+        headers: its headers (without the platform's own and the hop-by-hop ones).
+        subprotocols: what the client offered in `Sec-WebSocket-Protocol`, in order.
+
+    Returning from the handler closes the socket with 1000; raising closes it with 1011.
+    """
+
+    __slots__ = ("_accepted", "_channel", "headers", "path", "query", "subprotocols")
+
+    def __init__(
+        self, path: str, query: Query, headers: Headers, channel: WebSocketChannel
+    ) -> None:
+        self.path = path
+        self.query = query
+        self.headers = headers
+        offered = headers.get("sec-websocket-protocol", "")
+        self.subprotocols = [p.strip() for p in offered.split(",") if p.strip()]
+        self._channel = channel
+        self._accepted = False
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        """Complete the opening handshake, choosing one of `subprotocols` or none.
+
+        Closing before accepting refuses the socket: the client gets 403.
+        """
+        if self._accepted:
+            raise RuntimeError("the WebSocket was accepted already")
+        if subprotocol is not None and subprotocol not in self.subprotocols:
+            raise ValueError(f"the client did not offer the subprotocol {subprotocol!r}")
+        await self._channel.accept(subprotocol)
+        self._accepted = True
+
+    async def receive(self) -> str | bytes:
+        """The next message: `str` for a text message, `bytes` for a binary one.
+
+        Raises WebSocketClosed (with the client's close code) once the socket is closed.
+        """
+        self._check_accepted()
+        return await self._channel.receive()
+
+    async def send(self, message: str | bytes) -> None:
+        """Send a text (`str`) or binary (`bytes`) message; waits while the client is slow
+        to read. Past the function's `max_message_size` the socket closes with 1009."""
+        self._check_accepted()
+        if isinstance(message, bytearray | memoryview):
+            message = bytes(message)
+        if not isinstance(message, str | bytes):
+            raise TypeError(f"a WebSocket message is str or bytes, not {type(message).__name__}")
+        await self._channel.send(message)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the socket with `code` (1000, 1001, 1008, 1011, or 3000-4999 of your own)."""
+        if not (code in (1000, 1001, 1003, 1007, 1008, 1009, 1010, 1011) or 3000 <= code <= 4999):
+            raise ValueError(f"{code} is not a close code a server may send")
+        await self._channel.close(code, reason)
+
+    def __aiter__(self) -> WebSocket:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.receive()
+        except WebSocketClosed:
+            raise StopAsyncIteration from None
+
+    def _check_accepted(self) -> None:
+        if not self._accepted:
+            raise RuntimeError("call `await ws.accept()` before sending or receiving")

@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import uvicorn
@@ -40,16 +40,24 @@ from runtime.events.service import EventService
 from runtime.loghub import HubHandler, redact_log_records
 from runtime.platform import Platform
 from runtime.secrets import SecretStore
-from runtime.spec import Project
+from runtime.spec import DEFAULT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE, Project
 from runtime.supply import shares_replicas
 
 log = logging.getLogger("faas.up")
 
 
 class GatewayServer(uvicorn.Server):
+    before_shutdown: Callable[[], Awaitable[None]] | None = None
+    """Run before uvicorn's own shutdown: open WebSockets close with 1001, not its 1012."""
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield  # serve_platform owns signal handling
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.before_shutdown is not None:
+            await self.before_shutdown()
+        await super().shutdown(sockets)
 
 
 EVENT_LOOP_ENV = "FAAS_EVENT_LOOP"
@@ -91,14 +99,27 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def listener(app: Any, protocol: type[GatewayProtocol], project: Project) -> GatewayServer:
-    """One uvicorn server for one listener: `protocol` carries its limits."""
+def largest_message(project: Project) -> int:
+    """The WebSocket server's message limit: the largest `max_message_size` of a
+    `websocket: true` function (each socket is held to its own function's below it), so
+    no client makes the gateway buffer more than a function could take. The server reads
+    it for each new connection: a reload that raises it applies to sockets opened after."""
+    sizes = [f.max_message_size for f in project.functions.values() if f.websocket]
+    return min(MAX_MESSAGE_SIZE, max(sizes, default=DEFAULT_MAX_MESSAGE_SIZE))
+
+
+def listener(
+    app: Any, protocol: type[GatewayProtocol], project: Project, *, websockets: bool = False
+) -> GatewayServer:
+    """One uvicorn server for one listener: `protocol` carries its limits; `websockets`:
+    it takes WebSocket upgrades (else an Upgrade is served as a plain request)."""
     tls = project.gateway.tls
     return GatewayServer(
         uvicorn.Config(
             app,
             http=protocol,
-            ws="none",  # no websocket routes: an Upgrade is served as a plain request
+            ws="websockets-sansio" if websockets else "none",  # gateway/websocket.py
+            ws_max_size=largest_message(project),
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -179,12 +200,14 @@ async def serve_platform(
     )
     admin_protocol = protocol_for(admin_limits(project.gateway))
     servers = (
-        listener(gateway.functions, protocol, project),
+        listener(gateway.functions, protocol, project, websockets=True),
         listener(gateway.admin, admin_protocol, project),
     )
+    servers[0].before_shutdown = gateway.sockets.close_all
 
     def reconfigure(new: Project) -> None:
         gateway.reconfigure(new)
+        servers[0].config.ws_max_size = largest_message(new)
         protocol.limits = function_limits(new.gateway, descriptors)
         admin_protocol.limits = admin_limits(new.gateway)
 

@@ -28,7 +28,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from faas.handler import JSON_TYPE, BodyStream, Context, Event, Headers
+from faas.handler import (
+    JSON_TYPE,
+    BodyStream,
+    Context,
+    Event,
+    Headers,
+    Query,
+    WebSocket,
+    WebSocketClosed,
+)
 from runtime.watchdog.contract import (
     INVALID_RETURN,
     RAISED,
@@ -43,7 +52,7 @@ from runtime.watchdog.contract import (
 )
 from runtime.watchdog.loader import HandlerLoadError, as_handler, load_handler
 
-__all__ = ["HandlerLoadError", "TestResponse", "acall", "call"]
+__all__ = ["HandlerLoadError", "TestResponse", "TestSocket", "acall", "call", "websocket"]
 
 DEFAULT_TIMEOUT = 10.0
 """The watchdog's default when a function sets no `timeout:`."""
@@ -344,6 +353,158 @@ def _resolve(
     file, _, attribute = text.partition(":") if not os.path.exists(text) else (text, "", "")
     loaded = load_handler(os.getcwd(), file, attribute or "handle")
     return loaded.call, loaded.is_async, Path(file).stem.replace("_", "-")
+
+
+# -- WebSockets ------------------------------------------------------------------------
+
+
+class TestSocket:
+    """What a client of a WebSocket handler saw (`websocket()`).
+
+    Attributes:
+        accepted: whether the handler accepted the socket.
+        subprotocol: the one it chose, if any.
+        sent: the messages it sent, in order (`str` text, `bytes` binary).
+        close_code, close_reason: how the socket closed: the handler's own `close()`,
+            the client's close once `messages` ran out, 1000 when the handler returned,
+            1011 when it raised or ran past `timeout`, 1009 for a message too big.
+        error: the exception the handler raised, if any (WebSocketClosed is not one).
+    """
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        self.accepted = False
+        self.subprotocol: str | None = None
+        self.sent: list[str | bytes] = []
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"TestSocket(accepted={self.accepted}, sent={self.sent!r}, "
+            f"close_code={self.close_code}, error={self.error!r})"
+        )
+
+
+class _ScriptedChannel:
+    """The client's side, scripted: `messages` arrive in order, then the client closes."""
+
+    def __init__(
+        self, result: TestSocket, messages: Sequence[str | bytes], close: int, limit: int
+    ) -> None:
+        self.result = result
+        self.messages = list(messages)
+        self.client_close = close
+        self.limit = limit
+
+    def _closed(self) -> WebSocketClosed | None:
+        if self.result.close_code is None:
+            return None
+        return WebSocketClosed(self.result.close_code, self.result.close_reason)
+
+    async def accept(self, subprotocol: str | None) -> None:
+        if (closed := self._closed()) is not None:
+            raise closed
+        self.result.accepted, self.result.subprotocol = True, subprotocol
+
+    async def receive(self) -> str | bytes:
+        if (closed := self._closed()) is not None:
+            raise closed
+        if self.messages:
+            return self.messages.pop(0)
+        self.result.close_code = self.client_close
+        raise WebSocketClosed(self.client_close)
+
+    async def send(self, message: str | bytes) -> None:
+        if (closed := self._closed()) is not None:
+            raise closed
+        size = len(message.encode() if isinstance(message, str) else message)
+        if size > self.limit:
+            self.result.close_code, self.result.close_reason = 1009, "message too big"
+            raise WebSocketClosed(1009, f"a message of {size} bytes is over {self.limit}")
+        self.result.sent.append(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.result.close_code is None:
+            self.result.close_code, self.result.close_reason = code, reason
+
+
+def websocket(
+    handler: Callable[..., Any] | str | os.PathLike[str],
+    messages: Sequence[str | bytes] = (),
+    *,
+    path: str = "/",
+    query: QueryArg | None = None,
+    headers: Mapping[str, str] | None = None,
+    subprotocols: Sequence[str] = (),
+    close_code: int = 1000,
+    max_message_size: int = 1024 * 1024,
+    secrets: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    function_name: str | None = None,
+) -> TestSocket:
+    """Run a WebSocket handler against a scripted client and return what the client saw.
+
+    `handler` is `handle_websocket` itself, or its file as in functions.yaml
+    (`functions/chat.py`, or `functions/chat.py:name`). The client sends `messages` in
+    order, as fast as the handler receives them, then closes with `close_code`. The
+    whole session must end within `timeout` seconds.
+
+        result = websocket("functions/echo.py", ["hi", b"\x00"])
+        assert result.sent == ["hi", b"\x00"] and result.close_code == 1000
+    """
+    result = TestSocket()
+    lowered = {name.lower(): value for name, value in (headers or {}).items()}
+    if subprotocols:
+        lowered["sec-websocket-protocol"] = ", ".join(subprotocols)
+    path, _, inline_query = path.partition("?")
+    query_string = _query_string(query) if query is not None else inline_query
+    from urllib.parse import parse_qsl
+
+    channel = _ScriptedChannel(result, messages, close_code, max_message_size)
+    ws = WebSocket(
+        path or "/",
+        Query(parse_qsl(query_string, keep_blank_values=True)),
+        Headers.wrap(lowered),
+        channel,
+    )
+    with _environment(env), _secrets_dir(secrets) as secrets_dir:
+        if callable(handler):
+            func = handler
+            name = Path(getattr(getattr(handler, "__code__", None), "co_filename", "f")).stem
+        else:
+            text = os.fspath(handler)
+            file, _, attribute = text.partition(":") if not os.path.exists(text) else (text, "", "")
+            func = load_handler(os.getcwd(), file, attribute or "handle_websocket").call
+            name = Path(file).stem
+        context = Context(
+            function_name or name.replace("_", "-"),
+            new_call_id(),
+            time.time() + timeout,
+            socket.gethostname(),
+            secrets_dir,
+        )
+
+        async def session() -> None:
+            async with asyncio.timeout(timeout):
+                await func(ws, context)
+
+        try:
+            asyncio.run(session())
+        except WebSocketClosed:
+            pass
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            result.error = exc
+            if result.close_code is None:
+                result.close_code = 1011
+    if result.close_code is None:
+        result.close_code = 1000
+    return result
 
 
 def _query_string(query: QueryArg) -> str:

@@ -47,6 +47,7 @@ from gateway.fastpath import FunctionFastPath
 from gateway.metrics import Metrics
 from gateway.proxy import Proxy, new_call_id
 from gateway.routing import ALL_METHODS
+from gateway.websocket import Sockets
 from runtime.events.service import EventService
 from runtime.platform import Platform
 from runtime.spec import Project
@@ -71,6 +72,8 @@ class Gateway:
     """The admin listener's application."""
     reconfigure: Callable[[Project], None]
     """Serve a new functions.yaml (a `Reload`)."""
+    sockets: Sockets
+    """The open WebSocket calls (closed with 1001 before the listener stops)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,8 +107,13 @@ def create_gateway(
     dashboard = Dashboard(platform, proxy, metrics.stats)
     dashboard.start_sampling()
 
+    sockets = Sockets(platform, access, metrics)
     health = Route("/healthz", healthz, methods=["GET"])
-    fixed = [health, *_work_routes(events, access, proxy, admin_listener=False)]
+    fixed = [
+        health,
+        *sockets.routes(),
+        *_work_routes(events, access, proxy, admin_listener=False),
+    ]
     functions = _json_app(
         [*fixed, *calls.routes(platform.project)],
         [
@@ -123,7 +131,7 @@ def create_gateway(
         ]
     )
     reload = Reload(access, proxy, functions, fixed, calls, events)
-    return Gateway(functions, function_fast_path, admin_app, reload)
+    return Gateway(functions, function_fast_path, admin_app, reload, sockets)
 
 
 def _work_routes(

@@ -60,10 +60,12 @@ DECLINED_HEADERS = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})
 HOOKS: dict[str, tuple[str, ...]] = {
     "HttpToolsProtocol methods": (
         "_start_asgi_task",
+        "_should_upgrade",
         "_unset_keepalive_if_required",
         "connection_made",
         "connection_lost",
         "data_received",
+        "handle_websocket_upgrade",
         "on_headers_complete",
         "on_message_complete",
     ),
@@ -407,9 +409,17 @@ class GatewayProtocol(HttpToolsProtocol):
 
     def _parser_refused(self, exc: Exception) -> None:
         if isinstance(exc, httptools.HttpParserUpgrade):
-            # no upgrades here (websockets are off): served as a plain request, then closed,
-            # since llhttp reads nothing more on this connection
-            if self.cycle is not None:
+            if self._should_upgrade():
+                # `Upgrade: websocket` on a listener with a WebSocket protocol: the head
+                # was counted and timed like any other; uvicorn's protocol takes over
+                self._done_reading = True
+                if self._head_timer is not None:
+                    self._head_timer.cancel()
+                    self._head_timer = None
+                self.handle_websocket_upgrade()
+            # any other upgrade is served as a plain request, then closed, since llhttp
+            # reads nothing more on this connection
+            elif self.cycle is not None:
                 self.cycle.keep_alive = False
         elif isinstance(exc, httptools.HttpParserCallbackError):
             self._refuse(400, "invalid HTTP request")

@@ -48,6 +48,7 @@ from runtime.secrets import SecretStore, secret_names
 from runtime.spec import FunctionSpec, Project, ScalePolicy
 from runtime.supply import FunctionProgress, Recipe, ReplicaSupply, supply_for
 from runtime.supply.base import for_task
+from runtime.tunnel_client import TunnelConnection
 
 __all__ = ["Changes", "FunctionProgress", "Platform"]
 
@@ -428,6 +429,35 @@ class Platform:
         result.close = close
         return result
 
+    async def open_socket(self, invocation: Invocation) -> OpenSocket:
+        """Start a WebSocket call on a ready replica (starting one if needed).
+
+        The socket holds one of the replica's slots until `OpenSocket.close()`, like a
+        call in flight: the autoscaler counts it, and a replica taken out of service
+        sets `leaving` for its sockets to close.
+        """
+        pool = self.pool(invocation.function)
+        spec = pool.spec
+        attempt = 1
+        while True:
+            handle = await self._acquire(pool)
+            try:
+                tunnel = await self.client.open_tunnel(
+                    handle.replica, invocation, spec.timeout, spec.max_message_size
+                )
+                break
+            except ReplicaUnreachable as exc:
+                serving = pool.set_aside(handle)
+                pool.release(handle)
+                await self.supply.unreachable(pool, handle, exc, was_serving=serving)
+                if exc.sent or attempt == UNSENT_ATTEMPTS:
+                    raise
+                attempt += 1
+            except BaseException:
+                pool.release(handle)
+                raise
+        return OpenSocket(tunnel, handle, lambda: pool.release(handle))
+
     async def _acquire(self, pool: FunctionPool) -> ReplicaHandle:
         # Behind busy replicas a call waits at most its timeout; while the function has
         # none ready it waits for the start, which the engine may make slow (a failed
@@ -527,6 +557,23 @@ class _History(PoolObserver):
     def forget(self, function: str) -> None:
         self.cold_starts.pop(function, None)
         self.reload_errors.pop(function, None)
+
+
+@dataclass(eq=False)
+class OpenSocket:
+    """A WebSocket call's tunnel to its replica, holding one of the replica's slots."""
+
+    tunnel: TunnelConnection
+    handle: ReplicaHandle
+    release: Callable[[], None]
+    released: bool = False
+
+    def close(self) -> None:
+        """Close the tunnel (if still open) and give the slot back; idempotent."""
+        self.tunnel.close()
+        if not self.released:
+            self.released = True
+            self.release()
 
 
 @dataclass

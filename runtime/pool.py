@@ -53,6 +53,8 @@ class ReplicaHandle:
     replica: Replica
     in_flight: int = 0
     started_at: float = field(default_factory=time.time)
+    leaving: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once it is taken out of service: its open WebSockets close (code 1001)."""
 
 
 def no_backlog(function: str) -> int:
@@ -299,6 +301,7 @@ class FunctionPool:
         if handle not in self._ready:
             return False
         self._ready.remove(handle)
+        handle.leaving.set()
         if handle.in_flight:
             self._draining.append(handle)
         else:
@@ -358,4 +361,6 @@ class FunctionPool:
         self._fail_waiters(FunctionUnavailable(f"{self.spec.name} is shutting down"))
         handles = [*self._ready, *self._draining]
         self._ready, self._draining = [], []
+        for handle in handles:
+            handle.leaving.set()
         return handles

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from runtime import http1
+from runtime import http1, tunnel_client
 from runtime.backends.base import Replica
 from runtime.errors import (
     AnswerRejected,
@@ -32,6 +32,7 @@ from runtime.errors import (
     import_failed,
 )
 from runtime.invocation import Invocation, InvocationResult
+from runtime.tunnel_client import TunnelConnection
 from runtime.watchdog import wire
 
 log = logging.getLogger("faas.replicas")
@@ -177,6 +178,28 @@ class ReplicaClient:
             close=close,
             replica=replica.name,
         )
+
+    async def open_tunnel(
+        self, replica: Replica, invocation: Invocation, time_limit: float, max_message: int
+    ) -> TunnelConnection:
+        """Start a WebSocket call (runtime/tunnel_client.py): a connection of its own,
+        whose frames begin once the head is written. ReplicaUnreachable(sent=False) when
+        it could not connect."""
+        head = _request_head(replica, invocation, time_limit)
+        try:
+            return await tunnel_client.connect(replica.address, max_message, head, CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            log.info(
+                "replica unreachable",
+                extra={
+                    "replica": replica.name,
+                    "function": invocation.function,
+                    "error": repr(exc),
+                },
+            )
+            raise ReplicaUnreachable(
+                f"{invocation.function} could not be reached", sent=False
+            ) from None
 
     async def reload(self, replica: Replica) -> None:
         """Ask a replica's watchdog to import the handler's current code (development).

@@ -31,6 +31,7 @@ from runtime.spec._model import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_BACKLOG,
     DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MEMORY,
     DEFAULT_METHODS,
@@ -65,8 +66,8 @@ from runtime.spec._model import (
     TlsSettings,
 )
 from runtime.spec._secret_refs import missing_secrets, secret_references
+from runtime.spec._values import MAX_MESSAGE_SIZE, format_size, reserved_prefix
 from runtime.spec._values import duration as parse_duration
-from runtime.spec._values import format_size, reserved_prefix
 from runtime.spec._values import size as parse_size
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "DEFAULT_MAX_BACKLOG",
     "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_QUEUE",
     "DEFAULT_MEMORY",
     "DEFAULT_METHODS",
@@ -93,6 +95,7 @@ __all__ = [
     "DOTENV_FILENAME",
     "HTTP_METHODS",
     "MAX_CPUS",
+    "MAX_MESSAGE_SIZE",
     "MIN_MEMORY",
     "RESERVED_ENV_PREFIX",
     "RESERVED_PATH_PREFIXES",

@@ -25,6 +25,8 @@ from runtime.errors import Problem
 from runtime.spec._model import Project
 from runtime.spec._yaml import Loc, dotted
 
+WEBSOCKET_HANDLER = "handle_websocket"
+"""What a function with `websocket: true` defines beside its handler, in the same module."""
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 _NAMESPACE_FUNCTIONS = frozenset({"globals", "exec", "eval"})
 _NAMESPACE_WITHOUT_ARGUMENTS = frozenset({"vars", "locals"})  # vars(obj) is just obj's
@@ -48,6 +50,13 @@ def handler_problems(project: Project, filename: str | None = None) -> list[Prob
         if (message := checked[handler]) is not None:
             loc: Loc = ("functions", name, "handler")
             problems.append(Problem(label, line_of(project.lines, loc), dotted(loc), message))
+        elif function.websocket:
+            socket = (function.handler_file, WEBSOCKET_HANDLER)
+            if socket not in checked:
+                checked[socket] = check_handler(project.root, *socket)
+            if (message := checked[socket]) is not None:
+                loc = ("functions", name, "websocket")
+                problems.append(Problem(label, line_of(project.lines, loc), dotted(loc), message))
     return problems
 
 

@@ -369,6 +369,8 @@ def _function_spec(
         timeout=settings.timeout,
         max_duration=settings.max_duration,
         request_body=raw.request_body,
+        websocket=raw.websocket,
+        max_message_size=raw.max_message_size,
         memory=settings.memory,
         cpus=settings.cpus,
         requirements=raw.requirements,

@@ -26,6 +26,7 @@ DEFAULT_MAX_RESPONSE_SIZE = 100 * MiB
 DEFAULT_BASE_IMAGE = "python:3.11-slim-bookworm"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_DURATION = 600.0
+DEFAULT_MAX_MESSAGE_SIZE = MiB
 """How long a streamed answer may last in all (`timeout` bounds the wait for each chunk)."""
 DEFAULT_MEMORY = 256 * MiB
 DEFAULT_CPUS = 1.0
@@ -277,6 +278,11 @@ class FunctionSpec:
     debug: bool = False
     """Development only: one replica, started at once, with debugpy listening and no call
     timeout (runtime/spec/debug.py)."""
+    websocket: bool = False
+    """Callers may open a WebSocket on its routes; its module defines
+    `async def handle_websocket(ws, context)` (README "WebSockets")."""
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    """The largest WebSocket message either way; a larger one closes the socket with 1009."""
     system_packages: tuple[str, ...] = ()
     """Debian packages installed into its image with apt, from the base image's own apt
     sources: those of `defaults`, then its own (runtime/images.py)."""

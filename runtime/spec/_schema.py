@@ -44,6 +44,7 @@ from runtime.spec._model import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_DURATION,
     DEFAULT_MAX_HEADER_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_QUEUE,
     DEFAULT_MAX_RESPONSE_SIZE,
     DEFAULT_MEMORY,
@@ -258,6 +259,8 @@ class RawFunction(RawDefaults):
         str, PlainValidator(v.one_of("a request body mode", v.REQUEST_BODIES))
     ] = "whole"
     debug: Annotated[bool, PlainValidator(v.boolean)] = False
+    websocket: Annotated[bool, PlainValidator(v.boolean)] = False
+    max_message_size: Annotated[int, PlainValidator(v.message_size)] = DEFAULT_MAX_MESSAGE_SIZE
 
 
 class RawDocument(_Raw):

@@ -150,6 +150,17 @@ def size(value: object) -> int:
     return count
 
 
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+"""The gateway's WebSocket server refuses larger messages whatever a function sets."""
+
+
+def message_size(value: object) -> int:
+    count = size(value)
+    if count > MAX_MESSAGE_SIZE:
+        raise ValueError(f"expected a size up to 16MiB, got {describe(value)}")
+    return count
+
+
 def _bytes(value: object) -> int | None:
     if isinstance(value, bool):
         return None

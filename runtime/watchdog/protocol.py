@@ -113,7 +113,7 @@ def _tokens(value: str) -> set[str]:
 
 
 # Body states of the parser.
-_HEAD, _FIXED, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER = range(6)
+_HEAD, _FIXED, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _TAKEN = range(7)
 
 
 class RequestParser:
@@ -197,6 +197,18 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         return len(self._buf)
+
+    @property
+    def taken(self) -> bool:
+        return self.broken and self._state == _TAKEN
+
+    def take_rest(self) -> bytes:
+        """What is buffered past the last head; nothing on the connection is parsed again."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        self._state = _TAKEN
+        self.broken = True
+        return rest
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -543,6 +555,12 @@ class Abortable(Protocol):
         """The client went away: stop what can be stopped, answer nobody."""
 
 
+class Sink(Protocol):
+    """What takes a connection's bytes once a call took it over (a WebSocket tunnel)."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -565,6 +583,7 @@ class Connection(asyncio.Protocol):
         "busy",
         "call",
         "closed",
+        "sink",
     )
 
     def __init__(self, app: Dispatcher) -> None:
@@ -583,6 +602,8 @@ class Connection(asyncio.Protocol):
         self.busy = False  # a request is being handled
         self.closed = False
         self.call: Abortable | None = None
+        self.sink: Sink | None = None
+        """Whoever took the connection over: every byte after the head goes there."""
 
     # asyncio callbacks
 
@@ -592,6 +613,11 @@ class Connection(asyncio.Protocol):
         self._app.opened(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.sink is not None:
+            self.sink.data_received(data)
+            return
+        if self._parser.taken:
+            return  # taken over, no sink: nothing more is read
         parser = self._parser
         parser.feed(data)
         if parser.streaming:  # the body of the call in flight, to its handler
@@ -612,6 +638,8 @@ class Connection(asyncio.Protocol):
             self._pump_body()
 
     def eof_received(self) -> bool | None:
+        if self._parser.taken:
+            return False  # a taken-over connection ends with its peer's half
         self._eof = True
         if not self.busy:
             self._advance()
@@ -731,6 +759,26 @@ class Connection(asyncio.Protocol):
             self.close()
         elif not self._advancing:
             self._advance()
+
+    # a connection taken over by its call (a WebSocket tunnel)
+
+    def take_over(self, sink: Sink | None) -> None:
+        """From now on the call owns the connection: bytes past the head go to `sink`
+        (None: dropped), and nothing more is parsed as HTTP; it is closed after the call."""
+        self._keep_alive = False
+        rest = self._parser.take_rest()
+        self.sink = sink
+        if sink is not None and rest:
+            sink.data_received(rest)
+
+    def write(self, data: bytes) -> None:
+        if not self.closed:
+            assert self._transport is not None
+            self._transport.write(data)
+
+    def reading(self, on: bool) -> None:
+        """Pause or resume reading (a taken-over connection's back-pressure)."""
+        self._set_reading(on)
 
     def abort(self) -> None:
         """Cut a streamed answer short: the client sees it incomplete, never as whole."""

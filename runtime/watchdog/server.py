@@ -40,17 +40,22 @@ from .wire import (
     EVENT_ID_HEADER,
     FUNCTION_NAME_ENV,
     INIT_PATH,
+    MAX_MESSAGE_HEADER,
     READY_PATH,
     RELOAD_PATH,
     TIMEOUT_HEADER,
     TOKEN_ENV,
     TOKEN_HEADER,
     TOPIC_HEADER,
+    WEBSOCKET_HEADER,
 )
 from .workers import Workers
 
 if TYPE_CHECKING:  # warm.py is imported by warm watchdogs only
     from .warm import RootWriter
+
+WEBSOCKET_HANDLER = "handle_websocket"
+DEFAULT_MAX_MESSAGE = 1024 * 1024
 
 _UNAVAILABLE = (503, dump_json({"error": "the function's handler failed to import"}))
 """A call that reaches a replica whose handler did not import: not why (that is for the
@@ -72,6 +77,8 @@ class Watchdog:
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.connections: set[Connection] = set()
+        self.tunnels: set[Any] = set()
+        """Open WebSocket calls (tunnel.Tunnel): closed with 1001 when the replica drains."""
         self.draining = False
         self.max_body = settings.max_body
         self.inflight = 0  # handler calls still running, including timed-out threads
@@ -110,6 +117,8 @@ class Watchdog:
             conn.respond(*self._ready, JSON_TYPE, call_id)
         elif self.handler is None:
             conn.respond(*_UNAVAILABLE, JSON_TYPE, call_id)
+        elif faas.get(WEBSOCKET_HEADER) == "1":
+            self._open_socket(conn, request, call_id, self.handler)
         else:
             self._invoke(conn, request, call_id, self.handler)
 
@@ -250,6 +259,43 @@ class Watchdog:
             self.workers.submit(partial(call.run_in_thread, handler.call, event, context))
         call.timer = self.loop.call_later(timeout, call.expire)
 
+    def _open_socket(
+        self, conn: Connection, request: Request, call_id: str, handler: Handler
+    ) -> None:
+        """A WebSocket call: `handle_websocket(ws, context)` of the handler's module."""
+        from . import tunnel
+
+        module = sys.modules.get(handler.module)
+        func = getattr(module, WEBSOCKET_HANDLER, None)
+        if not inspect.iscoroutinefunction(func):
+            what = "is not an async function" if func is not None else "is missing"
+            message = f"{WEBSOCKET_HANDLER} {what} in {self.settings.handler_file}"
+            tunnel.missing_handler(conn, call_id, message)
+            return
+        try:
+            max_size = int(request.faas.get(MAX_MESSAGE_HEADER, ""))
+        except ValueError:
+            max_size = DEFAULT_MAX_MESSAGE
+        timeout = self.timeout
+        if TIMEOUT_HEADER in request.faas:
+            timeout = _lower_timeout(request.faas[TIMEOUT_HEADER], timeout)
+        context = Context(
+            self.function_name,
+            call_id,
+            time.time() + timeout,
+            self.hostname,
+            self.settings.secrets_dir,
+        )
+        self.inflight += 1
+        channel = tunnel.Tunnel(conn, call_id, max_size, self.call_ended, user_traceback)
+        self.tunnels.add(channel)
+        channel.on_end = partial(self._socket_ended, channel)
+        channel.start(func, request, context)
+
+    def _socket_ended(self, channel: Any) -> None:
+        self.tunnels.discard(channel)
+        self.call_ended()
+
     def opened(self, conn: Connection) -> None:
         self.connections.add(conn)
 
@@ -266,6 +312,8 @@ class Watchdog:
     def drain(self) -> None:
         """Stop keeping connections alive and close the idle ones; `idle` is set when done."""
         self.draining = True
+        for channel in list(self.tunnels):
+            channel.going_away()
         for conn in list(self.connections):
             conn.close_if_idle()
         self._check_idle()

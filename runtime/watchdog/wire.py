@@ -60,6 +60,11 @@ BODY_HEADER = "x-faas-body"
 """BODY_STREAM when the function reads its request body as a stream (`request_body: stream`):
 the handler is called once the head is in, and takes the body with `event.stream()`."""
 BODY_STREAM = "stream"
+WEBSOCKET_HEADER = "x-faas-websocket"
+"""`1`: a WebSocket call. No answer follows the head: the connection carries the tunnel's
+frames (runtime/watchdog/frames.py) both ways, to `handle_websocket(ws, context)`."""
+MAX_MESSAGE_HEADER = "x-faas-max-message"
+"""A WebSocket call's largest message (the function's max_message_size), in bytes."""
 MAX_BODY_HEADER = "x-faas-max-body"
 """The request body limit for this call (gateway.max_body_size), which the gateway has
 enforced already; without it, the watchdog's own (MAX_BODY_ENV, default 10 MiB)."""
