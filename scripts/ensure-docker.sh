@@ -126,7 +126,8 @@ if ! engine_answers; then
   flags=()
   grep -qs '"userland-proxy"' "$DAEMON_JSON" || flags+=(--userland-proxy=false)
   echo "docker: starting dockerd ${flags[*]} (log: $DOCKERD_LOG)"
-  setsid dockerd "${flags[@]}" >"$DOCKERD_LOG" 2>&1 </dev/null &
+  # from /, so that deleting the directory this ran in (a test run's clone) harms nothing
+  (cd / && exec setsid dockerd "${flags[@]}" >"$DOCKERD_LOG" 2>&1 </dev/null) &
   for _ in $(seq 1 60); do
     engine_answers && break
     sleep 0.5

@@ -68,7 +68,11 @@ else
   mkdir -p "$(dirname "$socket")"
   rm -f "$socket" # a stale socket from a service that is gone
   echo "podman: starting podman system service (log: $logfile)"
-  setsid podman system service --time=0 "$url" >>"$logfile" 2>&1 </dev/null &
+  # from /: the service and every conmon it starts keep the working directory they are
+  # started in, and one that is deleted later (a test run's clone) fails every container
+  # start with "write child: broken pipe" ("conmon: Failed to get working directory")
+  setsid sh -c 'cd / && exec podman system service --time=0 "$1"' sh "$url" \
+    >>"$logfile" 2>&1 </dev/null &
   service_pid=$!
   for _ in $(seq 1 60); do
     service_answers && break
