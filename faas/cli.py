@@ -415,6 +415,12 @@ def invoke_headers(headers: tuple[str, ...], api_key: str | None) -> dict[str, s
 @click.option("--path", default="/", show_default=True, help="Path below the function.")
 @click.option("-H", "--header", "headers", multiple=True, help="Extra header 'Name: value'.")
 @click.option("-i", "--include", is_flag=True, help="Print the status and headers too.")
+@click.option(
+    "--stream/--no-stream",
+    default=True,
+    show_default=True,
+    help="Print the answer as it arrives (a streamed one chunk by chunk), or all at the end.",
+)
 @click.option("-k", "--key", envvar="FAAS_API_KEY", default=None, help="API key for auth: key.")
 def invoke(
     name: str,
@@ -425,6 +431,7 @@ def invoke(
     path: str,
     headers: tuple[str, ...],
     include: bool,
+    stream: bool,
     key: str | None,
 ) -> None:
     """Call a function through the running gateway and print its answer.
@@ -459,7 +466,7 @@ def invoke(
                 for name, value in response.headers.items():
                     click.echo(f"{name}: {value}")
                 click.echo()
-            last = _print_as_it_arrives(response)
+            last = _print_as_it_arrives(response) if stream else _print_whole(response)
     except httpx.RemoteProtocolError:  # a streamed answer ended without its last chunk
         sys.stdout.flush()
         fail("the answer was cut off (see `faas logs` for why)", EXIT_FAILED)
@@ -470,6 +477,13 @@ def invoke(
     if response.status_code >= 400:
         errors.print(f"[red]HTTP {response.status_code}[/]", highlight=False)
         sys.exit(EXIT_FAILED)
+
+
+def _print_whole(response: httpx.Response) -> bytes:
+    body = response.read()
+    sys.stdout.buffer.write(body)
+    sys.stdout.buffer.flush()
+    return body
 
 
 def _print_as_it_arrives(response: httpx.Response) -> bytes:

@@ -135,6 +135,12 @@ class Metrics:
             ["function"],
             registry=self.registry,
         )
+        self.open_websockets = Gauge(
+            "faas_open_websockets",
+            "WebSockets open through the gateway now, each holding one replica slot.",
+            ["function"],
+            registry=self.registry,
+        )
         self.scale_events = Counter(
             "faas_scale_events",
             "Autoscaler decisions that changed a function's replica count.",

@@ -128,10 +128,13 @@ class Sockets:
             return
         relay = Relay(ws, opened, function, call_id)
         self.open.add(relay)
+        gauge = self.metrics.open_websockets.labels(name)
+        gauge.inc()
         status = 101
         try:
             status = await relay.run()
         finally:
+            gauge.dec()
             self.open.discard(relay)
             opened.close()
             relay.done.set_result(None)

@@ -144,6 +144,35 @@ def test_a_socket_quiet_for_the_functions_timeout_closes_with_1001(gateway: Gate
         assert closed_code(ws) == (1001, "idle")
 
 
+def metric(gateway: Gateway, name: str) -> float:
+    for line in gateway.admin_get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_replica_leaving_service_closes_its_sockets_with_1001(gateway: Gateway) -> None:
+    """A new version of the function (here: its environment changed in functions.yaml)
+    replaces its replica; the old one's open sockets close with 1001 after a grace."""
+    spec = gateway.spec_file
+    original = spec.read_text()
+    with open_socket(gateway, "/function/echo") as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=30) == "ping"
+        assert metric(gateway, 'faas_open_websockets{function="echo"}') == 1
+        marker = "    websocket: true            # its module"
+        assert marker in original
+        spec.write_text(original.replace(marker, "    environment: {VERSION: '2'}\n" + marker, 1))
+        try:
+            assert closed_code(ws) == (1001, "the function's replica is leaving service")
+        finally:
+            spec.write_text(original)
+    wait_for(lambda: metric(gateway, 'faas_open_websockets{function="echo"}') == 0, 30, "the gauge")
+    with open_socket(gateway, "/function/echo") as ws:  # the function serves on
+        ws.send("again")
+        assert ws.recv(timeout=60) == "again"
+
+
 def test_stopping_the_gateway_closes_open_sockets_with_1001(gateway: Gateway) -> None:
     """Last in this module: it stops the module's gateway (its teardown checks the cleanup)."""
     with open_socket(gateway, "/function/echo") as ws:
