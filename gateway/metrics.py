@@ -148,6 +148,7 @@ class Metrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._first_byte: dict[str, Histogram] = {}
         self.stats = FunctionStats()
         """Rates, errors and latencies over the last minute, for the dashboard."""
         # One observer for every function, those a functions.yaml reload adds included.
@@ -169,7 +170,10 @@ class Metrics:
         self.cold_starts.labels(function).observe(seconds)
 
     def observe_first_byte(self, function: str, seconds: float) -> None:
-        self.first_byte.labels(function).observe(seconds)
+        child = self._first_byte.get(function)  # once per call: looked up once per function
+        if child is None:
+            child = self._first_byte[function] = self.first_byte.labels(function)
+        child.observe(seconds)
 
     def stream_opened(self, function: str, change: int) -> None:
         """A streamed answer began (+1) or ended (-1)."""
