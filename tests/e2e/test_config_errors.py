@@ -23,7 +23,7 @@ from tests.conftest import (
     REPO,
     Gateway,
     free_port,
-    project_resources,
+    left_behind,
     run_cli,
     running_gateway,
     unique_project,
@@ -137,7 +137,7 @@ def test_faas_up_exits_2_and_starts_nothing(
         assert fragment in result.stderr, result.stderr
     assert f"{spec_file}:" in result.stderr
     assert "Traceback" not in result.stderr
-    assert project_resources(docker_client, name) == ([], [])
+    assert left_behind(docker_client, name) == ([], [])
     assert not (tmp_path / ".faas" / f"gateway-{name}.json").exists()
 
 
@@ -162,7 +162,7 @@ def test_faas_build_checks_handlers_but_needs_no_secret_values(
     assert result.returncode == 2
     assert f"{spec_file}:6: functions.hello.handler: " in result.stderr
     assert "has no value" not in result.stderr
-    assert project_resources(docker_client, name) == ([], [])
+    assert left_behind(docker_client, name) == ([], [])
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from runtime.events import signing
 from tests.conftest import (
     Gateway,
-    project_resources,
+    left_behind,
     running_gateway,
     start_gateway,
     unique_project,
@@ -445,7 +445,7 @@ def test_sigkill_loses_no_accepted_call(
         run = gateway.cli("down")
         assert run.returncode == 0, run.stderr
         forget_queue(project)
-    assert project_resources(docker_client, project) == ([], [])
+    assert left_behind(docker_client, project) == ([], [])
 
 
 def test_queue_file_is_owner_only(events: Gateway) -> None:

@@ -15,7 +15,13 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import Gateway, project_resources, start_gateway, unique_project, wait_for
+from tests.conftest import (
+    Gateway,
+    left_behind,
+    start_gateway,
+    unique_project,
+    wait_for,
+)
 from tests.nats_server import NatsServer, nats_server
 
 __all__ = ["nats_server"]
@@ -62,7 +68,7 @@ def pair(
             gateway.stop()
         down = second.cli("down")
         assert down.returncode == 0, down.stderr
-        assert project_resources(docker_client, project) == ([], [])
+        assert left_behind(docker_client, project) == ([], [])
 
 
 def delivered(gateway: Gateway) -> set[int]:

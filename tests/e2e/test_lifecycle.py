@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import (
     REPO,
+    left_behind,
     project_resources,
     replica_function,
     run_cli,
@@ -42,7 +43,7 @@ def test_signal_removes_every_container_and_network(
         assert len(project_resources(docker_client, gateway.project)[1]) == 1
     finally:
         assert gateway.stop(sig) == 0, gateway.log()
-    assert project_resources(docker_client, gateway.project) == ([], [])
+    assert left_behind(docker_client, gateway.project) == ([], [])
 
 
 def test_faas_down_stops_the_gateway_and_cleans_up(
@@ -56,7 +57,7 @@ def test_faas_down_stops_the_gateway_and_cleans_up(
         assert gateway.process.wait(30) == 0
     finally:
         gateway.stop()
-    assert project_resources(docker_client, gateway.project) == ([], [])
+    assert left_behind(docker_client, gateway.project) == ([], [])
     listed = gateway.cli("ls", "--json")
     assert '"state": "down"' in listed.stdout
 
@@ -79,7 +80,7 @@ def test_down_removes_what_a_killed_gateway_left(
     result = gateway.cli("down")
     assert result.returncode == 0, result.stderr
     assert f"removed {len(orphans)} replica(s)" in result.stderr
-    assert project_resources(docker_client, gateway.project) == ([], [])
+    assert left_behind(docker_client, gateway.project) == ([], [])
 
 
 def test_invalid_yaml_exits_2_and_starts_nothing(
@@ -96,7 +97,7 @@ def test_invalid_yaml_exits_2_and_starts_nothing(
     assert f"{spec}:5: functions.hello.timout" in result.stderr
     assert "did you mean 'timeout'" in result.stderr
     assert time.monotonic() - started < 30
-    assert project_resources(docker_client, project) == ([], [])
+    assert left_behind(docker_client, project) == ([], [])
 
 
 def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
