@@ -18,10 +18,10 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from runtime import requirements
 from runtime.backends.base import AnyBackend, ImageRequest, Replica
@@ -51,6 +51,8 @@ from runtime.supply.base import for_task
 from runtime.tunnel_client import TunnelConnection
 
 __all__ = ["Changes", "FunctionProgress", "Platform"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("faas.platform")
 
@@ -393,31 +395,17 @@ class Platform:
         another replica only when it could not connect to the first (`sent=False`).
         """
         pool = self.pool(invocation.function)
-        timeout = pool.spec.timeout
-        attempt = 1
-        while True:
-            handle = await self._acquire(pool)
-            try:
-                result = await self.client.send(
-                    handle.replica,
-                    invocation,
-                    timeout,
-                    pool.spec.max_duration,
-                    stream_body=pool.spec.request_body == "stream",
-                )
-                break
-            except ReplicaUnreachable as exc:
-                serving = pool.set_aside(handle)
-                pool.release(handle)
-                await self.supply.unreachable(pool, handle, exc, was_serving=serving)
-                # A call that could not even connect (its replica died as it was handed
-                # out) is not lost: it waits for another replica.
-                if exc.sent or attempt == UNSENT_ATTEMPTS:
-                    raise
-                attempt += 1
-            except BaseException:
-                pool.release(handle)
-                raise
+        spec = pool.spec
+        result, handle = await self._on_a_replica(
+            pool,
+            lambda replica: self.client.send(
+                replica,
+                invocation,
+                spec.timeout,
+                spec.max_duration,
+                stream_body=spec.request_body == "stream",
+            ),
+        )
         close_response = result.close
 
         async def close() -> None:
@@ -438,14 +426,28 @@ class Platform:
         """
         pool = self.pool(invocation.function)
         spec = pool.spec
+        tunnel, handle = await self._on_a_replica(
+            pool,
+            lambda replica: self.client.open_tunnel(
+                replica, invocation, spec.timeout, spec.max_message_size
+            ),
+        )
+        return OpenSocket(tunnel, handle, lambda: pool.release(handle))
+
+    async def _on_a_replica(
+        self, pool: FunctionPool, send: Callable[[Replica], Awaitable[T]]
+    ) -> tuple[T, ReplicaHandle]:
+        """`send` on a replica taken from the pool; the handle stays taken for the caller.
+
+        At most once: a call that could not even connect (its replica died as it was handed
+        out) is not lost, it waits for another replica; one that reached a replica is not
+        sent again.
+        """
         attempt = 1
         while True:
             handle = await self._acquire(pool)
             try:
-                tunnel = await self.client.open_tunnel(
-                    handle.replica, invocation, spec.timeout, spec.max_message_size
-                )
-                break
+                return await send(handle.replica), handle
             except ReplicaUnreachable as exc:
                 serving = pool.set_aside(handle)
                 pool.release(handle)
@@ -456,7 +458,6 @@ class Platform:
             except BaseException:
                 pool.release(handle)
                 raise
-        return OpenSocket(tunnel, handle, lambda: pool.release(handle))
 
     async def _acquire(self, pool: FunctionPool) -> ReplicaHandle:
         # Behind busy replicas a call waits at most its timeout; while the function has
