@@ -127,7 +127,7 @@ def deploy(
         store = SecretStore(state.state_dir(loaded.root))
         started = time.monotonic()
         with ProgressDisplay(f"Deploying project {loaded.name} to the swarm") as progress:
-            url = asyncio.run(
+            urls = asyncio.run(
                 swarm.deploy_gateway(
                     loaded, spec_file, options, admin_token=admin_token, secrets=store,
                     progress=progress,
@@ -138,14 +138,18 @@ def deploy(
     except FaasError as exc:
         fail(str(exc), EXIT_FAILED)
     elapsed = time.monotonic() - started
+    where = (
+        "every node of the swarm answers"
+        if publish_mode == "ingress"
+        else "the nodes that run a gateway task answer"
+    )
     errors.print(
-        f"[bold green]Gateway ready[/] on {url} "
-        f"({'every node of the swarm' if publish_mode == 'ingress' else 'this node'}, "
-        f"port {port}) in {elapsed:.1f} s",
+        f"[bold green]Gateway ready[/] on {', '.join(urls)} ({where} on port {port}) "
+        f"in {elapsed:.1f} s",
         highlight=False,
     )
     for name in loaded.functions:
-        errors.print(f"  {url}/function/{name}", highlight=False)
+        errors.print(f"  {urls[0]}/function/{name}", highlight=False)
     errors.print(
         "  admin API (loopback inside the gateway): docker exec $(docker ps -q -f "
         f"label=faas.role=gateway -f label=faas.project={loaded.name} | head -1) "
@@ -154,4 +158,5 @@ def deploy(
         markup=False,
         soft_wrap=True,
     )
-    click.echo(url)
+    for url in urls:
+        click.echo(url)

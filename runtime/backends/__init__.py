@@ -23,10 +23,11 @@ def create_backend(
     registry: str | None = None,
     engine: str = "docker",
     access: str = "auto",
+    placement: tuple[str, ...] = (),
 ) -> AnyBackend:
     """The backend called `name`; `registry` is where images are pushed (not for docker);
     `engine` (docker or podman) and `access` (runtime/backends/docker/profile.py) are
-    the docker backend's."""
+    the docker backend's; `placement` (Swarm constraints) the swarm backend's."""
     try:
         target = BACKENDS[name]
     except KeyError:
@@ -36,9 +37,11 @@ def create_backend(
         raise FaasError(f"the {name} backend needs Docker; engine {engine} runs backend docker")
     module_name, _, class_name = target.partition(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
-    options: dict[str, str | None] = {"registry": registry}
+    options: dict[str, object] = {"registry": registry}
     if name == "docker":
         options = {"engine": engine, "access": access}
+    elif name == "swarm":
+        options["placement"] = placement
     backend: AnyBackend = backend_class(project, **options)
     return backend
 
@@ -52,6 +55,7 @@ def backend_for(project: Project, name: str | None = None) -> AnyBackend:
         registry=cluster.registry,
         engine=cluster.engine,
         access=cluster.replica_access,
+        placement=cluster.placement,
     )
 
 

@@ -226,6 +226,8 @@ class ClusterSettings:
     replica_access: str = "auto"
     """How the gateway dials replicas: auto, address (their IP on the project network)
     or published (a port published on 127.0.0.1); auto picks what works here."""
+    placement: tuple[str, ...] = ()
+    """Swarm placement constraints of every function's replicas (node.role==worker, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -214,6 +214,9 @@ class RawCluster(_Raw):
     replica_access: Annotated[
         str, PlainValidator(v.one_of("a replica access", v.REPLICA_ACCESS))
     ] = "auto"
+    placement: Annotated[
+        tuple[Annotated[str, PlainValidator(v.placement)], ...], _empty_if_null(())
+    ] = ()
 
 
 class RawDefaults(_Raw):

@@ -372,6 +372,18 @@ def registry(value: object) -> str:
     )
 
 
+def placement(value: object) -> str:
+    """A Swarm placement constraint, such as node.role==worker or node.labels.zone!=a."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([A-Za-z][A-Za-z0-9_.-]*)\s*(==|!=)\s*([^\s=!]+)\s*", value)
+        if match:
+            return "".join(match.groups())
+    raise ValueError(
+        'expected a placement constraint such as "node.role==worker" or '
+        f'"node.labels.faas!=no", got {describe(value)}'
+    )
+
+
 def boolean(value: object) -> bool:
     if isinstance(value, bool):
         return value

@@ -766,3 +766,20 @@ def test_security_settings_resolve() -> None:
     assert (g.auth, g.public) == ("none", True)
     assert project.gateway.rate_limit is not None and project.gateway.rate_limit.per == 60.0
     assert project.gateway.jwt is not None and project.gateway.jwt.algorithms == ("HS256",)
+
+
+# --- cluster.placement ------------------------------------------------------------------------
+
+
+def test_placement_constraints_are_read_and_normalised() -> None:
+    project = load(
+        MINIMAL + "cluster:\n  placement: [node.role==worker, ' node.labels.zone != a ']\n"
+    )
+    assert project.cluster.placement == ("node.role==worker", "node.labels.zone!=a")
+    assert load(MINIMAL).cluster.placement == ()
+
+
+@pytest.mark.parametrize("bad", ["node.role", "node.role=worker", "==worker", "a==b c", "1x==y"])
+def test_a_malformed_placement_constraint_names_its_line(bad: str) -> None:
+    problems = problems_of(MINIMAL + f"cluster:\n  placement:\n    - '{bad}'\n")
+    assert_one_problem(problems, 7, "cluster.placement[0]", "placement constraint")

@@ -26,7 +26,7 @@ SPEC = ReplicaSpec(
 
 def args(**overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {"secrets": {"db": ("id1", "faas-p-db-1234")}, "grace": 10.0}
-    options["node_id"] = overrides.pop("node_id", None)
+    options["constraints"] = overrides.pop("constraints", [])
     spec = dataclasses.replace(SPEC, **overrides)
     return services.service_args(spec, "p", "reg:5000/faas-function:abc", **options)
 
@@ -71,10 +71,22 @@ def test_stop_grace_covers_the_drain_and_a_call() -> None:
     assert grace == int((10.0 + services.DRAIN_DELAY + 1) * 1e9)
 
 
-def test_pinning_to_a_node_only_when_asked() -> None:
+def test_placement_only_when_asked() -> None:
     assert "Placement" not in args()["task_template"]
-    pinned = args(node_id="n1")["task_template"]["Placement"]
-    assert pinned == {"Constraints": ["node.id==n1"]}
+    placed = args(constraints=["node.role==worker", "node.id==n1"])["task_template"]["Placement"]
+    assert placed == {"Constraints": ["node.role==worker", "node.id==n1"]}
+
+
+def test_a_new_placement_updates_the_service() -> None:
+    unplaced = args()["labels"][services.LABEL_SPEC]
+    placed = args(constraints=["node.role==worker"])["labels"][services.LABEL_SPEC]
+    assert unplaced != placed
+
+
+def test_the_holder_goes_where_the_functions_go() -> None:
+    holder = services.holder_args("p", "img", ["net"], ["node.role==worker"])
+    assert holder["task_template"]["Placement"] == {"Constraints": ["node.role==worker"]}
+    assert "Placement" not in services.holder_args("p", "img", ["net"], [])["task_template"]
 
 
 def test_updates_start_successors_first() -> None:

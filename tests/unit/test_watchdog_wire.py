@@ -111,7 +111,7 @@ def test_every_variable_the_backends_set_is_one_the_watchdog_reads() -> None:
     assert ours(reads) == reads  # the watchdog reads nothing outside the contract's prefix
     docker = containers.replica_environment(SPEC)
     warm = containers.warm_args("p", WARM_SPEC, TOKEN, "w")["environment"]
-    swarm_env = services.service_args(SPEC, "p", SPEC.image, secrets={}, grace=5, node_id=None)[
+    swarm_env = services.service_args(SPEC, "p", SPEC.image, secrets={}, grace=5, constraints=[])[
         "task_template"
     ]["ContainerSpec"]["Env"]
     swarm = dict(entry.split("=", 1) for entry in swarm_env)
@@ -137,7 +137,7 @@ def test_the_watchdog_takes_the_settings_the_backends_give() -> None:
     assert settings.secrets_dir == containers.SECRETS_DIR
     warm = load_settings(containers.warm_args("p", WARM_SPEC, TOKEN, "w")["environment"])
     assert warm.warm and warm.token == TOKEN
-    swarm = services.service_args(SPEC, "p", SPEC.image, secrets={}, grace=5, node_id=None)
+    swarm = services.service_args(SPEC, "p", SPEC.image, secrets={}, grace=5, constraints=[])
     env = dict(entry.split("=", 1) for entry in swarm["task_template"]["ContainerSpec"]["Env"])
     assert load_settings(env).drain_delay == services.DRAIN_DELAY
 

@@ -40,6 +40,7 @@ from runtime.backends.docker import containers
 from runtime.backends.docker import log_stream as container_logs
 from runtime.backends.docker.engine import EngineBackend, engine_errors
 from runtime.backends.swarm import services
+from runtime.backends.swarm.registry import Pins, push_image
 from runtime.errors import EngineUnavailable, FaasError
 from runtime.images import image_reference
 
@@ -62,9 +63,13 @@ class SwarmBackend(EngineBackend):
     scales_itself = False
     """The gateway that leads sets each service's count (see runtime/scaling/coordination.py)."""
 
-    def __init__(self, project: str, *, registry: str | None = None) -> None:
+    def __init__(
+        self, project: str, *, registry: str | None = None, placement: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(project, workers=8, thread_name="swarm")
         self.registry = registry
+        self.placement = placement
+        """Constraints on where functions' tasks run, from `cluster.placement`."""
         self._overlay = os.environ.get(ADDRESS_MODE_ENV) == "overlay"
         self._node_id: str | None = None
         self._prepared = asyncio.Lock()
@@ -81,6 +86,7 @@ class SwarmBackend(EngineBackend):
         self._service_locks: dict[str, asyncio.Lock] = {}
         self._holder_lock = threading.Lock()
         """Functions' services are made in parallel threads; the holder is updated by one."""
+        self._pins = Pins()
 
     # -- preparation and images ------------------------------------------------------
 
@@ -103,23 +109,58 @@ class SwarmBackend(EngineBackend):
         if not self._overlay:
             self._node_id = swarm["NodeID"]
 
+    @property
+    def _constraints(self) -> list[str]:
+        """Where function tasks (and the holder) may run: `cluster.placement`, and this
+        node when the gateway runs outside the swarm (it reaches only its own tasks)."""
+        pinned = [f"node.id=={self._node_id}"] if self._node_id is not None else []
+        return [*self.placement, *pinned]
+
+    @property
+    def _from_registry(self) -> bool:
+        """A gateway inside the swarm with a registry takes images from it, never builds:
+        `faas deploy` built and pushed them, and a build here (on whichever manager this
+        task runs) would push a different image under the same tag."""
+        return self._overlay and self.registry is not None
+
+    async def ensure_base_image(self, image: str, progress: ProgressCallback) -> None:
+        if self._from_registry and await self.image_id(image) is None:
+            await self._call(self._pull_base_image, image, progress)
+        await super().ensure_base_image(image, progress)
+
+    def _pull_base_image(self, image: str, progress: ProgressCallback) -> None:
+        """The base image `faas deploy` pushed: planning images needs its id and Python."""
+        reference = image_reference(self.registry, image)
+        repository, _, version = reference.rpartition(":")
+        local_repository, _, local_version = image.rpartition(":")
+        progress(f"pulling {reference}", None)
+        with engine_errors(f"pulling {reference}"):
+            self._api.pull(repository, tag=version)
+            self._api.tag(reference, local_repository, local_version)
+        progress(f"pulled {reference}", 1.0)
+
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
+        if self._from_registry:
+            await self._call(self._image, request.tag)  # raises when the registry lacks it
+            progress(f"in the registry: {request.tag}", 1.0)
+            return False
         built = await super().build_image(request, progress)
         if self.registry is not None:
-            await self._call(self._push, request.tag, progress)
+            pinned = await self._call(push_image, self._api, self.registry, request.tag, progress)
+            self._pins.remember(pinned)
         return built
 
-    def _push(self, tag: str, progress: ProgressCallback) -> None:
-        """Tag the image for the registry and push it, so every node can pull it."""
-        reference = image_reference(self.registry, tag)
-        repository, _, version = reference.rpartition(":")
-        progress(f"pushing {reference}", None)
-        with engine_errors(f"pushing {reference}"):
-            self._api.tag(tag, repository, version)
-            for event in self._api.push(repository, tag=version, stream=True, decode=True):
-                if "error" in event:
-                    raise EngineUnavailable(f"pushing {reference}: {event['error']}")
-        progress(f"pushed {reference}", 1.0)
+    async def push_base_image(self, image: str, progress: ProgressCallback) -> None:
+        """Push a base image to the registry (when there is one) for gateways inside the
+        swarm, which plan each function's image from its base (see `_from_registry`)."""
+        if self.registry is not None:
+            await self._call(push_image, self._api, self.registry, image, progress)
+
+    def _image(self, tag: str) -> str:
+        """What a service runs: the local tag, or the registry's copy pinned by digest."""
+        if self.registry is None:
+            return tag
+        return self._pins.pinned(self._api, image_reference(self.registry, tag))
 
     # -- services --------------------------------------------------------------------
 
@@ -134,8 +175,9 @@ class SwarmBackend(EngineBackend):
     def _ensure_service(self, spec: ReplicaSpec) -> None:
         name = services.service_name(self.project, spec.function)
         with engine_errors(f"creating the service of {spec.function}"):
+            image = self._image(spec.image)
             self._networks[spec.function] = self._ensure_network(spec.function)
-            self._hold_network(spec.function, image_reference(self.registry, spec.image))
+            self._hold_network(spec.function, image)
             secrets = {
                 secret: self._ensure_secret(secret, Path(path))
                 for secret, path in spec.secret_files.items()
@@ -147,10 +189,10 @@ class SwarmBackend(EngineBackend):
                 return services.service_args(
                     dataclasses.replace(spec, token=token),
                     self.project,
-                    image_reference(self.registry, spec.image),
+                    image,
                     secrets=secrets,
                     grace=spec.timeout,
-                    node_id=self._node_id,
+                    constraints=self._constraints,
                 )
 
             if self._service(name) is None:
@@ -191,12 +233,12 @@ class SwarmBackend(EngineBackend):
             if network in attached:
                 return None
             held = template["ContainerSpec"]["Image"]
-            return services.holder_args(self.project, held, [*attached, network], self._node_id)
+            return services.holder_args(self.project, held, [*attached, network], self._constraints)
 
         with self._holder_lock:
             if self._service(name) is None:
                 self._api.create_service(
-                    **services.holder_args(self.project, image, [network], self._node_id)
+                    **services.holder_args(self.project, image, [network], self._constraints)
                 )
             else:
                 self._update_service(name, attach)

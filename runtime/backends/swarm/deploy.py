@@ -26,9 +26,11 @@ there. The admin API has a listener of its own on loopback (`gateway.admin_host`
 `admin_port`), inside the gateway's container: `docker exec <container> python3 -m
 faas ls` talks to it.
 
-Limits: the gateway image is not pushed anywhere, so gateway tasks are pinned to
-the node that built it; with the default SQLite queue each gateway task keeps its
-own queue (use `cluster.queue: nats` for several replicas sharing work);
+Where gateway tasks run: on manager nodes. With `cluster.registry` set, the gateway
+image is pushed there like the functions' and any manager can run a gateway task;
+without one, its tasks are pinned to the node that built it. With the default
+SQLite queue each gateway task keeps its own queue (use `cluster.queue: nats` for
+several replicas sharing work);
 `gateway.tls` is refused (terminate TLS in front of the published port).
 
 The function images are built here with the backend's image verbs, not through a
@@ -49,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker.errors
 from docker.api.client import APIClient
@@ -59,6 +62,7 @@ from runtime.backends.docker import containers, images
 from runtime.backends.docker.engine import connect, engine_errors
 from runtime.backends.swarm import SwarmBackend, gateway_image, services
 from runtime.backends.swarm.gateway_image import default_publish_mode
+from runtime.backends.swarm.registry import push_image
 from runtime.errors import FaasError
 from runtime.images import plan_image, requirements_target
 from runtime.secrets import SecretMissing, SecretStore
@@ -110,14 +114,17 @@ async def deploy_gateway(
     admin_token: str,
     secrets: SecretStore,
     progress: DeployProgress,
-) -> str:
-    """Build, create or update the gateway service, wait until it answers; returns its URL.
+) -> list[str]:
+    """Build, create or update the gateway service, wait until it answers; returns its
+    URLs (one per node that runs a gateway task).
 
     `secrets` is the project's secret store: the values the gateway needs go to it as
     Swarm secrets. Raises FaasError when a function's image does not build or the
     gateway does not answer, EngineUnavailable when the engine fails or is no manager.
     """
-    backend = SwarmBackend(project.name, registry=project.cluster.registry)
+    backend = SwarmBackend(
+        project.name, registry=project.cluster.registry, placement=project.cluster.placement
+    )
     try:
         failures = await build_function_images(backend, project, progress)
     finally:
@@ -141,6 +148,7 @@ async def build_function_images(
         found = await backend.image_id(base)
         assert found is not None  # ensure_base_image made it
         base_ids[base] = found
+        await backend.push_base_image(base, _task(progress, "base"))
     limit = asyncio.Semaphore(BUILD_PARALLELISM)
     failures: list[str] = []
 
@@ -195,10 +203,13 @@ def _deploy(
     admin_token: str,
     store: SecretStore,
     progress: DeployProgress,
-) -> str:
+) -> list[str]:
     api, _ = connect()
     try:
         tag = _build_gateway_image(api, project, spec_file, progress)
+        pushed = project.cluster.registry is not None
+        if project.cluster.registry is not None:
+            tag = push_image(api, project.cluster.registry, tag, _task(progress, "gateway"))
         with engine_errors("creating the functions' overlay networks"):
             for function in project.functions:
                 args = services.network_args(project.name, function)
@@ -214,7 +225,7 @@ def _deploy(
                 port=options.port,
                 replicas=options.replicas,
                 secrets=secrets,
-                node_id=swarm.get("NodeID"),  # its image is on this node only
+                node_id=None if pushed else swarm.get("NodeID"),  # else only here
                 publish_mode=options.publish_mode,
                 variables=placeholder_values(project),
             )
@@ -298,10 +309,11 @@ def _service(api: APIClient, name: str) -> dict[str, Any] | None:
 
 def _wait_ready(
     api: APIClient, name: str, image: str, options: GatewayOptions, progress: DeployProgress
-) -> str:
-    """Until `replicas` tasks of the new image run and /healthz answers through the mesh."""
-    url = f"http://127.0.0.1:{options.port}"
+) -> list[str]:
+    """Until `replicas` tasks of the new image run and each answers GET /healthz on its
+    node's address; returns those URLs (`http://ADDRESS:PORT`, one per node)."""
     deadline = time.monotonic() + options.ready_timeout
+    urls: list[str] = []
     last_error = ""
     progress("gateway", "waiting for the gateway's task", 0.0)
     while time.monotonic() < deadline:
@@ -319,10 +331,11 @@ def _wait_ready(
         if len(failed) >= CRASH_LIMIT:
             break  # a crash loop: say so now rather than at the timeout
         if len(running) >= options.replicas:
-            progress("gateway", "task running; waiting for GET /healthz", 0.5)
-            if _healthy(options.port):
-                progress("gateway", f"answering on {url}", 1.0)
-                return url
+            urls = sorted({_node_url(api, task["NodeID"], options.port) for task in running})
+            progress("gateway", f"task(s) running; waiting for GET /healthz on {urls}", 0.5)
+            if all(_healthy(url) for url in urls):
+                progress("gateway", f"answering on {', '.join(urls)}", 1.0)
+                return urls
         else:
             states = ", ".join(sorted(t["Status"]["State"] for t in current)) or "none yet"
             progress("gateway", f"tasks: {states}", 0.2)
@@ -331,17 +344,28 @@ def _wait_ready(
     logs = _service_logs(api, name)
     late = time.monotonic() >= deadline
     what = f"did not answer within {options.ready_timeout:.0f} s" if late else "kept failing"
+    where = ", ".join(f"{url}/healthz" for url in urls) or f"port {options.port}"
     raise FaasError(
-        f"the gateway {what} on {url}/healthz{detail}"
+        f"the gateway {what} on {where}{detail}"
         + (f"; its last output:\n{logs}" if logs else "")
         + f"\n(`faas deploy --remove -f ... --project ...` removes it; "
         f"`docker service ps {name} --no-trunc` shows its tasks)"
     )
 
 
-def _healthy(port: int) -> bool:
-    """GET /healthz on this host's published port answers 200 (no proxy is consulted)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2.0)
+def _node_url(api: APIClient, node_id: str, port: int) -> str:
+    """Where a gateway task on `node_id` answers: the address the node advertises."""
+    address = str(api.inspect_node(node_id)["Status"].get("Addr") or "")
+    if address in ("", "0.0.0.0") or address.startswith("127."):
+        address = "127.0.0.1"
+    return f"http://{address}:{port}"
+
+
+def _healthy(url: str) -> bool:
+    """GET /healthz at `url` answers 200 (no proxy is consulted)."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2.0)
     try:
         connection.request("GET", "/healthz")
         return connection.getresponse().status == 200

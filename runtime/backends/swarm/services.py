@@ -53,7 +53,7 @@ def holder_name(project: str) -> str:
 
 
 def holder_args(
-    project: str, image: str, networks: list[str], node_id: str | None
+    project: str, image: str, networks: list[str], constraints: list[str]
 ) -> dict[str, Any]:
     """A `sleep` on every node, attached to every function's overlay network.
 
@@ -76,8 +76,8 @@ def holder_args(
         "RestartPolicy": {"Condition": "any", "Delay": 100_000_000},
         "Networks": [{"Target": network} for network in sorted(networks)],
     }
-    if node_id is not None:
-        task_template["Placement"] = {"Constraints": [f"node.id=={node_id}"]}
+    if constraints:
+        task_template["Placement"] = {"Constraints": constraints}
     return {
         "task_template": task_template,
         "name": holder_name(project),
@@ -92,9 +92,9 @@ def secret_name(project: str, name: str, content: bytes) -> str:
     return f"faas-{project}-{name}-{digest}"
 
 
-def spec_hash(spec: ReplicaSpec, image: str) -> str:
-    """What a replica is made from, except its token (kept across updates)."""
-    inputs = {
+def spec_hash(spec: ReplicaSpec, image: str, constraints: list[str] | None = None) -> str:
+    """What a replica is made from, and where it may run; not its token (kept across updates)."""
+    inputs: dict[str, Any] = {
         "image": image,
         "handler": [spec.handler_file, spec.handler_name],
         "environment": dict(spec.environment),
@@ -102,6 +102,8 @@ def spec_hash(spec: ReplicaSpec, image: str) -> str:
         "secrets": sorted(spec.secret_files),
         "code": list(spec.code_mount) if spec.code_mount else None,
     }
+    if constraints:
+        inputs["placement"] = sorted(constraints)
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -112,13 +114,12 @@ def service_args(
     *,
     secrets: dict[str, tuple[str, str]],
     grace: float,
-    node_id: str | None,
+    constraints: list[str],
 ) -> dict[str, Any]:
     """Arguments for `APIClient.create_service` (and `update_service`, with a version).
 
     `secrets` maps a secret's name in functions.yaml to its Swarm (id, name).
-    `node_id` pins the replicas to one node: a gateway outside the swarm can only
-    reach replicas on its own host.
+    `constraints` place the replicas (see `SwarmBackend._constraints`).
     """
     environment = containers.replica_environment(spec)
     environment[wire.DRAIN_DELAY_ENV] = str(DRAIN_DELAY)
@@ -132,7 +133,7 @@ def service_args(
     labels = {
         containers.LABEL_PROJECT: project,
         containers.LABEL_FUNCTION: spec.function,
-        LABEL_SPEC: spec_hash(spec, image),
+        LABEL_SPEC: spec_hash(spec, image, constraints),
     }
     container_spec = {
         "Image": image,
@@ -167,8 +168,8 @@ def service_args(
         "Networks": [{"Target": network_name(project, spec.function)}],
         "LogDriver": {"Name": "json-file", "Options": {"max-size": "10m", "max-file": "2"}},
     }
-    if node_id is not None:
-        task_template["Placement"] = {"Constraints": [f"node.id=={node_id}"]}
+    if constraints:
+        task_template["Placement"] = {"Constraints": constraints}
     return {
         "task_template": task_template,
         "name": service_name(project, spec.function),
