@@ -370,6 +370,11 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
         return data
 
+    def cut(self, exc: BaseException) -> None:
+        """Drop the connection from outside (its replica is known lost): a call waiting on
+        it gets `exc` now, rather than when a silent peer's TCP gives up."""
+        self._fail(exc)
+
     def abort(self) -> None:
         self.reusable = False
         self._expecting = False
@@ -384,10 +389,11 @@ class Connection(asyncio.Protocol):
 
 
 class ConnectionPool:
-    """Idle keep-alive connections per replica address."""
+    """Keep-alive connections per replica address: the idle ones, and those in use."""
 
     def __init__(self, max_body: int = 100 * 1024 * 1024) -> None:
         self._idle: dict[str, list[Connection]] = {}
+        self._busy: dict[str, set[Connection]] = {}
         self.max_body = max_body
 
     async def acquire(self, address: str, connect_timeout: float) -> Connection:
@@ -401,6 +407,7 @@ class ConnectionPool:
             connection = idle.pop()
             if not connection.closed and connection.reusable:
                 connection.max_body = self.max_body
+                self._busy.setdefault(address, set()).add(connection)
                 return connection
         host, _, port = address.rpartition(":")
         loop = asyncio.get_running_loop()
@@ -409,9 +416,15 @@ class ConnectionPool:
             _, connection = await loop.create_connection(
                 lambda: Connection(max_body), host, int(port)
             )
+        self._busy.setdefault(address, set()).add(connection)
         return connection
 
     def release(self, address: str, connection: Connection) -> None:
+        busy = self._busy.get(address)
+        if busy is not None:
+            busy.discard(connection)
+            if not busy:
+                del self._busy[address]
         if not connection.finished:
             connection.abort()
             return
@@ -425,6 +438,14 @@ class ConnectionPool:
         for connection in self._idle.pop(address, []):
             if connection.transport is not None:
                 connection.transport.close()
+
+    def cut(self, address: str, exc: BaseException) -> int:
+        """Cut every connection to `address`, in use or idle; returns how many were in use."""
+        busy = self._busy.pop(address, set())
+        for connection in busy:
+            connection.cut(exc)
+        self.forget(address)
+        return len(busy)
 
     def close(self) -> None:
         for address in list(self._idle):

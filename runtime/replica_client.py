@@ -101,6 +101,12 @@ class ReplicaClient:
         self._max_request = size
         self._limit_line = b"" if size is None else f"{wire.MAX_BODY_HEADER}: {size}\r\n".encode()
 
+    def lost(self, replica: Replica, why: str) -> int:
+        """`replica` is gone without closing its connections (its node died): every call
+        on it fails now, as if it had crashed, instead of when TCP gives up on a silent
+        peer. Returns how many calls that cut."""
+        return self._connections.cut(replica.address, ConnectionAbortedError(why))
+
     async def close(self) -> None:
         self._connections.close()
         if self._session is not None:
@@ -159,13 +165,13 @@ class ReplicaClient:
                         stream_within=stream_limit,
                     )
         except TimeoutError:
-            connection.abort()
+            self._connections.release(address, connection)
             raise InvocationTimeout(f"{function} did not answer within {time_limit:g}s") from None
-        except FaasError:
-            connection.abort()  # the request body failed (over the size limit, ...)
+        except FaasError:  # the request body failed (over the size limit, ...)
+            self._connections.release(address, connection)
             raise
         except OSError as exc:
-            connection.abort()
+            self._connections.release(address, connection)
             raise _answer_error(exc, function, replica) from None
 
         async def close() -> None:

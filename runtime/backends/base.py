@@ -197,6 +197,9 @@ class Task:
     token: str
     address: str | None = None
     """host:port the gateway can reach; None while it has none, or none reachable from here."""
+    lost: str | None = None
+    """Why the task is gone without being stopped (its node is down), when it is: its
+    calls will never answer. Such a task is listed once, not running."""
 
 
 class ServiceBackend(Backend, Protocol):

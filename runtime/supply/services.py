@@ -165,6 +165,7 @@ class ServiceSupply:
             if setting is None or setting.done():
                 self.counts[name] = counts.get(name, 0)
         running = {task.id: task for task in tasks if task.running}
+        lost = {task.id: task.lost for task in tasks if task.lost}
         for task in running.values():
             pool = self._pools.get(task.function)
             if (
@@ -179,7 +180,10 @@ class ServiceSupply:
             if task_id not in running:
                 del self._handles[task_id]
                 pool = self._pools.get(handle.replica.function)
-                if pool is not None and pool.take_out(handle):
+                why = lost.get(task_id)
+                if why is not None:
+                    self._lose(pool, handle, why)
+                elif pool is not None and pool.take_out(handle):
                     log.info(
                         "replica retired",
                         extra={"function": pool.name, "replica": handle.replica.name},
@@ -187,6 +191,17 @@ class ServiceSupply:
         for task_id, checking in list(self._readying.items()):
             if task_id not in running:
                 checking.cancel()
+
+    def _lose(self, pool: FunctionPool | None, handle: ReplicaHandle, why: str) -> None:
+        """A task that will never answer again: out of service, its calls cut (502)."""
+        if pool is not None:
+            pool.forget(handle, why)
+        cut = self._client.lost(handle.replica, why)
+        log.warning(
+            "replica lost with its node",
+            extra={"function": handle.replica.function, "replica": handle.replica.name,
+                   "why": why, "calls_cut": cut},
+        )  # fmt: skip
 
     async def _put_to_work(self, pool: FunctionPool, task: Task) -> None:
         assert task.address is not None

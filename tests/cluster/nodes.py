@@ -25,16 +25,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 GATEWAY_PORT = 18080
@@ -43,6 +46,9 @@ REGISTRY_PORT = 5000
 NATS_PORT = 4222
 LABEL = "faas.test-cluster"
 ENGINE_TIMEOUT = 30.0
+HEARTBEAT_NS = 2_000_000_000
+"""How often nodes report to the managers (Swarm's default: 5 s); a node that stops is
+found down after about three of these, and its tasks are rescheduled then."""
 NODE_HARDENING_OFF = [
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
@@ -96,6 +102,8 @@ class Cluster:
     prefix: str = field(default_factory=lambda: f"faas-cl-{uuid.uuid4().hex[:6]}")
     nodes: list[Node] = field(default_factory=list)
     nats_address: str = ""
+    killed: set[str] = field(default_factory=set)
+    """Names of the nodes `kill` stopped."""
     _network: str = ""
     _state: Path | None = None
 
@@ -112,6 +120,12 @@ class Cluster:
         return next(node for node in self.nodes if node.name == name)
 
     @property
+    def host_address(self) -> str:
+        """This host's address on the cluster's network: what tasks reach it on."""
+        network = self.host.networks.get(self._network)
+        return str(network.attrs["IPAM"]["Config"][0]["Gateway"])
+
+    @property
     def registry(self) -> str:
         return f"{self.manager.address}:{REGISTRY_PORT}"
 
@@ -122,6 +136,7 @@ class Cluster:
     def kill(self, node: Node) -> None:
         """The node's machine dies: its engine and every task on it, at once."""
         self.host.containers.get(node.container).kill()
+        self.killed.add(node.name)
 
     def restart(self, node: Node) -> None:
         """The node's engine restarts (its swarm state survives on its volume)."""
@@ -189,11 +204,7 @@ class Cluster:
     def _wait_engine(self, node: Node) -> None:
         deadline = time.monotonic() + ENGINE_TIMEOUT
         while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(docker.errors.DockerException, OSError),
-                contextlib.closing(node.engine()) as engine,
-            ):
-                engine.ping()
+            if _answers_ping(node.socket_dir / "docker.sock"):
                 break
             time.sleep(0.2)
         else:
@@ -204,7 +215,10 @@ class Cluster:
 
     def _form_swarm(self) -> None:
         with contextlib.closing(self.manager.engine()) as leader:
-            leader.swarm.init(advertise_addr=self.manager.address)
+            leader.swarm.init(
+                advertise_addr=self.manager.address,
+                dispatcher_heartbeat_period=HEARTBEAT_NS,
+            )
             tokens = leader.swarm.attrs["JoinTokens"]
         for node in self.nodes[1:]:
             with contextlib.closing(node.engine()) as engine:
@@ -238,14 +252,13 @@ class Cluster:
 
     def _load_base_image(self) -> None:
         """The base image, into the manager only: it builds every image and pushes it."""
-        save = subprocess.Popen(["docker", "save", self.base_image], stdout=subprocess.PIPE)
-        loaded = subprocess.run(
-            ["docker", "-H", self.manager.docker_host, "load", "-q"],
-            stdin=save.stdout,
-            capture_output=True,
-            check=False,
-        )
-        save.wait()
+        with subprocess.Popen(["docker", "save", self.base_image], stdout=subprocess.PIPE) as save:
+            loaded = subprocess.run(
+                ["docker", "-H", self.manager.docker_host, "load", "-q"],
+                stdin=save.stdout,
+                capture_output=True,
+                check=False,
+            )
         if save.returncode or loaded.returncode:
             raise ClusterError(f"loading {self.base_image} into the manager: {loaded.stderr!r}")
 
@@ -253,9 +266,14 @@ class Cluster:
         """Remove every container, volume and network of the cluster (what nodes ran goes
         with them) and the socket directories."""
         label = {"label": f"{LABEL}={self.prefix}"}
-        for container in self.host.containers.list(all=True, filters=label):
+        found = self.host.containers.list(all=True, filters=label)
+
+        def remove(container: Container) -> None:
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True, v=True)
+
+        with ThreadPoolExecutor(max_workers=len(found) or 1) as removing:
+            list(removing.map(remove, found))  # each takes seconds: its engine's containers
         for node in self.nodes:
             with contextlib.suppress(docker.errors.NotFound):
                 self.host.volumes.get(f"{node.container}-docker").remove(force=True)
@@ -264,6 +282,19 @@ class Cluster:
                 network.remove()
         if self._state is not None:
             shutil.rmtree(self._state, ignore_errors=True)
+
+
+def _answers_ping(path: Path) -> bool:
+    """The engine behind the Unix socket `path` answers GET /_ping (no client library:
+    a connection refused mid-restart must not leave a socket for the collector)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(path))
+            sock.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b" 200 " in sock.recv(64)
+        except OSError:
+            return False
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ class ImageVerbs:
         self.prepared = False
         self.bases: list[str] = []
         self.built: list[ImageRequest] = []
+        self.pushed_bases: list[str] = []
 
     async def prepare(self) -> None:
         self.prepared = True
@@ -40,6 +41,9 @@ class ImageVerbs:
 
     async def image_id(self, image: str) -> str | None:
         return f"sha256:{image}"
+
+    async def push_base_image(self, image: str, progress: ProgressCallback) -> None:
+        self.pushed_bases.append(image)
 
     async def build_image(self, request: ImageRequest, progress: ProgressCallback) -> bool:
         self.built.append(request)
@@ -66,6 +70,7 @@ def test_function_images_build_and_failures_are_named(tmp_path: Path) -> None:
 
     assert verbs.prepared  # the manager check comes first
     assert verbs.bases == [project.functions["hello"].base_image]
+    assert verbs.pushed_bases == verbs.bases  # gateways on other managers plan from it
     assert [request.function for request in verbs.built] == ["hello"]
     assert verbs.built[0].tag.startswith("faas-function:")
     assert failures == ["broken: handler file functions/missing.py not found"]

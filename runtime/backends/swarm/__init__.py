@@ -83,6 +83,8 @@ class SwarmBackend(EngineBackend):
         self._addresses: dict[str, str] = {}
         self._counts: dict[str, int] = {}
         """Function -> its service's replica count, as the last `tasks` listing found it."""
+        self._listed: set[str] = set()
+        """Tasks that the last `tasks` listing found running."""
         self._service_locks: dict[str, asyncio.Lock] = {}
         self._holder_lock = threading.Lock()
         """Functions' services are made in parallel threads; the holder is updated by one."""
@@ -380,10 +382,38 @@ class SwarmBackend(EngineBackend):
                     if address is not None:
                         self._addresses[raw["ID"]] = address
                 result.append(services.task_from(raw, function, token, address, self.project))
+            listed = {task.id for task in result if task.running}
+            for task_id in self._listed - listed:
+                lost = self._lost_task(task_id, by_service)
+                if lost is not None:
+                    result.append(lost)
+            self._listed = listed
         live = {task.id for task in result}
         for stale in [task_id for task_id in self._addresses if task_id not in live]:
             del self._addresses[stale]
         return result
+
+    def _lost_task(self, task_id: str, by_service: dict[str, tuple[str, str]]) -> Task | None:
+        """A task that left the running ones because its node stopped answering Swarm.
+
+        Swarm then reschedules its slot and marks it to shut down, as on a scale-down,
+        but nothing will stop it in an orderly way: its node is gone, and connections
+        to it go silent rather than closed (see `Task.lost`).
+        """
+        try:
+            raw = self._api.inspect_task(task_id)
+            node = self._api.inspect_node(raw["NodeID"]) if raw.get("NodeID") else None
+        except docker.errors.NotFound:
+            return None
+        if node is None or node["Status"]["State"] == "ready":
+            return None
+        function, token = by_service.get(raw["ServiceID"], ("", ""))
+        if not function:
+            return None
+        hostname = node.get("Description", {}).get("Hostname") or raw["NodeID"][:12]
+        task = services.task_from(raw, function, token, None, self.project)
+        why = f"its node {hostname} is {node['Status']['State']}"
+        return dataclasses.replace(task, running=False, lost=why)
 
     def _network_id(self, function: str) -> str:
         name = services.network_name(self.project, function)
