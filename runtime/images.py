@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import compileall
 import hashlib
+import importlib.util
 import io
 import py_compile
 import sys
@@ -27,7 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 from runtime.backends.base import Backend, ImageRequest
-from runtime.errors import FunctionUnavailable
+from runtime.errors import FaasError, FunctionUnavailable
 from runtime.interpreter import Interpreter
 from runtime.own_code import own_files, walk_files
 from runtime.requirements import Target, default_interpreter
@@ -35,7 +36,7 @@ from runtime.spec import FunctionSpec, Project
 from runtime.watchdog import wire
 
 WATCHDOG_DIR = Path(__file__).resolve().parent / "watchdog"
-HANDLER_DIR = Path(__file__).resolve().parent.parent / wire.HANDLER_PACKAGE
+"""The watchdog's sources: a subpackage of this one, wherever this is installed."""
 CODE_DIR = wire.CODE_DIR
 DEPS_DIR = wire.DEPS_DIR
 WATCHDOG_ROOT = "/opt/faas"
@@ -232,9 +233,19 @@ def watchdog_files() -> dict[str, bytes]:
         relative: path.read_bytes()
         for relative, path in walk_files(WATCHDOG_DIR, PurePosixPath(wire.PACKAGE))
     }
+    handler_dir = package_directory(wire.HANDLER_PACKAGE)
     for name in wire.HANDLER_MODULES:
-        files[f"{wire.HANDLER_PACKAGE}/{name}"] = (HANDLER_DIR / name).read_bytes()
+        files[f"{wire.HANDLER_PACKAGE}/{name}"] = (handler_dir / name).read_bytes()
     return files
+
+
+def package_directory(package: str) -> Path:
+    """Where an installed top-level package's files are, found as imports find it (an
+    installed wheel, or a checkout on sys.path) without importing it."""
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise FaasError(f"package {package} is not installed here")
+    return Path(next(iter(found.submodule_search_locations)))
 
 
 def _dockerfile(
