@@ -26,11 +26,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from runtime import distribution
 from runtime.backends.base import ImageRequest
 from runtime.backends.docker import containers
 from runtime.backends.swarm import ADDRESS_MODE_ENV, services
 from runtime.errors import FaasError
-from runtime import distribution
 from runtime.images import (
     RequirementsResolver,
     code_root,
