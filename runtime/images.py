@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import compileall
 import hashlib
-import importlib.util
 import io
 import py_compile
 import sys
@@ -27,8 +26,9 @@ import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
+from runtime import distribution
 from runtime.backends.base import Backend, ImageRequest
-from runtime.errors import FaasError, FunctionUnavailable
+from runtime.errors import FunctionUnavailable
 from runtime.interpreter import Interpreter
 from runtime.own_code import own_files, walk_files
 from runtime.requirements import Target, default_interpreter
@@ -233,19 +233,10 @@ def watchdog_files() -> dict[str, bytes]:
         relative: path.read_bytes()
         for relative, path in walk_files(WATCHDOG_DIR, PurePosixPath(wire.PACKAGE))
     }
-    handler_dir = package_directory(wire.HANDLER_PACKAGE)
+    handler_dir = distribution.package_directory(wire.HANDLER_PACKAGE)
     for name in wire.HANDLER_MODULES:
         files[f"{wire.HANDLER_PACKAGE}/{name}"] = (handler_dir / name).read_bytes()
     return files
-
-
-def package_directory(package: str) -> Path:
-    """Where an installed top-level package's files are, found as imports find it (an
-    installed wheel, or a checkout on sys.path) without importing it."""
-    found = importlib.util.find_spec(package)
-    if found is None or not found.submodule_search_locations:
-        raise FaasError(f"package {package} is not installed here")
-    return Path(next(iter(found.submodule_search_locations)))
 
 
 def _dockerfile(

@@ -34,6 +34,7 @@ import docker
 import docker.errors
 import httpx
 import pytest
+from packaging.requirements import Requirement
 
 from runtime import requirements
 from runtime.spec import DEFAULT_BASE_IMAGE
@@ -127,7 +128,7 @@ def test_the_wheel_holds_what_faas_reads_at_run_time(installed: tuple[Path, Path
     assert wheel.name.startswith(f"{project['name']}-{project['version']}-")
 
 
-def test_the_packages_and_their_version_come_from_the_venv(
+def test_the_packages_and_their_metadata_come_from_the_venv(
     installed: tuple[Path, Path], tmp_path: Path
 ) -> None:
     _, venv = installed
@@ -141,11 +142,23 @@ def test_the_packages_and_their_version_come_from_the_venv(
         cwd=tmp_path, env=env,
     ).stdout.split()  # fmt: skip
     site = (venv / "lib").resolve()
-    assert found and all(Path(path).resolve().is_relative_to(site) for path in found), found
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    assert run(["faas", "--version"], cwd=tmp_path, env=env).stdout.strip() == (
-        f"faas, version {version}"
+    assert len(found) == 4, found
+    assert all(Path(path).resolve().is_relative_to(site) for path in found), found
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert run([str(venv / "bin" / "faas"), "--version"], cwd=tmp_path, env=env).stdout == (
+        f"faas, version {project['version']}\n"
     )
+    # what `faas deploy` pins the gateway image's dependencies from
+    metadata = run(
+        ["python", "-c",
+         "from runtime import distribution\n"
+         "print(distribution.name()); print(*distribution.requirements(), sep='\\n')"],
+        cwd=tmp_path, env=env,
+    ).stdout.splitlines()  # fmt: skip
+    assert metadata[0] == project["name"]
+    assert {Requirement(r) for r in metadata[1:]} == {
+        Requirement(r) for r in project["dependencies"]
+    }
 
 
 @contextlib.contextmanager

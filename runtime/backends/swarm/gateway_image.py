@@ -31,13 +31,7 @@ from runtime.backends.base import ImageRequest
 from runtime.backends.docker import containers
 from runtime.backends.swarm import ADDRESS_MODE_ENV, services
 from runtime.errors import FaasError
-from runtime.images import (
-    RequirementsResolver,
-    code_root,
-    files_digest,
-    package_directory,
-    tar_files,
-)
+from runtime.images import RequirementsResolver, code_root, files_digest, tar_files
 from runtime.own_code import walk_files
 from runtime.spec import Project
 
@@ -134,7 +128,7 @@ def plan_gateway_image(
         files[relative] = path.read_bytes()
     files.update(_dist_info())
     for package in PACKAGES:
-        directory = package_directory(package)
+        directory = distribution.package_directory(package)
         for relative, path in walk_files(directory, PurePosixPath("packages") / package):
             files[relative] = path.read_bytes()
     files["project/functions.yaml"] = spec_file.read_bytes()
