@@ -70,7 +70,11 @@ from runtime.spec.debug import debug_problems, unknown_functions, with_debug
 def _print_version(context: click.Context, _: click.Parameter, value: bool) -> None:
     """--version: the installed distribution's, whatever pyproject.toml names it."""
     if value and not context.resilient_parsing:
-        click.echo(f"faas, version {distribution.version()}")
+        try:
+            version = distribution.version()
+        except FaasError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"faas, version {version}")
         context.exit()
 
 
