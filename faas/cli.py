@@ -52,6 +52,7 @@ from faas.cli_common import (
     running_gateway,
     with_engine,
 )
+from runtime import distribution
 from runtime.backends import BACKENDS
 from runtime.debug_relay import DEFAULT_PORT as DEFAULT_DEBUG_PORT
 from runtime.errors import EngineUnavailable, FaasError, SpecError, UnsupportedSetting
@@ -66,8 +67,26 @@ from runtime.spec import (
 from runtime.spec.debug import debug_problems, unknown_functions, with_debug
 
 
+def _print_version(context: click.Context, _: click.Parameter, value: bool) -> None:
+    """--version: the installed distribution's, whatever pyproject.toml names it."""
+    if value and not context.resilient_parsing:
+        try:
+            version = distribution.version()
+        except FaasError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"faas, version {version}")
+        context.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="faas")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 def main() -> None:
     """Run Python functions in Docker containers behind an HTTP gateway.
 

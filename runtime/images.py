@@ -26,6 +26,7 @@ import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
+from runtime import distribution
 from runtime.backends.base import Backend, ImageRequest
 from runtime.errors import FunctionUnavailable
 from runtime.interpreter import Interpreter
@@ -35,7 +36,7 @@ from runtime.spec import FunctionSpec, Project
 from runtime.watchdog import wire
 
 WATCHDOG_DIR = Path(__file__).resolve().parent / "watchdog"
-HANDLER_DIR = Path(__file__).resolve().parent.parent / wire.HANDLER_PACKAGE
+"""The watchdog's sources: a subpackage of this one, wherever this is installed."""
 CODE_DIR = wire.CODE_DIR
 DEPS_DIR = wire.DEPS_DIR
 WATCHDOG_ROOT = "/opt/faas"
@@ -232,8 +233,9 @@ def watchdog_files() -> dict[str, bytes]:
         relative: path.read_bytes()
         for relative, path in walk_files(WATCHDOG_DIR, PurePosixPath(wire.PACKAGE))
     }
+    handler_dir = distribution.package_directory(wire.HANDLER_PACKAGE)
     for name in wire.HANDLER_MODULES:
-        files[f"{wire.HANDLER_PACKAGE}/{name}"] = (HANDLER_DIR / name).read_bytes()
+        files[f"{wire.HANDLER_PACKAGE}/{name}"] = (handler_dir / name).read_bytes()
     return files
 
 

@@ -25,6 +25,10 @@ stamp=.venv/.faas-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing faas and its test tools into .venv"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v WARNING || true
+  # the distribution was called `faas` before: its editable install would shadow this one's
+  if .venv/bin/python -m pip show --quiet faas >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall --quiet --yes faas 2>&1 | grep -v WARNING || true
+  fi
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v WARNING || true
   .venv/bin/python -c 'import faas.cli' || { echo "error: installing faas failed" >&2; exit 1; }
   touch "$stamp"

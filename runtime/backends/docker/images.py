@@ -2,13 +2,18 @@
 
 A function image's tag is a hash of its inputs, so `build` is a no-op for an
 unchanged function. The base image is pulled when a registry answers; when
-none does, `scripts/build-base-image.sh` makes an equivalent root filesystem from
+none does, `build-base-image.sh` makes an equivalent root filesystem from
 Debian packages (debootstrap), which takes under a minute, and it is imported
 through the API: into whichever engine answers, with no engine CLI needed.
+
+The script is package data next to this module (what a wheel installs), found
+through importlib.resources; scripts/build-base-image.sh in a checkout runs it too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.resources
 import io
 import json
 import logging
@@ -16,6 +21,7 @@ import os
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
@@ -26,7 +32,9 @@ from runtime.errors import ImageBuildError
 
 log = logging.getLogger("faas.images")
 
-BASE_IMAGE_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "build-base-image.sh"
+BASE_IMAGE_SCRIPT = "build-base-image.sh"
+"""Package data of this module's package (pyproject.toml's package-data)."""
+PACKAGE = __name__.rpartition(".")[0]
 DEBOOTSTRAP_EXPECTED_LINES = 430
 """About how many lines debootstrap prints for a minbase + python3 root: drives the progress bar."""
 
@@ -65,7 +73,7 @@ def ensure_base_image(api: APIClient, image: str, progress: ProgressCallback) ->
     )
     _build_base_from_debian(api, image, progress)
     if image_id(api, image) is None:
-        raise ImageBuildError(f"{BASE_IMAGE_SCRIPT.name} finished but image {image} is missing")
+        raise ImageBuildError(f"{BASE_IMAGE_SCRIPT} finished but image {image} is missing")
 
 
 def _try_pull(api: APIClient, image: str) -> str | None:
@@ -84,17 +92,37 @@ def _try_pull(api: APIClient, image: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def base_image_script() -> Iterator[Path | None]:
+    """The base-image script as a file bash can run (None when this installation lacks it)."""
+    resource = importlib.resources.files(PACKAGE) / BASE_IMAGE_SCRIPT
+    if not resource.is_file():
+        yield None
+        return
+    with importlib.resources.as_file(resource) as path:
+        yield path
+
+
 def _build_base_from_debian(api: APIClient, image: str, progress: ProgressCallback) -> None:
-    if not BASE_IMAGE_SCRIPT.exists():
-        raise ImageBuildError(
-            f"cannot pull {image} and {BASE_IMAGE_SCRIPT} is missing to build it; "
-            "pull or build the base image by hand, or set base_image in functions.yaml"
-        )
+    with base_image_script() as script:
+        if script is None:
+            raise ImageBuildError(
+                f"cannot pull {image} and this installation of faas lacks its "
+                f"{BASE_IMAGE_SCRIPT} (package data of {PACKAGE}) to build it; "
+                "reinstall faas, pull or build the base image by hand, "
+                "or set base_image in functions.yaml"
+            )
+        _run_base_image_script(api, script, image, progress)
+
+
+def _run_base_image_script(
+    api: APIClient, script: Path, image: str, progress: ProgressCallback
+) -> None:
     progress(f"no registry answers: building {image} from Debian packages", 0.0)
     with tempfile.TemporaryDirectory(prefix="faas-base-") as work:
         archive = Path(work) / "rootfs.tar"
         process = subprocess.Popen(
-            ["bash", str(BASE_IMAGE_SCRIPT), image],
+            ["bash", str(script), image],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

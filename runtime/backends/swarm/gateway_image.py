@@ -20,14 +20,13 @@ through the resolver it is given.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import re
 import tempfile
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from runtime import distribution
 from runtime.backends.base import ImageRequest
 from runtime.backends.docker import containers
 from runtime.backends.swarm import ADDRESS_MODE_ENV, services
@@ -42,7 +41,7 @@ SPEC_FILE = f"{PROJECT_DIR}/functions.yaml"
 STATE_DIR = f"{PROJECT_DIR}/.faas"
 GATEWAY_PORT = 8080
 DOCKER_SOCKET = "/var/run/docker.sock"
-PACKAGES = ("faas", "gateway", "runtime")
+PACKAGES = distribution.PACKAGES
 ROLE = "gateway"
 IPVS = Path("/proc/sys/net/ipv4/vs")
 """Present when this kernel has IPVS, which the routing mesh balances connections with."""
@@ -91,7 +90,7 @@ def command(project: str) -> list[str]:
 def gateway_requirements() -> str:
     """This package's run-time requirements, pinned to the versions installed here."""
     lines = []
-    for requirement in _declared_requirements():
+    for requirement in distribution.requirements():
         match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?", requirement)
         if match is None:
             continue
@@ -101,17 +100,6 @@ def gateway_requirements() -> str:
         except importlib.metadata.PackageNotFoundError:
             lines.append(requirement.split(";")[0].strip())
     return "\n".join(sorted(lines)) + "\n"
-
-
-def _declared_requirements() -> list[str]:
-    """pyproject.toml's when running from a checkout (installed metadata may be older)."""
-    pyproject = _package_directory("faas").parent / "pyproject.toml"
-    if pyproject.is_file():
-        declared = tomllib.loads(pyproject.read_text()).get("project", {}).get("dependencies")
-        if isinstance(declared, list):
-            return [str(requirement) for requirement in declared]
-    found = importlib.metadata.requires("faas") or []
-    return [requirement for requirement in found if "extra ==" not in requirement]
 
 
 def resolve_gateway_requirements(resolve: RequirementsResolver) -> Path:
@@ -140,7 +128,7 @@ def plan_gateway_image(
         files[relative] = path.read_bytes()
     files.update(_dist_info())
     for package in PACKAGES:
-        directory = _package_directory(package)
+        directory = distribution.package_directory(package)
         for relative, path in walk_files(directory, PurePosixPath("packages") / package):
             files[relative] = path.read_bytes()
     files["project/functions.yaml"] = spec_file.read_bytes()
@@ -168,20 +156,13 @@ def plan_gateway_image(
     return ImageRequest(function=ROLE, tag=tag, context=tar_files(files))
 
 
-def _package_directory(package: str) -> Path:
-    """Where an installed package's source is, found without importing it."""
-    found = importlib.util.find_spec(package)
-    if found is None or not found.submodule_search_locations:
-        raise FaasError(f"package {package} is not installed here")
-    return Path(next(iter(found.submodule_search_locations)))
-
-
 def _dist_info() -> dict[str, bytes]:
-    """Metadata for `faas` itself, so `faas --version` works inside the image too."""
-    version = importlib.metadata.version("faas")
-    folder = f"deps/faas-{version}.dist-info"
-    metadata = f"Metadata-Version: 2.1\nName: faas\nVersion: {version}\n"
-    return {f"{folder}/METADATA": metadata.encode(), f"{folder}/top_level.txt": b""}
+    """Metadata of this distribution, so `faas --version` works inside the image too."""
+    name, version = distribution.name(), distribution.version()
+    folder = f"deps/{re.sub(r'[-_.]+', '_', name)}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+    top_level = "".join(f"{package}\n" for package in PACKAGES)
+    return {f"{folder}/METADATA": metadata.encode(), f"{folder}/top_level.txt": top_level.encode()}
 
 
 def service_args(
