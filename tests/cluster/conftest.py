@@ -5,15 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import docker
+import docker.errors
 import pytest
 
 from tests.cluster.harness import Recorder
-from tests.cluster.nodes import Cluster, ClusterError, running_cluster
+from tests.cluster.nodes import Cluster, ClusterError, node_image_tag, running_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(docker_client: docker.DockerClient) -> Iterator[Cluster]:
     """Three managers (quorum survives one restarting) and two workers."""
+    image = node_image_tag()
+    try:
+        docker_client.images.get(image)
+    except docker.errors.ImageNotFound:
+        # As with gVisor and Podman: scripts/test says why it could not make it.
+        pytest.skip(f"no cluster node image {image}: scripts/build-cluster-node-image.sh")
     try:
         with running_cluster(docker_client, managers=3, workers=2) as made:
             yield made
