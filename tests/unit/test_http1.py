@@ -431,3 +431,36 @@ def test_a_head_that_does_not_come_in_time_is_a_timeout() -> None:
 
     timed_out, reusable = asyncio.run(scenario())
     assert timed_out and not reusable
+
+
+def test_cutting_a_replica_fails_its_calls_in_flight_and_drops_its_idle_connections() -> None:
+    """A peer that went silent (its node died) never closes: `cut` fails the waiting call
+    at once, where otherwise only the call's timeout would end it."""
+
+    async def main() -> None:
+        served: list[asyncio.Task[None]] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            served.append(asyncio.current_task())  # type: ignore[arg-type]
+            await reader.read()  # takes the request, never answers, until the client goes
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        pool = http1.ConnectionPool()
+        connection = await pool.acquire(address, 5)
+        waiting = asyncio.ensure_future(
+            connection.request(b"GET / HTTP/1.1\r\nHost: r\r\n\r\n", b"", False, 3600)
+        )
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        assert pool.cut(address, ConnectionAbortedError("its node w1 is down")) == 1
+        with pytest.raises(ConnectionAbortedError, match="w1 is down"):
+            await asyncio.wait_for(waiting, 5)
+        assert pool.cut(address, ConnectionAbortedError("again")) == 0  # nothing left to cut
+        await asyncio.wait_for(asyncio.gather(*served), 5)
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())

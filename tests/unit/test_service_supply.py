@@ -5,6 +5,7 @@ service goes to zero."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -59,7 +60,15 @@ class Services(NoEngine):
 
 
 class Ready:
-    """The replica client's readiness check: every task is ready at once."""
+    """The replica client's readiness check: every task is ready at once; `cut` records
+    the replicas whose calls the supply cut (`ReplicaClient.lost`)."""
+
+    def __init__(self) -> None:
+        self.cut: list[tuple[str, str]] = []
+
+    def lost(self, replica: Replica, why: str) -> int:
+        self.cut.append((replica.id, why))
+        return 1
 
     async def wait_ready(
         self, replica: Replica, *, deadline: float, is_alive: Callable[[Replica], Awaitable[None]]
@@ -103,6 +112,30 @@ def test_tasks_the_engine_runs_are_put_to_work_and_retired(tmp_path: Path) -> No
         assert len(pool.replicas) == 1 and pool.draining == [busy]
         pool.release(busy)
         assert pool.draining == []
+        await supply.stop()
+
+    run(main())
+
+
+def test_a_task_lost_with_its_node_is_dropped_and_its_calls_cut(tmp_path: Path) -> None:
+    """Unlike a task Swarm stops (drained: its calls finish), one whose node died never
+    answers: it leaves the pool at once and the calls on it are cut, to answer 502."""
+
+    async def main() -> None:
+        engine = Services()
+        made, supply = await deployed(tmp_path, engine)
+        client = cast(Ready, made.client)
+        pool = made.pools["f"]
+        first, second = engine.run("f", 1), engine.run("f", 2)
+        await settled(supply)
+        busy = await pool.acquire()
+        lost = first if busy.replica.id == first.id else second
+        engine.running.remove(lost)
+        engine.running.append(dataclasses.replace(lost, running=False, lost="its node w1 is down"))
+        await settled(supply)
+        assert client.cut == [(lost.id, "its node w1 is down")]
+        assert [h.replica.id for h in pool.replicas] != [lost.id] and pool.draining == []
+        assert len(pool.replicas) == 1
         await supply.stop()
 
     run(main())
