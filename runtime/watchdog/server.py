@@ -37,12 +37,15 @@ from .protocol import Connection, Request
 from .wire import (
     ATTEMPT_HEADER,
     CALL_ID_HEADER,
+    CLAIM_HEADER,
     EVENT_ID_HEADER,
     FUNCTION_NAME_ENV,
     INIT_PATH,
     MAX_MESSAGE_HEADER,
+    MIN_CLAIM_TOKEN,
     READY_PATH,
     RELOAD_PATH,
+    RETIRE_PATH,
     TIMEOUT_HEADER,
     TOKEN_ENV,
     TOKEN_HEADER,
@@ -94,6 +97,11 @@ class Watchdog:
         self.assigned: str | None = None  # the function a warm watchdog was given by /_/init
         self.writer = writer
         """A warm watchdog started as root: what writes its function's files (warm.py)."""
+        self.claimed = False
+        """A watchdog of a shared warm service (`settings.claim`) took its one claim."""
+        self.retire: Callable[[], None] = lambda: None
+        """Set by `serve`: drain and exit 0 (POST /_/retire of a claimed watchdog)."""
+        self.last_request = self.loop.time()
         if handler is not None:
             self._ready = (200, dump_json({"status": "ready"}))
         elif failure is not None:
@@ -109,6 +117,11 @@ class Watchdog:
         if token is None or not hmac.compare_digest(token.encode("latin-1"), self._token):
             error = "missing X-Faas-Token" if token is None else "invalid X-Faas-Token"
             conn.respond(403, dump_json({"error": error}), JSON_TYPE, call_id)
+            return
+        self.last_request = self.loop.time()
+        if request.path == RETIRE_PATH and request.method == "POST" and self.claimed:
+            conn.respond(200, dump_json({"status": "retiring"}), JSON_TYPE, call_id)
+            self.retire()
         elif self.warm and self._warm_dispatch(conn, request, call_id):
             pass  # answered by the warm watchdog itself
         elif request.path == RELOAD_PATH and request.method == "POST":
@@ -125,7 +138,15 @@ class Watchdog:
     def _warm_dispatch(self, conn: Connection, request: Request, call_id: str) -> bool:
         """Answer what only a warm watchdog answers; False: route the request as usual."""
         if request.path == INIT_PATH and request.method == "POST":
-            if self.assigned is None:
+            claim = request.faas.get(CLAIM_HEADER)
+            if self.settings.claim and not self.claimed:
+                status, body = self._claim(claim, request.body)
+            elif self.settings.claim:
+                status, body = 409, dump_json({"error": "this replica was claimed already"})
+            elif claim is not None:
+                error = "this warm replica is not a shared one: it takes no claim"
+                status, body = 400, dump_json({"error": error})
+            elif self.assigned is None:
                 status, body = self.init(request.body)
             else:
                 error = f"this replica already serves {self.assigned}"
@@ -139,6 +160,26 @@ class Watchdog:
             status, body = 409, dump_json({"error": error, "call_id": call_id})
         conn.respond(status, body, JSON_TYPE, call_id)
         return True
+
+    def _claim(self, claim: str | None, archive: bytes) -> tuple[int, bytes]:
+        """Take the one claim of a shared warm service's watchdog: from now on only the
+        claimer's token is accepted, then become the function in `archive` as `init` does.
+
+        The token is switched before the archive is even read, so a refused archive
+        still uses up the claim (the claimer retires the watchdog); the function
+        never runs while the service's shared key would still open this watchdog.
+        """
+        from dataclasses import replace
+
+        if claim is None:
+            return 400, dump_json({"error": f"a shared warm replica needs {CLAIM_HEADER}"})
+        if len(claim) < MIN_CLAIM_TOKEN or not claim.isascii() or not claim.isprintable():
+            error = f"{CLAIM_HEADER} must be at least {MIN_CLAIM_TOKEN} printable characters"
+            return 400, dump_json({"error": error})
+        self.claimed = True
+        self._token = claim.encode()
+        self.settings = replace(self.settings, token=claim)
+        return self.init(archive)
 
     def init(self, archive: bytes) -> tuple[int, bytes]:
         """Become the function in `archive` (format in warm.py): 200, 503 if it fails to import.
@@ -531,12 +572,15 @@ async def serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    wd.retire = partial(on_signal, "retired")
+    idle_watch = loop.create_task(_exit_when_idle(wd, settings.claim_idle))
 
     port = server.sockets[0].getsockname()[1]
     log.info("listening", extra={"host": settings.host, "port": port})
     name = await stop
+    idle_watch.cancel()
 
-    if settings.drain_delay:
+    if settings.drain_delay and name != "retired":  # a gateway retires only what it left
         # Engines that pick which replica stops (Swarm) tell the gateway after the
         # replica: keep accepting until the gateway has stopped sending calls here.
         log.info(f"{name}: accepting calls for {settings.drain_delay:g}s more")
@@ -551,6 +595,20 @@ async def serve(
         log.warning(f"exiting with {wd.inflight} call(s) still running")
     else:
         log.info("stopped")
+
+
+async def _exit_when_idle(wd: Watchdog, idle: float) -> None:
+    """A claimed watchdog that has had no request for `idle` seconds retires itself: the
+    gateway that claimed it is gone (it retires its replicas itself, well before)."""
+    if not idle:
+        return
+    while True:
+        await asyncio.sleep(min(idle / 4, 5.0))
+        quiet = wd.loop.time() - wd.last_request
+        if wd.claimed and not wd.inflight and not wd.tunnels and quiet >= idle:
+            log.warning(f"no request for {quiet:.0f}s since the claim: retiring")
+            wd.retire()
+            return
 
 
 def become_unprivileged(settings: Settings) -> RootWriter | None:
