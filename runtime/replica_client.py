@@ -51,6 +51,11 @@ TIMEOUT_GRACE = 2.0
 """The watchdog enforces the function timeout itself; we wait this much longer for its 504."""
 
 
+class ClaimLost(FaasError):
+    """A shared warm watchdog refused a claim: another gateway (or anything else holding
+    its service's key) claimed it first. The claimer takes another."""
+
+
 class ReplicaClient:
     def __init__(
         self,
@@ -222,15 +227,19 @@ class ReplicaClient:
             detail = _failure_reason(body)
             raise FunctionUnavailable(detail, detail=detail)
 
-    async def init(self, replica: Replica, archive: bytes) -> None:
+    async def init(self, replica: Replica, archive: bytes, *, claim: str | None = None) -> None:
         """Give a warm watchdog its function: code, secrets and settings in one tar archive.
 
-        Raises FunctionUnavailable when the handler fails to import (the watchdog then
-        answers every call with that failure), FaasError when the watchdog refuses
-        the archive, and ReplicaUnreachable when it cannot be reached.
+        `claim`: a shared warm watchdog's (Swarm) token from now on; `replica.token` is
+        its service's shared key. Raises FunctionUnavailable when the handler fails to
+        import (the watchdog then answers every call with that failure), ClaimLost when
+        another claimed it first, FaasError when the watchdog refuses the archive, and
+        ReplicaUnreachable when it cannot be reached.
         """
         url = f"http://{replica.address}{wire.INIT_PATH}"
         headers = {wire.TOKEN_HEADER: replica.token, "content-type": wire.INIT_CONTENT_TYPE}
+        if claim is not None:
+            headers[wire.CLAIM_HEADER] = claim
         try:
             async with self._client().post(
                 url,
@@ -245,11 +254,32 @@ class ReplicaClient:
             raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
         if response.status == 503:
             raise FunctionUnavailable(import_failed(replica.function), detail=_failure_reason(body))
+        if claim is not None and response.status in (403, 409):
+            # the shared key no longer opens it, or it was claimed: another claimer won
+            raise ClaimLost(f"warm replica {replica.name} was claimed by another")
         if response.status != 200:
             raise FaasError(
                 f"warm replica {replica.name} refused its function ({response.status}): "
                 f"{_failure_reason(body)}"
             )
+
+    async def retire(self, replica: Replica) -> None:
+        """Tell a claimed warm watchdog to finish and exit (its engine starts a new warm one).
+
+        Raises ReplicaUnreachable when it cannot be reached (it may be gone already)."""
+        url = f"http://{replica.address}{wire.RETIRE_PATH}"
+        try:
+            async with self._client().post(
+                url,
+                headers={wire.TOKEN_HEADER: replica.token},
+                timeout=aiohttp.ClientTimeout(total=10, sock_connect=CONNECT_TIMEOUT),
+            ) as response:
+                await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
+        if response.status != 200:
+            status = response.status
+            raise ReplicaUnreachable(f"replica {replica.name} refused to retire ({status})")
 
     async def wait_ready(self, replica: Replica, *, deadline: float, is_alive: AliveCheck) -> None:
         """Poll the watchdog's readiness endpoint until it answers 200.

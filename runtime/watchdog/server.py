@@ -179,7 +179,10 @@ class Watchdog:
         self.claimed = True
         self._token = claim.encode()
         self.settings = replace(self.settings, token=claim)
-        return self.init(archive)
+        status, body = self.init(archive)
+        if status not in (200, 503):  # refused: nothing will use it; its slot gets a new one
+            self.retire()
+        return status, body
 
     def init(self, archive: bytes) -> tuple[int, bytes]:
         """Become the function in `archive` (format in warm.py): 200, 503 if it fails to import.

@@ -559,16 +559,13 @@ def test_a_shared_warm_watchdog_takes_its_function_only_in_a_claim(
     assert warm.wd.proc.wait(timeout=10) == 0
 
 
-def test_a_refused_archive_still_uses_up_the_claim(start_warm: Callable[..., Warm]) -> None:
+def test_a_refused_archive_uses_up_the_claim_and_the_watchdog_exits(start_warm: Callable[..., Warm]) -> None:
     warm = start_warm(FAAS_CLAIM="1")
     status, _, _ = warm.wd.call(
         "/_/init", method="POST", body=b"not a tar", headers={"X-Faas-Claim": CLAIM}
     )
     assert status == 400
-    assert warm.wd.call("/_/ready")[0] == 403
-    assert warm.wd.call("/_/ready", token=CLAIM)[0] == 200
-    assert warm.wd.call("/_/retire", method="POST", token=CLAIM)[0] == 200
-    assert warm.wd.proc.wait(timeout=10) == 0
+    assert warm.wd.proc.wait(timeout=10) == 0  # and it leaves, for a fresh one
 
 
 def test_an_unshared_warm_watchdog_takes_no_claim(start_warm: Callable[..., Warm]) -> None:

@@ -40,6 +40,7 @@ from runtime.backends.docker import containers
 from runtime.backends.docker import log_stream as container_logs
 from runtime.backends.docker.engine import EngineBackend, engine_errors
 from runtime.backends.swarm import services
+from runtime.backends.swarm.warm import WarmServices
 from runtime.errors import EngineUnavailable, FaasError
 from runtime.images import image_reference
 
@@ -79,8 +80,15 @@ class SwarmBackend(EngineBackend):
         self._counts: dict[str, int] = {}
         """Function -> its service's replica count, as the last `tasks` listing found it."""
         self._service_locks: dict[str, asyncio.Lock] = {}
+        self._warm: WarmServices | None = None
         self._holder_lock = threading.Lock()
         """Functions' services are made in parallel threads; the holder is updated by one."""
+
+    def warm_services(self) -> WarmServices:
+        """The project's warm services (warm.py), on this backend's engine connection."""
+        if self._warm is None:
+            self._warm = WarmServices(self)
+        return self._warm
 
     # -- preparation and images ------------------------------------------------------
 
