@@ -59,8 +59,8 @@ from runtime.spec._model import (
     DEFAULT_TIMEOUT,
     DEFAULT_TIMEZONE,
     DEFAULT_WARM_POOL,
-    DEFAULT_WARM_TASKS,
     DEFAULT_WARM_POOL_MEMORY,
+    DEFAULT_WARM_TASKS,
 )
 from runtime.spec._yaml import Loc
 

@@ -559,7 +559,9 @@ def test_a_shared_warm_watchdog_takes_its_function_only_in_a_claim(
     assert warm.wd.proc.wait(timeout=10) == 0
 
 
-def test_a_refused_archive_uses_up_the_claim_and_the_watchdog_exits(start_warm: Callable[..., Warm]) -> None:
+def test_a_refused_archive_uses_up_the_claim_and_the_watchdog_exits(
+    start_warm: Callable[..., Warm],
+) -> None:
     warm = start_warm(FAAS_CLAIM="1")
     status, _, _ = warm.wd.call(
         "/_/init", method="POST", body=b"not a tar", headers={"X-Faas-Claim": CLAIM}
