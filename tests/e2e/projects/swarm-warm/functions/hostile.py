@@ -56,6 +56,8 @@ def request(address, method, path, token, body=b"", headers=None):
         connection.request(method, path, body=body, headers={"X-Faas-Token": token, **(headers or {})})
         response = connection.getresponse()
         return response.status, response.read()[:300].decode(errors="replace")
+    except (OSError, http.client.HTTPException) as exc:
+        return 0, type(exc).__name__
     finally:
         connection.close()
 

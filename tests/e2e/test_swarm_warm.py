@@ -1,0 +1,126 @@
+"""Warm starts on a real single-node Swarm: a cold start claims a warm service's task;
+an idle one is retired and Swarm refills its slot; a hostile function on a claimed task
+cannot reach another function's task (runtime/supply/warm_tasks.py, SECURITY.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+
+from tests.conftest import Gateway, running_gateway, wait_for
+
+pytestmark = pytest.mark.docker
+
+SPEC = Path(__file__).parent / "projects" / "swarm-warm" / "functions.yaml"
+WARM_TASKS = 3
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    swarm: None, docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    logs = tmp_path_factory.mktemp("logs")
+    with running_gateway(docker_client, SPEC, "swarm-warm", logs, "--backend", "swarm") as gateway:
+        yield gateway
+
+
+def warm_service(client: docker.DockerClient, project: str) -> dict[str, Any]:
+    label = [f"faas.project={project}", "faas.role=warm"]
+    found = client.api.services(filters={"label": label})
+    assert len(found) == 1, found  # one kind, one set of limits
+    return dict(found[0])
+
+
+def warm_containers(client: docker.DockerClient, service: dict[str, Any]) -> dict[str, str]:
+    """Running warm tasks: short container id (the task's hostname) -> task id."""
+    tasks = client.api.tasks(filters={"service": service["ID"], "desired-state": "running"})
+    return {
+        t["Status"]["ContainerStatus"]["ContainerID"][:12]: t["ID"]
+        for t in tasks
+        if t["Status"]["State"] == "running"
+    }
+
+
+def all_warm(client: docker.DockerClient, project: str) -> dict[str, str]:
+    return wait_for(
+        lambda: (
+            found
+            if len(found := warm_containers(client, warm_service(client, project))) == WARM_TASKS
+            else None
+        ),
+        60,
+        f"{WARM_TASKS} running warm tasks",
+    )
+
+
+def service_replicas(client: docker.DockerClient, project: str, function: str) -> int:
+    service = client.api.inspect_service(f"faas-{project}-{function}")
+    return int(service["Spec"]["Mode"]["Replicated"]["Replicas"])
+
+
+def call(gateway: Gateway, function: str, body: bytes = b"") -> Any:
+    response = httpx.post(f"{gateway.url}/function/{function}", content=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_a_cold_start_claims_a_warm_task_and_an_idle_one_is_retired(
+    gateway: Gateway, docker_client: docker.DockerClient
+) -> None:
+    before = all_warm(docker_client, gateway.project)
+    answer = call(gateway, "brief", b"first")
+    # served by a claimed warm task; the function's own service was never scaled
+    assert answer["host"] in before, (answer, before)
+    assert service_replicas(docker_client, gateway.project, "brief") == 0
+    claimed = before[answer["host"]]
+    # idle_timeout is 2s: the task is told to exit, and Swarm puts a new warm task in its slot
+    wait_for(
+        lambda: docker_client.api.inspect_task(claimed)["Status"]["State"] == "complete",
+        60,
+        "the claimed task to exit",
+    )
+    after = all_warm(docker_client, gateway.project)
+    assert answer["host"] not in after
+    assert docker_client.api.inspect_task(claimed)["Status"]["ContainerStatus"]["ExitCode"] == 0
+    assert "warm task retired" in gateway.log()
+    assert service_replicas(docker_client, gateway.project, "brief") == 0
+
+
+def warm_address(client: docker.DockerClient, project: str, host: str) -> str:
+    networks = client.api.inspect_container(host)["NetworkSettings"]["Networks"]
+    return str(networks[f"faas-{project}-warm"]["IPAddress"])
+
+
+def test_a_hostile_function_cannot_reach_another_functions_warm_task(
+    gateway: Gateway, docker_client: docker.DockerClient
+) -> None:
+    """The hostile function (projects/swarm-warm/functions/hostile.py) looks for the shared
+    key in its environment and its own memory and tries it, and every token it finds, on
+    every task of the warm network: to call, to read readiness, to claim."""
+    all_warm(docker_client, gateway.project)
+    victim = call(gateway, "victim", b"private")
+    report = call(gateway, "hostile")
+    service = docker_client.api.inspect_service(warm_service(docker_client, gateway.project)["ID"])
+    env = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+    key = next(e.split("=", 1)[1] for e in env if e.startswith("FAAS_TOKEN="))
+
+    assert report["environment_key"] != key  # erased from the environment before it ran
+    victim_address = warm_address(docker_client, gateway.project, victim["host"])
+    tries = report["peers"][victim_address]
+    assert report["keys"] >= 1 and tries, report
+    for name, outcome in tries.items():
+        status = outcome[0] if isinstance(outcome, list) else outcome
+        assert status == 403, (name, outcome)
+
+    # the victim's task still serves the victim alone, and got nothing of the hostile's
+    again = call(gateway, "victim", b"second")
+    assert again["host"] == victim["host"]
+    assert again["calls"] == ["private", "second"]
+    # whatever the hostile claimed with the key it found (SECURITY.md: the residual risk),
+    # a cold start still gets its function: on a warm task, or on its own service
+    assert call(gateway, "brief", b"later")["calls"] == ["later"]
