@@ -41,6 +41,12 @@ class ServiceSupply:
     def warm_status(self) -> None:
         return None
 
+    def local_demand(self, pool: FunctionPool) -> int:
+        """Less what this gateway's claimed warm tasks carry: they serve it alone."""
+        if self.warm is None:
+            return pool.local_demand()
+        return max(0, pool.local_demand() - self.warm.carried(pool))
+
     def __init__(
         self,
         backend: ServiceBackend,
@@ -114,6 +120,8 @@ class ServiceSupply:
                 await asyncio.sleep(SERVICE_RETRY_DELAY * attempt)
 
     async def replace(self, pool: FunctionPool) -> None:
+        if self.warm is not None:
+            self.warm.replace(pool)
         await self.prepare(pool)  # the engine rolls the service's tasks
 
     async def remove(self, pool: FunctionPool) -> None:
@@ -121,7 +129,7 @@ class ServiceSupply:
             del self._pools[pool.name]
             self._recipes.pop(pool.name, None)
         if self.warm is not None:
-            self.warm.remove(pool)
+            await self.warm.remove(pool)
         pool.close()  # the engine stops the tasks of a service being removed
         self.counts.pop(pool.name, None)
         for task_id, handle in list(self._handles.items()):

@@ -133,6 +133,7 @@ class WarmTasks:
         )
         if spec.system_packages or spec.isolation != "container" or recipe.debugger:
             self._codes.pop(pool.name, None)  # their own image: system packages, runtimes
+            self._kinds.pop(pool.name, None)
             return
         if kind.requirements:
             self._requirements[kind.requirements] = deps
@@ -142,6 +143,7 @@ class WarmTasks:
         }  # fmt: skip
         if not warm_pool.fits(code):
             self._codes.pop(pool.name, None)
+            self._kinds.pop(pool.name, None)
             return
         self._kinds[pool.name] = kind
         self._codes[pool.name] = code
@@ -208,19 +210,39 @@ class WarmTasks:
 
     async def prepare(self, pool: FunctionPool) -> None:
         """A function added or changed while serving: open its kind's warm service."""
-        kind = self._kinds.get(pool.name)
-        if not self._started or kind is None or pool.name not in self._codes:
+        if not self._started:
             return
+        kind = self._kinds.get(pool.name)
         quiet: FunctionProgress = lambda *_: None  # noqa: E731
-        if await self._build(kind, quiet):
+        if kind is not None and pool.name in self._codes and await self._build(kind, quiet):
             await self._open(kind, quiet)
+        await self._close_unused()
 
-    def remove(self, pool: FunctionPool) -> None:
+    def replace(self, pool: FunctionPool) -> None:
+        """New image or settings: its claimed tasks have the old ones; each is retired once
+        its calls are done (`taken_back`), and the next cold start claims afresh."""
+        for claimed in [c for c in self._claimed.values() if c.pool is pool]:
+            pool.take_out(claimed.handle)
+
+    async def remove(self, pool: FunctionPool) -> None:
         for claimed in [c for c in self._claimed.values() if c.pool is pool]:
             self._retire(claimed, "its function is gone")
         self._kinds.pop(pool.name, None)
         self._codes.pop(pool.name, None)
         self._recipes.pop(pool.name, None)
+        await self._close_unused()
+
+    async def _close_unused(self) -> None:
+        """Remove the warm services of kinds no function has any more."""
+        used = {self._kinds[name] for name in self._codes}
+        for kind in [k for k in self._services if k not in used]:
+            service = self._services.pop(kind)
+            try:
+                await self._engine.remove(service)
+            except FaasError as exc:  # the teardown removes it
+                log.warning(
+                    "removing a warm service failed", extra={"service": service, "error": str(exc)}
+                )
 
     # -- demand --------------------------------------------------------------------
 
@@ -251,6 +273,16 @@ class WarmTasks:
 
     def warm_handles(self, pool: FunctionPool) -> list[ReplicaHandle]:
         return [c.handle for c in self._claimed.values() if c.pool is pool]
+
+    def carried(self, pool: FunctionPool) -> int:
+        """Calls of `pool` at this gateway that its claimed warm tasks carry: theirs in
+        flight, and the waiting ones their free slots (and the claims under way) take."""
+        handles = [h for h in self.warm_handles(pool) if h in pool.replicas]
+        limit = pool.slot_limit
+        spare = sum(max(0, limit - h.in_flight) for h in handles)
+        spare += self.claiming(pool) * pool.spec.scale.target_concurrency
+        waiting = pool.local_demand() - pool.in_flight
+        return sum(h.in_flight for h in handles) + min(waiting, spare)
 
     def uncovered(self, pool: FunctionPool) -> tuple[int, int, int]:
         """(queued, in flight, ready) of `pool` that its service must carry."""

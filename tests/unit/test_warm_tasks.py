@@ -1,0 +1,144 @@
+"""Warm starts of a service supply on fakes: a call that would wait claims a warm task
+(the loser of a claim takes the next), the function's service is not scaled for what
+warm tasks carry, and an idle claimed task is retired."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import cast
+
+from runtime.backends.base import ImageRequest, Replica, WarmSpec, WarmTask
+from runtime.platform import Platform
+from runtime.replica_client import ClaimLost, ReplicaClient
+from runtime.supply.services import ServiceSupply
+from runtime.supply.warm_tasks import WarmTasks
+from tests.unit.fakes import project
+from tests.unit.test_service_supply import Ready, Services, run
+
+KEY = "k" * 43
+
+
+class Warm:
+    """A warm service in memory."""
+
+    def __init__(self, *task_ids: str) -> None:
+        self.tasks_now = [WarmTask(i, "warm-svc", KEY, f"{i}:8080", 0.0) for i in task_ids]
+        self.ensured: list[WarmSpec] = []
+
+    async def ensure(self, spec: WarmSpec, *, label: str, size: int) -> str:
+        self.ensured.append(spec)
+        return "warm-svc"
+
+    async def remove(self, service: str) -> None: ...
+
+    async def tasks(self) -> list[WarmTask]:
+        return list(self.tasks_now)
+
+
+class Claims(Ready):
+    """The replica client: claims of the tasks in `lost` are refused (another won them)."""
+
+    def __init__(self, lost: set[str]) -> None:
+        self.lost = lost
+        self.claims: list[tuple[str, str, str]] = []
+        self.retired: list[Replica] = []
+
+    async def init(self, replica: Replica, archive: bytes, *, claim: str | None = None) -> None:
+        assert claim is not None
+        self.claims.append((replica.id, replica.token, claim))
+        if replica.id in self.lost:
+            raise ClaimLost("claimed by another")
+
+    async def retire(self, replica: Replica) -> None:
+        self.retired.append(replica)
+
+
+async def deployed(
+    tmp_path: Path, warm: Warm, client: Claims
+) -> tuple[Platform, ServiceSupply, Services]:
+    engine = Services()
+    typed = cast(ReplicaClient, client)
+    tasks = WarmTasks(warm, engine, typed, size=2)
+    supply = ServiceSupply(engine, typed, warm=tasks)
+    loaded = project(tmp_path, "f", scale="{min: 0, max: 4, idle_timeout: 5s}")
+    made = Platform(loaded, engine, client=typed, supply=supply)
+    pool = made.pools["f"]
+    made._built(pool, ImageRequest("f", "faas-function:f", b"", {"app/functions/hello.py": b""}))
+    base = {pool.spec.base_image: "sha256:base"}
+    await supply.build([pool], base, lambda *_: None)
+    await supply.start([pool], lambda *_: None)
+    await supply.prepare(pool)
+    await supply.refresh()
+    return made, supply, engine
+
+
+def test_a_cold_start_claims_a_warm_task_and_a_lost_claim_takes_the_next(tmp_path: Path) -> None:
+    async def main() -> None:
+        warm, client = Warm("w1", "w2"), Claims(lost={"w1"})
+        made, supply, engine = await deployed(tmp_path, warm, client)
+        assert [spec.limits.memory for spec in warm.ensured] == [made.pools["f"].spec.memory]
+        pool = made.pools["f"]
+        waiting = asyncio.get_running_loop().create_task(pool.acquire())
+        await asyncio.sleep(0)
+        made.autoscaler.reconcile(pool, 1.0)
+        handle = await asyncio.wait_for(waiting, 5)
+        # w1 was refused (another claimed it), w2 taken with a token of its own
+        assert [(task, shared) for task, shared, _ in client.claims] == [("w1", KEY), ("w2", KEY)]
+        assert handle.replica.id == "w2"
+        assert handle.replica.token == client.claims[-1][2] != KEY
+        made.autoscaler.reconcile(pool, 1.1)
+        await asyncio.sleep(0)
+        assert engine.set == []  # the warm task carries the call: the service stays at zero
+        pool.release(handle)
+
+        assert supply.warm is not None
+        await supply.warm.refresh(2.0)  # idle since the claim, not yet for a whole window
+        assert client.retired == [] and pool.replicas == [handle]
+        loop_now = asyncio.get_running_loop().time()
+        await supply.warm.refresh(loop_now + 10.0)
+        await asyncio.sleep(0)
+        assert pool.replicas == []
+        assert [r.id for r in client.retired] == ["w2"]
+        assert client.retired[0].token == handle.replica.token  # retired with its own token
+        await supply.stop()
+
+    run(main())
+
+
+def test_without_a_free_warm_task_the_service_scales(tmp_path: Path) -> None:
+    async def main() -> None:
+        warm, client = Warm("w1"), Claims(lost={"w1"})
+        made, _, engine = await deployed(tmp_path, warm, client)
+        pool = made.pools["f"]
+        waiting = asyncio.get_running_loop().create_task(pool.acquire())
+        await asyncio.sleep(0)
+        made.autoscaler.reconcile(pool, 1.0)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        made.autoscaler.reconcile(pool, 1.1)
+        await asyncio.sleep(0)
+        assert [task for task, _, _ in client.claims] == ["w1"]  # tried once, never again
+        assert engine.set == [("f", 1)]
+        waiting.cancel()
+        await made.supply.stop()
+
+    run(main())
+
+
+def test_a_function_gone_retires_its_claimed_tasks(tmp_path: Path) -> None:
+    async def main() -> None:
+        warm, client = Warm("w1"), Claims(lost=set())
+        made, supply, _ = await deployed(tmp_path, warm, client)
+        pool = made.pools["f"]
+        waiting = asyncio.get_running_loop().create_task(pool.acquire())
+        await asyncio.sleep(0)
+        made.autoscaler.reconcile(pool, 1.0)
+        handle = await asyncio.wait_for(waiting, 5)
+        pool.release(handle)
+        await supply.remove(pool)
+        await asyncio.sleep(0)
+        assert [r.id for r in client.retired] == ["w1"]
+        await supply.stop()
+
+    run(main())
