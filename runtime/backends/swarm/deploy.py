@@ -57,7 +57,7 @@ from runtime import requirements
 from runtime.backends.base import ProgressCallback
 from runtime.backends.docker import containers, images
 from runtime.backends.docker.engine import connect, engine_errors
-from runtime.backends.swarm import SwarmBackend, gateway_image, services
+from runtime.backends.swarm import SwarmBackend, gateway_image, services, warm
 from runtime.backends.swarm.gateway_image import default_publish_mode
 from runtime.errors import FaasError
 from runtime.images import plan_image, requirements_target
@@ -204,6 +204,11 @@ def _deploy(
                 args = services.network_args(project.name, function)
                 if not any(n["Name"] == args["name"] for n in api.networks(names=[args["name"]])):
                     api.create_network(**args)
+            warm_tasks = project.gateway.warm_tasks > 0
+            if warm_tasks:  # the warm services' network (warm.py), which the gateway joins
+                args = warm.warm_network_args(project.name)
+                if not any(n["Name"] == args["name"] for n in api.networks(names=[args["name"]])):
+                    api.create_network(**args)
             progress("networks", f"{len(project.functions)} overlay network(s)", 1.0)
             secrets = _ensure_secrets(api, project, admin_token, store)
             swarm = api.info().get("Swarm") or {}
@@ -217,6 +222,7 @@ def _deploy(
                 node_id=swarm.get("NodeID"),  # its image is on this node only
                 publish_mode=options.publish_mode,
                 variables=placeholder_values(project),
+                warm=warm_tasks,
             )
             name = wanted["name"]
             existing = _service(api, name)

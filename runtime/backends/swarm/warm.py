@@ -14,10 +14,10 @@ task, in which the claiming gateway gives the task a token of its own (wire.CLAI
 A claimed task that should go is told to exit (POST /_/retire, with its own token); the
 service's restart policy `any` has Swarm replace it, in the same slot, by a new warm task.
 
-Where a gateway reaches warm tasks: outside the swarm (`faas up --backend swarm`), through
-docker_gwbridge, like any task on this node (the services are pinned to it). A gateway
-inside the swarm (`faas deploy`) would reach them on the project's warm overlay network,
-once the gateway service is attached to it; until then `faas deploy` makes no warm services.
+Where a gateway reaches warm tasks: inside the swarm (`faas deploy`), on the project's warm
+overlay network, which `faas deploy` creates and attaches the gateway service to; outside it
+(`faas up --backend swarm`), through docker_gwbridge, like any task on this node (the
+services are pinned to it).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from runtime.backends.base import WarmSpec, WarmTask
 from runtime.backends.docker import containers
 from runtime.backends.docker.engine import engine_errors
 from runtime.backends.swarm import services
-from runtime.errors import FaasError
 from runtime.images import image_reference
 from runtime.watchdog import wire
 
@@ -207,10 +206,6 @@ class WarmServices:
 
     def _ensure(self, spec: WarmSpec, label: str, size: int) -> str:
         backend = self._backend
-        if backend._overlay:
-            # The gateway service is not attached to the warm network yet (`faas deploy`):
-            # every claim would wait out a connect timeout. Its functions start on services.
-            raise FaasError("warm services need `faas up --backend swarm` for now")
         api = backend._api
         image = image_reference(backend.registry, spec.image)
         args = warm_service_args(
