@@ -54,6 +54,9 @@ log = logging.getLogger("faas.warm")
 
 CLAIM_ATTEMPTS = 3
 """Tasks one claim tries before the calls are left to the function's service."""
+READY_WAIT = 20.0
+"""Seconds `start` waits at most for the warm services' tasks to run (~1-2 s), so that a
+gateway that reports ready starts its first calls warm."""
 
 
 def claims_wanted(queued: int, spare: int, claiming: int, per_replica: int) -> int:
@@ -110,6 +113,8 @@ class WarmTasks:
         self._started = False
         self._free: dict[str, list[WarmTask]] = {}
         """Warm service -> its tasks as last listed, less those tried since."""
+        self._running: dict[str, int] = {}
+        """Warm service -> its running tasks as last listed, claimed or not."""
         self._tried: set[str] = set()
         """Tasks this gateway claimed or failed to claim: never tried again."""
         self._claiming: dict[str, int] = {}
@@ -186,6 +191,20 @@ class WarmTasks:
         self._code_mounts = tuple(sorted(mounts))
         for kind in self._kinds_of(pools):
             await self._open(kind, progress)
+        await self._until_running()
+
+    async def _until_running(self) -> None:
+        """List the warm tasks until every warm service runs all of its (or READY_WAIT)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_WAIT
+        while self._services and loop.time() < deadline:
+            try:
+                await self.refresh(loop.time())
+            except FaasError as exc:
+                log.warning("listing the warm tasks failed", extra={"error": str(exc)})
+            if all(self._running.get(s, 0) >= self._size for s in self._services.values()):
+                return
+            await asyncio.sleep(0.1)
 
     async def _open(self, kind: WarmKind, progress: FunctionProgress) -> None:
         image = self._images.get(kind)
@@ -357,10 +376,12 @@ class WarmTasks:
             return
         tasks = await self._engine.tasks()
         free: dict[str, list[WarmTask]] = {}
+        running: dict[str, int] = {}
         for task in tasks:
+            running[task.service] = running.get(task.service, 0) + 1
             if task.id not in self._tried and task.address is not None:
                 free.setdefault(task.service, []).append(task)
-        self._free = free
+        self._free, self._running = free, running
         listed = {task.id for task in tasks}
         self._tried &= listed  # a task that is gone is never listed again
         for task_id, claimed in list(self._claimed.items()):

@@ -59,7 +59,7 @@ async def deployed(
 ) -> tuple[Platform, ServiceSupply, Services]:
     engine = Services()
     typed = cast(ReplicaClient, client)
-    tasks = WarmTasks(warm, engine, typed, size=2)
+    tasks = WarmTasks(warm, engine, typed, size=len(warm.tasks_now))
     supply = ServiceSupply(engine, typed, warm=tasks)
     loaded = project(tmp_path, "f", scale="{min: 0, max: 4, idle_timeout: 5s}")
     made = Platform(loaded, engine, client=typed, supply=supply)
