@@ -360,6 +360,7 @@ class WarmTasks:
             "claim_wait_ms": round((sent - began) * 1000, 1),
             "init_ms": round((time.perf_counter() - sent) * 1000, 1),
         }
+        pool.observers.replica_started(replica)  # its output, from now on
         handle = pool.add(replica, cold_start=time.perf_counter() - began, phases=phases)
         if handle is None:  # the pool closed meanwhile
             self._spawn(self._tell_to_go(replica, "its function is gone"))

@@ -277,16 +277,17 @@ class WarmServices:
                 if not service or raw["Status"]["State"] != services.RUNNING:
                     continue
                 address: str | None = None
+                container_id = (raw["Status"].get("ContainerStatus") or {}).get("ContainerID")
+                if container_id:  # on this node: its output and logs can be read
+                    self._backend._containers[raw["ID"]] = container_id
                 if self._backend._overlay:
                     if self._network_id is None:
                         self._network_id = self._ensure_network()
                     address = services.overlay_address(raw, self._network_id)
-                else:
-                    container_id = (raw["Status"].get("ContainerStatus") or {}).get("ContainerID")
-                    if container_id:
-                        if bridge is None:
-                            bridge = api.inspect_network(GWBRIDGE)
-                        address = _bridge_address(bridge, container_id)
+                elif container_id:
+                    if bridge is None:
+                        bridge = api.inspect_network(GWBRIDGE)
+                    address = _bridge_address(bridge, container_id)
                 task = warm_task_from(raw, service, key, address)
                 if task is not None:
                     result.append(task)
