@@ -266,8 +266,13 @@ class WarmTasks:
     # -- demand --------------------------------------------------------------------
 
     def _service_of(self, pool: FunctionPool) -> str | None:
+        """The warm service `pool` claims from; None when it has none, or when its code is
+        mounted (development) where the warm tasks mount none (a function added since)."""
         kind = self._kinds.get(pool.name)
-        if pool.name not in self._codes or kind is None:
+        recipe = self._recipes.get(pool.name)
+        if pool.name not in self._codes or kind is None or recipe is None:
+            return None
+        if recipe.code_mount is not None and recipe.code_mount not in self._code_mounts:
             return None
         return self._services.get(kind)
 
