@@ -310,6 +310,10 @@ class WarmServices(Protocol):
     """Warm watchdogs an engine keeps running as a service per kind of function, which a
     gateway claims over the network (runtime/supply/warm_tasks.py)."""
 
+    @property
+    def claim_idle(self) -> float:
+        """Seconds a claimed task goes without a request before it retires itself."""
+
     async def ensure(self, spec: WarmSpec, *, label: str, size: int) -> str:
         """Create `spec`'s warm service with `size` tasks unless it exists; its name."""
 

@@ -85,6 +85,10 @@ class Claimed:
     handle: ReplicaHandle
     task: WarmTask
     last_busy: float
+    touched: float
+    """When it last had a request from this gateway (a call, or `_keep`'s probe)."""
+    served: int = 0
+    """Its handle's `served` at the last look."""
 
 
 class WarmTasks:
@@ -371,7 +375,7 @@ class WarmTasks:
             self._spawn(self._tell_to_go(replica, "its function is gone"))
             return True
         now = asyncio.get_running_loop().time()
-        self._claimed[task.id] = Claimed(pool, handle, task, now)
+        self._claimed[task.id] = Claimed(pool, handle, task, now, now)
         return True
 
     # -- what the engine runs, and retiring -------------------------------------------
@@ -396,14 +400,30 @@ class WarmTasks:
                 del self._claimed[task_id]
                 pool.forget(handle, "its warm task exited")
                 continue
-            if handle.in_flight or (pool.depth() and handle in pool.replicas):
-                claimed.last_busy = now
-            elif handle in pool.replicas and idle(
-                claimed.last_busy, now, pool.spec.scale.idle_timeout
-            ):
+            busy = handle.in_flight or handle.served != claimed.served
+            claimed.served = handle.served
+            if busy or (pool.depth() and handle in pool.replicas):
+                claimed.last_busy = claimed.touched = now
+            elif now - claimed.touched >= self._engine.claim_idle / 3:
+                # a long idle_timeout: keep it from retiring itself (wire.CLAIM_IDLE_ENV)
+                claimed.touched = now
+                self._spawn(self._keep(handle.replica))
+            if handle.in_flight or handle not in pool.replicas:
+                continue
+            if idle(claimed.last_busy, now, pool.spec.scale.idle_timeout):
                 name = handle.replica.name
                 log.info("warm task idle", extra={"function": pool.name, "task": name})
                 pool.take_out(handle)  # back through `taken_back` once its calls are done
+
+    async def _keep(self, replica: Replica) -> None:
+        async def alive(_: Replica) -> None: ...
+
+        deadline = asyncio.get_running_loop().time() + 5.0
+        try:
+            await self._client.wait_ready(replica, deadline=deadline, is_alive=alive)
+        except FaasError as exc:  # gone: the next refresh forgets it
+            where = {"task": replica.name, "error": str(exc)}
+            log.warning("a claimed warm task did not answer", extra=where)
 
     def taken_back(self, handle: ReplicaHandle) -> bool:
         """A replica out of service finished its calls: retire it if it is a claimed task."""

@@ -5,6 +5,7 @@ warm tasks carry, and an idle claimed task is retired."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
@@ -21,6 +22,8 @@ KEY = "k" * 43
 
 class Warm:
     """A warm service in memory."""
+
+    claim_idle = 30.0
 
     def __init__(self, *task_ids: str) -> None:
         self.tasks_now = [WarmTask(i, "warm-svc", KEY, f"{i}:8080", 0.0) for i in task_ids]
@@ -43,6 +46,7 @@ class Claims(Ready):
         self.lost = lost
         self.claims: list[tuple[str, str, str]] = []
         self.retired: list[Replica] = []
+        self.probed: list[Replica] = []
 
     async def init(self, replica: Replica, archive: bytes, *, claim: str | None = None) -> None:
         assert claim is not None
@@ -52,6 +56,11 @@ class Claims(Ready):
 
     async def retire(self, replica: Replica) -> None:
         self.retired.append(replica)
+
+    async def wait_ready(
+        self, replica: Replica, *, deadline: float, is_alive: Callable[[Replica], Awaitable[None]]
+    ) -> None:
+        self.probed.append(replica)
 
 
 async def deployed(
@@ -139,6 +148,55 @@ def test_a_function_gone_retires_its_claimed_tasks(tmp_path: Path) -> None:
         await supply.remove(pool)
         await asyncio.sleep(0)
         assert [r.id for r in client.retired] == ["w1"]
+        await supply.stop()
+
+    run(main())
+
+
+def test_short_calls_between_two_looks_keep_a_claimed_task_and_a_long_window_is_kept_alive(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        warm, client = Warm("w1"), Claims(lost=set())
+        made, supply, _ = await deployed(tmp_path, warm, client)
+        pool = made.pools["f"]
+        waiting = asyncio.get_running_loop().create_task(pool.acquire())
+        await asyncio.sleep(0)
+        made.autoscaler.reconcile(pool, 1.0)
+        pool.release(await asyncio.wait_for(waiting, 5))
+        assert supply.warm is not None
+        now = asyncio.get_running_loop().time()
+        for step in range(1, 4):  # a call between every two looks, none in flight at a look
+            pool.release(await pool.acquire())
+            await supply.warm.refresh(now + 4.0 * step)
+        assert client.retired == [] and len(pool.replicas) == 1
+        # idle_timeout (5 s) is shorter than claim_idle / 3 here: retired, never probed
+        await supply.warm.refresh(now + 4.0 * 3 + 5.0)
+        await asyncio.sleep(0)
+        assert [r.id for r in client.retired] == ["w1"] and client.probed == []
+        await supply.stop()
+
+    run(main())
+
+
+def test_a_claimed_task_idle_for_long_is_probed_so_it_does_not_retire_itself(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        warm, client = Warm("w1"), Claims(lost=set())
+        warm.claim_idle = 3.0  # below the function's idle_timeout (5 s)
+        made, supply, _ = await deployed(tmp_path, warm, client)
+        pool = made.pools["f"]
+        waiting = asyncio.get_running_loop().create_task(pool.acquire())
+        await asyncio.sleep(0)
+        made.autoscaler.reconcile(pool, 1.0)
+        pool.release(await asyncio.wait_for(waiting, 5))
+        assert supply.warm is not None
+        now = asyncio.get_running_loop().time()
+        await supply.warm.refresh(now)  # sees the call
+        await supply.warm.refresh(now + 1.5)
+        await asyncio.sleep(0)
+        assert [r.id for r in client.probed] == ["w1"] and client.retired == []
         await supply.stop()
 
     run(main())

@@ -190,6 +190,8 @@ def warm_task_from(
 class WarmServices:
     """The engine side of a project's warm services, on a `SwarmBackend`'s connection."""
 
+    claim_idle = CLAIM_IDLE
+
     def __init__(self, backend: SwarmBackend) -> None:
         self._backend = backend
         self._network_id: str | None = None
