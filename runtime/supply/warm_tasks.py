@@ -302,26 +302,28 @@ class WarmTasks:
     def warm_handles(self, pool: FunctionPool) -> list[ReplicaHandle]:
         return [c.handle for c in self._claimed.values() if c.pool is pool]
 
+    def _warm_load(self, pool: FunctionPool) -> tuple[int, int, int]:
+        """(in flight, free slots, in service) of `pool`'s claimed tasks; the claims under
+        way count as free slots. Draining ones still finish their calls, taking no more."""
+        handles = self.warm_handles(pool)
+        serving = [h for h in handles if h in pool.replicas]
+        limit = pool.slot_limit
+        spare = sum(max(0, limit - h.in_flight) for h in serving)
+        spare += self.claiming(pool) * pool.spec.scale.target_concurrency
+        return sum(h.in_flight for h in handles), spare, len(serving)
+
     def carried(self, pool: FunctionPool) -> int:
         """Calls of `pool` at this gateway that its claimed warm tasks carry: theirs in
         flight, and the waiting ones their free slots (and the claims under way) take."""
-        handles = [h for h in self.warm_handles(pool) if h in pool.replicas]
-        limit = pool.slot_limit
-        spare = sum(max(0, limit - h.in_flight) for h in handles)
-        spare += self.claiming(pool) * pool.spec.scale.target_concurrency
+        in_flight, spare, _ = self._warm_load(pool)
         waiting = pool.local_demand() - pool.in_flight
-        return sum(h.in_flight for h in handles) + min(waiting, spare)
+        return in_flight + min(waiting, spare)
 
     def uncovered(self, pool: FunctionPool) -> tuple[int, int, int]:
         """(queued, in flight, ready) of `pool` that its service must carry."""
-        handles = [h for h in self.warm_handles(pool) if h in pool.replicas]
-        limit = pool.slot_limit
-        warm_spare = sum(max(0, limit - h.in_flight) for h in handles)
-        warm_spare += self.claiming(pool) * pool.spec.scale.target_concurrency
-        queued, in_flight = uncovered(
-            pool.depth(), pool.in_flight, sum(h.in_flight for h in handles), warm_spare
-        )
-        return queued, in_flight, pool.ready_count - len(handles)
+        warm_in_flight, spare, serving = self._warm_load(pool)
+        queued, in_flight = uncovered(pool.depth(), pool.in_flight, warm_in_flight, spare)
+        return queued, in_flight, pool.ready_count - serving
 
     async def _claim(self, pool: FunctionPool, service: str) -> None:
         began = time.perf_counter()
