@@ -25,6 +25,7 @@ from runtime import http1, tunnel_client
 from runtime.backends.base import Replica
 from runtime.errors import (
     AnswerRejected,
+    ClaimLost,
     FaasError,
     FunctionUnavailable,
     InvocationTimeout,
@@ -49,11 +50,6 @@ microseconds, and each millisecond here is a millisecond of cold start), then ev
 CONNECT_TIMEOUT = 2.0
 TIMEOUT_GRACE = 2.0
 """The watchdog enforces the function timeout itself; we wait this much longer for its 504."""
-
-
-class ClaimLost(FaasError):
-    """A shared warm watchdog refused a claim: another gateway (or anything else holding
-    its service's key) claimed it first. The claimer takes another."""
 
 
 class ReplicaClient:

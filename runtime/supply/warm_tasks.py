@@ -42,10 +42,10 @@ from runtime.backends.base import (
     WarmSpec,
     WarmTask,
 )
-from runtime.errors import FaasError, FunctionUnavailable
+from runtime.errors import ClaimLost, FaasError, FunctionUnavailable
 from runtime.images import plan_warm_image
 from runtime.pool import FunctionPool, ReplicaHandle
-from runtime.replica_client import ClaimLost, ReplicaClient
+from runtime.replica_client import ReplicaClient
 from runtime.supply.base import FunctionProgress, Recipe, for_task
 from runtime.warm_kinds import WarmKind, kind_of, requirements_files
 from runtime.watchdog import wire

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import cast
 
 from runtime.backends.base import ImageRequest, Replica, WarmSpec, WarmTask
+from runtime.errors import ClaimLost
 from runtime.platform import Platform
-from runtime.replica_client import ClaimLost, ReplicaClient
+from runtime.replica_client import ReplicaClient
 from runtime.supply.services import ServiceSupply
 from runtime.supply.warm_tasks import WarmTasks
 from tests.unit.fakes import project
