@@ -4,6 +4,8 @@ cannot reach another function's task (runtime/supply/warm_tasks.py, SECURITY.md)
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import Gateway, running_gateway, wait_for
+from tests.conftest import Gateway, run_cli, running_gateway, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -21,11 +23,24 @@ WARM_TASKS = 3
 
 
 @pytest.fixture(scope="module")
+def victim_key() -> str:
+    value = secrets.token_hex(16)
+    stored = run_cli("secrets", "set", "victim-key", "-f", str(SPEC), "--value", value)
+    assert stored.returncode == 0, stored.stderr
+    return value
+
+
+@pytest.fixture(scope="module")
 def gateway(
-    swarm: None, docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+    swarm: None,
+    docker_client: docker.DockerClient,
+    tmp_path_factory: pytest.TempPathFactory,
+    victim_key: str,
 ) -> Iterator[Gateway]:
+    """Without reloading, as in production: a claim sends the code and secrets."""
     logs = tmp_path_factory.mktemp("logs")
-    with running_gateway(docker_client, SPEC, "swarm-warm", logs, "--backend", "swarm") as gateway:
+    args = ("--backend", "swarm", "--no-reload")
+    with running_gateway(docker_client, SPEC, "swarm-warm", logs, *args) as gateway:
         yield gateway
 
 
@@ -97,19 +112,23 @@ def warm_address(client: docker.DockerClient, project: str, host: str) -> str:
 
 
 def test_a_hostile_function_cannot_reach_another_functions_warm_task(
-    gateway: Gateway, docker_client: docker.DockerClient
+    gateway: Gateway, docker_client: docker.DockerClient, victim_key: str
 ) -> None:
     """The hostile function (projects/swarm-warm/functions/hostile.py) looks for the shared
     key in its environment and its own memory and tries it, and every token it finds, on
     every task of the warm network: to call, to read readiness, to claim."""
     all_warm(docker_client, gateway.project)
     victim = call(gateway, "victim", b"private")
+    assert victim["secret"] == victim_key  # sent in the claim, to the victim's task alone
     report = call(gateway, "hostile")
+    assert victim_key not in json.dumps(report) and "private" not in json.dumps(report)
     service = docker_client.api.inspect_service(warm_service(docker_client, gateway.project)["ID"])
     env = service["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
     key = next(e.split("=", 1)[1] for e in env if e.startswith("FAAS_TOKEN="))
 
     assert report["environment_key"] != key  # erased from the environment before it ran
+    # it runs as the replica user with no capabilities, and cannot re-permit its own code
+    assert (report["uid"], report["cap_eff"], report["chmod_own_code"]) == (10001, 0, False)
     victim_address = warm_address(docker_client, gateway.project, victim["host"])
     tries = report["peers"][victim_address]
     assert report["keys"] >= 1 and tries, report

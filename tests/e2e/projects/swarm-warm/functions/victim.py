@@ -1,3 +1,4 @@
+import os
 import socket
 
 CALLS = []
@@ -6,4 +7,6 @@ CALLS = []
 def handle(event, context):
     """Keeps what it was sent: a hostile function must never see any of it."""
     CALLS.append(event.body.decode())
-    return {"host": socket.gethostname(), "calls": CALLS}
+    secret = "/run/secrets/victim-key"
+    value = open(secret).read() if os.path.exists(secret) else None
+    return {"host": socket.gethostname(), "calls": CALLS, "secret": value}
