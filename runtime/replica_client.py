@@ -223,19 +223,43 @@ class ReplicaClient:
             detail = _failure_reason(body)
             raise FunctionUnavailable(detail, detail=detail)
 
-    async def init(self, replica: Replica, archive: bytes, *, claim: str | None = None) -> None:
+    async def claim(self, replica: Replica, token: str) -> None:
+        """Claim a shared warm watchdog (Swarm), whose service's key is `replica.token`:
+        from now on it takes `token` only. Nothing of a function travels with it.
+
+        Raises ClaimLost when it refuses (claimed by another already), FaasError when it
+        answers otherwise, ReplicaUnreachable when it cannot be reached.
+        """
+        url = f"http://{replica.address}{wire.INIT_PATH}"
+        headers = {wire.TOKEN_HEADER: replica.token, wire.CLAIM_HEADER: token}
+        try:
+            async with self._client().post(
+                url,
+                data=b"",
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=10, sock_connect=CONNECT_TIMEOUT),
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
+        if response.status in (403, 409):
+            # the shared key no longer opens it, or it was claimed: another claimer won
+            raise ClaimLost(f"warm replica {replica.name} was claimed by another")
+        if response.status != 200:
+            raise FaasError(
+                f"warm replica {replica.name} refused a claim ({response.status}): "
+                f"{_failure_reason(body)}"
+            )
+
+    async def init(self, replica: Replica, archive: bytes) -> None:
         """Give a warm watchdog its function: code, secrets and settings in one tar archive.
 
-        `claim`: a shared warm watchdog's (Swarm) token from now on; `replica.token` is
-        its service's shared key. Raises FunctionUnavailable when the handler fails to
-        import (the watchdog then answers every call with that failure), ClaimLost when
-        another claimed it first, FaasError when the watchdog refuses the archive, and
-        ReplicaUnreachable when it cannot be reached.
+        Raises FunctionUnavailable when the handler fails to import (the watchdog then
+        answers every call with that failure), FaasError when the watchdog refuses
+        the archive, and ReplicaUnreachable when it cannot be reached.
         """
         url = f"http://{replica.address}{wire.INIT_PATH}"
         headers = {wire.TOKEN_HEADER: replica.token, "content-type": wire.INIT_CONTENT_TYPE}
-        if claim is not None:
-            headers[wire.CLAIM_HEADER] = claim
         try:
             async with self._client().post(
                 url,
@@ -250,9 +274,6 @@ class ReplicaClient:
             raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
         if response.status == 503:
             raise FunctionUnavailable(import_failed(replica.function), detail=_failure_reason(body))
-        if claim is not None and response.status in (403, 409):
-            # the shared key no longer opens it, or it was claimed: another claimer won
-            raise ClaimLost(f"warm replica {replica.name} was claimed by another")
         if response.status != 200:
             raise FaasError(
                 f"warm replica {replica.name} refused its function ({response.status}): "

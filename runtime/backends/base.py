@@ -319,6 +319,10 @@ class WarmServices(Protocol):
 
     async def remove(self, service: str) -> None: ...
 
+    async def first_claim(self, task_id: str) -> str | None:
+        """The digest of the first claim a task's watchdog logged (wire.CLAIMED), read
+        through the engine; None while there is none."""
+
     async def tasks(self) -> list[WarmTask]:
         """The running tasks of every warm service of the project."""
 

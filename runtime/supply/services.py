@@ -24,7 +24,7 @@ from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.coordination import Alone, Coordination, Demand
 from runtime.scaling.decide import Observation
-from runtime.supply.base import FunctionProgress, Recipe, still_running
+from runtime.supply.base import FunctionProgress, Recipe, WarmStatus, still_running
 from runtime.supply.warm_tasks import WarmTasks
 
 log = logging.getLogger("faas.scale")
@@ -38,8 +38,8 @@ SERVICE_RETRY_DELAY = 1.0
 class ServiceSupply:
     refresh_interval = SYNC_INTERVAL
 
-    def warm_status(self) -> None:
-        return None
+    def warm_status(self) -> WarmStatus | None:
+        return None if self.warm is None else self.warm.status()
 
     def local_demand(self, pool: FunctionPool) -> int:
         """Less what this gateway's claimed warm tasks carry: they serve it alone."""

@@ -42,11 +42,17 @@ from runtime.backends.base import (
     WarmSpec,
     WarmTask,
 )
-from runtime.errors import ClaimLost, FaasError, FunctionUnavailable
+from runtime.errors import ClaimLost, FaasError, FunctionUnavailable, ReplicaUnreachable
 from runtime.images import plan_warm_image
 from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.replica_client import ReplicaClient
-from runtime.supply.base import FunctionProgress, Recipe, for_task
+from runtime.supply.base import (
+    FunctionProgress,
+    Recipe,
+    WarmPoolStatus,
+    WarmStatus,
+    for_task,
+)
 from runtime.warm_kinds import WarmKind, kind_of, requirements_files
 from runtime.watchdog import wire
 
@@ -54,6 +60,8 @@ log = logging.getLogger("faas.warm")
 
 CLAIM_ATTEMPTS = 3
 """Tasks one claim tries before the calls are left to the function's service."""
+VERIFY_WAIT = 3.0
+"""Seconds a claim waits at most for the engine to show the task's claim line."""
 READY_WAIT = 20.0
 """Seconds `start` waits at most for the warm services' tasks to run (~1-2 s), so that a
 gateway that reports ready starts its first calls warm."""
@@ -129,6 +137,25 @@ class WarmTasks:
     @property
     def enabled(self) -> bool:
         return self._size > 0
+
+    def status(self) -> WarmStatus:
+        """The warm services as this gateway sees them: `ready`, the tasks it could claim
+        now; `held`, the tasks running, claimed or not (`faas ls`, /metrics)."""
+        pools = []
+        for kind, service in sorted(self._services.items(), key=lambda item: item[0].label):
+            takers = sorted(f for f, k in self._kinds.items() if k == kind and f in self._codes)
+            pools.append(
+                WarmPoolStatus(
+                    pool=kind.label,
+                    ready=len(self._free.get(service, [])),
+                    held=self._running.get(service, 0),
+                    target=self._size,
+                    per_watchdog=None,
+                    preload=kind.preload,
+                    functions=tuple(takers),
+                )
+            )
+        return WarmStatus(maximum=self._size, budget=0, pools=tuple(pools))
 
     # -- functions -----------------------------------------------------------------
 
@@ -352,10 +379,29 @@ class WarmTasks:
         replica = dataclasses.replace(shared, token=secrets.token_urlsafe(32))
         sent = time.perf_counter()
         try:
-            await self._client.init(shared, archive, claim=replica.token)
+            await self._client.claim(shared, replica.token)
         except ClaimLost:
             log.info("warm task claimed by another", extra={"function": pool.name, "task": name})
             return False
+        except ReplicaUnreachable:
+            # Running, as Swarm says, is not listening yet (its watchdog is still starting),
+            # or gone and not yet listed as gone: a later claim may try it again.
+            self._tried.discard(task.id)
+            return False
+        except FaasError as exc:
+            where = {"function": pool.name, "task": name, "error": str(exc)}
+            log.warning("warm task unusable", extra=where)
+            return False
+        claimed_at = time.perf_counter()
+        if not await self._logged_as_ours(task, replica.token):
+            # Whatever answered is not a fresh watchdog (it may run some function's code,
+            # which accepts anything): it gets nothing, and belongs to whoever claimed it.
+            where = {"function": pool.name, "task": name}
+            log.warning("warm task claimed first by another: not used", extra=where)
+            return False
+        verified_at = time.perf_counter()
+        try:
+            await self._client.init(replica, archive)
         except FunctionUnavailable as exc:
             pool.mark_failed(str(exc), exc.detail)
             self._spawn(self._tell_to_go(replica, "its function failed to import"))
@@ -369,7 +415,9 @@ class WarmTasks:
             return False
         phases = {
             "claim_wait_ms": round((sent - began) * 1000, 1),
-            "init_ms": round((time.perf_counter() - sent) * 1000, 1),
+            "claim_ms": round((claimed_at - sent) * 1000, 1),
+            "verify_ms": round((verified_at - claimed_at) * 1000, 1),
+            "init_ms": round((time.perf_counter() - verified_at) * 1000, 1),
         }
         pool.observers.replica_started(replica)  # its output, from now on
         handle = pool.add(replica, cold_start=time.perf_counter() - began, phases=phases)
@@ -379,6 +427,25 @@ class WarmTasks:
         now = asyncio.get_running_loop().time()
         self._claimed[task.id] = Claimed(pool, handle, task, now, now)
         return True
+
+    async def _logged_as_ours(self, task: WarmTask, token: str) -> bool:
+        """Whether the first claim `task`'s watchdog logged is `token`'s: the engine has its
+        output, which only the watchdog writes before a claim (wire.CLAIMED)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + VERIFY_WAIT
+        delay = 0.002
+        while True:
+            try:
+                logged = await self._engine.first_claim(task.id)
+            except FaasError as exc:
+                log.warning("reading a warm task's output failed", extra={"error": str(exc)})
+                return False
+            if logged is not None:
+                return logged == wire.claim_digest(token)
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(delay)  # the engine copies output asynchronously
+            delay = min(delay * 2, 0.05)
 
     # -- what the engine runs, and retiring -------------------------------------------
 

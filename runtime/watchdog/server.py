@@ -38,6 +38,7 @@ from .wire import (
     ATTEMPT_HEADER,
     CALL_ID_HEADER,
     CLAIM_HEADER,
+    CLAIMED,
     EVENT_ID_HEADER,
     FUNCTION_NAME_ENV,
     INIT_PATH,
@@ -51,6 +52,7 @@ from .wire import (
     TOKEN_HEADER,
     TOPIC_HEADER,
     WEBSOCKET_HEADER,
+    claim_digest,
 )
 from .workers import Workers
 
@@ -141,8 +143,12 @@ class Watchdog:
             claim = request.faas.get(CLAIM_HEADER)
             if self.settings.claim and not self.claimed:
                 status, body = self._claim(claim, request.body)
-            elif self.settings.claim:
+            elif self.settings.claim and (claim is not None or self.assigned is not None):
                 status, body = 409, dump_json({"error": "this replica was claimed already"})
+            elif self.settings.claim:  # the claimer, once it saw its claim logged
+                status, body = self.init(request.body)
+                if status not in (200, 503):  # refused: nothing will use it; a new one comes
+                    self.retire()
             elif claim is not None:
                 error = "this warm replica is not a shared one: it takes no claim"
                 status, body = 400, dump_json({"error": error})
@@ -163,11 +169,14 @@ class Watchdog:
 
     def _claim(self, claim: str | None, archive: bytes) -> tuple[int, bytes]:
         """Take the one claim of a shared warm service's watchdog: from now on only the
-        claimer's token is accepted, then become the function in `archive` as `init` does.
+        claimer's token is accepted. The function follows in a second POST /_/init.
 
-        The token is switched before the archive is even read, so a refused archive
-        still uses up the claim (the claimer retires the watchdog); the function
-        never runs while the service's shared key would still open this watchdog.
+        Before it answers, the claim's digest goes to the container's output
+        (`claim_line`), where only the engine's API reads it: the claimer sends the
+        function only once the first claim its task logged is its own. The function
+        code that runs here later can write lines too, but only after that one, so a
+        watchdog that runs some function's code already (and would accept any claim)
+        cannot pass for a fresh one (runtime/supply/warm_tasks.py).
         """
         from dataclasses import replace
 
@@ -176,13 +185,14 @@ class Watchdog:
         if len(claim) < MIN_CLAIM_TOKEN or not claim.isascii() or not claim.isprintable():
             error = f"{CLAIM_HEADER} must be at least {MIN_CLAIM_TOKEN} printable characters"
             return 400, dump_json({"error": error})
+        if archive:
+            error = "a claim carries no function: send it once the claim is seen logged"
+            return 400, dump_json({"error": error})
         self.claimed = True
         self._token = claim.encode()
         self.settings = replace(self.settings, token=claim)
-        status, body = self.init(archive)
-        if status not in (200, 503):  # refused: nothing will use it; its slot gets a new one
-            self.retire()
-        return status, body
+        os.write(2, claim_line(claim))  # unbuffered, whatever the log level
+        return 200, dump_json({"status": "claimed"})
 
     def init(self, archive: bytes) -> tuple[int, bytes]:
         """Become the function in `archive` (format in warm.py): 200, 503 if it fails to import.
@@ -598,6 +608,12 @@ async def serve(
         log.warning(f"exiting with {wd.inflight} call(s) still running")
     else:
         log.info("stopped")
+
+
+def claim_line(token: str) -> bytes:
+    """The output line a claim leaves: its token's digest (the token itself opens calls)."""
+    entry = {"level": "info", "function": "warm", "msg": CLAIMED, "claim": claim_digest(token)}
+    return dump_json(entry) + b"\n"
 
 
 async def _exit_when_idle(wd: Watchdog, idle: float) -> None:

@@ -12,8 +12,9 @@ HTTP/1.1, every request carrying the replica's token in TOKEN_HEADER:
                        started), 503 with the import failure as JSON
     POST RELOAD_PATH   import the handler's current code again (development)
     POST INIT_PATH     a warm watchdog's function, as an init archive (below); a
-                       watchdog of a shared warm service (CLAIM_ENV) takes it only
-                       with CLAIM_HEADER, once: a claim
+                       watchdog of a shared warm service (CLAIM_ENV) is claimed first,
+                       once: CLAIM_HEADER and no body; then the archive, with the
+                       claimer's token
     POST RETIRE_PATH   a claimed warm watchdog drains its calls and exits 0
     anything else      an invocation
 
@@ -57,6 +58,9 @@ place of the warm key every task of its service shares. Accepted once; afterward
 warm key is refused (403), so a second claimer learns at once that it lost."""
 MIN_CLAIM_TOKEN = 32
 """Characters a claim's token has at least (the gateway sends 43: 32 random bytes)."""
+CLAIMED = "claimed"
+"""`msg` of the JSON line a claimed watchdog writes to its output before it answers the
+claim, with `claim`: `claim_digest` of the claimer's token."""
 TOKEN_HEADER = "x-faas-token"
 """The replica's secret, compared in constant time; without it every path answers 403."""
 CALL_ID_HEADER = "x-faas-call-id"
@@ -160,3 +164,10 @@ class InitSettings(TypedDict):
     handler_file: str
     handler_name: str
     environment: dict[str, str]
+
+
+def claim_digest(token: str) -> str:
+    """What a claimed watchdog logs of its claimer's token (CLAIMED)."""
+    import hashlib  # here: a watchdog that is never claimed does not load it
+
+    return hashlib.sha256(token.encode()).hexdigest()[:32]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime.backends.base import Limits, WarmSpec
-from runtime.backends.swarm.warm import warm_service_args, warm_task_from
+from runtime.backends.swarm.warm import first_claim, warm_service_args, warm_task_from
 from runtime.supply.warm_tasks import claims_wanted, idle, uncovered
 
 
@@ -99,3 +99,16 @@ def test_only_running_tasks_are_warm_tasks() -> None:
     task = warm_task_from(raw, "svc", "k", "10.0.0.2:8080")
     assert task is not None and (task.id, task.address) == ("t1", "10.0.0.2:8080")
     assert warm_task_from({**raw, "DesiredState": "shutdown"}, "svc", "k", None) is None
+
+
+def test_the_first_claim_line_counts() -> None:
+    output = b"\n".join(
+        [
+            b'{"level":"info","function":"warm","msg":"warm, waiting for a function"}',
+            b'{"level":"info","function":"warm","msg":"claimed","claim":"abc"}',
+            b'{"level":"info","function":"x","msg":"claimed","claim":"forged later"}',
+        ]
+    )
+    assert first_claim(output) == "abc"
+    assert first_claim(b'{"msg":"listening"}\nnot json "claimed"\n') is None
+    assert first_claim(b'{"msg":"claimed","claim":7}') == ""  # never anyone's digest

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import cast
 
 from runtime.backends.base import ImageRequest, Replica, WarmSpec, WarmTask
-from runtime.errors import ClaimLost
+from runtime.errors import ClaimLost, ReplicaUnreachable
 from runtime.platform import Platform
 from runtime.replica_client import ReplicaClient
 from runtime.supply.services import ServiceSupply
 from runtime.supply.warm_tasks import WarmTasks
+from runtime.watchdog.wire import claim_digest
 from tests.unit.fakes import project
 from tests.unit.test_service_supply import Ready, Services, run
 
@@ -29,6 +30,11 @@ class Warm:
     def __init__(self, *task_ids: str) -> None:
         self.tasks_now = [WarmTask(i, "warm-svc", KEY, f"{i}:8080", 0.0) for i in task_ids]
         self.ensured: list[WarmSpec] = []
+        self.logged: dict[str, str] = {}
+        """Task -> the first claim its watchdog logged (as the engine shows it)."""
+
+    async def first_claim(self, task_id: str) -> str | None:
+        return self.logged.get(task_id)
 
     async def ensure(self, spec: WarmSpec, *, label: str, size: int) -> str:
         self.ensured.append(spec)
@@ -41,19 +47,34 @@ class Warm:
 
 
 class Claims(Ready):
-    """The replica client: claims of the tasks in `lost` are refused (another won them)."""
+    """The replica client: claims of the tasks in `lost` are refused (another won them);
+    a task in `impersonated` runs some function's code already: it accepts any claim, and
+    its output shows the claim it really had."""
 
-    def __init__(self, lost: set[str]) -> None:
+    def __init__(
+        self, warm: Warm, lost: set[str], impersonated: frozenset[str] = frozenset()
+    ) -> None:
+        self.warm = warm
         self.lost = lost
+        self.impersonated = impersonated
+        self.starting: set[str] = set()
         self.claims: list[tuple[str, str, str]] = []
+        self.archives: list[tuple[str, str]] = []
         self.retired: list[Replica] = []
         self.probed: list[Replica] = []
 
-    async def init(self, replica: Replica, archive: bytes, *, claim: str | None = None) -> None:
-        assert claim is not None
-        self.claims.append((replica.id, replica.token, claim))
+    async def claim(self, replica: Replica, token: str) -> None:
+        self.claims.append((replica.id, replica.token, token))
         if replica.id in self.lost:
             raise ClaimLost("claimed by another")
+        if replica.id in self.starting:
+            raise ReplicaUnreachable("not listening yet", sent=False)
+        if replica.id in self.impersonated:
+            self.warm.logged.setdefault(replica.id, claim_digest("h" * 43))
+        self.warm.logged.setdefault(replica.id, claim_digest(token))
+
+    async def init(self, replica: Replica, archive: bytes) -> None:
+        self.archives.append((replica.id, replica.token))
 
     async def retire(self, replica: Replica) -> None:
         self.retired.append(replica)
@@ -85,9 +106,14 @@ async def deployed(
 
 def test_a_cold_start_claims_a_warm_task_and_a_lost_claim_takes_the_next(tmp_path: Path) -> None:
     async def main() -> None:
-        warm, client = Warm("w1", "w2"), Claims(lost={"w1"})
+        warm = Warm("w1", "w2")
+        client = Claims(warm, lost={"w1"})
         made, supply, engine = await deployed(tmp_path, warm, client)
         assert [spec.limits.memory for spec in warm.ensured] == [made.pools["f"].spec.memory]
+        status = supply.warm_status()
+        assert status is not None and [(p.ready, p.held, p.functions) for p in status.pools] == [
+            (2, 2, ("f",))
+        ]
         pool = made.pools["f"]
         waiting = asyncio.get_running_loop().create_task(pool.acquire())
         await asyncio.sleep(0)
@@ -97,6 +123,7 @@ def test_a_cold_start_claims_a_warm_task_and_a_lost_claim_takes_the_next(tmp_pat
         assert [(task, shared) for task, shared, _ in client.claims] == [("w1", KEY), ("w2", KEY)]
         assert handle.replica.id == "w2"
         assert handle.replica.token == client.claims[-1][2] != KEY
+        assert client.archives == [("w2", handle.replica.token)]  # the function: w2 alone
         made.autoscaler.reconcile(pool, 1.1)
         await asyncio.sleep(0)
         assert engine.set == []  # the warm task carries the call: the service stays at zero
@@ -118,7 +145,8 @@ def test_a_cold_start_claims_a_warm_task_and_a_lost_claim_takes_the_next(tmp_pat
 
 def test_without_a_free_warm_task_the_service_scales(tmp_path: Path) -> None:
     async def main() -> None:
-        warm, client = Warm("w1"), Claims(lost={"w1"})
+        warm = Warm("w1")
+        client = Claims(warm, lost={"w1"})
         made, _, engine = await deployed(tmp_path, warm, client)
         pool = made.pools["f"]
         waiting = asyncio.get_running_loop().create_task(pool.acquire())
@@ -138,7 +166,8 @@ def test_without_a_free_warm_task_the_service_scales(tmp_path: Path) -> None:
 
 def test_a_function_gone_retires_its_claimed_tasks(tmp_path: Path) -> None:
     async def main() -> None:
-        warm, client = Warm("w1"), Claims(lost=set())
+        warm = Warm("w1")
+        client = Claims(warm, lost=set())
         made, supply, _ = await deployed(tmp_path, warm, client)
         pool = made.pools["f"]
         waiting = asyncio.get_running_loop().create_task(pool.acquire())
@@ -158,7 +187,8 @@ def test_short_calls_between_two_looks_keep_a_claimed_task_and_a_long_window_is_
     tmp_path: Path,
 ) -> None:
     async def main() -> None:
-        warm, client = Warm("w1"), Claims(lost=set())
+        warm = Warm("w1")
+        client = Claims(warm, lost=set())
         made, supply, _ = await deployed(tmp_path, warm, client)
         pool = made.pools["f"]
         waiting = asyncio.get_running_loop().create_task(pool.acquire())
@@ -184,7 +214,8 @@ def test_a_claimed_task_idle_for_long_is_probed_so_it_does_not_retire_itself(
     tmp_path: Path,
 ) -> None:
     async def main() -> None:
-        warm, client = Warm("w1"), Claims(lost=set())
+        warm = Warm("w1")
+        client = Claims(warm, lost=set())
         warm.claim_idle = 3.0  # below the function's idle_timeout (5 s)
         made, supply, _ = await deployed(tmp_path, warm, client)
         pool = made.pools["f"]
@@ -198,6 +229,49 @@ def test_a_claimed_task_idle_for_long_is_probed_so_it_does_not_retire_itself(
         await supply.warm.refresh(now + 1.5)
         await asyncio.sleep(0)
         assert [r.id for r in client.probed] == ["w1"] and client.retired == []
+        await supply.stop()
+
+    run(main())
+
+
+def test_a_task_that_accepts_a_claim_someone_else_made_first_gets_nothing(tmp_path: Path) -> None:
+    """A claimed task runs a function's code, which can answer a claim as a fresh watchdog
+    would; its output (through the engine) shows the first claim, not ours."""
+
+    async def main() -> None:
+        warm = Warm("w1", "w2")
+        client = Claims(warm, lost=set(), impersonated=frozenset({"w1"}))
+        made, supply, _ = await deployed(tmp_path, warm, client)
+        pool = made.pools["f"]
+        waiting = asyncio.get_running_loop().create_task(pool.acquire())
+        await asyncio.sleep(0)
+        made.autoscaler.reconcile(pool, 1.0)
+        handle = await asyncio.wait_for(waiting, 5)
+        assert [task for task, _, _ in client.claims] == ["w1", "w2"]
+        assert [task for task, _ in client.archives] == ["w2"]  # w1 never got the function
+        assert handle.replica.id == "w2" and client.retired == []
+        pool.release(handle)
+        await supply.stop()
+
+    run(main())
+
+
+def test_a_task_not_listening_yet_is_tried_again_later(tmp_path: Path) -> None:
+    async def main() -> None:
+        warm = Warm("w1", "w2")
+        client = Claims(warm, lost=set())
+        client.starting = {"w1"}  # Swarm says running; its watchdog is still starting
+        made, supply, _ = await deployed(tmp_path, warm, client)
+        pool = made.pools["f"]
+        waiting = asyncio.get_running_loop().create_task(pool.acquire())
+        await asyncio.sleep(0)
+        made.autoscaler.reconcile(pool, 1.0)
+        handle = await asyncio.wait_for(waiting, 5)
+        assert handle.replica.id == "w2"
+        await supply.refresh()
+        status = supply.warm_status()
+        assert status is not None and status.pools[0].ready == 1  # w1, free again
+        pool.release(handle)
         await supply.stop()
 
     run(main())

@@ -33,6 +33,7 @@ import docker.errors
 from runtime.backends.base import WarmSpec, WarmTask
 from runtime.backends.docker import containers
 from runtime.backends.docker.engine import engine_errors
+from runtime.backends.docker.log_stream import frame_payloads
 from runtime.backends.swarm import services
 from runtime.images import image_reference
 from runtime.watchdog import wire
@@ -178,6 +179,21 @@ def warm_service_args(
     }
 
 
+def first_claim(output: bytes) -> str | None:
+    """The digest in the first claim line (wire.CLAIMED) of a watchdog's output."""
+    for line in output.splitlines():
+        if b'"claimed"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("msg") == wire.CLAIMED:
+            claim = entry.get("claim")
+            return claim if isinstance(claim, str) else ""
+    return None
+
+
 def warm_task_from(
     raw: dict[str, Any], service: str, key: str, address: str | None
 ) -> WarmTask | None:
@@ -253,6 +269,22 @@ class WarmServices:
             contextlib.suppress(docker.errors.NotFound),
         ):
             self._backend._api.remove_service(service)
+
+    async def first_claim(self, task_id: str) -> str | None:
+        return await self._backend._call(self._first_claim, task_id)
+
+    def _first_claim(self, task_id: str) -> str | None:
+        """Through the manager: the task may run on any node. Only the watchdog writes
+        before its first claim (the function's code runs after it), so the first claim
+        line is the watchdog's own."""
+        api = self._backend._api
+        with engine_errors(f"reading the output of warm task {task_id[:12]}"):
+            response = api._get(
+                api._url("/tasks/{0}/logs", task_id), params={"stdout": 1, "stderr": 1}
+            )
+            api._raise_for_status(response)
+            output = b"".join(frame_payloads(iter([response.content])))
+        return first_claim(output)
 
     async def tasks(self) -> list[WarmTask]:
         """The running tasks of every warm service of the project."""
