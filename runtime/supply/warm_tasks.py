@@ -4,19 +4,29 @@ A Swarm cold start waits for the orchestrator (~0.8 s here: the manager schedule
 task, the node creates and starts its container, attaches it to the overlay). A warm
 service (runtime/backends/swarm/warm.py) keeps watchdogs of a kind of function running
 already. When calls of a function would wait for a replica, this gateway claims one of
-its kind's tasks with one request (`ReplicaClient.init` with a claim): the function's
-code, secrets and settings, and a token chosen here for that task alone. The task is
-then this gateway's replica of the function until it has been idle for the function's
-scale-down window (`scale.idle_timeout`); then it is told to exit (`ReplicaClient.retire`)
-and Swarm puts a new warm task in its slot.
+its kind's tasks in three steps (~20 ms in all):
 
-A claim is one-shot in the watchdog, so two gateways (or a hostile function holding the
-service's key) cannot both get one task: the loser is refused (`ClaimLost`), never
-learns the winner's token, and tries the next task; with none left, the calls wait for
-the function's own service as before. A claimed task serves only the gateway that
-claimed it (only it knows the token); its calls are not counted in the demand this
-gateway reports for the function's service (`uncovered`), so the service stays at zero
-while warm tasks carry the load. The pure decisions are `claims_wanted` and `idle`.
+1. the claim (`ReplicaClient.claim`): the service's shared key, and a token chosen here
+   for that task alone, which the watchdog takes from then on instead of the key;
+2. the check (`_logged_as_ours`): the watchdog wrote the claim's digest to its output
+   before it answered, and the engine shows that output to the gateway only. Only the
+   watchdog writes there before its first claim, so the first claim line is the real
+   first claim. A task that runs some function's code already (claimed by anyone,
+   with the key a hostile function found in its memory) can answer a claim as a fresh
+   watchdog would, but cannot write before its first claim: it gets nothing more;
+3. the function (`ReplicaClient.init`): code, secrets and settings, with the new token.
+
+The task is then this gateway's replica of the function until it has been idle for the
+function's scale-down window (`scale.idle_timeout`); then it is told to exit
+(`ReplicaClient.retire`) and Swarm puts a new warm task in its slot.
+
+A claim is one-shot in the watchdog, so of two gateways claiming one task the second
+is refused (`ClaimLost`), never learns the winner's token, and tries the next task; with
+none left, the calls wait for the function's own service as before. A claimed task
+serves only the gateway that claimed it (only it knows the token); its calls are not
+counted in the demand this gateway reports for the function's service (`uncovered`),
+so the service stays at zero while warm tasks carry the load. The pure decisions are
+`claims_wanted`, `idle` and `uncovered`.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ on another node, and none that waits for the orchestrator.
 
 Every task of a service shares its environment, so the key the service gives its
 watchdogs (TOKEN_ENV, with CLAIM_ENV) is shared too: it opens only the one claim of each
-task, in which the claiming gateway gives the task a token of its own (wire.CLAIM_HEADER).
+task, in which the claiming gateway gives the task a token of its own (wire.CLAIM_HEADER),
+and which the watchdog logs; the gateway sends the function only once the task's output,
+read through the manager (`first_claim`), shows that claim first.
 A claimed task that should go is told to exit (POST /_/retire, with its own token); the
 service's restart policy `any` has Swarm replace it, in the same slot, by a new warm task.
 
