@@ -191,7 +191,9 @@ class Watchdog:
         self.claimed = True
         self._token = claim.encode()
         self.settings = replace(self.settings, token=claim)
-        os.write(2, claim_line(claim))  # unbuffered, whatever the log level
+        # On standard error, unbuffered, whatever the log level: the one stream the
+        # claimer reads, in which anything the function writes comes after this line.
+        os.write(2, claim_line(claim))
         return 200, dump_json({"status": "claimed"})
 
     def init(self, archive: bytes) -> tuple[int, bytes]:

@@ -278,11 +278,12 @@ class WarmServices:
     def _first_claim(self, task_id: str) -> str | None:
         """Through the manager: the task may run on any node. Only the watchdog writes
         before its first claim (the function's code runs after it), so the first claim
-        line is the watchdog's own."""
+        line is the watchdog's own. Its standard error only: one pipe keeps the order in
+        which lines were written (the engine may interleave two streams otherwise)."""
         api = self._backend._api
         with engine_errors(f"reading the output of warm task {task_id[:12]}"):
             response = api._get(
-                api._url("/tasks/{0}/logs", task_id), params={"stdout": 1, "stderr": 1}
+                api._url("/tasks/{0}/logs", task_id), params={"stdout": 0, "stderr": 1}
             )
             api._raise_for_status(response)
             output = b"".join(frame_payloads(iter([response.content])))
