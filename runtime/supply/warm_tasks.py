@@ -174,11 +174,13 @@ class WarmTasks:
         deps = requirements_files(recipe.code)
         limits = Limits(spec.memory, spec.cpus, DEFAULT_PIDS)
         kind = dataclasses.replace(
-            kind_of(spec.base_image, spec.isolation, limits, deps, spec.preload),
+            kind_of(
+                spec.base_image, spec.isolation, limits, deps, spec.preload, spec.system_packages
+            ),
             limits=limits,
         )
-        if spec.system_packages or spec.isolation != "container" or recipe.debugger:
-            self._codes.pop(pool.name, None)  # their own image: system packages, runtimes
+        if spec.isolation != "container" or recipe.debugger:
+            self._codes.pop(pool.name, None)  # another runtime; a debugger's port
             self._kinds.pop(pool.name, None)
             return
         if kind.requirements:
@@ -214,7 +216,8 @@ class WarmTasks:
         base_id = self._base_ids.get(kind.base)
         if base_id is None:
             return False
-        request = plan_warm_image(base_id, self._requirements.get(kind.requirements, {}))
+        deps = self._requirements.get(kind.requirements, {})
+        request = plan_warm_image(base_id, deps, kind.system_packages)
         task = f"warm service {kind.label}"
         try:
             await self._backend.build_image(request, for_task(progress, task))
