@@ -76,10 +76,10 @@ def warm_table(warm: dict[str, Any], width: int) -> Table:
     """The warm pools: what each holds and for whom."""
     total, budget = mib(warm["memory"]), mib(warm["memory_budget"])
     wide = width >= WIDE
-    table = Table(
-        title=f"warm pools ({total} of {budget}, at most {warm['maximum']} each)",
-        box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD,
-    )
+    title = f"warm pools ({total} of {budget}, at most {warm['maximum']} each)"
+    if not warm["memory_budget"]:  # a service backend's warm services (Swarm)
+        title = f"warm services ({warm['maximum']} tasks each; ready: claimable now)"
+    table = Table(title=title, box=box.HEAVY_HEAD if wide else box.SIMPLE_HEAD)
     columns = ["POOL", "READY", "KEEPS", "MEMORY", "PRELOADS", "FUNCTIONS"]
     if not wide:
         columns.remove("PRELOADS")

@@ -176,7 +176,9 @@ async def serve_platform(
         project,
         actual_port,
         coordinate=shares_replicas(backend),
-        local_demand=lambda: {name: pool.local_demand() for name, pool in platform.pools.items()},
+        local_demand=lambda: {
+            name: platform.supply.local_demand(pool) for name, pool in platform.pools.items()
+        },
     )
     platform = Platform(
         project,

@@ -7,6 +7,7 @@
     ├── FunctionNotFound          no function by that name            -> 404
     ├── FunctionUnavailable       the function failed to deploy/import -> 503
     ├── ReplicaStartError         a replica did not become ready       -> 503
+    │   └── ClaimLost             a warm task was claimed by another (never reaches callers)
     ├── QueueFull                 too much work is waiting             -> 429
     ├── InvocationTimeout         the call ran past its deadline       -> 504
     ├── ReplicaUnreachable        the replica dropped the connection   -> 502
@@ -82,6 +83,12 @@ def import_failed(function: str) -> str:
 
 class ReplicaStartError(FaasError):
     pass
+
+
+class ClaimLost(ReplicaStartError):
+    """A shared warm watchdog refused a claim: another gateway (or anything else holding
+    its service's key) claimed it first. The claimer takes another task
+    (runtime/supply/warm_tasks.py)."""
 
 
 class QueueFull(FaasError):

@@ -105,6 +105,7 @@ class Platform:
                 client,
                 warm_pool=gateway.warm_pool,
                 warm_pool_memory=gateway.warm_pool_memory,
+                warm_tasks=gateway.warm_tasks,
                 coordination=coordination,
             )
         self.supply = supply

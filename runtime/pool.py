@@ -52,6 +52,8 @@ class FunctionState(StrEnum):
 class ReplicaHandle:
     replica: Replica
     in_flight: int = 0
+    served: int = 0
+    """Calls it was given: whoever samples it sees that calls came and went between two looks."""
     started_at: float = field(default_factory=time.time)
     leaving: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once it is taken out of service: its open WebSockets close (code 1001)."""
@@ -209,6 +211,7 @@ class FunctionPool:
             handle = self._free_replica()
             if handle is not None:
                 handle.in_flight += 1
+                handle.served += 1
                 return handle
         if len(self._waiters) >= self.spec.scale.max_queue:
             raise QueueFull(
@@ -259,6 +262,7 @@ class FunctionPool:
             if waiter.done():
                 continue
             handle.in_flight += 1
+            handle.served += 1
             waiter.set_result(handle)
 
     # -- replicas in and out of service --------------------------------------------

@@ -25,6 +25,7 @@ from runtime import http1, tunnel_client
 from runtime.backends.base import Replica
 from runtime.errors import (
     AnswerRejected,
+    ClaimLost,
     FaasError,
     FunctionUnavailable,
     InvocationTimeout,
@@ -228,6 +229,34 @@ class ReplicaClient:
             detail = _failure_reason(body)
             raise FunctionUnavailable(detail, detail=detail)
 
+    async def claim(self, replica: Replica, token: str) -> None:
+        """Claim a shared warm watchdog (Swarm), whose service's key is `replica.token`:
+        from now on it takes `token` only. Nothing of a function travels with it.
+
+        Raises ClaimLost when it refuses (claimed by another already), FaasError when it
+        answers otherwise, ReplicaUnreachable when it cannot be reached.
+        """
+        url = f"http://{replica.address}{wire.INIT_PATH}"
+        headers = {wire.TOKEN_HEADER: replica.token, wire.CLAIM_HEADER: token}
+        try:
+            async with self._client().post(
+                url,
+                data=b"",
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=10, sock_connect=CONNECT_TIMEOUT),
+            ) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
+        if response.status in (403, 409):
+            # the shared key no longer opens it, or it was claimed: another claimer won
+            raise ClaimLost(f"warm replica {replica.name} was claimed by another")
+        if response.status != 200:
+            raise FaasError(
+                f"warm replica {replica.name} refused a claim ({response.status}): "
+                f"{_failure_reason(body)}"
+            )
+
     async def init(self, replica: Replica, archive: bytes) -> None:
         """Give a warm watchdog its function: code, secrets and settings in one tar archive.
 
@@ -256,6 +285,24 @@ class ReplicaClient:
                 f"warm replica {replica.name} refused its function ({response.status}): "
                 f"{_failure_reason(body)}"
             )
+
+    async def retire(self, replica: Replica) -> None:
+        """Tell a claimed warm watchdog to finish and exit (its engine starts a new warm one).
+
+        Raises ReplicaUnreachable when it cannot be reached (it may be gone already)."""
+        url = f"http://{replica.address}{wire.RETIRE_PATH}"
+        try:
+            async with self._client().post(
+                url,
+                headers={wire.TOKEN_HEADER: replica.token},
+                timeout=aiohttp.ClientTimeout(total=10, sock_connect=CONNECT_TIMEOUT),
+            ) as response:
+                await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ReplicaUnreachable(f"replica {replica.name}: {type(exc).__name__}") from None
+        if response.status != 200:
+            status = response.status
+            raise ReplicaUnreachable(f"replica {replica.name} refused to retire ({status})")
 
     async def wait_ready(self, replica: Replica, *, deadline: float, is_alive: AliveCheck) -> None:
         """Poll the watchdog's readiness endpoint until it answers 200.

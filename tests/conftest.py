@@ -126,6 +126,24 @@ def running_replicas(
     return [c for c, name in served if name is not None and function in (None, name)]
 
 
+def claimed_warm_tasks(
+    client: docker.DockerClient, gateway: Gateway, function: str
+) -> list[dict[str, Any]]:
+    """The containers of Swarm warm tasks claimed for `function` (they keep their names:
+    the gateway names each replica `<function>.warm-<task id prefix>`), as `running_replicas`."""
+    listed = gateway.admin_get("/system/functions").json()["functions"]
+    names = next(f for f in listed if f["name"] == function)["replica_names"]
+    prefixes = [n.split(".warm-", 1)[1] for n in names if n.startswith(f"{function}.warm-")]
+    label = [f"faas.project={gateway.project}", "faas.role=warm"]
+    found = []
+    for service in client.api.services(filters={"label": label}):
+        for task in client.api.tasks(filters={"service": service["ID"]}):
+            container = (task["Status"].get("ContainerStatus") or {}).get("ContainerID")
+            if container and any(task["ID"].startswith(p) for p in prefixes):
+                found.append({"Id": container})
+    return found
+
+
 def replica_function(container: dict[str, Any], project: str) -> str | None:
     """The function a listed container serves; None for sandboxes and unassigned watchdogs."""
     return serving_function(

@@ -261,9 +261,13 @@
     $("warm").hidden = !warm;
     if (!warm) return;
     const pools = warm.pools || [];
-    $("warm-memory").textContent = `${mib(warm.memory)} of ${mib(warm.memory_budget)}`;
-    $("warm-memory").title =
-      `memory the warm watchdogs hold, of gateway.warm_pool_memory; at most ${warm.maximum} per pool`;
+    // A service backend's warm services (Swarm) have no memory budget: tasks per service.
+    $("warm-memory").textContent = warm.memory_budget
+      ? `${mib(warm.memory)} of ${mib(warm.memory_budget)}`
+      : `${warm.maximum} tasks per warm service`;
+    $("warm-memory").title = warm.memory_budget
+      ? `memory the warm watchdogs hold, of gateway.warm_pool_memory; at most ${warm.maximum} per pool`
+      : "gateway.warm_tasks; ready: the tasks this gateway could claim now";
     $("no-warm").hidden = pools.length > 0;
     $("warm-pools").parentElement.hidden = pools.length === 0;
     const rows = pools.map((pool) => {

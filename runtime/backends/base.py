@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from runtime.interpreter import Interpreter
 
@@ -294,6 +294,50 @@ class ContainerBackend(Backend, Protocol):
     async def assign_warm(self, replica: Replica, spec: ReplicaSpec) -> Replica:
         """Give a started warm watchdog `spec`'s limits (unless it has them) and name it
         after the function; from then on it is a replica of `spec.function`."""
+
+
+@dataclass(frozen=True)
+class WarmTask:
+    """A running task of a warm service (runtime/backends/swarm/warm.py), unclaimed or not."""
+
+    id: str
+    service: str
+    """The warm service it belongs to."""
+    key: str
+    """The service's shared key: it opens the task's one claim only."""
+    address: str | None
+    created_at: float
+    lost: str | None = None
+    """Why a claimed task is gone without stopping (its node is down), as `Task.lost`:
+    listed once, after it left the running ones."""
+
+
+class WarmServices(Protocol):
+    """Warm watchdogs an engine keeps running as a service per kind of function, which a
+    gateway claims over the network (runtime/supply/warm_tasks.py)."""
+
+    @property
+    def claim_idle(self) -> float:
+        """Seconds a claimed task goes without a request before it retires itself."""
+
+    async def ensure(self, spec: WarmSpec, *, label: str, size: int) -> str:
+        """Create `spec`'s warm service with `size` tasks unless it exists; its name."""
+
+    async def remove(self, service: str) -> None: ...
+
+    async def first_claim(self, task_id: str) -> str | None:
+        """The digest of the first claim a task's watchdog logged (wire.CLAIMED), read
+        through the engine; None while there is none."""
+
+    async def tasks(self) -> list[WarmTask]:
+        """The running tasks of every warm service of the project."""
+
+
+@runtime_checkable
+class WarmServiceBackend(Protocol):
+    """A service backend that can keep warm services (swarm)."""
+
+    def warm_services(self) -> WarmServices: ...
 
 
 AnyBackend = ContainerBackend | ServiceBackend

@@ -427,6 +427,7 @@ def _gateway(raw: RawGateway) -> GatewaySettings:
         result_retention=raw.result_retention,
         warm_pool=raw.warm_pool,
         warm_pool_memory=raw.warm_pool_memory,
+        warm_tasks=raw.warm_tasks,
         cors=_cors(raw.cors),
     )
 

@@ -72,6 +72,7 @@ DEFAULT_MAX_BACKLOG = 10_000
 DEFAULT_EVENTS_AUTH = "key"
 DEFAULT_RESULT_RETENTION = 3600.0
 DEFAULT_WARM_POOL = 8
+DEFAULT_WARM_TASKS = 2
 DEFAULT_WARM_POOL_MEMORY = 512 * 1024 * 1024
 DEFAULT_ISOLATION = "container"
 DEFAULT_CORS_MAX_AGE = 600
@@ -200,6 +201,9 @@ class GatewaySettings:
     starts on one of them; how many are kept follows recent cold starts. 0 turns them off."""
     warm_pool_memory: int = DEFAULT_WARM_POOL_MEMORY
     """Bytes the warm watchdogs may hold together; the least recently needed kinds go first."""
+    warm_tasks: int = DEFAULT_WARM_TASKS
+    """Swarm: tasks each warm service keeps (runtime/supply/warm_tasks.py), one service per
+    kind of function and set of limits. 0 turns warm starts on Swarm off."""
     cors: CorsSettings | None = None
     """CORS for every path of the function listener but the `http:` routes, which carry
     their own (this with their `cors` laid over it); None: no CORS."""

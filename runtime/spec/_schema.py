@@ -60,6 +60,7 @@ from runtime.spec._model import (
     DEFAULT_TIMEZONE,
     DEFAULT_WARM_POOL,
     DEFAULT_WARM_POOL_MEMORY,
+    DEFAULT_WARM_TASKS,
 )
 from runtime.spec._yaml import Loc
 
@@ -202,6 +203,9 @@ class RawGateway(_Raw):
         DEFAULT_WARM_POOL
     )
     warm_pool_memory: Annotated[int, PlainValidator(v.size)] = DEFAULT_WARM_POOL_MEMORY
+    warm_tasks: Annotated[int, PlainValidator(v.integer(0, 64, noun="a number of tasks"))] = (
+        DEFAULT_WARM_TASKS
+    )
     cors: RawCors | None = None
 
 

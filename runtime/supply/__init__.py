@@ -12,6 +12,8 @@ backend, chosen once, here, from the backend's `kind`:
 - services.py    `ServiceSupply`: a service per function whose count the engine
                  keeps (swarm, kubernetes): set counts (the leading gateway only),
                  adopt and retire the tasks the engine runs
+- warm_tasks.py  `WarmTasks`: a service supply's warm starts, on claimed tasks of
+                 warm services (swarm)
 - memory.py      `MemorySupply`: replicas in memory, for tests without an engine
 - base.py        the protocol, `Recipe` (what replicas are made from)
 
@@ -21,12 +23,13 @@ of its supply) or a new supply here, never a branch in the platform.
 
 from __future__ import annotations
 
-from runtime.backends.base import AnyBackend, Backend
+from runtime.backends.base import AnyBackend, Backend, WarmServiceBackend
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.coordination import Coordination, Follower
 from runtime.supply.base import FunctionProgress, Recipe, ReplicaSupply
 from runtime.supply.containers import ContainerSupply
 from runtime.supply.services import ServiceSupply
+from runtime.supply.warm_tasks import WarmTasks
 
 __all__ = [
     "FunctionProgress",
@@ -43,15 +46,20 @@ def supply_for(
     *,
     warm_pool: int = 0,
     warm_pool_memory: int = 0,
+    warm_tasks: int = 0,
     coordination: Coordination | None = None,
 ) -> ReplicaSupply:
     """The supply for `backend`'s kind. `warm_pool`, `warm_pool_memory`: the most warm
-    watchdogs one pool keeps, and the bytes all may hold (containers); `coordination`:
+    watchdogs one pool keeps, and the bytes all may hold (containers); `warm_tasks`: tasks
+    per warm service (services that keep them: swarm); `coordination`:
     who sets counts among the gateways sharing the services."""
     if backend.kind == "services":
         if backend.scales_itself:
             coordination = Follower()
-        return ServiceSupply(backend, client, coordination)
+        warm = None
+        if isinstance(backend, WarmServiceBackend) and warm_tasks > 0:
+            warm = WarmTasks(backend.warm_services(), backend, client, size=warm_tasks)
+        return ServiceSupply(backend, client, coordination, warm)
     return ContainerSupply(backend, client, warm_pool=warm_pool, warm_pool_memory=warm_pool_memory)
 
 

@@ -152,6 +152,10 @@ class ReplicaSupply(Protocol):
     def warm_status(self) -> WarmStatus | None:
         """What the warm pools hold now; None when this supply keeps none."""
 
+    def local_demand(self, pool: FunctionPool) -> int:
+        """Calls of `pool` waiting or in flight at this gateway that the replicas every
+        gateway shares must carry (what it tells the leading gateway, cluster/gateways.py)."""
+
     def add(self, pool: FunctionPool) -> None:
         """A function's pool exists (at start, or added by a reload)."""
 

@@ -103,6 +103,9 @@ class ContainerSupply:
         )
         return WarmStatus(maximum=self._warm_max, budget=self._warm_budget, pools=pools)
 
+    def local_demand(self, pool: FunctionPool) -> int:
+        return pool.local_demand()
+
     def _takers(self) -> dict[WarmKind, list[str]]:
         """Kind -> the functions that start from its pool now."""
         takers: dict[WarmKind, list[str]] = collections.defaultdict(list)

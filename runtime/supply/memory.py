@@ -31,6 +31,9 @@ log = logging.getLogger("faas.supply")
 class MemorySupply:
     refresh_interval = 0.05
 
+    def local_demand(self, pool: FunctionPool) -> int:
+        return pool.local_demand()
+
     def warm_status(self) -> None:
         return None
 

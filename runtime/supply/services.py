@@ -24,7 +24,8 @@ from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.replica_client import ReplicaClient
 from runtime.scaling.coordination import Alone, Coordination, Demand
 from runtime.scaling.decide import Observation
-from runtime.supply.base import FunctionProgress, Recipe, still_running
+from runtime.supply.base import FunctionProgress, Recipe, WarmStatus, still_running
+from runtime.supply.warm_tasks import WarmTasks
 
 log = logging.getLogger("faas.scale")
 
@@ -37,16 +38,25 @@ SERVICE_RETRY_DELAY = 1.0
 class ServiceSupply:
     refresh_interval = SYNC_INTERVAL
 
-    def warm_status(self) -> None:
-        return None
+    def warm_status(self) -> WarmStatus | None:
+        return None if self.warm is None else self.warm.status()
+
+    def local_demand(self, pool: FunctionPool) -> int:
+        """Less what this gateway's claimed warm tasks carry: they serve it alone."""
+        if self.warm is None:
+            return pool.local_demand()
+        return max(0, pool.local_demand() - self.warm.carried(pool))
 
     def __init__(
         self,
         backend: ServiceBackend,
         client: ReplicaClient,
         coordination: Coordination | None = None,
+        warm: WarmTasks | None = None,
     ) -> None:
         self.backend = backend
+        self.warm = warm
+        """Claims of warm tasks (warm_tasks.py), when the backend keeps warm services."""
         self.coordination: Coordination = coordination or Alone()
         self.counts: dict[str, int] = {}
         """The replica count each service is set to, as last read or set."""
@@ -66,6 +76,8 @@ class ServiceSupply:
 
     def use(self, pool: FunctionPool, recipe: Recipe) -> None:
         self._recipes[pool.name] = recipe
+        if self.warm is not None:
+            self.warm.use(pool, recipe)
 
     async def build(
         self,
@@ -73,10 +85,15 @@ class ServiceSupply:
         base_ids: Mapping[str, str],
         progress: FunctionProgress,
     ) -> None:
-        """Nothing shared: the engine starts every task from its function's image."""
+        """The warm services' images, if any: the engine starts every function's own task
+        from its function's image."""
+        if self.warm is not None:
+            await self.warm.build(pools, base_ids, progress)
 
     async def start(self, pools: Sequence[FunctionPool], progress: FunctionProgress) -> None:
-        """Nothing shared to start."""
+        """The warm services, if any."""
+        if self.warm is not None:
+            await self.warm.start(pools, progress)
 
     async def prepare(self, pool: FunctionPool) -> None:
         """Create or update the function's service; fail the function once every attempt
@@ -84,6 +101,8 @@ class ServiceSupply:
         recipe = self._recipes.get(pool.name)
         if pool.error is not None or pool.image is None or recipe is None:
             return
+        if self.warm is not None:
+            await self.warm.prepare(pool)
         for attempt in range(1, SERVICE_ATTEMPTS + 1):
             try:
                 await self.backend.ensure_service(recipe.replica_spec(pool.spec))
@@ -101,12 +120,16 @@ class ServiceSupply:
                 await asyncio.sleep(SERVICE_RETRY_DELAY * attempt)
 
     async def replace(self, pool: FunctionPool) -> None:
+        if self.warm is not None:
+            self.warm.replace(pool)
         await self.prepare(pool)  # the engine rolls the service's tasks
 
     async def remove(self, pool: FunctionPool) -> None:
         if self._pools.get(pool.name) is pool:
             del self._pools[pool.name]
             self._recipes.pop(pool.name, None)
+        if self.warm is not None:
+            await self.warm.remove(pool)
         pool.close()  # the engine stops the tasks of a service being removed
         self.counts.pop(pool.name, None)
         for task_id, handle in list(self._handles.items()):
@@ -122,11 +145,17 @@ class ServiceSupply:
         if pool.image is None:
             return None
         current = self.counts.get(pool.name, 0)
-        ready = min(pool.ready_count, current)
-        pool.starting = current - ready
+        queued, in_flight, ready = pool.depth(), pool.in_flight, pool.ready_count
+        claiming = 0
+        if self.warm is not None:  # claimed warm tasks carry what they can: not the service
+            self.warm.claim_for(pool)
+            claiming = self.warm.claiming(pool)
+            queued, in_flight, ready = self.warm.uncovered(pool)
+        ready = min(ready, current)
+        pool.starting = current - ready + claiming
         if not self.coordination.leads() or (pool.error is not None and current == 0):
             return None
-        demand = self.coordination.demand(pool.name, Demand(pool.depth(), pool.in_flight))
+        demand = self.coordination.demand(pool.name, Demand(queued, in_flight))
         return Observation(now, demand.queued, demand.in_flight, ready, current - ready)
 
     def scale(self, pool: FunctionPool, current: int, desired: int) -> int:
@@ -151,12 +180,17 @@ class ServiceSupply:
             )
 
     def take_back(self, pool: FunctionPool, handle: ReplicaHandle) -> None:
-        """Nothing to stop: the engine stops the tasks it scales down."""
+        """Nothing to stop: the engine stops the tasks it scales down; a claimed warm task
+        is told to exit."""
+        if self.warm is not None:
+            self.warm.taken_back(handle)
 
     # -- what the engine runs --------------------------------------------------------
 
     async def refresh(self) -> None:
         """Make every pool's replicas the running tasks of its service."""
+        if self.warm is not None:
+            await self.warm.refresh(asyncio.get_running_loop().time())
         tasks = await self.backend.tasks()
         counts = await self.backend.desired_replicas()
         for name in self._pools:
@@ -251,6 +285,8 @@ class ServiceSupply:
         pool.forget(handle, str(error))
 
     async def stop(self) -> None:
+        if self.warm is not None:
+            await self.warm.stop()
         pending = [*self._readying.values(), *self._settings.values()]
         for task in pending:
             task.cancel()

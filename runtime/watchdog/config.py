@@ -36,6 +36,10 @@ class Settings:
     secrets_dir: str = wire.SECRETS_DIR
     deps_dir: str = wire.DEPS_DIR
     """Where a warm watchdog writes the requirements it is sent; on PYTHONPATH in the image."""
+    claim: bool = False
+    """`token` is a warm service's shared key: a function comes only with a claim."""
+    claim_idle: float = 0.0
+    """A claimed watchdog exits after this many seconds without a request; 0: never."""
     run_as: tuple[int, int] | None = None
     """(uid, gid) a warm watchdog becomes before it imports its function; None: stays."""
     preload: tuple[str, ...] = ()
@@ -114,6 +118,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         warm=warm,
         secrets_dir=text(wire.SECRETS_DIR_ENV, wire.SECRETS_DIR),
         deps_dir=text(wire.DEPS_DIR_ENV, wire.DEPS_DIR),
+        claim=flag(wire.CLAIM_ENV) and warm,
+        claim_idle=number(wire.CLAIM_IDLE_ENV, 0.0, float, 0.0),
         run_as=user(wire.RUN_AS_ENV),
         preload=modules(wire.PRELOAD_ENV),
         debug_port=int(number(wire.DEBUG_PORT_ENV, 0, int, 0)),

@@ -37,17 +37,22 @@ from .protocol import Connection, Request
 from .wire import (
     ATTEMPT_HEADER,
     CALL_ID_HEADER,
+    CLAIM_HEADER,
+    CLAIMED,
     EVENT_ID_HEADER,
     FUNCTION_NAME_ENV,
     INIT_PATH,
     MAX_MESSAGE_HEADER,
+    MIN_CLAIM_TOKEN,
     READY_PATH,
     RELOAD_PATH,
+    RETIRE_PATH,
     TIMEOUT_HEADER,
     TOKEN_ENV,
     TOKEN_HEADER,
     TOPIC_HEADER,
     WEBSOCKET_HEADER,
+    claim_digest,
 )
 from .workers import Workers
 
@@ -94,6 +99,11 @@ class Watchdog:
         self.assigned: str | None = None  # the function a warm watchdog was given by /_/init
         self.writer = writer
         """A warm watchdog started as root: what writes its function's files (warm.py)."""
+        self.claimed = False
+        """A watchdog of a shared warm service (`settings.claim`) took its one claim."""
+        self.retire: Callable[[], None] = lambda: None
+        """Set by `serve`: drain and exit 0 (POST /_/retire of a claimed watchdog)."""
+        self.last_request = self.loop.time()
         if handler is not None:
             self._ready = (200, dump_json({"status": "ready"}))
         elif failure is not None:
@@ -109,6 +119,11 @@ class Watchdog:
         if token is None or not hmac.compare_digest(token.encode("latin-1"), self._token):
             error = "missing X-Faas-Token" if token is None else "invalid X-Faas-Token"
             conn.respond(403, dump_json({"error": error}), JSON_TYPE, call_id)
+            return
+        self.last_request = self.loop.time()
+        if request.path == RETIRE_PATH and request.method == "POST" and self.claimed:
+            conn.respond(200, dump_json({"status": "retiring"}), JSON_TYPE, call_id)
+            self.retire()
         elif self.warm and self._warm_dispatch(conn, request, call_id):
             pass  # answered by the warm watchdog itself
         elif request.path == RELOAD_PATH and request.method == "POST":
@@ -125,7 +140,19 @@ class Watchdog:
     def _warm_dispatch(self, conn: Connection, request: Request, call_id: str) -> bool:
         """Answer what only a warm watchdog answers; False: route the request as usual."""
         if request.path == INIT_PATH and request.method == "POST":
-            if self.assigned is None:
+            claim = request.faas.get(CLAIM_HEADER)
+            if self.settings.claim and not self.claimed:
+                status, body = self._claim(claim, request.body)
+            elif self.settings.claim and (claim is not None or self.assigned is not None):
+                status, body = 409, dump_json({"error": "this replica was claimed already"})
+            elif self.settings.claim:  # the claimer, once it saw its claim logged
+                status, body = self.init(request.body)
+                if status not in (200, 503):  # refused: nothing will use it; a new one comes
+                    self.retire()
+            elif claim is not None:
+                error = "this warm replica is not a shared one: it takes no claim"
+                status, body = 400, dump_json({"error": error})
+            elif self.assigned is None:
                 status, body = self.init(request.body)
             else:
                 error = f"this replica already serves {self.assigned}"
@@ -139,6 +166,35 @@ class Watchdog:
             status, body = 409, dump_json({"error": error, "call_id": call_id})
         conn.respond(status, body, JSON_TYPE, call_id)
         return True
+
+    def _claim(self, claim: str | None, archive: bytes) -> tuple[int, bytes]:
+        """Take the one claim of a shared warm service's watchdog: from now on only the
+        claimer's token is accepted. The function follows in a second POST /_/init.
+
+        Before it answers, the claim's digest goes to the container's output
+        (`claim_line`), where only the engine's API reads it: the claimer sends the
+        function only once the first claim its task logged is its own. The function
+        code that runs here later can write lines too, but only after that one, so a
+        watchdog that runs some function's code already (and would accept any claim)
+        cannot pass for a fresh one (runtime/supply/warm_tasks.py).
+        """
+        from dataclasses import replace
+
+        if claim is None:
+            return 400, dump_json({"error": f"a shared warm replica needs {CLAIM_HEADER}"})
+        if len(claim) < MIN_CLAIM_TOKEN or not claim.isascii() or not claim.isprintable():
+            error = f"{CLAIM_HEADER} must be at least {MIN_CLAIM_TOKEN} printable characters"
+            return 400, dump_json({"error": error})
+        if archive:
+            error = "a claim carries no function: send it once the claim is seen logged"
+            return 400, dump_json({"error": error})
+        self.claimed = True
+        self._token = claim.encode()
+        self.settings = replace(self.settings, token=claim)
+        # On standard error, unbuffered, whatever the log level: the one stream the
+        # claimer reads, in which anything the function writes comes after this line.
+        os.write(2, claim_line(claim))
+        return 200, dump_json({"status": "claimed"})
 
     def init(self, archive: bytes) -> tuple[int, bytes]:
         """Become the function in `archive` (format in warm.py): 200, 503 if it fails to import.
@@ -531,12 +587,15 @@ async def serve(
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
+    wd.retire = partial(on_signal, "retired")
+    idle_watch = loop.create_task(_exit_when_idle(wd, settings.claim_idle))
 
     port = server.sockets[0].getsockname()[1]
     log.info("listening", extra={"host": settings.host, "port": port})
     name = await stop
+    idle_watch.cancel()
 
-    if settings.drain_delay:
+    if settings.drain_delay and name != "retired":  # a gateway retires only what it left
         # Engines that pick which replica stops (Swarm) tell the gateway after the
         # replica: keep accepting until the gateway has stopped sending calls here.
         log.info(f"{name}: accepting calls for {settings.drain_delay:g}s more")
@@ -551,6 +610,26 @@ async def serve(
         log.warning(f"exiting with {wd.inflight} call(s) still running")
     else:
         log.info("stopped")
+
+
+def claim_line(token: str) -> bytes:
+    """The output line a claim leaves: its token's digest (the token itself opens calls)."""
+    entry = {"level": "info", "function": "warm", "msg": CLAIMED, "claim": claim_digest(token)}
+    return dump_json(entry) + b"\n"
+
+
+async def _exit_when_idle(wd: Watchdog, idle: float) -> None:
+    """A claimed watchdog that has had no request for `idle` seconds retires itself: the
+    gateway that claimed it is gone (it retires its replicas itself, well before)."""
+    if not idle:
+        return
+    while True:
+        await asyncio.sleep(min(idle / 4, 5.0))
+        quiet = wd.loop.time() - wd.last_request
+        if wd.claimed and not wd.inflight and not wd.tunnels and quiet >= idle:
+            log.warning(f"no request for {quiet:.0f}s since the claim: retiring")
+            wd.retire()
+            return
 
 
 def become_unprivileged(settings: Settings) -> RootWriter | None:

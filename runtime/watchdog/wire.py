@@ -11,7 +11,11 @@ HTTP/1.1, every request carrying the replica's token in TOKEN_HEADER:
     GET  READY_PATH    200 once the handler imported (a warm watchdog: once it
                        started), 503 with the import failure as JSON
     POST RELOAD_PATH   import the handler's current code again (development)
-    POST INIT_PATH     a warm watchdog's function, as an init archive (below)
+    POST INIT_PATH     a warm watchdog's function, as an init archive (below); a
+                       watchdog of a shared warm service (CLAIM_ENV) is claimed first,
+                       once: CLAIM_HEADER and no body; then the archive, with the
+                       claimer's token
+    POST RETIRE_PATH   a claimed warm watchdog drains its calls and exits 0
     anything else      an invocation
 
 Request headers under INTERNAL_PREFIX are the platform's own channel: the watchdog
@@ -43,10 +47,20 @@ CONTROL_PREFIX = "/_/"
 READY_PATH = "/_/ready"
 RELOAD_PATH = "/_/reload"
 INIT_PATH = "/_/init"
+RETIRE_PATH = "/_/retire"
 
 # -- headers (lower case, as both sides compare them) -----------------------------------
 
 INTERNAL_PREFIX = "x-faas-"
+CLAIM_HEADER = "x-faas-claim"
+"""On POST INIT_PATH to a watchdog with CLAIM_ENV: the token it accepts from then on, in
+place of the warm key every task of its service shares. Accepted once; afterwards the
+warm key is refused (403), so a second claimer learns at once that it lost."""
+MIN_CLAIM_TOKEN = 32
+"""Characters a claim's token has at least (the gateway sends 43: 32 random bytes)."""
+CLAIMED = "claimed"
+"""`msg` of the JSON line a claimed watchdog writes to its output before it answers the
+claim, with `claim`: `claim_digest` of the claimer's token."""
 TOKEN_HEADER = "x-faas-token"
 """The replica's secret, compared in constant time; without it every path answers 403."""
 CALL_ID_HEADER = "x-faas-call-id"
@@ -91,6 +105,12 @@ DRAIN_DELAY_ENV = "FAAS_DRAIN_DELAY"
 LOG_LEVEL_ENV = "FAAS_LOG_LEVEL"
 WARM_ENV = "FAAS_WARM"
 """`1`: start with no function and wait for POST INIT_PATH."""
+CLAIM_ENV = "FAAS_CLAIM"
+"""`1`: this warm watchdog's TOKEN_ENV is a key shared by every task of its service (a
+Swarm warm service): it takes a function only in a claim (CLAIM_HEADER)."""
+CLAIM_IDLE_ENV = "FAAS_CLAIM_IDLE"
+"""Seconds a claimed watchdog may go without a request before it exits on its own (0:
+never): it is back in its warm service within seconds if its gateway vanished."""
 RUN_AS_ENV = "FAAS_RUN_AS"
 """`uid:gid` a warm watchdog started as root becomes once it has written its function's
 files, before it imports the handler (REPLICA_UID below)."""
@@ -144,3 +164,10 @@ class InitSettings(TypedDict):
     handler_file: str
     handler_name: str
     environment: dict[str, str]
+
+
+def claim_digest(token: str) -> str:
+    """What a claimed watchdog logs of its claimer's token (CLAIMED)."""
+    import hashlib  # here: a watchdog that is never claimed does not load it
+
+    return hashlib.sha256(token.encode()).hexdigest()[:32]

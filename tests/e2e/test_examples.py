@@ -10,7 +10,14 @@ import docker
 import httpx
 import pytest
 
-from tests.conftest import REPO, Gateway, project_resources, running_gateway, running_replicas
+from tests.conftest import (
+    REPO,
+    Gateway,
+    claimed_warm_tasks,
+    project_resources,
+    running_gateway,
+    running_replicas,
+)
 from tests.engines import TARGETS, Target, drops_every_capability, require, target_params
 
 pytestmark = pytest.mark.docker
@@ -186,12 +193,14 @@ def test_replicas_are_labelled_and_hardened(
 ) -> None:
     client.get("/hello")
     _containers, networks = project_resources(docker_client, examples.project)
-    if examples.backend == "swarm":  # an overlay network per function, shared with the gateway
-        functions = ["audit", "countdown", "digest", "echo", "hello", "sizes"]
+    if examples.backend == "swarm":  # an overlay network per function, and the warm services'
+        functions = ["audit", "countdown", "digest", "echo", "hello", "sizes", "warm"]
         assert sorted(networks) == [f"faas-{examples.project}-{f}" for f in functions]
     else:
         assert networks == [f"faas-{examples.project}"]
-    hello = running_replicas(docker_client, examples.project, "hello")
+    hello = running_replicas(docker_client, examples.project, "hello") or claimed_warm_tasks(
+        docker_client, examples, "hello"
+    )
     assert len(hello) == 1
     config = docker_client.api.inspect_container(hello[0]["Id"])
     host = config["HostConfig"]

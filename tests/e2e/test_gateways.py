@@ -49,7 +49,9 @@ def pair(
     spec.write_text(
         "version: 1\n"
         f"cluster: {{backend: swarm, queue: nats, nats_url: '{nats_server.url}'}}\n"
-        "gateway: {events_auth: none}\n"
+        # the service's tasks, which both gateways follow the output of (a claimed warm
+        # task is one gateway's: only its log would show the deliveries)
+        "gateway: {events_auth: none, warm_tasks: 0}\n"
         "defaults: {auth: none, timeout: 2s}\n"
         "functions:\n"
         "  worker:\n"

@@ -66,7 +66,8 @@ def test_images_are_pushed_and_services_run_the_registry_copy(
     built = run_cli("build", "--file", str(spec), "--project", "t-registry")
     assert built.returncode == 0, built.stderr
     catalog = httpx.get(f"http://{registry}/v2/_catalog", trust_env=False).json()
-    assert catalog["repositories"] == ["team/faas-function"]
+    # the function's image, and its kind's warm watchdogs' (warm services, on any node)
+    assert catalog["repositories"] == ["team/faas-function", "team/faas-warm"]
     tags = httpx.get(f"http://{registry}/v2/team/faas-function/tags/list", trust_env=False)
     (tag,) = tags.json()["tags"]
 

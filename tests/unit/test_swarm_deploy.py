@@ -71,8 +71,10 @@ def test_function_images_build_and_failures_are_named(tmp_path: Path) -> None:
     assert verbs.prepared  # the manager check comes first
     assert verbs.bases == [project.functions["hello"].base_image]
     assert verbs.pushed_bases == verbs.bases  # gateways on other managers plan from it
-    assert [request.function for request in verbs.built] == ["hello"]
+    # The function's image, then its kind's warm image for the warm services.
+    assert [request.function for request in verbs.built] == ["hello", ""]
     assert verbs.built[0].tag.startswith("faas-function:")
+    assert verbs.built[1].tag.startswith("faas-warm:")
     assert failures == ["broken: handler file functions/missing.py not found"]
     assert ("hello", f"built {verbs.built[0].tag}") in seen
 

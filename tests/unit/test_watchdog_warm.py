@@ -18,6 +18,7 @@ import pytest
 
 from runtime.watchdog.config import ConfigError, load_settings
 from runtime.watchdog.warm import ArchiveError, RootWriter, preload
+from runtime.watchdog.wire import claim_digest
 from tests.unit.test_watchdog_server import REPO_ROOT, Launcher, Watchdog, read_response
 
 HELLO = """
@@ -519,3 +520,106 @@ def test_preload_reports_a_module_that_fails_at_import(
     assert done.failed["warm_preload_bad_xyz"].startswith(error)
     assert done.imported == ["warm_preload_after_xyz"]  # the rest are still imported
     assert "warm_preload_bad_xyz" not in sys.modules
+
+
+# ---------------------------------------------------------------- claims (shared warm services)
+
+CLAIM = "c" * 43
+
+
+def claim(warm: Warm, token: str | None = CLAIM, key: str = "test-token") -> tuple[int, Any]:
+    """The first step: the claim alone, no archive."""
+    headers = {} if token is None else {"X-Faas-Claim": token}
+    status, _, body = warm.wd.call("/_/init", method="POST", body=b"", headers=headers, token=key)
+    return status, json.loads(body)
+
+
+def send_function(warm: Warm, token: str = CLAIM) -> tuple[int, Any]:
+    """The second step, with the claimer's token."""
+    headers = {"Content-Type": "application/x-tar"}
+    status, _, body = warm.wd.call(
+        "/_/init", method="POST", body=warm.hello_archive(), headers=headers, token=token
+    )
+    return status, json.loads(body)
+
+
+def claim_lines(warm: Warm) -> list[dict[str, Any]]:
+    return [line for line in warm.log_lines() if line["msg"] == "claimed"]
+
+
+def test_a_shared_warm_watchdog_is_claimed_once_then_given_its_function(
+    start_warm: Callable[..., Warm],
+) -> None:
+    warm = start_warm(FAAS_CLAIM="1")
+    status, answer = warm.init(warm.hello_archive())
+    assert (status, answer) == (400, {"error": "a shared warm replica needs x-faas-claim"})
+    assert claim(warm, "short")[0] == 400
+    with_archive = warm.wd.call(
+        "/_/init", method="POST", body=warm.hello_archive(), headers={"X-Faas-Claim": CLAIM}
+    )
+    assert with_archive[0] == 400  # secrets never travel with the claim itself
+    assert warm.wd.call("/_/ready")[2] == b'{"status":"warm"}'  # nothing was taken
+    assert claim_lines(warm) == []
+
+    assert claim(warm) == (200, {"status": "claimed"})
+    # logged before the answer, as its digest, for the claimer to check through the engine
+    assert [line["claim"] for line in claim_lines(warm)] == [claim_digest(CLAIM)]
+    # from now on the shared key opens nothing, the claimer's token everything
+    for path, method in [("/_/ready", "GET"), ("/greet", "POST"), ("/_/retire", "POST")]:
+        assert warm.wd.call(path, method=method)[0] == 403
+    assert claim(warm, "d" * 43)[0] == 403  # a second claimer loses at once
+    assert claim(warm, "d" * 43, key=CLAIM) == (409, {"error": "this replica was claimed already"})
+    status, answer = send_function(warm)
+    assert (status, answer["function"]) == (200, "hello")
+    assert json.loads(warm.wd.call("/greet", method="POST", token=CLAIM)[2])["greeting"] == "HI!"
+    assert send_function(warm)[0] == 409
+    assert len(claim_lines(warm)) == 1
+
+    status, _, body = warm.wd.call("/_/retire", method="POST", token=CLAIM)
+    assert (status, json.loads(body)) == (200, {"status": "retiring"})
+    assert warm.wd.proc.wait(timeout=10) == 0
+
+
+def test_a_refused_archive_after_the_claim_and_the_watchdog_exits(
+    start_warm: Callable[..., Warm],
+) -> None:
+    warm = start_warm(FAAS_CLAIM="1")
+    assert claim(warm)[0] == 200
+    assert warm.wd.call("/_/init", method="POST", body=b"not a tar", token=CLAIM)[0] == 400
+    assert warm.wd.proc.wait(timeout=10) == 0  # and it leaves, for a fresh one
+
+
+def test_a_claimed_watchdog_retires_on_request_even_without_a_function(
+    start_warm: Callable[..., Warm],
+) -> None:
+    warm = start_warm(FAAS_CLAIM="1")
+    assert claim(warm)[0] == 200
+    assert warm.wd.call("/_/ready", token=CLAIM)[0] == 200
+    assert warm.wd.call("/_/retire", method="POST", token=CLAIM)[0] == 200
+    assert warm.wd.proc.wait(timeout=10) == 0
+
+
+def test_an_unshared_warm_watchdog_takes_no_claim(start_warm: Callable[..., Warm]) -> None:
+    warm = start_warm()
+    status, answer = claim(warm)
+    assert status == 400
+    assert answer == {"error": "this warm replica is not a shared one: it takes no claim"}
+    assert warm.wd.call("/_/retire", method="POST")[0] == 409  # only a claimed one retires
+    assert warm.init(warm.hello_archive())[0] == 200
+
+
+def test_a_claimed_watchdog_left_alone_retires_itself(start_warm: Callable[..., Warm]) -> None:
+    warm = start_warm(FAAS_CLAIM="1", FAAS_CLAIM_IDLE="0.4")
+    assert claim(warm)[0] == 200
+    assert send_function(warm)[0] == 200
+    assert warm.wd.proc.wait(timeout=10) == 0
+    assert any("since the claim: retiring" in line["msg"] for line in warm.log_lines())
+
+
+def test_claim_settings() -> None:
+    env = {"FAAS_TOKEN": "k", "FAAS_WARM": "1", "FAAS_CLAIM": "1", "FAAS_CLAIM_IDLE": "30"}
+    settings = load_settings(env)
+    assert (settings.claim, settings.claim_idle) == (True, 30.0)
+    assert not load_settings({**env, "FAAS_WARM": "0", "FAAS_HANDLER_FILE": "h.py"}).claim
+    with pytest.raises(ConfigError, match="FAAS_CLAIM='maybe' must be 1 or 0"):
+        load_settings({**env, "FAAS_CLAIM": "maybe"})

@@ -41,6 +41,7 @@ from runtime.backends.docker import log_stream as container_logs
 from runtime.backends.docker.engine import EngineBackend, engine_errors
 from runtime.backends.swarm import services
 from runtime.backends.swarm.registry import Pins, push_image
+from runtime.backends.swarm.warm import WarmServices
 from runtime.errors import EngineUnavailable, FaasError
 from runtime.images import image_reference
 
@@ -86,9 +87,16 @@ class SwarmBackend(EngineBackend):
         self._listed: set[str] = set()
         """Tasks that the last `tasks` listing found running."""
         self._service_locks: dict[str, asyncio.Lock] = {}
+        self._warm: WarmServices | None = None
         self._holder_lock = threading.Lock()
         """Functions' services are made in parallel threads; the holder is updated by one."""
         self._pins = Pins()
+
+    def warm_services(self) -> WarmServices:
+        """The project's warm services (warm.py), on this backend's engine connection."""
+        if self._warm is None:
+            self._warm = WarmServices(self)
+        return self._warm
 
     # -- preparation and images ------------------------------------------------------
 
@@ -394,11 +402,24 @@ class SwarmBackend(EngineBackend):
         return result
 
     def _lost_task(self, task_id: str, by_service: dict[str, tuple[str, str]]) -> Task | None:
-        """A task that left the running ones because its node stopped answering Swarm.
+        """The task `task_id` as lost (`Task.lost`), if its node is why it left the running."""
+        found = self.node_lost(task_id)
+        if found is None:
+            return None
+        raw, why = found
+        function, token = by_service.get(raw["ServiceID"], ("", ""))
+        if not function:
+            return None
+        task = services.task_from(raw, function, token, None, self.project)
+        return dataclasses.replace(task, running=False, lost=why)
+
+    def node_lost(self, task_id: str) -> tuple[dict[str, Any], str] | None:
+        """(the task, why) when a task left the running ones because its node stopped
+        answering Swarm; None when it stopped otherwise.
 
         Swarm then reschedules its slot and marks it to shut down, as on a scale-down,
         but nothing will stop it in an orderly way: its node is gone, and connections
-        to it go silent rather than closed (see `Task.lost`).
+        to it go silent rather than closed. Blocking: call in the backend's threads.
         """
         try:
             raw = self._api.inspect_task(task_id)
@@ -407,13 +428,8 @@ class SwarmBackend(EngineBackend):
             return None
         if node is None or node["Status"]["State"] == "ready":
             return None
-        function, token = by_service.get(raw["ServiceID"], ("", ""))
-        if not function:
-            return None
         hostname = node.get("Description", {}).get("Hostname") or raw["NodeID"][:12]
-        task = services.task_from(raw, function, token, None, self.project)
-        why = f"its node {hostname} is {node['Status']['State']}"
-        return dataclasses.replace(task, running=False, lost=why)
+        return raw, f"its node {hostname} is {node['Status']['State']}"
 
     def _network_id(self, function: str) -> str:
         name = services.network_name(self.project, function)

@@ -57,16 +57,17 @@ import docker.errors
 from docker.api.client import APIClient
 
 from runtime import requirements
-from runtime.backends.base import ProgressCallback
+from runtime.backends.base import ImageRequest, ProgressCallback
 from runtime.backends.docker import containers, images
 from runtime.backends.docker.engine import connect, engine_errors
-from runtime.backends.swarm import SwarmBackend, gateway_image, services
+from runtime.backends.swarm import SwarmBackend, gateway_image, services, warm
 from runtime.backends.swarm.gateway_image import default_publish_mode
 from runtime.backends.swarm.registry import push_image
 from runtime.errors import FaasError
-from runtime.images import plan_image, requirements_target
+from runtime.images import plan_image, plan_warm_image, requirements_target
 from runtime.secrets import SecretMissing, SecretStore
 from runtime.spec import DEFAULT_BASE_IMAGE, Project, placeholder_values
+from runtime.warm_kinds import requirements_files
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -172,8 +173,23 @@ async def build_function_images(
                 progress(name, f"failed: {exc}", 1.0)
                 return
         progress(name, f"{'built' if built else 'up to date:'} {request.tag}", 1.0)
+        if project.gateway.warm_tasks and function.isolation == "container":
+            warm_image = plan_warm_image(
+                base_id, requirements_files(request.code), function.system_packages
+            )
+            warm_requests.setdefault(warm_image.tag, warm_image)
 
+    warm_requests: dict[str, ImageRequest] = {}
     await asyncio.gather(*(build(name) for name in project.functions))
+    # The warm services' images (runtime/supply/warm_tasks.py), one per kind: a gateway
+    # inside the swarm takes them from the registry as it takes the functions' images.
+    for tag, warm_image in sorted(warm_requests.items()):
+        try:
+            built = await backend.build_image(warm_image, _task(progress, "warm"))
+        except FaasError as exc:
+            progress("warm", f"failed, functions start on their own services: {exc}", 1.0)
+            continue
+        progress("warm", f"{'built' if built else 'up to date:'} {tag}", 1.0)
     return sorted(failures)
 
 
@@ -215,6 +231,11 @@ def _deploy(
                 args = services.network_args(project.name, function)
                 if not any(n["Name"] == args["name"] for n in api.networks(names=[args["name"]])):
                     api.create_network(**args)
+            warm_tasks = project.gateway.warm_tasks > 0
+            if warm_tasks:  # the warm services' network (warm.py), which the gateway joins
+                args = warm.warm_network_args(project.name)
+                if not any(n["Name"] == args["name"] for n in api.networks(names=[args["name"]])):
+                    api.create_network(**args)
             progress("networks", f"{len(project.functions)} overlay network(s)", 1.0)
             secrets = _ensure_secrets(api, project, admin_token, store)
             swarm = api.info().get("Swarm") or {}
@@ -228,6 +249,7 @@ def _deploy(
                 node_id=None if pushed else swarm.get("NodeID"),  # else only here
                 publish_mode=options.publish_mode,
                 variables=placeholder_values(project),
+                warm=warm_tasks,
             )
             name = wanted["name"]
             existing = _service(api, name)

@@ -30,6 +30,7 @@ from runtime import distribution
 from runtime.backends.base import ImageRequest
 from runtime.backends.docker import containers
 from runtime.backends.swarm import ADDRESS_MODE_ENV, services
+from runtime.backends.swarm.warm import warm_network_name
 from runtime.errors import FaasError
 from runtime.images import RequirementsResolver, code_root, files_digest, tar_files
 from runtime.own_code import walk_files
@@ -176,6 +177,7 @@ def service_args(
     node_id: str | None,
     publish_mode: str = "ingress",
     variables: Mapping[str, str] | None = None,
+    warm: bool = False,
 ) -> dict[str, Any]:
     """Arguments for `APIClient.create_service` (and `update_service`, with a version).
 
@@ -186,6 +188,7 @@ def service_args(
     the nodes running a gateway task answer: for kernels without IPVS, which the mesh needs).
     `variables`: what the `${NAME}` placeholders of functions.yaml read on this machine
     (runtime.spec.placeholder_values), so that the gateway inside reads the file alike.
+    `warm`: also attached to the project's warm network, to claim warm tasks (warm.py).
     """
     labels = {containers.LABEL_PROJECT: project, containers.LABEL_ROLE: ROLE}
     constraints = ["node.role==manager"]
@@ -226,7 +229,8 @@ def service_args(
         "ContainerSpec": container_spec,
         "Placement": {"Constraints": constraints},
         "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000, "MaxAttempts": 0},
-        "Networks": [{"Target": services.network_name(project, f)} for f in sorted(functions)],
+        "Networks": [{"Target": services.network_name(project, f)} for f in sorted(functions)]
+        + ([{"Target": warm_network_name(project)}] if warm else []),
         "LogDriver": {"Name": "json-file", "Options": {"max-size": "10m", "max-file": "3"}},
     }
     return {
