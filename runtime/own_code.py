@@ -18,6 +18,7 @@ watchdog puts on sys.path) is the standard library's or a requirement's.
 from __future__ import annotations
 
 import ast
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -87,6 +88,12 @@ def _import_closure(
     return found
 
 
+_PARSING = threading.Lock()
+"""Images are planned in threads, and CPython 3.11 before 3.11.8 keeps the parser's
+recursion depth per interpreter, not per thread: two parses at once can fail with
+"SystemError: AST constructor recursion depth mismatch" (CPython gh-106905)."""
+
+
 def imported_names(source: str | None) -> Iterator[tuple[str, int]]:
     """(dotted module name, relative level) of every import in `source`; for `from m
     import x` both `m` and `m.x` (x may be a submodule). Unparsable source has none:
@@ -94,7 +101,8 @@ def imported_names(source: str | None) -> Iterator[tuple[str, int]]:
     if source is None:
         return
     try:
-        tree = ast.parse(source)
+        with _PARSING:
+            tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return
     for node in ast.walk(tree):

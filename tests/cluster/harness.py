@@ -35,6 +35,8 @@ class Run:
     masquerades as the node)."""
     at: float
     """When it arrived (epoch seconds)."""
+    run: str = ""
+    """One run of the handler: a report it sent twice has the same."""
 
 
 class Recorder:
@@ -54,8 +56,14 @@ class Recorder:
 
     @property
     def runs(self) -> list[Run]:
+        """Every report, each (run, phase) once: the first that arrived."""
         lines = self._file.read_text().splitlines()
-        return [Run(**json.loads(line)) for line in lines if line.endswith("}")]
+        found: dict[tuple[str, str, str], Run] = {}
+        for line in lines:
+            if line.endswith("}"):
+                run = Run(**json.loads(line))
+                found.setdefault((run.run or str(len(found)), run.key, run.phase), run)
+        return list(found.values())
 
     def of(self, phase: str, prefix: str = "") -> list[Run]:
         return [r for r in self.runs if r.phase == phase and r.key.startswith(prefix)]
@@ -113,7 +121,8 @@ def project_leftovers(node: Node, project: str) -> list[str]:
     services, networks, secrets)."""
     label = {"label": f"faas.project={project}"}
     with contextlib.closing(node.engine()) as engine:
-        found = [f"container {c.name}" for c in engine.containers.list(all=True, filters=label)]
+        listed = engine.api.containers(all=True, filters=label)  # no inspect: they go meanwhile
+        found = [f"container {c['Names'][0].lstrip('/')}" for c in listed]
         if node.role == "manager":
             found += [f"service {s.name}" for s in engine.services.list(filters=label)]
             found += [f"secret {s.name}" for s in engine.secrets.list(filters=label)]

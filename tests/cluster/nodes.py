@@ -46,9 +46,10 @@ REGISTRY_PORT = 5000
 NATS_PORT = 4222
 LABEL = "faas.test-cluster"
 ENGINE_TIMEOUT = 30.0
-HEARTBEAT_NS = 2_000_000_000
-"""How often nodes report to the managers (Swarm's default: 5 s); a node that stops is
-found down after about three of these, and its tasks are rescheduled then."""
+HEARTBEAT_NS = 5_000_000_000
+"""How often nodes report to the managers (Swarm's default); a node that stops is found
+down after a few of these, and its tasks are rescheduled then. Shorter beats make a
+node busy on this 2-core machine look down when it is not."""
 NODE_HARDENING_OFF = [
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",

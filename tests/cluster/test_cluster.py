@@ -51,6 +51,14 @@ def tasks_of(cluster: Cluster, service: str) -> list[dict[str, Any]]:
     return [{**task, "node": nodes.get(task.get("NodeID", ""), "?")} for task in found]
 
 
+def project_tasks(cluster: Cluster, project: str) -> list[dict[str, Any]]:
+    """The tasks of every service of `project` but its gateway's."""
+    with contextlib.closing(cluster.manager.engine()) as engine:
+        found = engine.api.services(filters={"label": f"faas.project={project}"})
+        names = [s["Spec"]["Name"] for s in found if not s["Spec"]["Name"].endswith("-gateway")]
+    return [task for name in names for task in tasks_of(cluster, name)]
+
+
 def replicas_of(cluster: Cluster, service: str) -> int:
     with contextlib.closing(cluster.manager.engine()) as engine:
         spec = engine.api.inspect_service(service)["Spec"]
@@ -129,16 +137,21 @@ def test_examples_run_on_workers_from_images_they_pulled(cluster: Cluster, tmp_p
         echo = httpx.post(f"{url}/echo", json={"n": 1}, timeout=30, trust_env=False)
         assert echo.status_code == 200 and echo.json()["json"] == {"n": 1}
 
+        # Every task that can run function code (the functions' own, the warm services',
+        # the holder's) runs on a worker, from the registry's image
+        # pinned by digest, which that worker pulled.
         workers = {node.name for node in cluster.by_role("worker")}
-        for service in ("faas-examples-hello", "faas-examples-echo"):
-            placed = tasks_of(cluster, service)
-            assert placed and {task["node"] for task in placed} <= workers, placed
-            image = placed[0]["Spec"]["ContainerSpec"]["Image"]
-            assert image.startswith(f"{cluster.registry}/faas-function:") and "@sha256:" in image
-            # The worker that runs it pulled exactly that image from the registry.
-            node = cluster.node(placed[0]["node"])
+        tasks = project_tasks(cluster, "examples")
+        running = [t for t in tasks if t["Status"]["State"] == "running"]
+        roles = {t["Spec"]["ContainerSpec"]["Labels"].get("faas.role", "function") for t in running}
+        assert "warm" in roles, roles  # the calls were served by claimed warm tasks
+        assert {task["node"] for task in running} <= workers, running
+        for task in running:
+            image = task["Spec"]["ContainerSpec"]["Image"]
+            assert image.startswith(f"{cluster.registry}/faas-") and "@sha256:" in image
             repository, _, digest = image.partition("@")
-            assert f"{repository.rpartition(':')[0]}@{digest}" in worker_images(node)
+            pulled = worker_images(cluster.node(task["node"]))
+            assert f"{repository.rpartition(':')[0]}@{digest}" in pulled
         # The gateway image is in the registry too: its task runs on any manager.
         (gateway,) = tasks_of(cluster, "faas-examples-gateway")
         assert cluster.node(gateway["node"]).role == "manager"
