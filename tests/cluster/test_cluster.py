@@ -94,12 +94,6 @@ def assert_nothing_left(cluster: Cluster, project: str) -> None:
     assert left() == {}
 
 
-def gateway_logs(cluster: Cluster, project: str) -> str:
-    with contextlib.closing(cluster.manager.engine()) as engine:
-        raw = engine.api.service_logs(f"faas-{project}-gateway", stdout=True, stderr=True)
-        return b"".join(raw).decode(errors="replace")
-
-
 def get(url: str, timeout: float = 30) -> httpx.Response:
     return httpx.get(url, timeout=timeout, trust_env=False)
 
@@ -283,8 +277,6 @@ def test_a_worker_killed_under_load_loses_nothing(
                  f"{function} to return to zero")  # fmt: skip
     for url in urls:
         assert healthy(url)
-    # The gateways cut the calls when Swarm found the node down, not at their timeout.
-    assert f"its node {victim.name} is down" in gateway_logs(cluster, "cluster")
     deliveries = collections.Counter(r.key for r in recorder.of("finish", "event-"))
     print(
         f"\nworker {victim.name} killed: {len(failed)} of {CALLS} calls answered 502 "
