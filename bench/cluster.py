@@ -12,9 +12,10 @@ bench/projects/cluster twice with `faas deploy`:
 and serves bench/projects/swarm with `faas up --backend docker` on this host.
 Then, alternating so all sides see the same noise:
 
-1. cold start: `hello` at zero (its service at 0 and no task left; for docker no
-   replica), timed from the request to its 200: docker backend vs `across` (gateway
-   on a manager, the task on a worker);
+1. cold start: `hello` at zero (its service at 0 and no task left, and the warm
+   task the previous start claimed retired and replaced; for docker no replica),
+   timed from the request to its 200: docker backend vs `across` (gateway on a
+   manager, the task on a worker: a warm task, see runtime/supply/warm_tasks.py);
 2. warm throughput with wrk at 1 and 32 connections against `warm` (one replica):
    gateway -> task on another node (`across`) vs on the same node (`local`);
 3. events/s: EVENTS events published over both `across` gateways, timed until the
@@ -39,6 +40,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,28 @@ def swarm_at_zero(cluster: Cluster, service: str) -> bool:
     return replicas == 0 and not [
         t for t in stopping if t["Status"]["State"] in ("running", "starting", "preparing")
     ]
+
+
+def warm_tasks(cluster: Cluster, project: str) -> tuple[frozenset[str], int]:
+    """(ids of the running tasks of the project's warm services, how many they want)."""
+    with contextlib.closing(cluster.manager.engine()) as engine:
+        label = [f"faas.project={project}", "faas.role=warm"]
+        found = engine.api.services(filters={"label": label})
+        wanted = sum(s["Spec"]["Mode"]["Replicated"]["Replicas"] for s in found)
+        ids = frozenset(
+            t["ID"]
+            for s in found
+            for t in engine.api.tasks(filters={"service": s["ID"], "desired-state": "running"})
+            if t["Status"]["State"] == "running"
+        )
+    return ids, wanted
+
+
+def warm_refilled(cluster: Cluster, project: str, before: frozenset[str]) -> bool:
+    """The warm task the last start claimed was retired and replaced: every warm task
+    runs, and they are not the ones that ran at that start."""
+    ids, wanted = warm_tasks(cluster, project)
+    return len(ids) == wanted and ids != before
 
 
 def until(condition: Any, what: str, timeout: float = ZERO_TIMEOUT) -> None:
@@ -226,6 +250,7 @@ def main() -> None:
         try:
             with gateway(DOCKER_SPEC, f"bench-cluster-{int(time.time())}") as docker_url:
                 # 1. cold starts, alternating
+                claimed: frozenset[str] = frozenset()
                 for run in range(args.runs):
                     until(
                         lambda: function_info(docker_url, "hello", DOCKER_SPEC)["replicas"] == 0,  # type: ignore[index]
@@ -235,7 +260,10 @@ def main() -> None:
                     until(
                         lambda: swarm_at_zero(cluster, "faas-across-hello"), "across hello at zero"
                     )
+                    # the task the last start claimed is retired, a fresh one runs
+                    until(partial(warm_refilled, cluster, "across", claimed), "the warm tasks")
                     time.sleep(1.0)  # the gateways' listing catches up with the engine
+                    claimed, _ = warm_tasks(cluster, "across")
                     results.cold_across.append(cold_call(across.urls[0]))
                     print(
                         f"cold {run + 1}: docker {results.cold_docker[-1] * 1000:.0f} ms, "
