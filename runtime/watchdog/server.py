@@ -7,6 +7,7 @@ import contextlib
 import hmac
 import importlib
 import inspect
+import math
 import os
 import signal
 import socket
@@ -280,7 +281,7 @@ class Watchdog:
         faas = request.faas
         timeout = self.timeout
         if TIMEOUT_HEADER in faas:
-            timeout = _lower_timeout(faas[TIMEOUT_HEADER], timeout)
+            timeout = _call_timeout(faas[TIMEOUT_HEADER], timeout)
         topic = faas.get(TOPIC_HEADER)
         pipe = request.stream
         event = Event(
@@ -334,7 +335,7 @@ class Watchdog:
             max_size = DEFAULT_MAX_MESSAGE
         timeout = self.timeout
         if TIMEOUT_HEADER in request.faas:
-            timeout = _lower_timeout(request.faas[TIMEOUT_HEADER], timeout)
+            timeout = _call_timeout(request.faas[TIMEOUT_HEADER], timeout)
         context = Context(
             self.function_name,
             call_id,
@@ -530,12 +531,16 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
 
 
-def _lower_timeout(raw: str, default: float) -> float:
+def _call_timeout(raw: str, default: float) -> float:
+    """The call's time limit as the gateway sent it (TIMEOUT_HEADER, with the replica's
+    token; callers cannot send it), else this watchdog's own (FAAS_TIMEOUT). The header
+    wins both ways: replicas and warm watchdogs are not started with their function's
+    timeout, so a limit above the default (30 s) must come with the call."""
     try:
         value = float(raw)
     except ValueError:
         return default
-    return value if 0 < value < default else default
+    return value if 0 < value < math.inf else default
 
 
 def _attempt(raw: str | None) -> int:

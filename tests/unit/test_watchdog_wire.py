@@ -304,3 +304,29 @@ def test_the_kubernetes_probe_asks_the_ready_path_with_the_token_variable() -> N
     probe = function_container()["readinessProbe"]["exec"]["command"]
     assert wire.READY_PATH in probe[2] and f"os.environ[{wire.TOKEN_ENV!r}]" in probe[2]
     assert wire.TOKEN_HEADER in probe[2].lower()
+
+
+def test_a_call_may_take_longer_than_the_watchdogs_default_when_the_gateway_says_so(
+    start: Any, tmp_path: Path
+) -> None:
+    """Replicas are not started with their function's timeout (warm watchdogs have no
+    function yet): a limit above the watchdog's 30 s default comes with each call."""
+    code = tmp_path / "code"
+    (code / "functions").mkdir(parents=True)
+    (code / "functions" / "echo.py").write_text(HANDLER)
+    replica = start(containers.replica_environment(SPEC), **{wire.CODE_DIR_ENV: str(code)})
+
+    async def scenario() -> Any:
+        client = ReplicaClient()
+        try:
+            await wait_ready(client, replica)
+            invocation = Invocation("echo", "GET", "/", b"", [], b"", "call-long")
+            answer = await client.send(replica, invocation, 90.0)
+            try:
+                return json.loads(b"".join([chunk async for chunk in answer.body]))
+            finally:
+                await answer.close()
+        finally:
+            await client.close()
+
+    assert 30 < asyncio.run(scenario())["remaining"] <= 90
