@@ -15,6 +15,10 @@ class ConfigError(Exception):
     """An environment variable is missing or malformed; the watchdog cannot start."""
 
 
+DEFAULT_TIMEOUT = 30.0
+"""Seconds a call may run when neither FAAS_TIMEOUT nor the call says otherwise."""
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     handler_file: str
@@ -24,7 +28,11 @@ class Settings:
     function_name: str = "function"
     host: str = "0.0.0.0"
     port: int = wire.PORT
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT
+    timeout_is_limit: bool = False
+    """FAAS_TIMEOUT was set: a call's own limit (wire.TIMEOUT_HEADER) may only lower it.
+    Unset, the gateway's per-call limit applies as sent (replicas and warm watchdogs are
+    started without their function's timeout), and `timeout` only when none is sent."""
     max_body: int = 10 * MIB
     threads: int = 16
     shutdown_grace: float = 10.0
@@ -109,7 +117,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         function_name=text(wire.FUNCTION_NAME_ENV, "function"),
         host=text(wire.HOST_ENV, "0.0.0.0"),
         port=int(number(wire.PORT_ENV, wire.PORT, int, 0)),
-        timeout=number(wire.TIMEOUT_ENV, 30.0, float, 0.001),
+        timeout=number(wire.TIMEOUT_ENV, DEFAULT_TIMEOUT, float, 0.001),
+        timeout_is_limit=wire.TIMEOUT_ENV in environ,
         max_body=int(number(wire.MAX_BODY_ENV, 10 * MIB, int, 0)),
         threads=int(number(wire.THREADS_ENV, 16, int, 1)),
         shutdown_grace=number(wire.SHUTDOWN_GRACE_ENV, 10.0, float, 0.0),

@@ -281,7 +281,7 @@ class Watchdog:
         faas = request.faas
         timeout = self.timeout
         if TIMEOUT_HEADER in faas:
-            timeout = _call_timeout(faas[TIMEOUT_HEADER], timeout)
+            timeout = _call_timeout(faas[TIMEOUT_HEADER], timeout, self.settings.timeout_is_limit)
         topic = faas.get(TOPIC_HEADER)
         pipe = request.stream
         event = Event(
@@ -335,7 +335,9 @@ class Watchdog:
             max_size = DEFAULT_MAX_MESSAGE
         timeout = self.timeout
         if TIMEOUT_HEADER in request.faas:
-            timeout = _call_timeout(request.faas[TIMEOUT_HEADER], timeout)
+            timeout = _call_timeout(
+                request.faas[TIMEOUT_HEADER], timeout, self.settings.timeout_is_limit
+            )
         context = Context(
             self.function_name,
             call_id,
@@ -531,16 +533,17 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb)).rstrip()
 
 
-def _call_timeout(raw: str, default: float) -> float:
+def _call_timeout(raw: str, default: float, is_limit: bool) -> float:
     """The call's time limit as the gateway sent it (TIMEOUT_HEADER, with the replica's
-    token; callers cannot send it), else this watchdog's own (FAAS_TIMEOUT). The header
-    wins both ways: replicas and warm watchdogs are not started with their function's
-    timeout, so a limit above the default (30 s) must come with the call."""
+    token; callers cannot send it): below `default` when that is a configured limit
+    (`Settings.timeout_is_limit`), else as sent. Replicas and warm watchdogs are not
+    started with their function's timeout: a limit above the default comes with the call."""
     try:
         value = float(raw)
     except ValueError:
         return default
-    return value if 0 < value < math.inf else default
+    ceiling = default if is_limit else math.inf
+    return value if 0 < value < ceiling else default
 
 
 def _attempt(raw: str | None) -> int:
