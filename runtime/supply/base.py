@@ -34,10 +34,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runtime.backends.base import Backend, ProgressCallback, ReplicaSpec
-from runtime.errors import ReplicaUnreachable
+from runtime.errors import FaasError, ReplicaUnreachable
+from runtime.images import plan_warm_image
 from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.scaling.decide import Observation
 from runtime.spec import FunctionSpec
+from runtime.warm_kinds import WarmKind
 
 log = logging.getLogger("faas.supply")
 
@@ -52,6 +54,27 @@ def for_task(progress: FunctionProgress, task: str) -> ProgressCallback:
         progress(task, message, fraction)
 
     return report
+
+
+async def build_warm_image(
+    backend: Backend,
+    base_id: str,
+    deps: Mapping[str, bytes],
+    kind: WarmKind,
+    task: str,
+    progress: FunctionProgress,
+    *,
+    otherwise: str,
+) -> str | None:
+    """Build the warm image of `kind` (its requirements `deps`); its tag, or None when it
+    did not build, reported as "failed, `otherwise`" (how its functions start instead)."""
+    request = plan_warm_image(base_id, deps, kind.system_packages)
+    try:
+        await backend.build_image(request, for_task(progress, task))
+    except FaasError as exc:
+        progress(task, f"failed, {otherwise}: {exc}", 1.0)
+        return None
+    return request.tag
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,7 @@ from typing import Any
 
 from runtime import warm_pool
 from runtime.backends.base import ContainerBackend, Limits, WarmSpec
-from runtime.errors import FaasError, ReplicaUnreachable
-from runtime.images import plan_warm_image
+from runtime.errors import ReplicaUnreachable
 from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.reconcile import Reconciler, Removals
 from runtime.replica_client import ReplicaClient
@@ -35,7 +34,7 @@ from runtime.supply.base import (
     Recipe,
     WarmPoolStatus,
     WarmStatus,
-    for_task,
+    build_warm_image,
     still_running,
 )
 from runtime.supply.starts import ContainerStarts
@@ -173,16 +172,14 @@ class ContainerSupply:
         base_id = self._base_ids.get(kind.base)
         if base_id is None:
             return False
-        request = plan_warm_image(
-            base_id, self._requirements.get(kind.requirements, {}), kind.system_packages
-        )
-        task = f"warm pool {kind.label}"
-        try:
-            await self.backend.build_image(request, for_task(progress, task))
-        except FaasError as exc:
-            progress(task, f"failed, its functions start on new containers: {exc}", 1.0)
+        deps = self._requirements.get(kind.requirements, {})
+        tag = await build_warm_image(
+            self.backend, base_id, deps, kind, f"warm pool {kind.label}", progress,
+            otherwise="its functions start on new containers",
+        )  # fmt: skip
+        if tag is None:
             return False
-        self._warm_images[kind] = request.tag
+        self._warm_images[kind] = tag
         return True
 
     async def start(self, pools: Sequence[FunctionPool], progress: FunctionProgress) -> None:

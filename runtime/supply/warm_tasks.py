@@ -53,7 +53,6 @@ from runtime.backends.base import (
     WarmTask,
 )
 from runtime.errors import ClaimLost, FaasError, FunctionUnavailable, ReplicaUnreachable
-from runtime.images import plan_warm_image
 from runtime.pool import FunctionPool, ReplicaHandle
 from runtime.replica_client import ReplicaClient
 from runtime.supply.base import (
@@ -61,7 +60,7 @@ from runtime.supply.base import (
     Recipe,
     WarmPoolStatus,
     WarmStatus,
-    for_task,
+    build_warm_image,
 )
 from runtime.warm_kinds import WarmKind, kind_of, requirements_files
 from runtime.watchdog import wire
@@ -217,14 +216,13 @@ class WarmTasks:
         if base_id is None:
             return False
         deps = self._requirements.get(kind.requirements, {})
-        request = plan_warm_image(base_id, deps, kind.system_packages)
-        task = f"warm service {kind.label}"
-        try:
-            await self._backend.build_image(request, for_task(progress, task))
-        except FaasError as exc:
-            progress(task, f"failed, its functions start on their services: {exc}", 1.0)
+        tag = await build_warm_image(
+            self._backend, base_id, deps, kind, f"warm service {kind.label}", progress,
+            otherwise="its functions start on their services",
+        )  # fmt: skip
+        if tag is None:
             return False
-        self._images[kind] = request.tag
+        self._images[kind] = tag
         return True
 
     async def start(self, pools: Sequence[FunctionPool], progress: FunctionProgress) -> None:
